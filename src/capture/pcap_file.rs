@@ -1,0 +1,543 @@
+//! pcap and pcapng files, plain or compressed, read in constant memory.
+//!
+//! The file is read in blocks of [`CHUNK_SIZE`]; the formats are parsed with
+//! `pcap-parser`'s frame and block parsers over those blocks. A record cut by
+//! a block boundary is carried into the next block (a small copy). Frames
+//! and blocks larger than [`MAX_RECORD_LEN`] are refused before anything is
+//! allocated for them: a hostile length field cannot make us read 4 GiB.
+//!
+//! gzip and zstd compressed captures are recognised by their magic bytes and
+//! decompressed on the fly. A file cut short (a capture still being written,
+//! a copy interrupted) yields every whole frame and then
+//! [`CaptureError::Truncated`] naming the offset.
+
+use super::{Chunk, FrameRef};
+use crate::time::Timestamp;
+use pcap_parser::pcapng::Block;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Bytes read per block. Large enough that the per-block costs (a channel
+/// message per worker, an allocation) vanish against the per-packet ones.
+pub const CHUNK_SIZE: usize = 4 << 20;
+/// Largest pcap record or pcapng block accepted (the largest snap length
+/// tools use is 256 KiB; TSO/GRO captures stay below 64 KiB + headers).
+pub const MAX_RECORD_LEN: usize = 1 << 20;
+/// Most interfaces one pcapng section may declare.
+pub const MAX_INTERFACES: usize = 1024;
+
+#[derive(Debug)]
+pub enum CaptureError {
+    Io(io::Error),
+    /// Not a pcap or pcapng file (magic not recognised).
+    NotACapture { magic: [u8; 4] },
+    /// The file ends in the middle of a record.
+    Truncated { offset: u64, partial: usize },
+    /// A record header that cannot be right; reading stops there.
+    Corrupt { offset: u64, reason: String },
+}
+
+impl fmt::Display for CaptureError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaptureError::Io(e) => write!(f, "read error: {e}"),
+            CaptureError::NotACapture { magic } => write!(
+                f,
+                "not a pcap or pcapng file (first bytes {:02x}{:02x}{:02x}{:02x}); give a capture written by tcpdump, tshark or dumpcap, optionally .gz or .zst",
+                magic[0], magic[1], magic[2], magic[3]
+            ),
+            CaptureError::Truncated { offset, partial } => write!(
+                f,
+                "truncated at byte offset {offset}: the last record is incomplete ({partial} bytes); records before it were processed"
+            ),
+            CaptureError::Corrupt { offset, reason } => write!(
+                f,
+                "corrupt record at byte offset {offset}: {reason}; records before it were processed"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CaptureError {}
+
+impl From<io::Error> for CaptureError {
+    fn from(e: io::Error) -> Self {
+        CaptureError::Io(e)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Iface {
+    linktype: u16,
+    units_per_sec: u64,
+    offset_secs: i64,
+}
+
+#[derive(Debug)]
+enum Format {
+    Pcap { be: bool, units_per_sec: u64, linktype: u16 },
+    PcapNg { be: bool, ifaces: Vec<Iface>, last_ts: Timestamp },
+}
+
+/// Streaming reader of one capture file.
+pub struct CaptureReader {
+    name: String,
+    input: Box<dyn Read + Send>,
+    format: Option<Format>,
+    carry: Vec<u8>,
+    /// Offset in the (decompressed) stream of `carry[0]`.
+    carry_offset: u64,
+    eof: bool,
+    pending_error: Option<CaptureError>,
+    chunk_size: usize,
+    /// Frames whose interface or block could not be used, counted.
+    pub skipped_frames: u64,
+}
+
+impl CaptureReader {
+    /// Opens a file (or `-` for standard input); gzip and zstd are detected
+    /// from the first bytes.
+    pub fn open(path: &Path) -> Result<Self, CaptureError> {
+        let name = path.display().to_string();
+        let raw: Box<dyn Read + Send> = if name == "-" {
+            Box::new(io::stdin())
+        } else {
+            Box::new(File::open(path)?)
+        };
+        Self::from_reader(name, raw)
+    }
+
+    pub fn from_reader(name: String, raw: Box<dyn Read + Send>) -> Result<Self, CaptureError> {
+        let mut buffered = BufReader::with_capacity(256 << 10, raw);
+        let head = buffered.fill_buf()?;
+        let input: Box<dyn Read + Send> = if head.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::MultiGzDecoder::new(buffered))
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?)
+        } else {
+            Box::new(buffered)
+        };
+        Ok(CaptureReader {
+            name,
+            input,
+            format: None,
+            carry: Vec::new(),
+            carry_offset: 0,
+            eof: false,
+            pending_error: None,
+            chunk_size: CHUNK_SIZE,
+            skipped_frames: 0,
+        })
+    }
+
+    /// Smaller blocks, for tests that exercise records cut by a block boundary.
+    pub fn with_chunk_size(mut self, size: usize) -> Self {
+        self.chunk_size = size.max(64);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The next block of frames; `Ok(None)` at a clean end of file.
+    pub fn next_chunk(&mut self) -> Result<Option<Chunk>, CaptureError> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
+        loop {
+            if self.eof && self.carry.is_empty() {
+                return Ok(None);
+            }
+            let mut buf = Vec::with_capacity(self.chunk_size + self.carry.len());
+            buf.extend_from_slice(&self.carry);
+            let base_offset = self.carry_offset;
+            // Always read something past the carried bytes, so a record longer
+            // than a block still completes.
+            let target = self.chunk_size.max(self.carry.len() + (64 << 10));
+            while buf.len() < target && !self.eof {
+                let want = (target - buf.len()).max(64 << 10);
+                let start = buf.len();
+                buf.resize(start + want, 0);
+                match self.input.read(&mut buf[start..]) {
+                    Ok(0) => {
+                        buf.truncate(start);
+                        self.eof = true;
+                    }
+                    Ok(n) => buf.truncate(start + n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+                    Err(e) => {
+                        buf.truncate(start);
+                        self.eof = true;
+                        self.carry.clear();
+                        return Err(CaptureError::Io(e));
+                    }
+                }
+            }
+            let mut frames = Vec::new();
+            let consumed = match self.parse_frames(&buf, base_offset, &mut frames) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Deliver what parsed, then the error.
+                    self.eof = true;
+                    self.carry.clear();
+                    self.pending_error = Some(e);
+                    return Ok(Some(Chunk { data: Arc::new(buf), frames }));
+                }
+            };
+            self.carry = buf[consumed..].to_vec();
+            self.carry_offset = base_offset + consumed as u64;
+            if self.eof && !self.carry.is_empty() {
+                let err = if self.format.is_none() && base_offset == 0 && consumed == 0 {
+                    let mut magic = [0u8; 4];
+                    let n = self.carry.len().min(4);
+                    magic[..n].copy_from_slice(&self.carry[..n]);
+                    CaptureError::NotACapture { magic }
+                } else {
+                    CaptureError::Truncated {
+                        offset: self.carry_offset,
+                        partial: self.carry.len(),
+                    }
+                };
+                self.carry.clear();
+                if frames.is_empty() {
+                    return Err(err);
+                }
+                self.pending_error = Some(err);
+            }
+            if !frames.is_empty() {
+                return Ok(Some(Chunk { data: Arc::new(buf), frames }));
+            }
+            if self.eof && self.carry.is_empty() {
+                return Ok(None);
+            }
+            // A block with no frame in it (headers only, or a record longer
+            // than what we had): read more.
+        }
+    }
+
+    /// Parses whole records from `buf`; returns how many bytes were used.
+    fn parse_frames(
+        &mut self,
+        buf: &[u8],
+        base_offset: u64,
+        frames: &mut Vec<FrameRef>,
+    ) -> Result<usize, CaptureError> {
+        let mut pos = 0usize;
+        if self.format.is_none() {
+            if buf.len() < 24 {
+                if self.eof && !buf.is_empty() {
+                    let mut magic = [0u8; 4];
+                    let n = buf.len().min(4);
+                    magic[..n].copy_from_slice(&buf[..n]);
+                    if !(magic == [0x0a, 0x0d, 0x0d, 0x0a] || pcap_magic(&magic).is_some()) {
+                        return Err(CaptureError::NotACapture { magic });
+                    }
+                }
+                return Ok(0);
+            }
+            let magic: [u8; 4] = [buf[0], buf[1], buf[2], buf[3]];
+            if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
+                self.format = Some(Format::PcapNg { be: false, ifaces: Vec::new(), last_ts: Timestamp::ZERO });
+            } else if let Some((be, units)) = pcap_magic(&magic) {
+                let network = if be {
+                    u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]])
+                } else {
+                    u32::from_le_bytes([buf[20], buf[21], buf[22], buf[23]])
+                };
+                self.format = Some(Format::Pcap {
+                    be,
+                    units_per_sec: units,
+                    // The upper bits carry FCS information (pcap spec, LinkType field).
+                    linktype: (network & 0xffff) as u16,
+                });
+                pos = 24;
+            } else {
+                return Err(CaptureError::NotACapture { magic });
+            }
+        }
+        let base_ptr = buf.as_ptr() as usize;
+        match self.format.as_mut() {
+            Some(Format::Pcap { be, units_per_sec, linktype }) => {
+                let (be, units, lt) = (*be, *units_per_sec, *linktype);
+                while buf.len() - pos >= 16 {
+                    let h = &buf[pos..pos + 16];
+                    let rd = |i: usize| {
+                        let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+                        if be { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
+                    };
+                    let caplen = rd(8) as usize;
+                    if caplen > MAX_RECORD_LEN {
+                        return Err(CaptureError::Corrupt {
+                            offset: base_offset + pos as u64,
+                            reason: format!("captured length {caplen} exceeds the {MAX_RECORD_LEN}-byte limit"),
+                        });
+                    }
+                    let parsed = if be {
+                        pcap_parser::pcap::parse_pcap_frame_be(&buf[pos..])
+                    } else {
+                        pcap_parser::pcap::parse_pcap_frame(&buf[pos..])
+                    };
+                    match parsed {
+                        Ok((rest, block)) => {
+                            let offset = block.data.as_ptr() as usize - base_ptr;
+                            frames.push(FrameRef {
+                                ts: Timestamp::from_units(block.ts_sec as u64, block.ts_usec as u64, units),
+                                offset: offset as u32,
+                                caplen: block.caplen,
+                                wire_len: block.origlen.max(block.caplen),
+                                linktype: lt,
+                            });
+                            pos = buf.len() - rest.len();
+                        }
+                        Err(_) => break, // Incomplete: wait for more bytes.
+                    }
+                }
+                Ok(pos)
+            }
+            Some(Format::PcapNg { be, ifaces, last_ts }) => {
+                while buf.len() - pos >= 12 {
+                    let h = &buf[pos..];
+                    // A section header states its own byte order.
+                    if h[..4] == [0x0a, 0x0d, 0x0d, 0x0a] {
+                        *be = match [h[8], h[9], h[10], h[11]] {
+                            [0x1a, 0x2b, 0x3c, 0x4d] => true,
+                            [0x4d, 0x3c, 0x2b, 0x1a] => false,
+                            _ => {
+                                return Err(CaptureError::Corrupt {
+                                    offset: base_offset + pos as u64,
+                                    reason: "section header with an unknown byte-order magic".into(),
+                                })
+                            }
+                        };
+                    }
+                    let b = [h[4], h[5], h[6], h[7]];
+                    let block_len = if *be { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) } as usize;
+                    if !(12..=MAX_RECORD_LEN).contains(&block_len) || block_len % 4 != 0 {
+                        return Err(CaptureError::Corrupt {
+                            offset: base_offset + pos as u64,
+                            reason: format!("pcapng block length {block_len} is not a multiple of 4 between 12 and {MAX_RECORD_LEN}"),
+                        });
+                    }
+                    if buf.len() - pos < block_len {
+                        break;
+                    }
+                    let slice = &buf[pos..pos + block_len];
+                    let parsed = if *be {
+                        pcap_parser::pcapng::parse_block_be(slice)
+                    } else {
+                        pcap_parser::pcapng::parse_block_le(slice)
+                    };
+                    let block = match parsed {
+                        Ok((_, block)) => block,
+                        Err(e) => {
+                            return Err(CaptureError::Corrupt {
+                                offset: base_offset + pos as u64,
+                                reason: format!("pcapng block does not parse ({e:?})"),
+                            })
+                        }
+                    };
+                    match block {
+                        Block::SectionHeader(_) => ifaces.clear(),
+                        Block::InterfaceDescription(idb) => {
+                            if ifaces.len() >= MAX_INTERFACES {
+                                return Err(CaptureError::Corrupt {
+                                    offset: base_offset + pos as u64,
+                                    reason: format!("more than {MAX_INTERFACES} interfaces in one section"),
+                                });
+                            }
+                            ifaces.push(Iface {
+                                linktype: idb.linktype.0 as u16,
+                                // Invalid resolutions fall back to the default, µs.
+                                units_per_sec: idb.ts_resolution().unwrap_or(1_000_000),
+                                offset_secs: idb.if_tsoffset,
+                            });
+                        }
+                        Block::EnhancedPacket(epb) => match ifaces.get(epb.if_id as usize) {
+                            Some(iface) => {
+                                let ticks = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
+                                let mut ts = Timestamp::from_ticks(ticks, iface.units_per_sec);
+                                if iface.offset_secs != 0 {
+                                    let off = iface.offset_secs.unsigned_abs().saturating_mul(1_000_000_000);
+                                    ts = if iface.offset_secs > 0 {
+                                        Timestamp(ts.0.saturating_add(off))
+                                    } else {
+                                        Timestamp(ts.0.saturating_sub(off))
+                                    };
+                                }
+                                let caplen = (epb.caplen as usize).min(epb.data.len());
+                                let offset = epb.data.as_ptr() as usize - base_ptr;
+                                *last_ts = ts;
+                                frames.push(FrameRef {
+                                    ts,
+                                    offset: offset as u32,
+                                    caplen: caplen as u32,
+                                    wire_len: epb.origlen.max(caplen as u32),
+                                    linktype: iface.linktype,
+                                });
+                            }
+                            None => self.skipped_frames += 1,
+                        },
+                        Block::SimplePacket(spb) => match ifaces.first() {
+                            // Simple packet blocks carry no time: use the last one seen.
+                            Some(iface) => {
+                                let caplen = (spb.origlen as usize).min(spb.data.len());
+                                let offset = spb.data.as_ptr() as usize - base_ptr;
+                                frames.push(FrameRef {
+                                    ts: *last_ts,
+                                    offset: offset as u32,
+                                    caplen: caplen as u32,
+                                    wire_len: spb.origlen.max(caplen as u32),
+                                    linktype: iface.linktype,
+                                });
+                            }
+                            None => self.skipped_frames += 1,
+                        },
+                        _ => {}
+                    }
+                    pos += block_len;
+                }
+                Ok(pos)
+            }
+            None => Ok(pos),
+        }
+    }
+}
+
+/// pcap magic → (big-endian, timestamp units per second).
+fn pcap_magic(m: &[u8; 4]) -> Option<(bool, u64)> {
+    match m {
+        [0xd4, 0xc3, 0xb2, 0xa1] => Some((false, 1_000_000)),
+        [0xa1, 0xb2, 0xc3, 0xd4] => Some((true, 1_000_000)),
+        [0x4d, 0x3c, 0xb2, 0xa1] => Some((false, 1_000_000_000)),
+        [0xa1, 0xb2, 0x3c, 0x4d] => Some((true, 1_000_000_000)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pcap_bytes(be: bool, nanos: bool, frames: &[(u32, u32, &[u8])]) -> Vec<u8> {
+        let w32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let w16 = |v: u16| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+        let mut out = Vec::new();
+        out.extend_from_slice(&w32(if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 }));
+        out.extend_from_slice(&w16(2));
+        out.extend_from_slice(&w16(4));
+        out.extend_from_slice(&w32(0));
+        out.extend_from_slice(&w32(0));
+        out.extend_from_slice(&w32(65535));
+        out.extend_from_slice(&w32(1));
+        for (s, frac, data) in frames {
+            out.extend_from_slice(&w32(*s));
+            out.extend_from_slice(&w32(*frac));
+            out.extend_from_slice(&w32(data.len() as u32));
+            out.extend_from_slice(&w32(data.len() as u32 + 4));
+            out.extend_from_slice(data);
+        }
+        out
+    }
+
+    fn read_all(bytes: Vec<u8>, chunk: usize) -> (Vec<(Timestamp, Vec<u8>, u32)>, Option<CaptureError>) {
+        let mut r = CaptureReader::from_reader("t".into(), Box::new(io::Cursor::new(bytes)))
+            .unwrap()
+            .with_chunk_size(chunk);
+        let mut out = Vec::new();
+        loop {
+            match r.next_chunk() {
+                Ok(Some(c)) => {
+                    for f in &c.frames {
+                        out.push((f.ts, c.frame_bytes(f).to_vec(), f.wire_len));
+                    }
+                }
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn all_four_pcap_magics() {
+        for be in [false, true] {
+            for nanos in [false, true] {
+                let bytes = pcap_bytes(be, nanos, &[(10, 5, b"abc"), (11, 7, b"defgh")]);
+                let (frames, err) = read_all(bytes, 64);
+                assert!(err.is_none(), "{err:?}");
+                assert_eq!(frames.len(), 2);
+                let unit = if nanos { 1 } else { 1000 };
+                assert_eq!(frames[0].0, Timestamp(10_000_000_000 + 5 * unit));
+                assert_eq!(frames[1].1, b"defgh");
+                assert_eq!(frames[1].2, 9);
+            }
+        }
+    }
+
+    #[test]
+    fn records_cut_by_blocks_are_carried_over() {
+        let frames: Vec<(u32, u32, Vec<u8>)> = (0..50u32).map(|i| (i, i, vec![i as u8; (i * 7 % 100) as usize + 1])).collect();
+        let refs: Vec<(u32, u32, &[u8])> = frames.iter().map(|(a, b, d)| (*a, *b, d.as_slice())).collect();
+        let bytes = pcap_bytes(false, false, &refs);
+        for chunk in [64, 100, 333, 1 << 20] {
+            let (got, err) = read_all(bytes.clone(), chunk);
+            assert!(err.is_none());
+            assert_eq!(got.len(), 50, "chunk {chunk}");
+            for (i, (_, data, _)) in got.iter().enumerate() {
+                assert_eq!(data, &frames[i].2);
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_file_yields_frames_then_offset() {
+        let mut bytes = pcap_bytes(false, false, &[(1, 0, b"0123456789"), (2, 0, b"abcdefghij")]);
+        bytes.truncate(bytes.len() - 3);
+        let (got, err) = read_all(bytes, 1 << 20);
+        assert_eq!(got.len(), 1);
+        match err {
+            Some(CaptureError::Truncated { offset, partial }) => {
+                assert_eq!(offset, 24 + 16 + 10);
+                assert_eq!(partial, 16 + 7);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hostile_caplen_is_refused_without_allocation() {
+        let mut bytes = pcap_bytes(false, false, &[(1, 0, b"ok")]);
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        let (got, err) = read_all(bytes, 1 << 20);
+        assert_eq!(got.len(), 1);
+        assert!(matches!(err, Some(CaptureError::Corrupt { offset: 42, .. })), "{err:?}");
+    }
+
+    #[test]
+    fn not_a_capture_is_named() {
+        let (_, err) = read_all(b"hello, this is a text file and not a capture".to_vec(), 1 << 20);
+        assert!(matches!(err, Some(CaptureError::NotACapture { .. })), "{err:?}");
+        let (_, err) = read_all(b"hi".to_vec(), 1 << 20);
+        assert!(matches!(err, Some(CaptureError::NotACapture { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn gzip_and_zstd_are_read_directly() {
+        let bytes = pcap_bytes(false, false, &[(1, 0, b"abc")]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &bytes).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::encode_all(io::Cursor::new(bytes), 3).unwrap();
+        for compressed in [gz, zs] {
+            let (got, err) = read_all(compressed, 1 << 20);
+            assert!(err.is_none());
+            assert_eq!(got[0].1, b"abc");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Configuration: one TOML file, every option with a default, CLI overrides.
+//!
+//! Two stages (ripgrep's lowargs → hiargs): [`RawConfig`] is what the file
+//! says, deserialised strictly (unknown keys are errors naming the key and
+//! line); [`Config`] is the validated form the pipeline uses, in its own
+//! units. The README lists every key with its default and unit.
+
+use crate::decode::defrag::DefragLimits;
+use crate::flow::reassembly::ReassemblyLimits;
+use crate::flow::FlowSettings;
+use crate::time::NANOS_PER_SEC;
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub pipeline: RawPipeline,
+    pub flow: RawFlow,
+    pub reassembly: RawReassembly,
+    pub fragments: RawFragments,
+    pub output: RawOutput,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPipeline {
+    /// Flow worker threads; 0 = everything on the reading thread.
+    pub workers: usize,
+    /// Batches each bounded queue holds before the reader waits.
+    pub queue_batches: usize,
+}
+
+impl Default for RawPipeline {
+    fn default() -> Self {
+        RawPipeline { workers: 2, queue_batches: 8 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFlow {
+    pub max_flows: usize,
+    pub tcp_idle_timeout_s: u64,
+    pub tcp_attempt_timeout_s: u64,
+    pub tcp_closed_timeout_s: u64,
+    pub udp_idle_timeout_s: u64,
+    pub first_payload_bytes: usize,
+}
+
+impl Default for RawFlow {
+    fn default() -> Self {
+        let d = FlowSettings::default();
+        RawFlow {
+            max_flows: d.max_flows,
+            tcp_idle_timeout_s: d.tcp_idle / NANOS_PER_SEC,
+            tcp_attempt_timeout_s: d.tcp_attempt / NANOS_PER_SEC,
+            tcp_closed_timeout_s: d.tcp_closed / NANOS_PER_SEC,
+            udp_idle_timeout_s: d.udp_idle / NANOS_PER_SEC,
+            first_payload_bytes: d.first_payload_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReassembly {
+    pub max_segments: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for RawReassembly {
+    fn default() -> Self {
+        let d = ReassemblyLimits::default();
+        RawReassembly { max_segments: d.max_segments, max_bytes: d.max_bytes }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFragments {
+    pub max_datagrams: usize,
+    pub max_bytes: usize,
+    pub timeout_s: u64,
+}
+
+impl Default for RawFragments {
+    fn default() -> Self {
+        let d = DefragLimits::default();
+        RawFragments { max_datagrams: d.max_datagrams, max_bytes: d.max_bytes, timeout_s: d.timeout / NANOS_PER_SEC }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOutput {
+    /// Flush (and end a zstd frame) at least this often, milliseconds.
+    pub flush_interval_ms: u64,
+    /// zstd compression level for `.zst` outputs (1–19).
+    pub zstd_level: i32,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        RawOutput { flush_interval_ms: 1000, zstd_level: 3 }
+    }
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub workers: usize,
+    pub queue_batches: usize,
+    pub flow: FlowSettings,
+    pub defrag: DefragLimits,
+    pub flush_interval_ms: u64,
+    pub zstd_level: i32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        RawConfig::default().validate().expect("defaults are valid")
+    }
+}
+
+/// A configuration problem, with the key (and line, when the file has one).
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn range<T: PartialOrd + std::fmt::Display + Copy>(key: &str, v: T, lo: T, hi: T) -> Result<T, ConfigError> {
+    if v < lo || v > hi {
+        return Err(ConfigError(format!("{key} = {v} is out of range: use a value from {lo} to {hi}")));
+    }
+    Ok(v)
+}
+
+impl RawConfig {
+    pub fn parse(text: &str, source: &str) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let place = match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                    format!("{source}:{line}")
+                }
+                None => source.to_string(),
+            };
+            ConfigError(format!("{place}: {}", e.message().trim()))
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read the config file: {e}", path.display())))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let f = &self.flow;
+        let s = NANOS_PER_SEC;
+        Ok(Config {
+            workers: range("pipeline.workers", self.pipeline.workers, 0, 64)?,
+            queue_batches: range("pipeline.queue_batches", self.pipeline.queue_batches, 1, 1024)?,
+            flow: FlowSettings {
+                max_flows: range("flow.max_flows", f.max_flows, 1, 100_000_000)?,
+                tcp_idle: range("flow.tcp_idle_timeout_s", f.tcp_idle_timeout_s, 1, 86_400)? * s,
+                tcp_attempt: range("flow.tcp_attempt_timeout_s", f.tcp_attempt_timeout_s, 1, 86_400)? * s,
+                tcp_closed: range("flow.tcp_closed_timeout_s", f.tcp_closed_timeout_s, 0, 3_600)? * s,
+                udp_idle: range("flow.udp_idle_timeout_s", f.udp_idle_timeout_s, 1, 86_400)? * s,
+                first_payload_bytes: range("flow.first_payload_bytes", f.first_payload_bytes, 0, 65_536)?,
+                reassembly: ReassemblyLimits {
+                    max_segments: range("reassembly.max_segments", self.reassembly.max_segments, 1, 4096)?,
+                    max_bytes: range("reassembly.max_bytes", self.reassembly.max_bytes, 1, 16 << 20)?,
+                },
+            },
+            defrag: DefragLimits {
+                max_datagrams: range("fragments.max_datagrams", self.fragments.max_datagrams, 0, 1_000_000)?,
+                max_bytes: range("fragments.max_bytes", self.fragments.max_bytes, 0, 1 << 30)?,
+                timeout: range("fragments.timeout_s", self.fragments.timeout_s, 1, 600)? * s,
+            },
+            flush_interval_ms: range("output.flush_interval_ms", self.output.flush_interval_ms, 10, 1000)?,
+            zstd_level: range("output.zstd_level", self.output.zstd_level, 1, 19)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = RawConfig::parse("", "t.toml").unwrap().validate().unwrap();
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.flow.tcp_idle, 300 * NANOS_PER_SEC);
+        assert_eq!(c.flow.first_payload_bytes, 1024);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = RawConfig::parse("[flow]\nmax_flows = 10\ntcp_idle_timeout = 5\n", "b.toml").unwrap_err();
+        assert!(e.0.starts_with("b.toml:3:"), "{}", e.0);
+        assert!(e.0.contains("tcp_idle_timeout"), "{}", e.0);
+    }
+
+    #[test]
+    fn bad_value_names_key() {
+        let e = RawConfig::parse("[flow]\nmax_flows = \"many\"\n", "c.toml").unwrap_err();
+        assert!(e.0.starts_with("c.toml:2:"), "{}", e.0);
+        let e = RawConfig::parse("[pipeline]\nworkers = 1000\n", "d.toml").unwrap().validate().unwrap_err();
+        assert!(e.0.contains("pipeline.workers = 1000"), "{}", e.0);
+    }
+}

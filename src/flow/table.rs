@@ -1,0 +1,447 @@
+//! The per-worker flow table.
+//!
+//! A hashbrown map from the canonical (direction-free) key to the flow, a
+//! one-second timer wheel driven by packet time, and a cap. Each worker owns
+//! its table: a connection's two directions reach the same worker through
+//! the symmetric hash, so workers share nothing.
+//!
+//! Determinism: a flow ends when packet time passes `last + timeout` (tested
+//! on each packet of the flow and by the wheel), so the records do not
+//! depend on when the wheel happened to run, nor on the worker count. Only
+//! cap evictions depend on how flows are spread over workers; they are
+//! counted and reported.
+
+use super::key::{Direction, FlowKey, PROTO_TCP, PROTO_UDP};
+use super::reassembly::{Reassembler, StreamEvent};
+use super::tcp::{udp_conn_state, EpState, History, TcpState};
+use super::FlowSettings;
+use crate::app::AppState;
+use crate::decode::tcp_flags::{ACK, RST, SYN};
+use crate::decode::Packet;
+use crate::record::{mac_string, EndpointRecord, FlowRecord, Record};
+use crate::time::{nanos_to_secs_f64, Nanos, Timestamp};
+use hashbrown::HashMap;
+
+const WHEEL_SLOTS: u64 = 1024;
+
+/// Ports on which the first packet seen is most likely the server's, used to
+/// orient a flow picked up without its SYN (as Zeek's `likely_server_ports`).
+const LIKELY_SERVER_PORTS: &[u16] = &[22, 25, 53, 67, 80, 110, 123, 143, 443, 465, 587, 853, 993, 995, 3128, 5223, 8080, 8443];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Both sides closed (FIN) or one reset, then the linger time passed.
+    Closed,
+    /// No packet within the idle timeout.
+    Timeout,
+    /// A new connection reused the 5-tuple (SYN after close).
+    Reused,
+    /// Removed to make room under `max_flows`.
+    Evicted,
+    /// Still open at the end of the input.
+    EndOfInput,
+}
+
+impl EndReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            EndReason::Closed => "closed",
+            EndReason::Timeout => "timeout",
+            EndReason::Reused => "reused",
+            EndReason::Evicted => "evicted",
+            EndReason::EndOfInput => "end_of_input",
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    packets: u64,
+    bytes: u64,
+    ip_bytes: u64,
+    payload_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Stream {
+    reasm: Reassembler,
+}
+
+#[derive(Debug)]
+pub struct Flow {
+    generation: u64,
+    /// Oriented: `src` is the originator.
+    key: FlowKey,
+    /// Whether the originator is the canonical key's lower endpoint.
+    orig_is_lower: bool,
+    start: Timestamp,
+    last: Timestamp,
+    c: [Counters; 2],
+    mac: [Option<[u8; 6]>; 2],
+    tcp: TcpState,
+    history: History,
+    syn_ts: Option<Timestamp>,
+    synack_ts: Option<Timestamp>,
+    ack_ts: Option<Timestamp>,
+    streams: [Option<Box<Stream>>; 2],
+    missed: [u64; 2],
+    gaps: [u32; 2],
+    app: AppState,
+}
+
+fn di(d: Direction) -> usize {
+    match d {
+        Direction::ToServer => 0,
+        Direction::ToClient => 1,
+    }
+}
+
+impl Flow {
+    fn is_tcp(&self) -> bool {
+        self.key.proto == PROTO_TCP
+    }
+
+    fn closed(&self) -> bool {
+        let t = &self.tcp;
+        t.orig == EpState::Reset || t.resp == EpState::Reset || (t.orig == EpState::Closed && t.resp == EpState::Closed)
+    }
+
+    fn timeout(&self, s: &FlowSettings) -> Nanos {
+        match self.key.proto {
+            PROTO_TCP if self.closed() => s.tcp_closed,
+            PROTO_TCP if self.tcp.resp == EpState::Inactive && self.tcp.orig == EpState::SynSent => s.tcp_attempt,
+            PROTO_TCP => s.tcp_idle,
+            _ => s.udp_idle,
+        }
+    }
+
+    fn expired(&self, now: Timestamp, s: &FlowSettings) -> bool {
+        now.since(self.last) > self.timeout(s)
+    }
+}
+
+/// Worker counters, merged into the `stats` record.
+#[derive(Clone, Debug, Default)]
+pub struct TableStats {
+    pub packets: u64,
+    pub created: u64,
+    pub ended: [u64; 5],
+    pub active_max: u64,
+    pub reassembly_gaps: u64,
+    pub reassembly_missed_bytes: u64,
+    pub reassembly_stopped: u64,
+}
+
+impl TableStats {
+    pub fn merge(&mut self, o: &TableStats) {
+        self.packets += o.packets;
+        self.created += o.created;
+        for (a, b) in self.ended.iter_mut().zip(o.ended.iter()) {
+            *a += b;
+        }
+        self.active_max += o.active_max;
+        self.reassembly_gaps += o.reassembly_gaps;
+        self.reassembly_missed_bytes += o.reassembly_missed_bytes;
+        self.reassembly_stopped += o.reassembly_stopped;
+    }
+}
+
+pub struct FlowTable {
+    settings: FlowSettings,
+    max_flows: usize,
+    flows: HashMap<FlowKey, Flow>,
+    wheel: Vec<Vec<(FlowKey, u64)>>,
+    wheel_sec: Option<u64>,
+    next_gen: u64,
+    pub stats: TableStats,
+}
+
+impl FlowTable {
+    /// `share` is this worker's part of `max_flows` (1 / workers).
+    pub fn new(settings: FlowSettings, workers: usize) -> Self {
+        let max_flows = (settings.max_flows / workers.max(1)).max(1);
+        FlowTable {
+            settings,
+            max_flows,
+            flows: HashMap::with_capacity(max_flows.min(1 << 16)),
+            wheel: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
+            wheel_sec: None,
+            next_gen: 0,
+            stats: TableStats::default(),
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.flows.len()
+    }
+
+    fn schedule(&mut self, key: FlowKey, generation: u64, deadline: Timestamp) {
+        let now = self.wheel_sec.unwrap_or(deadline.as_secs());
+        let sec = deadline.as_secs().clamp(now + 1, now + WHEEL_SLOTS - 1);
+        self.wheel[(sec % WHEEL_SLOTS) as usize].push((key, generation));
+    }
+
+    /// Moves packet time forward: ends the flows whose timeout has passed.
+    pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Record>) {
+        let sec = now.as_secs();
+        let from = match self.wheel_sec {
+            None => {
+                self.wheel_sec = Some(sec);
+                return;
+            }
+            Some(s) if sec <= s => return,
+            Some(s) => s,
+        };
+        let steps = (sec - from).min(WHEEL_SLOTS);
+        for i in 1..=steps {
+            let slot_sec = if sec - from > WHEEL_SLOTS { sec - WHEEL_SLOTS + i } else { from + i };
+            self.wheel_sec = Some(slot_sec);
+            let slot = std::mem::take(&mut self.wheel[(slot_sec % WHEEL_SLOTS) as usize]);
+            for (key, generation) in slot {
+                let (expired, deadline) = match self.flows.get(&key) {
+                    Some(f) if f.generation == generation => (f.expired(now, &self.settings), f.last.add(f.timeout(&self.settings))),
+                    _ => continue, // ended already; a stale entry
+                };
+                if expired {
+                    if let Some(f) = self.flows.remove(&key) {
+                        let reason = if f.closed() { EndReason::Closed } else { EndReason::Timeout };
+                        out.push(self.finish(f, reason));
+                    }
+                } else {
+                    self.schedule(key, generation, deadline);
+                }
+            }
+        }
+        self.wheel_sec = Some(sec);
+    }
+
+    /// Ends every flow (end of input), oldest first so output is stable.
+    pub fn drain(&mut self, now: Timestamp, out: &mut Vec<Record>) {
+        let mut all: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        all.sort_by_key(|f| (f.start, f.generation));
+        for f in all {
+            let reason = if f.expired(now, &self.settings) {
+                if f.closed() { EndReason::Closed } else { EndReason::Timeout }
+            } else {
+                EndReason::EndOfInput
+            };
+            out.push(self.finish(f, reason));
+        }
+        for s in &mut self.wheel {
+            s.clear();
+        }
+    }
+
+    /// Makes room: ends the flow scheduled soonest.
+    fn evict_one(&mut self, out: &mut Vec<Record>) {
+        let base = self.wheel_sec.unwrap_or(0);
+        for i in 0..WHEEL_SLOTS {
+            let slot = ((base + i) % WHEEL_SLOTS) as usize;
+            while let Some((key, generation)) = self.wheel[slot].pop() {
+                if self.flows.get(&key).is_some_and(|f| f.generation == generation) {
+                    let f = self.flows.remove(&key).expect("checked");
+                    out.push(self.finish(f, EndReason::Evicted));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn create(&mut self, p: &Packet, canon: FlowKey, lower_is_src: bool, out: &mut Vec<Record>) {
+        if self.flows.len() >= self.max_flows {
+            self.evict_one(out);
+        }
+        // Orientation: the sender of the first packet is the originator,
+        // unless that packet is a SYN+ACK, or it is mid-stream traffic from a
+        // likely server port to a port that is not one.
+        let syn_ack = p.key.proto == PROTO_TCP && p.tcp_flags & (SYN | ACK) == (SYN | ACK);
+        let midstream_from_server = p.tcp_flags & SYN == 0
+            && LIKELY_SERVER_PORTS.contains(&p.key.sport)
+            && !LIKELY_SERVER_PORTS.contains(&p.key.dport);
+        let flip = syn_ack || midstream_from_server;
+        let key = if flip { p.key.reversed() } else { p.key };
+        let orig_is_lower = lower_is_src != flip;
+        let generation = self.next_gen;
+        self.next_gen += 1;
+        self.stats.created += 1;
+        let mut history = History::default();
+        if flip {
+            history.flipped();
+        }
+        let flow = Flow {
+            generation,
+            key,
+            orig_is_lower,
+            start: p.ts,
+            last: p.ts,
+            c: [Counters::default(); 2],
+            mac: [None, None],
+            tcp: TcpState::default(),
+            history,
+            syn_ts: None,
+            synack_ts: None,
+            ack_ts: None,
+            streams: [None, None],
+            missed: [0; 2],
+            gaps: [0; 2],
+            app: AppState::new(self.settings.first_payload_bytes),
+        };
+        let deadline = p.ts.add(flow.timeout(&self.settings));
+        self.flows.insert(canon, flow);
+        self.schedule(canon, generation, deadline);
+        self.stats.active_max = self.stats.active_max.max(self.flows.len() as u64);
+    }
+
+    /// Accounts one packet. `payload` is its transport payload as captured.
+    pub fn process(&mut self, p: &Packet, payload: &[u8], out: &mut Vec<Record>) {
+        self.stats.packets += 1;
+        self.advance(p.ts, out);
+        let (canon, lower_is_src) = p.key.canonical();
+        // End the previous flow on this tuple if its time ran out, or if a
+        // fresh SYN reuses a closed connection's ports.
+        if let Some(f) = self.flows.get(&canon) {
+            let fresh_syn = p.key.proto == PROTO_TCP && p.tcp_flags & (SYN | ACK | RST) == SYN;
+            let reason = if f.expired(p.ts, &self.settings) {
+                Some(if f.closed() { EndReason::Closed } else { EndReason::Timeout })
+            } else if fresh_syn && f.closed() {
+                Some(EndReason::Reused)
+            } else {
+                None
+            };
+            if let Some(r) = reason {
+                let f = self.flows.remove(&canon).expect("present");
+                out.push(self.finish(f, r));
+            }
+        }
+        let settings = self.settings;
+        if !self.flows.contains_key(&canon) {
+            self.create(p, canon, lower_is_src, out);
+        }
+        let Some(flow) = self.flows.get_mut(&canon) else { return };
+        let mut reschedule = None;
+        let d = if lower_is_src == flow.orig_is_lower { Direction::ToServer } else { Direction::ToClient };
+        let i = di(d);
+        flow.last = flow.last.max(p.ts);
+        let c = &mut flow.c[i];
+        c.packets += 1;
+        c.bytes += p.wire_len as u64;
+        c.ip_bytes += p.ip_len as u64;
+        c.payload_bytes += p.payload_wire_len as u64;
+        if flow.mac[i].is_none() {
+            flow.mac[i] = p.src_mac;
+        }
+        if flow.is_tcp() {
+            let was_closed = flow.closed();
+            flow.tcp.update(&mut flow.history, d, p.tcp_flags, p.seq, p.payload_wire_len, p.window);
+            let syn = p.tcp_flags & SYN != 0;
+            let ack = p.tcp_flags & ACK != 0;
+            match (d, syn, ack) {
+                (Direction::ToServer, true, false) if flow.syn_ts.is_none() => flow.syn_ts = Some(p.ts),
+                (Direction::ToClient, true, true) if flow.synack_ts.is_none() && flow.syn_ts.is_some() => {
+                    flow.synack_ts = Some(p.ts)
+                }
+                (Direction::ToServer, false, true) if flow.ack_ts.is_none() && flow.synack_ts.is_some() => {
+                    flow.ack_ts = Some(p.ts)
+                }
+                _ => {}
+            }
+            if syn {
+                if let Some(s) = flow.streams[i].as_mut() {
+                    s.reasm.set_isn(p.seq);
+                } else if flow.app.wants(d) {
+                    let mut r = Reassembler::new(settings.reassembly);
+                    r.set_isn(p.seq);
+                    flow.streams[i] = Some(Box::new(Stream { reasm: r }));
+                }
+            }
+            if !payload.is_empty() && flow.app.wants(d) {
+                let stream = flow.streams[i]
+                    .get_or_insert_with(|| Box::new(Stream { reasm: Reassembler::new(settings.reassembly) }));
+                let app = &mut flow.app;
+                stream.reasm.segment(p.seq, payload, &mut |ev| app.on_stream(d, ev));
+                if !flow.app.wants(d) {
+                    if let Some(s) = flow.streams[i].take() {
+                        flow.missed[i] += s.reasm.missed_bytes;
+                        flow.gaps[i] += s.reasm.gaps;
+                        self.stats.reassembly_stopped += 1;
+                    }
+                }
+            }
+            if flow.closed() && !was_closed {
+                // Reschedule with the short linger timeout.
+                reschedule = Some((flow.generation, p.ts.add(settings.tcp_closed)));
+            }
+        } else if p.key.proto == PROTO_UDP && !payload.is_empty() && flow.app.wants(d) {
+            flow.app.on_stream(d, StreamEvent::Data(payload));
+        }
+        if let Some((generation, deadline)) = reschedule {
+            self.schedule(canon, generation, deadline);
+        }
+    }
+
+    fn finish(&mut self, mut f: Flow, reason: EndReason) -> Record {
+        self.stats.ended[reason as usize] += 1;
+        for i in 0..2 {
+            if let Some(mut s) = f.streams[i].take() {
+                let d = if i == 0 { Direction::ToServer } else { Direction::ToClient };
+                let app = &mut f.app;
+                s.reasm.finish(&mut |ev| app.on_stream(d, ev));
+                f.missed[i] += s.reasm.missed_bytes;
+                f.gaps[i] += s.reasm.gaps;
+            }
+            self.stats.reassembly_gaps += f.gaps[i] as u64;
+            self.stats.reassembly_missed_bytes += f.missed[i];
+            if f.gaps[i] > 0 {
+                let d = if i == 0 { Direction::ToServer } else { Direction::ToClient };
+                for _ in 0..f.gaps[i].min(1000) {
+                    f.history.repeat(b'G', d);
+                }
+            }
+        }
+        let state = if f.is_tcp() {
+            f.tcp.conn_state(&f.history, f.c[0].payload_bytes, f.c[1].payload_bytes)
+        } else {
+            udp_conn_state(f.c[0].packets, f.c[1].packets)
+        };
+        let ep = |i: usize, d: Direction| EndpointRecord {
+            packets: f.c[i].packets,
+            bytes: f.c[i].bytes,
+            ip_bytes: f.c[i].ip_bytes,
+            payload_bytes: f.c[i].payload_bytes,
+            missed_bytes: f.missed[i],
+            first_payload: f.app.payload_features(d),
+        };
+        let k = f.key;
+        let rtt = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
+            (Some(a), Some(b)) => Some(b.since(a) / 1_000),
+            _ => None,
+        };
+        Record::Flow(Box::new(FlowRecord {
+            kind: "flow",
+            ts: f.start,
+            end_ts: f.last,
+            flow_id: k.flow_id(f.start.as_nanos()),
+            community_id: k.community_id(0),
+            src_ip: k.src.to_ip(),
+            src_port: k.sport,
+            dst_ip: k.dst.to_ip(),
+            dst_port: k.dport,
+            proto: match k.proto {
+                PROTO_TCP => "tcp",
+                PROTO_UDP => "udp",
+                _ => "other",
+            },
+            vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
+            src_mac: f.mac[0].map(mac_string),
+            dst_mac: f.mac[1].map(mac_string),
+            duration: nanos_to_secs_f64(f.last.since(f.start)),
+            state,
+            history: f.history.as_str().to_string(),
+            end_reason: reason.name(),
+            rtt_syn_synack_us: rtt(f.syn_ts, f.synack_ts),
+            rtt_synack_ack_us: rtt(f.synack_ts, f.ack_ts),
+            orig: ep(0, Direction::ToServer),
+            resp: ep(1, Direction::ToClient),
+        }))
+    }
+}

@@ -1,0 +1,31 @@
+//! blindspot: a passive network sensor for managed iOS fleets.
+//!
+//! It reads packets (pcap/pcapng files in replay, a mirror port live),
+//! follows every TCP and UDP flow, and writes JSON Lines records that feed a
+//! SIEM. The tree follows the pipeline:
+//!
+//! ```text
+//! capture (sources) → decode → dispatch (symmetric hash) → flow workers
+//!   (flow table, TCP state, bounded reassembly, app parsers)
+//!   → correlate (one owner of device state) → output (sinks)
+//! ```
+//!
+//! Invariants, held throughout:
+//! - **No panic on any input.** Wire data is hostile; lengths are checked
+//!   before use and clamped, sequence arithmetic wraps.
+//! - **Bounded.** Every buffer, table and queue has a cap and a counter for
+//!   what it refused (see the `stats` record).
+//! - **Packet time.** Timeouts follow the timestamps on packets, never the
+//!   wall clock, so a replay is deterministic whatever the worker count.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod capture;
+pub mod config;
+pub mod correlate;
+pub mod decode;
+pub mod flow;
+pub mod output;
+pub mod pipeline;
+pub mod record;
+pub mod time;

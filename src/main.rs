@@ -1,0 +1,127 @@
+//! The `blindspot` command: a thin shell over the library (ripgrep style).
+//! Errors become one line on stderr and an exit status; a closed stdout
+//! (`blindspot replay x.pcap | head`) ends the run quietly.
+
+use blindspot::config::{Config, RawConfig};
+use blindspot::pipeline;
+use clap::{Parser, Subcommand};
+use std::io::ErrorKind;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit status when every input was read whole.
+const EXIT_OK: u8 = 0;
+/// Unusable input, bad configuration or an output that cannot be written.
+const EXIT_ERROR: u8 = 1;
+/// A capture was cut short or damaged: records up to the damage were written.
+const EXIT_PARTIAL_INPUT: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "blindspot", version, about = "Passive sensor for TLS-inspection blind spots and opaque encrypted channels (MITRE ATT&CK Mobile AN1726, AN1717)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Read capture files and write one record per flow as JSON Lines.
+    ///
+    /// Exit status: 0 when every file was read whole; 1 for unusable input,
+    /// a bad config or an output error; 3 when a capture was truncated or
+    /// damaged (the records up to the damage are written, and a warning names
+    /// the file and byte offset).
+    Replay {
+        /// pcap or pcapng files (plain, .gz or .zst), read in the order given as one timeline; `-` reads standard input.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Where records go: `-` for standard output, or a file path; a path ending in `.zst` is written zstd-compressed as independent frames, flushed at least once a second.
+        #[arg(short, long, value_name = "PATH", default_value = "-")]
+        output: String,
+        /// Flow worker threads. 0 runs every stage on one thread with no channels. [default: pipeline.workers from the config, 2]
+        #[arg(short, long, value_name = "N")]
+        workers: Option<usize>,
+        /// TOML configuration file (see the README for every key and its default). [default: built-in defaults]
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Validate a configuration file: exit 0 if it is usable, else 1 with the key and line at fault.
+    Check {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
+    let raw = match path {
+        Some(p) => RawConfig::load(p).map_err(|e| e.to_string())?,
+        None => RawConfig::default(),
+    };
+    raw.validate().map_err(|e| match path {
+        Some(p) => format!("{}: {e}", p.display()),
+        None => e.to_string(),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Config { cmd: ConfigCmd::Check { file } } => match load_config(Some(&file)) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::from(EXIT_OK)
+            }
+            Err(e) => {
+                eprintln!("blindspot: {e}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
+        Cmd::Replay { files, output, workers, config } => {
+            let mut cfg = match load_config(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("blindspot: {e}");
+                    return ExitCode::from(EXIT_ERROR);
+                }
+            };
+            if let Some(w) = workers {
+                if w > 64 {
+                    eprintln!("blindspot: --workers {w} is out of range: use 0 to 64");
+                    return ExitCode::from(EXIT_ERROR);
+                }
+                cfg.workers = w;
+            }
+            match pipeline::replay(&files, &cfg, &output) {
+                Ok(outcome) => {
+                    for u in &outcome.unusable {
+                        eprintln!("blindspot: error: {u}");
+                    }
+                    for d in &outcome.damaged {
+                        eprintln!("blindspot: warning: {d}");
+                    }
+                    if !outcome.unusable.is_empty() {
+                        ExitCode::from(EXIT_ERROR)
+                    } else if !outcome.damaged.is_empty() {
+                        ExitCode::from(EXIT_PARTIAL_INPUT)
+                    } else {
+                        ExitCode::from(EXIT_OK)
+                    }
+                }
+                Err(e) if e.0.kind() == ErrorKind::BrokenPipe => ExitCode::from(EXIT_OK),
+                Err(e) => {
+                    eprintln!("blindspot: cannot write {output}: {e}");
+                    ExitCode::from(EXIT_ERROR)
+                }
+            }
+        }
+    }
+}

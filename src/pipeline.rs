@@ -1,0 +1,383 @@
+//! The pipeline: source → decode/dispatch → N flow workers → correlator → sink.
+//!
+//! ```text
+//!  reader (this thread)          workers (N)              correlator (1)      sink (1)
+//!  files → chunks → decode ─┬──▶ flow table, reassembly ─┐
+//!           symmetric hash  ├──▶ flow table, reassembly ─┼─▶ records → JSON ──▶ file / stdout
+//!                           └──▶ ...                     ┘
+//! ```
+//!
+//! Every channel is a bounded crossbeam channel carrying batches (one per
+//! 4 MiB chunk per worker), so a slow stage makes the reader wait: replay
+//! never drops. Packet bytes are not copied: a batch holds a reference to the
+//! chunk they lie in. With `workers = 0` the same stages run on one thread
+//! with no channels at all.
+
+use crate::capture::pcap_file::{CaptureError, CaptureReader};
+use crate::capture::Chunk;
+use crate::config::Config;
+use crate::correlate::Correlator;
+use crate::decode::{self, Decoder, Packet, Skip};
+use crate::flow::table::{FlowTable, TableStats};
+use crate::output::Sink;
+use crate::record::{FileStats, Record, StatsRecord};
+use crate::time::Timestamp;
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+
+/// What a replay ran into besides records.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Files that could not be read at all (named, with the reason).
+    pub unusable: Vec<String>,
+    /// Files that were cut short or damaged; their records up to there were written.
+    pub damaged: Vec<String>,
+    pub stats: StatsRecord,
+}
+
+/// The output could not be written.
+#[derive(Debug)]
+pub struct OutputError(pub io::Error);
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+impl std::error::Error for OutputError {}
+
+/// Packets of one chunk bound for one worker.
+pub struct Batch {
+    pub chunk: Arc<Vec<u8>>,
+    /// Reassembled IP fragments referenced by packets with `in_extra`.
+    pub extra: Vec<u8>,
+    pub packets: Vec<Packet>,
+    /// Latest packet time the reader has seen (drives timeouts on every worker).
+    pub now: Timestamp,
+}
+
+enum Work {
+    Batch(Batch),
+    End(Timestamp),
+}
+
+enum ToCorrelator {
+    Records(Vec<Record>),
+    WorkerDone,
+}
+
+/// Source + decode: reads the files in order, as one timeline.
+pub struct Reader {
+    pub decoder: Decoder,
+    pub packets: u64,
+    pub bytes: u64,
+    pub now: Timestamp,
+    pub files: Vec<FileStats>,
+    pub outcome_unusable: Vec<String>,
+    pub outcome_damaged: Vec<String>,
+}
+
+impl Reader {
+    pub fn new(cfg: &Config) -> Self {
+        Reader {
+            decoder: Decoder::new(cfg.defrag),
+            packets: 0,
+            bytes: 0,
+            now: Timestamp::ZERO,
+            files: Vec::new(),
+            outcome_unusable: Vec::new(),
+            outcome_damaged: Vec::new(),
+        }
+    }
+
+    /// Calls `handle` with each chunk's decoded packets. Stops early when
+    /// `handle` fails (the output is gone).
+    pub fn run(
+        &mut self,
+        files: &[PathBuf],
+        mut handle: impl FnMut(&Chunk, &[Packet], &[u8], Timestamp) -> Result<(), OutputError>,
+    ) -> Result<(), OutputError> {
+        let mut packets = Vec::with_capacity(8192);
+        let mut extra = Vec::new();
+        for path in files {
+            let name = path.display().to_string();
+            let mut fs = FileStats { file: name.clone(), ..FileStats::default() };
+            let mut reader = match CaptureReader::open(path) {
+                Ok(r) => r,
+                Err(e) => {
+                    let msg = format!("{name}: {e}");
+                    fs.error = Some(e.to_string());
+                    self.files.push(fs);
+                    self.outcome_unusable.push(msg);
+                    continue;
+                }
+            };
+            loop {
+                match reader.next_chunk() {
+                    Ok(Some(chunk)) => {
+                        packets.clear();
+                        extra.clear();
+                        for f in &chunk.frames {
+                            fs.frames += 1;
+                            fs.bytes += f.wire_len as u64;
+                            self.now = self.now.max(f.ts);
+                            if let Some(p) = self.decoder.decode(&chunk.data, f, &mut extra) {
+                                packets.push(p);
+                            }
+                        }
+                        self.packets += chunk.frames.len() as u64;
+                        self.bytes += chunk.frames.iter().map(|f| f.wire_len as u64).sum::<u64>();
+                        handle(&chunk, &packets, &extra, self.now)?;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let msg = format!("{name}: {e}");
+                        fs.error = Some(e.to_string());
+                        match e {
+                            CaptureError::NotACapture { .. } | CaptureError::Io(_) if fs.frames == 0 => {
+                                self.outcome_unusable.push(msg)
+                            }
+                            _ => self.outcome_damaged.push(msg),
+                        }
+                        break;
+                    }
+                }
+            }
+            self.files.push(fs);
+        }
+        Ok(())
+    }
+
+    /// The reader's part of the stats record.
+    fn stats(&self, table: &TableStats, counts: &BTreeMap<&'static str, u64>) -> StatsRecord {
+        let d = &self.decoder.stats;
+        let fr = &self.decoder.defrag.stats;
+        let mut skipped = BTreeMap::new();
+        for s in Skip::ALL {
+            skipped.insert(s.name(), d.skipped[s as usize]);
+        }
+        let fragments = BTreeMap::from([
+            ("reassembled", d.fragments_reassembled),
+            ("timed_out", fr.timed_out),
+            ("dropped_cap", fr.dropped_cap),
+            ("dropped_malformed", fr.dropped_malformed),
+        ]);
+        let flows = BTreeMap::from([
+            ("created", table.created),
+            ("ended_closed", table.ended[0]),
+            ("ended_timeout", table.ended[1]),
+            ("ended_reused", table.ended[2]),
+            ("evicted", table.ended[3]),
+            ("ended_end_of_input", table.ended[4]),
+            ("active_max", table.active_max),
+        ]);
+        let reassembly = BTreeMap::from([
+            ("gaps", table.reassembly_gaps),
+            ("missed_bytes", table.reassembly_missed_bytes),
+            ("stopped_parsers_done", table.reassembly_stopped),
+        ]);
+        let mut records = counts.clone();
+        *records.entry("stats").or_default() += 1;
+        StatsRecord {
+            kind: "stats",
+            ts: self.now,
+            packets: self.packets,
+            bytes: self.bytes,
+            skipped,
+            fragments,
+            flows,
+            reassembly,
+            drops: BTreeMap::from([("internal", 0)]),
+            files: self.files.clone(),
+            records,
+        }
+    }
+
+    fn outcome(self, stats: StatsRecord) -> Outcome {
+        Outcome { unusable: self.outcome_unusable, damaged: self.outcome_damaged, stats }
+    }
+}
+
+/// Replays `files` into the sink named `output`.
+pub fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<Outcome, OutputError> {
+    let sink = Sink::open(output, cfg.flush_interval_ms, cfg.zstd_level).map_err(OutputError)?;
+    if cfg.workers == 0 {
+        replay_inline(files, cfg, sink)
+    } else {
+        replay_threaded(files, cfg, sink)
+    }
+}
+
+fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Outcome, OutputError> {
+    let mut reader = Reader::new(cfg);
+    let mut table = FlowTable::new(cfg.flow, 1);
+    let mut corr = Correlator::new();
+    let mut out = Vec::new();
+    reader.run(files, |chunk, packets, extra, now| {
+        for p in packets {
+            table.process(p, decode::payload(p, &chunk.data, extra), &mut out);
+        }
+        table.advance(now, &mut out);
+        if let Some(block) = corr.push(out.drain(..)) {
+            sink.write(&block).map_err(OutputError)?;
+        }
+        sink.flush_if_due().map_err(OutputError)
+    })?;
+    table.drain(reader.now, &mut out);
+    corr.push(out.drain(..));
+    let stats = reader.stats(&table.stats, &corr.counts);
+    corr.push([Record::Stats(Box::new(stats.clone()))]);
+    sink.write(&corr.take()).map_err(OutputError)?;
+    sink.finish().map_err(OutputError)?;
+    Ok(reader.outcome(stats))
+}
+
+fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcome, OutputError> {
+    let n = cfg.workers;
+    let interval = sink.interval();
+    let (corr_tx, corr_rx) = bounded::<ToCorrelator>(cfg.queue_batches * n.max(1));
+    let (sink_tx, sink_rx) = bounded::<Vec<u8>>(cfg.queue_batches);
+    let (stats_tx, stats_rx) = bounded::<StatsRecord>(1);
+
+    let sink_thread = thread::Builder::new()
+        .name("sink".into())
+        .spawn(move || run_sink(sink_rx, sink))
+        .expect("spawn sink thread");
+    let corr_thread = thread::Builder::new()
+        .name("correlator".into())
+        .spawn(move || run_correlator(corr_rx, sink_tx, stats_rx, n, interval))
+        .expect("spawn correlator thread");
+    let mut work_txs: Vec<Sender<Work>> = Vec::with_capacity(n);
+    let mut workers = Vec::with_capacity(n);
+    for i in 0..n {
+        let (tx, rx) = bounded::<Work>(cfg.queue_batches);
+        let ctx = corr_tx.clone();
+        let settings = cfg.flow;
+        workers.push(
+            thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || run_worker(rx, ctx, FlowTable::new(settings, n)))
+                .expect("spawn worker thread"),
+        );
+        work_txs.push(tx);
+    }
+    drop(corr_tx);
+
+    let mut reader = Reader::new(cfg);
+    let mut pending: Vec<Vec<Packet>> = (0..n).map(|_| Vec::new()).collect();
+    let mut extras: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
+    let read_result = reader.run(files, |chunk, packets, extra, now| {
+        for p in packets {
+            let w = (p.key.symmetric_hash() % n as u64) as usize;
+            let mut p = *p;
+            if p.payload.in_extra {
+                let bytes = decode::payload(&p, &chunk.data, extra);
+                p.payload.offset = extras[w].len() as u32;
+                extras[w].extend_from_slice(bytes);
+            }
+            pending[w].push(p);
+        }
+        for w in 0..n {
+            let batch = Batch {
+                chunk: Arc::clone(&chunk.data),
+                extra: std::mem::take(&mut extras[w]),
+                packets: std::mem::replace(&mut pending[w], Vec::with_capacity(packets.len() / n + 16)),
+                now,
+            };
+            // A closed channel means a later stage failed; the sink reports why.
+            work_txs[w].send(Work::Batch(batch)).map_err(|_| OutputError(io::Error::other("pipeline stopped")))?;
+        }
+        Ok(())
+    });
+    let now = reader.now;
+    for tx in &work_txs {
+        let _ = tx.send(Work::End(now));
+    }
+    drop(work_txs);
+    let mut table_stats = TableStats::default();
+    for w in workers {
+        if let Ok(s) = w.join() {
+            table_stats.merge(&s);
+        }
+    }
+    // Counts are known to the correlator; it completes the record.
+    let stats = reader.stats(&table_stats, &BTreeMap::new());
+    let _ = stats_tx.send(stats);
+    let final_stats = corr_thread.join().unwrap_or_default();
+    let sink_result = sink_thread.join().unwrap_or_else(|_| Err(io::Error::other("sink thread panicked")));
+    sink_result.map_err(OutputError)?;
+    read_result?;
+    Ok(reader.outcome(final_stats))
+}
+
+fn run_worker(rx: Receiver<Work>, tx: Sender<ToCorrelator>, mut table: FlowTable) -> TableStats {
+    let mut out = Vec::new();
+    for work in rx {
+        match work {
+            Work::Batch(b) => {
+                for p in &b.packets {
+                    table.process(p, decode::payload(p, &b.chunk, &b.extra), &mut out);
+                }
+                table.advance(b.now, &mut out);
+            }
+            Work::End(now) => table.drain(now, &mut out),
+        }
+        if !out.is_empty() && tx.send(ToCorrelator::Records(std::mem::take(&mut out))).is_err() {
+            break;
+        }
+    }
+    let _ = tx.send(ToCorrelator::WorkerDone);
+    table.stats
+}
+
+fn run_correlator(
+    rx: Receiver<ToCorrelator>,
+    sink: Sender<Vec<u8>>,
+    stats_rx: Receiver<StatsRecord>,
+    workers: usize,
+    interval: std::time::Duration,
+) -> StatsRecord {
+    let mut corr = Correlator::new();
+    let mut done = 0;
+    while done < workers {
+        match rx.recv_timeout(interval) {
+            Ok(ToCorrelator::Records(recs)) => {
+                if let Some(block) = corr.push(recs) {
+                    if sink.send(block).is_err() {
+                        return StatsRecord::default();
+                    }
+                }
+            }
+            Ok(ToCorrelator::WorkerDone) => done += 1,
+            Err(RecvTimeoutError::Timeout) => {
+                if corr.has_pending() && sink.send(corr.take()).is_err() {
+                    return StatsRecord::default();
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let mut stats = stats_rx.recv().unwrap_or_default();
+    let mut records = corr.counts.clone();
+    *records.entry("stats").or_default() += 1;
+    stats.records = records;
+    corr.push([Record::Stats(Box::new(stats.clone()))]);
+    let _ = sink.send(corr.take());
+    stats
+}
+
+fn run_sink(rx: Receiver<Vec<u8>>, mut sink: Sink) -> io::Result<()> {
+    let interval = sink.interval();
+    loop {
+        match rx.recv_timeout(interval) {
+            Ok(block) => sink.write(&block)?,
+            Err(RecvTimeoutError::Timeout) => sink.flush_if_due()?,
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    sink.finish()
+}

@@ -1,0 +1,146 @@
+//! Packet time.
+//!
+//! Every timeout in blindspot is driven by the time stamped on packets, never
+//! by the wall clock, so a replay gives the same records every time it runs
+//! (STYLE habit 10). `Timestamp` is nanoseconds since the Unix epoch; records
+//! print it as RFC 3339 UTC with microseconds.
+
+use std::fmt;
+
+/// Nanoseconds since 1970-01-01T00:00:00Z, as stamped on a packet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+/// A span of packet time in nanoseconds.
+pub type Nanos = u64;
+
+pub const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+impl Timestamp {
+    pub const ZERO: Timestamp = Timestamp(0);
+
+    /// Seconds plus a fraction given in `units_per_sec` (1e6 for µs pcap,
+    /// 1e9 for ns pcap, any power of ten or two for pcapng). Saturates
+    /// instead of overflowing on hostile headers.
+    pub fn from_units(secs: u64, frac: u64, units_per_sec: u64) -> Self {
+        let units_per_sec = units_per_sec.max(1);
+        let frac_ns = if units_per_sec == NANOS_PER_SEC {
+            frac
+        } else {
+            ((frac as u128 * NANOS_PER_SEC as u128) / units_per_sec as u128) as u64
+        };
+        Timestamp(secs.saturating_mul(NANOS_PER_SEC).saturating_add(frac_ns))
+    }
+
+    /// From a count of `units_per_sec` ticks since the epoch (pcapng's 64-bit stamps).
+    pub fn from_ticks(ticks: u64, units_per_sec: u64) -> Self {
+        let u = units_per_sec.max(1);
+        Self::from_units(ticks / u, ticks % u, u)
+    }
+
+    pub fn from_secs(secs: u64) -> Self {
+        Timestamp(secs.saturating_mul(NANOS_PER_SEC))
+    }
+
+    pub fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    pub fn as_micros(self) -> u64 {
+        self.0 / 1_000
+    }
+
+    pub fn as_secs(self) -> u64 {
+        self.0 / NANOS_PER_SEC
+    }
+
+    /// `self - earlier`, zero if `earlier` is later (clocks in captures go backwards).
+    pub fn since(self, earlier: Timestamp) -> Nanos {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    pub fn add(self, d: Nanos) -> Timestamp {
+        Timestamp(self.0.saturating_add(d))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    /// RFC 3339, UTC, microseconds: `2024-05-01T12:34:56.123456Z`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.as_secs();
+        let micros = (self.0 % NANOS_PER_SEC) / 1_000;
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            y,
+            m,
+            d,
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60,
+            micros
+        )
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Seconds with microsecond precision, for `duration` fields.
+pub fn nanos_to_secs_f64(n: Nanos) -> f64 {
+    (n / 1_000) as f64 / 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339_micros() {
+        // 2019-07-24T15:43:18.123456Z, checked with `date -u -d @1563982998`.
+        let t = Timestamp::from_units(1_563_982_998, 123_456, 1_000_000);
+        assert_eq!(t.to_string(), "2019-07-24T15:43:18.123456Z");
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000Z");
+        // Leap day.
+        assert_eq!(
+            Timestamp::from_secs(951_782_400).to_string(),
+            "2000-02-29T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn nanosecond_resolution_is_kept_until_printing() {
+        let t = Timestamp::from_units(10, 999_999_999, NANOS_PER_SEC);
+        assert_eq!(t.as_nanos(), 10_999_999_999);
+        assert_eq!(t.to_string(), "1970-01-01T00:00:10.999999Z");
+        assert_eq!(Timestamp::from_ticks(1_500, 1_000).as_nanos(), 1_500_000_000);
+    }
+
+    #[test]
+    fn hostile_values_saturate() {
+        let t = Timestamp::from_units(u64::MAX, u64::MAX, 1);
+        assert_eq!(t.0, u64::MAX);
+        assert_eq!(Timestamp(5).since(Timestamp(9)), 0);
+    }
+}
