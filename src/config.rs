@@ -6,8 +6,8 @@
 //! units. The README lists every key with its default and unit.
 
 use crate::decode::defrag::DefragLimits;
-use crate::flow::reassembly::ReassemblyLimits;
 use crate::flow::FlowSettings;
+use crate::flow::reassembly::ReassemblyLimits;
 use crate::time::NANOS_PER_SEC;
 use serde::Deserialize;
 use std::path::Path;
@@ -33,7 +33,10 @@ pub struct RawPipeline {
 
 impl Default for RawPipeline {
     fn default() -> Self {
-        RawPipeline { workers: 2, queue_batches: 8 }
+        RawPipeline {
+            workers: 2,
+            queue_batches: 8,
+        }
     }
 }
 
@@ -72,7 +75,10 @@ pub struct RawReassembly {
 impl Default for RawReassembly {
     fn default() -> Self {
         let d = ReassemblyLimits::default();
-        RawReassembly { max_segments: d.max_segments, max_bytes: d.max_bytes }
+        RawReassembly {
+            max_segments: d.max_segments,
+            max_bytes: d.max_bytes,
+        }
     }
 }
 
@@ -87,7 +93,11 @@ pub struct RawFragments {
 impl Default for RawFragments {
     fn default() -> Self {
         let d = DefragLimits::default();
-        RawFragments { max_datagrams: d.max_datagrams, max_bytes: d.max_bytes, timeout_s: d.timeout / NANOS_PER_SEC }
+        RawFragments {
+            max_datagrams: d.max_datagrams,
+            max_bytes: d.max_bytes,
+            timeout_s: d.timeout / NANOS_PER_SEC,
+        }
     }
 }
 
@@ -102,7 +112,10 @@ pub struct RawOutput {
 
 impl Default for RawOutput {
     fn default() -> Self {
-        RawOutput { flush_interval_ms: 1000, zstd_level: 3 }
+        RawOutput {
+            flush_interval_ms: 1000,
+            zstd_level: 3,
+        }
     }
 }
 
@@ -135,9 +148,16 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-fn range<T: PartialOrd + std::fmt::Display + Copy>(key: &str, v: T, lo: T, hi: T) -> Result<T, ConfigError> {
+fn range<T: PartialOrd + std::fmt::Display + Copy>(
+    key: &str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<T, ConfigError> {
     if v < lo || v > hi {
-        return Err(ConfigError(format!("{key} = {v} is out of range: use a value from {lo} to {hi}")));
+        return Err(ConfigError(format!(
+            "{key} = {v} is out of range: use a value from {lo} to {hi}"
+        )));
     }
     Ok(v)
 }
@@ -157,8 +177,12 @@ impl RawConfig {
     }
 
     pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{}: cannot read the config file: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(format!(
+                "{}: cannot read the config file: {e}",
+                path.display()
+            ))
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -167,25 +191,65 @@ impl RawConfig {
         let s = NANOS_PER_SEC;
         Ok(Config {
             workers: range("pipeline.workers", self.pipeline.workers, 0, 64)?,
-            queue_batches: range("pipeline.queue_batches", self.pipeline.queue_batches, 1, 1024)?,
+            queue_batches: range(
+                "pipeline.queue_batches",
+                self.pipeline.queue_batches,
+                1,
+                1024,
+            )?,
             flow: FlowSettings {
                 max_flows: range("flow.max_flows", f.max_flows, 1, 100_000_000)?,
                 tcp_idle: range("flow.tcp_idle_timeout_s", f.tcp_idle_timeout_s, 1, 86_400)? * s,
-                tcp_attempt: range("flow.tcp_attempt_timeout_s", f.tcp_attempt_timeout_s, 1, 86_400)? * s,
-                tcp_closed: range("flow.tcp_closed_timeout_s", f.tcp_closed_timeout_s, 0, 3_600)? * s,
+                tcp_attempt: range(
+                    "flow.tcp_attempt_timeout_s",
+                    f.tcp_attempt_timeout_s,
+                    1,
+                    86_400,
+                )? * s,
+                tcp_closed: range(
+                    "flow.tcp_closed_timeout_s",
+                    f.tcp_closed_timeout_s,
+                    0,
+                    3_600,
+                )? * s,
                 udp_idle: range("flow.udp_idle_timeout_s", f.udp_idle_timeout_s, 1, 86_400)? * s,
-                first_payload_bytes: range("flow.first_payload_bytes", f.first_payload_bytes, 0, 65_536)?,
+                first_payload_bytes: range(
+                    "flow.first_payload_bytes",
+                    f.first_payload_bytes,
+                    0,
+                    65_536,
+                )?,
                 reassembly: ReassemblyLimits {
-                    max_segments: range("reassembly.max_segments", self.reassembly.max_segments, 1, 4096)?,
-                    max_bytes: range("reassembly.max_bytes", self.reassembly.max_bytes, 1, 16 << 20)?,
+                    max_segments: range(
+                        "reassembly.max_segments",
+                        self.reassembly.max_segments,
+                        1,
+                        4096,
+                    )?,
+                    max_bytes: range(
+                        "reassembly.max_bytes",
+                        self.reassembly.max_bytes,
+                        1,
+                        16 << 20,
+                    )?,
                 },
             },
             defrag: DefragLimits {
-                max_datagrams: range("fragments.max_datagrams", self.fragments.max_datagrams, 0, 1_000_000)?,
+                max_datagrams: range(
+                    "fragments.max_datagrams",
+                    self.fragments.max_datagrams,
+                    0,
+                    1_000_000,
+                )?,
                 max_bytes: range("fragments.max_bytes", self.fragments.max_bytes, 0, 1 << 30)?,
                 timeout: range("fragments.timeout_s", self.fragments.timeout_s, 1, 600)? * s,
             },
-            flush_interval_ms: range("output.flush_interval_ms", self.output.flush_interval_ms, 10, 1000)?,
+            flush_interval_ms: range(
+                "output.flush_interval_ms",
+                self.output.flush_interval_ms,
+                10,
+                1000,
+            )?,
             zstd_level: range("output.zstd_level", self.output.zstd_level, 1, 19)?,
         })
     }
@@ -205,7 +269,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let e = RawConfig::parse("[flow]\nmax_flows = 10\ntcp_idle_timeout = 5\n", "b.toml").unwrap_err();
+        let e = RawConfig::parse("[flow]\nmax_flows = 10\ntcp_idle_timeout = 5\n", "b.toml")
+            .unwrap_err();
         assert!(e.0.starts_with("b.toml:3:"), "{}", e.0);
         assert!(e.0.contains("tcp_idle_timeout"), "{}", e.0);
     }
@@ -214,7 +279,10 @@ mod tests {
     fn bad_value_names_key() {
         let e = RawConfig::parse("[flow]\nmax_flows = \"many\"\n", "c.toml").unwrap_err();
         assert!(e.0.starts_with("c.toml:2:"), "{}", e.0);
-        let e = RawConfig::parse("[pipeline]\nworkers = 1000\n", "d.toml").unwrap().validate().unwrap_err();
+        let e = RawConfig::parse("[pipeline]\nworkers = 1000\n", "d.toml")
+            .unwrap()
+            .validate()
+            .unwrap_err();
         assert!(e.0.contains("pipeline.workers = 1000"), "{}", e.0);
     }
 }

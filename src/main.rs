@@ -17,7 +17,11 @@ const EXIT_ERROR: u8 = 1;
 const EXIT_PARTIAL_INPUT: u8 = 3;
 
 #[derive(Parser)]
-#[command(name = "blindspot", version, about = "Passive sensor for TLS-inspection blind spots and opaque encrypted channels (MITRE ATT&CK Mobile AN1726, AN1717)")]
+#[command(
+    name = "blindspot",
+    version,
+    about = "Passive sensor for TLS-inspection blind spots and opaque encrypted channels (MITRE ATT&CK Mobile AN1726, AN1717)"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -75,7 +79,9 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Config { cmd: ConfigCmd::Check { file } } => match load_config(Some(&file)) {
+        Cmd::Config {
+            cmd: ConfigCmd::Check { file },
+        } => match load_config(Some(&file)) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 ExitCode::from(EXIT_OK)
@@ -85,7 +91,12 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_ERROR)
             }
         },
-        Cmd::Replay { files, output, workers, config } => {
+        Cmd::Replay {
+            files,
+            output,
+            workers,
+            config,
+        } => {
             let mut cfg = match load_config(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => {

@@ -13,8 +13,8 @@
 //! chunk they lie in. With `workers = 0` the same stages run on one thread
 //! with no channels at all.
 
-use crate::capture::pcap_file::{CaptureError, CaptureReader};
 use crate::capture::Chunk;
+use crate::capture::pcap_file::{CaptureError, CaptureReader};
 use crate::config::Config;
 use crate::correlate::Correlator;
 use crate::decode::{self, Decoder, Packet, Skip};
@@ -22,7 +22,7 @@ use crate::flow::table::{FlowTable, TableStats};
 use crate::output::Sink;
 use crate::record::{FileStats, Record, StatsRecord};
 use crate::time::Timestamp;
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
@@ -105,7 +105,10 @@ impl Reader {
         let mut extra = Vec::new();
         for path in files {
             let name = path.display().to_string();
-            let mut fs = FileStats { file: name.clone(), ..FileStats::default() };
+            let mut fs = FileStats {
+                file: name.clone(),
+                ..FileStats::default()
+            };
             let mut reader = match CaptureReader::open(path) {
                 Ok(r) => r,
                 Err(e) => {
@@ -138,7 +141,9 @@ impl Reader {
                         let msg = format!("{name}: {e}");
                         fs.error = Some(e.to_string());
                         match e {
-                            CaptureError::NotACapture { .. } | CaptureError::Io(_) if fs.frames == 0 => {
+                            CaptureError::NotACapture { .. } | CaptureError::Io(_)
+                                if fs.frames == 0 =>
+                            {
                                 self.outcome_unusable.push(msg)
                             }
                             _ => self.outcome_damaged.push(msg),
@@ -198,7 +203,11 @@ impl Reader {
     }
 
     fn outcome(self, stats: StatsRecord) -> Outcome {
-        Outcome { unusable: self.outcome_unusable, damaged: self.outcome_damaged, stats }
+        Outcome {
+            unusable: self.outcome_unusable,
+            damaged: self.outcome_damaged,
+            stats,
+        }
     }
 }
 
@@ -285,11 +294,16 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcom
             let batch = Batch {
                 chunk: Arc::clone(&chunk.data),
                 extra: std::mem::take(&mut extras[w]),
-                packets: std::mem::replace(&mut pending[w], Vec::with_capacity(packets.len() / n + 16)),
+                packets: std::mem::replace(
+                    &mut pending[w],
+                    Vec::with_capacity(packets.len() / n + 16),
+                ),
                 now,
             };
             // A closed channel means a later stage failed; the sink reports why.
-            work_txs[w].send(Work::Batch(batch)).map_err(|_| OutputError(io::Error::other("pipeline stopped")))?;
+            work_txs[w]
+                .send(Work::Batch(batch))
+                .map_err(|_| OutputError(io::Error::other("pipeline stopped")))?;
         }
         Ok(())
     });
@@ -308,7 +322,9 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcom
     let stats = reader.stats(&table_stats, &BTreeMap::new());
     let _ = stats_tx.send(stats);
     let final_stats = corr_thread.join().unwrap_or_default();
-    let sink_result = sink_thread.join().unwrap_or_else(|_| Err(io::Error::other("sink thread panicked")));
+    let sink_result = sink_thread
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("sink thread panicked")));
     sink_result.map_err(OutputError)?;
     read_result?;
     Ok(reader.outcome(final_stats))
@@ -326,7 +342,11 @@ fn run_worker(rx: Receiver<Work>, tx: Sender<ToCorrelator>, mut table: FlowTable
             }
             Work::End(now) => table.drain(now, &mut out),
         }
-        if !out.is_empty() && tx.send(ToCorrelator::Records(std::mem::take(&mut out))).is_err() {
+        if !out.is_empty()
+            && tx
+                .send(ToCorrelator::Records(std::mem::take(&mut out)))
+                .is_err()
+        {
             break;
         }
     }
@@ -346,10 +366,10 @@ fn run_correlator(
     while done < workers {
         match rx.recv_timeout(interval) {
             Ok(ToCorrelator::Records(recs)) => {
-                if let Some(block) = corr.push(recs) {
-                    if sink.send(block).is_err() {
-                        return StatsRecord::default();
-                    }
+                if let Some(block) = corr.push(recs)
+                    && sink.send(block).is_err()
+                {
+                    return StatsRecord::default();
                 }
             }
             Ok(ToCorrelator::WorkerDone) => done += 1,

@@ -59,7 +59,7 @@ impl Timestamp {
         self.0.saturating_sub(earlier.0)
     }
 
-    pub fn add(self, d: Nanos) -> Timestamp {
+    pub fn plus(self, d: Nanos) -> Timestamp {
         Timestamp(self.0.saturating_add(d))
     }
 }
@@ -134,7 +134,10 @@ mod tests {
         let t = Timestamp::from_units(10, 999_999_999, NANOS_PER_SEC);
         assert_eq!(t.as_nanos(), 10_999_999_999);
         assert_eq!(t.to_string(), "1970-01-01T00:00:10.999999Z");
-        assert_eq!(Timestamp::from_ticks(1_500, 1_000).as_nanos(), 1_500_000_000);
+        assert_eq!(
+            Timestamp::from_ticks(1_500, 1_000).as_nanos(),
+            1_500_000_000
+        );
     }
 
     #[test]

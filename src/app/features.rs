@@ -82,7 +82,11 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(cap: usize) -> Self {
-        Sampler { buf: Vec::new(), cap, done: cap == 0 }
+        Sampler {
+            buf: Vec::new(),
+            cap,
+            done: cap == 0,
+        }
     }
 
     pub fn wants(&self) -> bool {
@@ -140,9 +144,15 @@ mod tests {
     #[test]
     fn exact_values_on_small_inputs() {
         let f = features(&[0x00, 0xff, 0x00, 0xff]).unwrap();
-        assert_eq!((f.entropy, f.popcount, f.printable_frac, f.printable_prefix), (1.0, 4.0, 0.0, 0));
+        assert_eq!(
+            (f.entropy, f.popcount, f.printable_frac, f.printable_prefix),
+            (1.0, 4.0, 0.0, 0)
+        );
         let f = features(b"aaaa").unwrap();
-        assert_eq!((f.entropy, f.printable_frac, f.printable_run), (0.0, 1.0, 4));
+        assert_eq!(
+            (f.entropy, f.printable_frac, f.printable_run),
+            (0.0, 1.0, 4)
+        );
         assert!(features(&[]).is_none());
     }
 

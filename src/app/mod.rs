@@ -27,7 +27,12 @@ fn idx(d: Direction) -> usize {
 
 impl AppState {
     pub fn new(first_payload_bytes: usize) -> Self {
-        AppState { sample: [Sampler::new(first_payload_bytes), Sampler::new(first_payload_bytes)] }
+        AppState {
+            sample: [
+                Sampler::new(first_payload_bytes),
+                Sampler::new(first_payload_bytes),
+            ],
+        }
     }
 
     /// Does any parser still want bytes of direction `d`?

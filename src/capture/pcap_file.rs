@@ -33,11 +33,19 @@ pub const MAX_INTERFACES: usize = 1024;
 pub enum CaptureError {
     Io(io::Error),
     /// Not a pcap or pcapng file (magic not recognised).
-    NotACapture { magic: [u8; 4] },
+    NotACapture {
+        magic: [u8; 4],
+    },
     /// The file ends in the middle of a record.
-    Truncated { offset: u64, partial: usize },
+    Truncated {
+        offset: u64,
+        partial: usize,
+    },
     /// A record header that cannot be right; reading stops there.
-    Corrupt { offset: u64, reason: String },
+    Corrupt {
+        offset: u64,
+        reason: String,
+    },
 }
 
 impl fmt::Display for CaptureError {
@@ -78,8 +86,16 @@ struct Iface {
 
 #[derive(Debug)]
 enum Format {
-    Pcap { be: bool, units_per_sec: u64, linktype: u16 },
-    PcapNg { be: bool, ifaces: Vec<Iface>, last_ts: Timestamp },
+    Pcap {
+        be: bool,
+        units_per_sec: u64,
+        linktype: u16,
+    },
+    PcapNg {
+        be: bool,
+        ifaces: Vec<Iface>,
+        last_ts: Timestamp,
+    },
 }
 
 /// Streaming reader of one capture file.
@@ -185,7 +201,10 @@ impl CaptureReader {
                     self.eof = true;
                     self.carry.clear();
                     self.pending_error = Some(e);
-                    return Ok(Some(Chunk { data: Arc::new(buf), frames }));
+                    return Ok(Some(Chunk {
+                        data: Arc::new(buf),
+                        frames,
+                    }));
                 }
             };
             self.carry = buf[consumed..].to_vec();
@@ -209,7 +228,10 @@ impl CaptureReader {
                 self.pending_error = Some(err);
             }
             if !frames.is_empty() {
-                return Ok(Some(Chunk { data: Arc::new(buf), frames }));
+                return Ok(Some(Chunk {
+                    data: Arc::new(buf),
+                    frames,
+                }));
             }
             if self.eof && self.carry.is_empty() {
                 return Ok(None);
@@ -241,7 +263,11 @@ impl CaptureReader {
             }
             let magic: [u8; 4] = [buf[0], buf[1], buf[2], buf[3]];
             if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
-                self.format = Some(Format::PcapNg { be: false, ifaces: Vec::new(), last_ts: Timestamp::ZERO });
+                self.format = Some(Format::PcapNg {
+                    be: false,
+                    ifaces: Vec::new(),
+                    last_ts: Timestamp::ZERO,
+                });
             } else if let Some((be, units)) = pcap_magic(&magic) {
                 let network = if be {
                     u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]])
@@ -261,19 +287,29 @@ impl CaptureReader {
         }
         let base_ptr = buf.as_ptr() as usize;
         match self.format.as_mut() {
-            Some(Format::Pcap { be, units_per_sec, linktype }) => {
+            Some(Format::Pcap {
+                be,
+                units_per_sec,
+                linktype,
+            }) => {
                 let (be, units, lt) = (*be, *units_per_sec, *linktype);
                 while buf.len() - pos >= 16 {
                     let h = &buf[pos..pos + 16];
                     let rd = |i: usize| {
                         let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
-                        if be { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) }
+                        if be {
+                            u32::from_be_bytes(b)
+                        } else {
+                            u32::from_le_bytes(b)
+                        }
                     };
                     let caplen = rd(8) as usize;
                     if caplen > MAX_RECORD_LEN {
                         return Err(CaptureError::Corrupt {
                             offset: base_offset + pos as u64,
-                            reason: format!("captured length {caplen} exceeds the {MAX_RECORD_LEN}-byte limit"),
+                            reason: format!(
+                                "captured length {caplen} exceeds the {MAX_RECORD_LEN}-byte limit"
+                            ),
                         });
                     }
                     let parsed = if be {
@@ -285,7 +321,11 @@ impl CaptureReader {
                         Ok((rest, block)) => {
                             let offset = block.data.as_ptr() as usize - base_ptr;
                             frames.push(FrameRef {
-                                ts: Timestamp::from_units(block.ts_sec as u64, block.ts_usec as u64, units),
+                                ts: Timestamp::from_units(
+                                    block.ts_sec as u64,
+                                    block.ts_usec as u64,
+                                    units,
+                                ),
                                 offset: offset as u32,
                                 caplen: block.caplen,
                                 wire_len: block.origlen.max(block.caplen),
@@ -298,7 +338,11 @@ impl CaptureReader {
                 }
                 Ok(pos)
             }
-            Some(Format::PcapNg { be, ifaces, last_ts }) => {
+            Some(Format::PcapNg {
+                be,
+                ifaces,
+                last_ts,
+            }) => {
                 while buf.len() - pos >= 12 {
                     let h = &buf[pos..];
                     // A section header states its own byte order.
@@ -309,17 +353,24 @@ impl CaptureReader {
                             _ => {
                                 return Err(CaptureError::Corrupt {
                                     offset: base_offset + pos as u64,
-                                    reason: "section header with an unknown byte-order magic".into(),
-                                })
+                                    reason: "section header with an unknown byte-order magic"
+                                        .into(),
+                                });
                             }
                         };
                     }
                     let b = [h[4], h[5], h[6], h[7]];
-                    let block_len = if *be { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) } as usize;
-                    if !(12..=MAX_RECORD_LEN).contains(&block_len) || block_len % 4 != 0 {
+                    let block_len = if *be {
+                        u32::from_be_bytes(b)
+                    } else {
+                        u32::from_le_bytes(b)
+                    } as usize;
+                    if !(12..=MAX_RECORD_LEN).contains(&block_len) || !block_len.is_multiple_of(4) {
                         return Err(CaptureError::Corrupt {
                             offset: base_offset + pos as u64,
-                            reason: format!("pcapng block length {block_len} is not a multiple of 4 between 12 and {MAX_RECORD_LEN}"),
+                            reason: format!(
+                                "pcapng block length {block_len} is not a multiple of 4 between 12 and {MAX_RECORD_LEN}"
+                            ),
                         });
                     }
                     if buf.len() - pos < block_len {
@@ -337,7 +388,7 @@ impl CaptureReader {
                             return Err(CaptureError::Corrupt {
                                 offset: base_offset + pos as u64,
                                 reason: format!("pcapng block does not parse ({e:?})"),
-                            })
+                            });
                         }
                     };
                     match block {
@@ -346,7 +397,9 @@ impl CaptureReader {
                             if ifaces.len() >= MAX_INTERFACES {
                                 return Err(CaptureError::Corrupt {
                                     offset: base_offset + pos as u64,
-                                    reason: format!("more than {MAX_INTERFACES} interfaces in one section"),
+                                    reason: format!(
+                                        "more than {MAX_INTERFACES} interfaces in one section"
+                                    ),
                                 });
                             }
                             ifaces.push(Iface {
@@ -361,7 +414,10 @@ impl CaptureReader {
                                 let ticks = ((epb.ts_high as u64) << 32) | epb.ts_low as u64;
                                 let mut ts = Timestamp::from_ticks(ticks, iface.units_per_sec);
                                 if iface.offset_secs != 0 {
-                                    let off = iface.offset_secs.unsigned_abs().saturating_mul(1_000_000_000);
+                                    let off = iface
+                                        .offset_secs
+                                        .unsigned_abs()
+                                        .saturating_mul(1_000_000_000);
                                     ts = if iface.offset_secs > 0 {
                                         Timestamp(ts.0.saturating_add(off))
                                     } else {
@@ -443,7 +499,9 @@ mod tests {
         out
     }
 
-    fn read_all(bytes: Vec<u8>, chunk: usize) -> (Vec<(Timestamp, Vec<u8>, u32)>, Option<CaptureError>) {
+    type Frames = Vec<(Timestamp, Vec<u8>, u32)>;
+
+    fn read_all(bytes: Vec<u8>, chunk: usize) -> (Frames, Option<CaptureError>) {
         let mut r = CaptureReader::from_reader("t".into(), Box::new(io::Cursor::new(bytes)))
             .unwrap()
             .with_chunk_size(chunk);
@@ -479,8 +537,13 @@ mod tests {
 
     #[test]
     fn records_cut_by_blocks_are_carried_over() {
-        let frames: Vec<(u32, u32, Vec<u8>)> = (0..50u32).map(|i| (i, i, vec![i as u8; (i * 7 % 100) as usize + 1])).collect();
-        let refs: Vec<(u32, u32, &[u8])> = frames.iter().map(|(a, b, d)| (*a, *b, d.as_slice())).collect();
+        let frames: Vec<(u32, u32, Vec<u8>)> = (0..50u32)
+            .map(|i| (i, i, vec![i as u8; (i * 7 % 100) as usize + 1]))
+            .collect();
+        let refs: Vec<(u32, u32, &[u8])> = frames
+            .iter()
+            .map(|(a, b, d)| (*a, *b, d.as_slice()))
+            .collect();
         let bytes = pcap_bytes(false, false, &refs);
         for chunk in [64, 100, 333, 1 << 20] {
             let (got, err) = read_all(bytes.clone(), chunk);
@@ -494,7 +557,11 @@ mod tests {
 
     #[test]
     fn truncated_file_yields_frames_then_offset() {
-        let mut bytes = pcap_bytes(false, false, &[(1, 0, b"0123456789"), (2, 0, b"abcdefghij")]);
+        let mut bytes = pcap_bytes(
+            false,
+            false,
+            &[(1, 0, b"0123456789"), (2, 0, b"abcdefghij")],
+        );
         bytes.truncate(bytes.len() - 3);
         let (got, err) = read_all(bytes, 1 << 20);
         assert_eq!(got.len(), 1);
@@ -516,15 +583,27 @@ mod tests {
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         let (got, err) = read_all(bytes, 1 << 20);
         assert_eq!(got.len(), 1);
-        assert!(matches!(err, Some(CaptureError::Corrupt { offset: 42, .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(CaptureError::Corrupt { offset: 42, .. })),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn not_a_capture_is_named() {
-        let (_, err) = read_all(b"hello, this is a text file and not a capture".to_vec(), 1 << 20);
-        assert!(matches!(err, Some(CaptureError::NotACapture { .. })), "{err:?}");
+        let (_, err) = read_all(
+            b"hello, this is a text file and not a capture".to_vec(),
+            1 << 20,
+        );
+        assert!(
+            matches!(err, Some(CaptureError::NotACapture { .. })),
+            "{err:?}"
+        );
         let (_, err) = read_all(b"hi".to_vec(), 1 << 20);
-        assert!(matches!(err, Some(CaptureError::NotACapture { .. })), "{err:?}");
+        assert!(
+            matches!(err, Some(CaptureError::NotACapture { .. })),
+            "{err:?}"
+        );
     }
 
     #[test]

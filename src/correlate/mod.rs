@@ -19,7 +19,10 @@ pub struct Correlator {
 
 impl Correlator {
     pub fn new() -> Self {
-        Correlator { block: Vec::with_capacity(BLOCK_BYTES + 4096), counts: BTreeMap::new() }
+        Correlator {
+            block: Vec::with_capacity(BLOCK_BYTES + 4096),
+            counts: BTreeMap::new(),
+        }
     }
 
     /// Adds records; returns a full block when one is ready.

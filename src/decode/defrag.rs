@@ -8,7 +8,7 @@
 //! used is counted; nothing grows without bound.
 
 use crate::flow::key::FlowKey;
-use crate::time::{Nanos, Timestamp, NANOS_PER_SEC};
+use crate::time::{NANOS_PER_SEC, Nanos, Timestamp};
 use hashbrown::HashMap;
 use std::collections::VecDeque;
 
@@ -27,7 +27,11 @@ pub struct DefragLimits {
 
 impl Default for DefragLimits {
     fn default() -> Self {
-        DefragLimits { max_datagrams: 1024, max_bytes: 8 << 20, timeout: 30 * NANOS_PER_SEC }
+        DefragLimits {
+            max_datagrams: 1024,
+            max_bytes: 8 << 20,
+            timeout: 30 * NANOS_PER_SEC,
+        }
     }
 }
 
@@ -43,7 +47,10 @@ pub enum AddResult {
     Held,
     Dropped,
     /// The whole transport segment and the summed wire length of its frames.
-    Complete { data: Vec<u8>, wire_len: u32 },
+    Complete {
+        data: Vec<u8>,
+        wire_len: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,7 +87,13 @@ pub struct Defrag {
 
 impl Defrag {
     pub fn new(limits: DefragLimits) -> Self {
-        Defrag { limits, partial: HashMap::new(), order: VecDeque::new(), held_bytes: 0, stats: DefragStats::default() }
+        Defrag {
+            limits,
+            partial: HashMap::new(),
+            order: VecDeque::new(),
+            held_bytes: 0,
+            stats: DefragStats::default(),
+        }
     }
 
     pub fn in_progress(&self) -> usize {
@@ -93,30 +106,51 @@ impl Defrag {
                 break;
             }
             self.order.pop_front();
-            if let Some(p) = self.partial.get(&k) {
-                if p.first == t {
-                    let p = self.partial.remove(&k).expect("present");
-                    self.held_bytes -= p.data.len();
-                    self.stats.timed_out += 1;
-                }
+            if let Some(p) = self.partial.get(&k)
+                && p.first == t
+            {
+                let p = self.partial.remove(&k).expect("present");
+                self.held_bytes -= p.data.len();
+                self.stats.timed_out += 1;
             }
         }
     }
 
-    pub fn add(&mut self, flow: FlowKey, frag: Fragment, bytes: &[u8], ts: Timestamp, wire_len: u32) -> AddResult {
+    pub fn add(
+        &mut self,
+        flow: FlowKey,
+        frag: Fragment,
+        bytes: &[u8],
+        ts: Timestamp,
+        wire_len: u32,
+    ) -> AddResult {
         self.expire(ts);
         let end = frag.offset.saturating_add(bytes.len());
-        if end > MAX_DATAGRAM || (frag.more && bytes.len() % 8 != 0) {
+        if end > MAX_DATAGRAM || (frag.more && !bytes.len().is_multiple_of(8)) {
             self.stats.dropped_malformed += 1;
             return AddResult::Dropped;
         }
-        let key = Key { src: flow.src, dst: flow.dst, proto: flow.proto, id: frag.id };
+        let key = Key {
+            src: flow.src,
+            dst: flow.dst,
+            proto: flow.proto,
+            id: frag.id,
+        };
         if !self.partial.contains_key(&key) {
             if self.partial.len() >= self.limits.max_datagrams {
                 self.stats.dropped_cap += 1;
                 return AddResult::Dropped;
             }
-            self.partial.insert(key, Partial { first: ts, data: Vec::new(), have: Vec::new(), total: None, wire_len: 0 });
+            self.partial.insert(
+                key,
+                Partial {
+                    first: ts,
+                    data: Vec::new(),
+                    have: Vec::new(),
+                    total: None,
+                    wire_len: 0,
+                },
+            );
             self.order.push_back((ts, key));
         }
         let p = self.partial.get_mut(&key).expect("inserted above");
@@ -181,7 +215,10 @@ impl Defrag {
             self.held_bytes -= p.data.len();
             let mut data = p.data;
             data.truncate(p.total.unwrap_or(0));
-            return AddResult::Complete { data, wire_len: p.wire_len };
+            return AddResult::Complete {
+                data,
+                wire_len: p.wire_len,
+            };
         }
         AddResult::Held
     }
@@ -193,7 +230,12 @@ mod tests {
     use crate::flow::key::Addr;
 
     fn key() -> FlowKey {
-        FlowKey { src: Addr::v4([192, 0, 2, 1]), dst: Addr::v4([192, 0, 2, 2]), proto: 17, ..FlowKey::default() }
+        FlowKey {
+            src: Addr::v4([192, 0, 2, 1]),
+            dst: Addr::v4([192, 0, 2, 2]),
+            proto: 17,
+            ..FlowKey::default()
+        }
     }
 
     #[test]
@@ -201,13 +243,65 @@ mod tests {
         let mut d = Defrag::new(DefragLimits::default());
         let data: Vec<u8> = (0..40u8).collect();
         let t = Timestamp::from_secs(1);
-        assert!(matches!(d.add(key(), Fragment { id: 7, offset: 24, more: false }, &data[24..], t, 50), AddResult::Held));
+        assert!(matches!(
+            d.add(
+                key(),
+                Fragment {
+                    id: 7,
+                    offset: 24,
+                    more: false
+                },
+                &data[24..],
+                t,
+                50
+            ),
+            AddResult::Held
+        ));
         // Overlap with different bytes: the first-seen bytes 8..16 must win.
-        assert!(matches!(d.add(key(), Fragment { id: 7, offset: 8, more: true }, &data[8..24], t, 50), AddResult::Held));
+        assert!(matches!(
+            d.add(
+                key(),
+                Fragment {
+                    id: 7,
+                    offset: 8,
+                    more: true
+                },
+                &data[8..24],
+                t,
+                50
+            ),
+            AddResult::Held
+        ));
         let bogus = [0xffu8; 16];
-        assert!(matches!(d.add(key(), Fragment { id: 7, offset: 8, more: true }, &bogus, t, 50), AddResult::Held));
-        match d.add(key(), Fragment { id: 7, offset: 0, more: true }, &data[..8], t, 50) {
-            AddResult::Complete { data: got, wire_len } => {
+        assert!(matches!(
+            d.add(
+                key(),
+                Fragment {
+                    id: 7,
+                    offset: 8,
+                    more: true
+                },
+                &bogus,
+                t,
+                50
+            ),
+            AddResult::Held
+        ));
+        match d.add(
+            key(),
+            Fragment {
+                id: 7,
+                offset: 0,
+                more: true,
+            },
+            &data[..8],
+            t,
+            50,
+        ) {
+            AddResult::Complete {
+                data: got,
+                wire_len,
+            } => {
                 assert_eq!(got, data);
                 assert_eq!(wire_len, 200);
             }
@@ -218,17 +312,54 @@ mod tests {
 
     #[test]
     fn caps_and_timeouts_are_counted() {
-        let limits = DefragLimits { max_datagrams: 2, max_bytes: 1 << 20, timeout: NANOS_PER_SEC };
+        let limits = DefragLimits {
+            max_datagrams: 2,
+            max_bytes: 1 << 20,
+            timeout: NANOS_PER_SEC,
+        };
         let mut d = Defrag::new(limits);
         let t = Timestamp::from_secs(1);
         for id in 0..3 {
-            d.add(key(), Fragment { id, offset: 0, more: true }, &[0u8; 8], t, 10);
+            d.add(
+                key(),
+                Fragment {
+                    id,
+                    offset: 0,
+                    more: true,
+                },
+                &[0u8; 8],
+                t,
+                10,
+            );
         }
         assert_eq!(d.stats.dropped_cap, 1);
-        d.add(key(), Fragment { id: 9, offset: 0, more: true }, &[0u8; 8], Timestamp::from_secs(5), 10);
+        d.add(
+            key(),
+            Fragment {
+                id: 9,
+                offset: 0,
+                more: true,
+            },
+            &[0u8; 8],
+            Timestamp::from_secs(5),
+            10,
+        );
         assert_eq!(d.stats.timed_out, 2);
         assert_eq!(d.in_progress(), 1);
         // Past the IP maximum.
-        assert!(matches!(d.add(key(), Fragment { id: 1, offset: 65_528, more: false }, &[0u8; 16], t, 10), AddResult::Dropped));
+        assert!(matches!(
+            d.add(
+                key(),
+                Fragment {
+                    id: 1,
+                    offset: 65_528,
+                    more: false
+                },
+                &[0u8; 16],
+                t,
+                10
+            ),
+            AddResult::Dropped
+        ));
     }
 }

@@ -11,7 +11,7 @@
 
 pub mod defrag;
 
-use crate::capture::{linktype, FrameRef};
+use crate::capture::{FrameRef, linktype};
 use crate::flow::key::{Addr, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::time::Timestamp;
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
@@ -173,7 +173,11 @@ fn link(frame: &[u8], lt: u16) -> Result<Link<'_>, Skip> {
             Ok(Link {
                 ether_type: be16(frame, 14).ok_or(t)?,
                 rest: frame.get(16..).ok_or(t)?,
-                src_mac: if halen == 6 { mac(frame.get(6..).ok_or(t)?) } else { None },
+                src_mac: if halen == 6 {
+                    mac(frame.get(6..).ok_or(t)?)
+                } else {
+                    None
+                },
                 dst_mac: None,
             })
         }
@@ -183,7 +187,11 @@ fn link(frame: &[u8], lt: u16) -> Result<Link<'_>, Skip> {
             Ok(Link {
                 ether_type: be16(frame, 0).ok_or(t)?,
                 rest: frame.get(20..).ok_or(t)?,
-                src_mac: if halen == 6 { mac(frame.get(12..).ok_or(t)?) } else { None },
+                src_mac: if halen == 6 {
+                    mac(frame.get(12..).ok_or(t)?)
+                } else {
+                    None
+                },
                 dst_mac: None,
             })
         }
@@ -193,8 +201,18 @@ fn link(frame: &[u8], lt: u16) -> Result<Link<'_>, Skip> {
             src_mac: None,
             dst_mac: None,
         }),
-        linktype::IPV4 => Ok(Link { ether_type: ETH_IPV4, rest: frame, src_mac: None, dst_mac: None }),
-        linktype::IPV6 => Ok(Link { ether_type: ETH_IPV6, rest: frame, src_mac: None, dst_mac: None }),
+        linktype::IPV4 => Ok(Link {
+            ether_type: ETH_IPV4,
+            rest: frame,
+            src_mac: None,
+            dst_mac: None,
+        }),
+        linktype::IPV6 => Ok(Link {
+            ether_type: ETH_IPV6,
+            rest: frame,
+            src_mac: None,
+            dst_mac: None,
+        }),
         linktype::NULL | linktype::LOOP => {
             // Address family in the capturing host's byte order (NULL) or
             // network order (LOOP): AF_INET is 2 everywhere, AF_INET6 is 10,
@@ -202,7 +220,12 @@ fn link(frame: &[u8], lt: u16) -> Result<Link<'_>, Skip> {
             let hdr = frame.get(..4).ok_or(t)?;
             let rest = &frame[4..];
             let _family = hdr;
-            Ok(Link { ether_type: ip_version_ethertype(rest).ok_or(Skip::NotIp)?, rest, src_mac: None, dst_mac: None })
+            Ok(Link {
+                ether_type: ip_version_ethertype(rest).ok_or(Skip::NotIp)?,
+                rest,
+                src_mac: None,
+                dst_mac: None,
+            })
         }
         _ => Err(Skip::UnknownLinkType),
     }
@@ -216,7 +239,10 @@ impl Default for Decoder {
 
 impl Decoder {
     pub fn new(limits: defrag::DefragLimits) -> Self {
-        Decoder { defrag: defrag::Defrag::new(limits), stats: DecodeStats::default() }
+        Decoder {
+            defrag: defrag::Defrag::new(limits),
+            stats: DecodeStats::default(),
+        }
     }
 
     /// Decodes one frame. `base` is the chunk the frame lies in (payload
@@ -235,7 +261,13 @@ impl Decoder {
         }
     }
 
-    fn decode_inner(&mut self, base: &[u8], bytes: &[u8], frame: &FrameRef, extra: &mut Vec<u8>) -> Result<Packet, Skip> {
+    fn decode_inner(
+        &mut self,
+        base: &[u8],
+        bytes: &[u8],
+        frame: &FrameRef,
+        extra: &mut Vec<u8>,
+    ) -> Result<Packet, Skip> {
         let l = link(bytes, frame.linktype)?;
         let sliced = LaxSlicedPacket::from_ether_type(EtherType(l.ether_type), l.rest);
         let mut vlan = [0u16; 2];
@@ -253,12 +285,20 @@ impl Decoder {
             Some(LaxNetSlice::Ipv4(v4)) => {
                 let h = v4.header();
                 pkt.ip_len = h.total_len() as u32;
-                (Addr::v4(h.source()), Addr::v4(h.destination()), v4.payload())
+                (
+                    Addr::v4(h.source()),
+                    Addr::v4(h.destination()),
+                    v4.payload(),
+                )
             }
             Some(LaxNetSlice::Ipv6(v6)) => {
                 let h = v6.header();
                 pkt.ip_len = 40 + h.payload_length() as u32;
-                (Addr::v6(h.source()), Addr::v6(h.destination()), v6.payload())
+                (
+                    Addr::v6(h.source()),
+                    Addr::v6(h.destination()),
+                    v6.payload(),
+                )
             }
             Some(LaxNetSlice::Arp(_)) => return Err(Skip::Arp),
             None => {
@@ -268,10 +308,16 @@ impl Decoder {
                     Skip::Arp
                 } else {
                     Skip::NotIp
-                })
+                });
             }
         };
-        pkt.key = FlowKey { src, dst, vlan, proto: ip_payload.ip_number.0, ..FlowKey::default() };
+        pkt.key = FlowKey {
+            src,
+            dst,
+            vlan,
+            proto: ip_payload.ip_number.0,
+            ..FlowKey::default()
+        };
         if ip_payload.fragmented {
             return self.defragment(&mut pkt, ip_payload, sliced.net.as_ref(), extra);
         }
@@ -292,17 +338,17 @@ impl Decoder {
                 };
                 // The IP header's length says how much payload was sent,
                 // even when the snap length cut the frame.
-                let hdr_total = (payload.as_ptr() as usize).wrapping_sub(ip_payload.payload.as_ptr() as usize);
+                let hdr_total =
+                    (payload.as_ptr() as usize).wrapping_sub(ip_payload.payload.as_ptr() as usize);
                 let ip_payload_wire = match &sliced.net {
-                    Some(LaxNetSlice::Ipv4(v4)) => {
-                        (v4.header().total_len() as usize).saturating_sub(v4.header().slice().len() + ext_len_v4(v4))
-                    }
-                    Some(LaxNetSlice::Ipv6(v6)) => {
-                        (v6.header().payload_length() as usize).saturating_sub(v6.extensions().slice().len())
-                    }
+                    Some(LaxNetSlice::Ipv4(v4)) => (v4.header().total_len() as usize)
+                        .saturating_sub(v4.header().slice().len() + ext_len_v4(v4)),
+                    Some(LaxNetSlice::Ipv6(v6)) => (v6.header().payload_length() as usize)
+                        .saturating_sub(v6.extensions().slice().len()),
                     _ => payload.len(),
                 };
-                pkt.payload_wire_len = ip_payload_wire.saturating_sub(hdr_total).max(payload.len()) as u32;
+                pkt.payload_wire_len =
+                    ip_payload_wire.saturating_sub(hdr_total).max(payload.len()) as u32;
                 Ok(pkt)
             }
             Some(TransportSlice::Udp(udp)) => {
@@ -314,7 +360,9 @@ impl Decoder {
                     len: payload.len() as u32,
                     in_extra: false,
                 };
-                pkt.payload_wire_len = (udp.length() as u32).saturating_sub(8).max(payload.len() as u32);
+                pkt.payload_wire_len = (udp.length() as u32)
+                    .saturating_sub(8)
+                    .max(payload.len() as u32);
                 Ok(pkt)
             }
             Some(TransportSlice::Icmpv4(_)) | Some(TransportSlice::Icmpv6(_)) => Err(Skip::Icmp),
@@ -350,7 +398,9 @@ impl Decoder {
             },
             _ => return Err(Skip::IpMalformed),
         };
-        let done = self.defrag.add(pkt.key, frag, ip_payload.payload, pkt.ts, pkt.wire_len);
+        let done = self
+            .defrag
+            .add(pkt.key, frag, ip_payload.payload, pkt.ts, pkt.wire_len);
         match done {
             defrag::AddResult::Held => Err(Skip::FragmentHeld),
             defrag::AddResult::Dropped => Err(Skip::FragmentDropped),
@@ -363,7 +413,8 @@ impl Decoder {
                 let seg = &extra[at..];
                 match pkt.key.proto {
                     PROTO_TCP => {
-                        let tcp = etherparse::TcpSlice::from_slice(seg).map_err(|_| Skip::TcpMalformed)?;
+                        let tcp = etherparse::TcpSlice::from_slice(seg)
+                            .map_err(|_| Skip::TcpMalformed)?;
                         pkt.key.sport = tcp.source_port();
                         pkt.key.dport = tcp.destination_port();
                         pkt.tcp_flags = tcp.slice()[13] & 0x3f;
@@ -371,7 +422,11 @@ impl Decoder {
                         pkt.ack = tcp.acknowledgment_number();
                         pkt.window = tcp.window_size();
                         let hl = tcp.header_len();
-                        pkt.payload = PayloadRef { offset: (at + hl) as u32, len: (seg.len() - hl) as u32, in_extra: true };
+                        pkt.payload = PayloadRef {
+                            offset: (at + hl) as u32,
+                            len: (seg.len() - hl) as u32,
+                            in_extra: true,
+                        };
                     }
                     PROTO_UDP => {
                         if seg.len() < 8 {
@@ -379,7 +434,11 @@ impl Decoder {
                         }
                         pkt.key.sport = u16::from_be_bytes([seg[0], seg[1]]);
                         pkt.key.dport = u16::from_be_bytes([seg[2], seg[3]]);
-                        pkt.payload = PayloadRef { offset: (at + 8) as u32, len: (seg.len() - 8) as u32, in_extra: true };
+                        pkt.payload = PayloadRef {
+                            offset: (at + 8) as u32,
+                            len: (seg.len() - 8) as u32,
+                            in_extra: true,
+                        };
                     }
                     PROTO_ICMP | PROTO_ICMPV6 => return Err(Skip::Icmp),
                     _ => return Err(Skip::OtherTransport),
@@ -412,5 +471,6 @@ fn v6_fragment(v6: &etherparse::LaxIpv6Slice<'_>) -> Option<defrag::Fragment> {
 pub fn payload<'a>(p: &Packet, chunk: &'a [u8], extra: &'a [u8]) -> &'a [u8] {
     let src = if p.payload.in_extra { extra } else { chunk };
     let start = p.payload.offset as usize;
-    src.get(start..start.saturating_add(p.payload.len as usize)).unwrap_or(&[])
+    src.get(start..start.saturating_add(p.payload.len as usize))
+        .unwrap_or(&[])
 }

@@ -26,13 +26,22 @@ impl Addr {
         Addr { bytes: b, v6: true }
     }
     pub fn as_slice(&self) -> &[u8] {
-        if self.v6 { &self.bytes } else { &self.bytes[..4] }
+        if self.v6 {
+            &self.bytes
+        } else {
+            &self.bytes[..4]
+        }
     }
     pub fn to_ip(self) -> IpAddr {
         if self.v6 {
             IpAddr::V6(Ipv6Addr::from(self.bytes))
         } else {
-            IpAddr::V4(Ipv4Addr::new(self.bytes[0], self.bytes[1], self.bytes[2], self.bytes[3]))
+            IpAddr::V4(Ipv4Addr::new(
+                self.bytes[0],
+                self.bytes[1],
+                self.bytes[2],
+                self.bytes[3],
+            ))
         }
     }
 }
@@ -78,7 +87,13 @@ impl Direction {
 
 impl FlowKey {
     pub fn reversed(&self) -> FlowKey {
-        FlowKey { src: self.dst, dst: self.src, sport: self.dport, dport: self.sport, ..*self }
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            ..*self
+        }
     }
 
     /// The direction-free form: the lower (address, port) endpoint first.
@@ -194,11 +209,17 @@ mod tests {
     fn community_id_published_vectors() {
         let t = key("1.2.3.4", 1122, "5.6.7.8", 3344, PROTO_TCP);
         assert_eq!(t.community_id(0), "1:wCb3OG7yAFWelaUydu0D+125CLM=");
-        assert_eq!(t.reversed().community_id(0), "1:wCb3OG7yAFWelaUydu0D+125CLM=");
+        assert_eq!(
+            t.reversed().community_id(0),
+            "1:wCb3OG7yAFWelaUydu0D+125CLM="
+        );
         assert_eq!(t.community_id(1), "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk=");
         let u = key("1.2.3.4", 1122, "5.6.7.8", 3344, PROTO_UDP);
         assert_eq!(u.community_id(0), "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg=");
-        assert_eq!(u.reversed().community_id(0), "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg=");
+        assert_eq!(
+            u.reversed().community_id(0),
+            "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg="
+        );
         assert_eq!(u.community_id(1), "1:OShq+iKDAMVouh/4bMxB9Sz4amw=");
     }
 

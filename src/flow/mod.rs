@@ -5,7 +5,7 @@ pub mod reassembly;
 pub mod table;
 pub mod tcp;
 
-use crate::time::{Nanos, NANOS_PER_SEC};
+use crate::time::{NANOS_PER_SEC, Nanos};
 
 /// Flow-table settings (config section `[flow]`, documented in the README).
 #[derive(Clone, Copy, Debug)]

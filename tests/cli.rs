@@ -1,0 +1,143 @@
+//! The command line: exit statuses, error lines, outputs.
+
+mod common;
+use common::*;
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn truncated_capture_gives_records_warning_with_offset_and_status_3() {
+    let src = std::fs::read(fixture("shared/zeek-tls12-expired-cert.pcap")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.pcap");
+    // Cut in the middle of a record, well into the file.
+    let at = src.len() - 500;
+    std::fs::write(&cut, &src[..at]).unwrap();
+    let o = blindspot(&["replay", cut.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("cut.pcap") && err.contains("truncated at byte offset"),
+        "{err}"
+    );
+    let recs = parse_lines(&o.stdout);
+    assert_eq!(
+        of_type(&recs, "flow").len(),
+        2,
+        "records up to the cut are written"
+    );
+    let stats = of_type(&recs, "stats")[0];
+    assert!(
+        stats["files"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("truncated")
+    );
+}
+
+#[test]
+fn unusable_input_is_one_line_and_status_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let txt = dir.path().join("notes.txt");
+    std::fs::write(&txt, "this is not a capture file at all, it is text\n").unwrap();
+    let o = blindspot(&["replay", txt.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("notes.txt") && err.contains("not a pcap or pcapng file"),
+        "{err}"
+    );
+    let o = blindspot(&["replay", "/nonexistent/file.pcap"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("/nonexistent/file.pcap"));
+}
+
+#[test]
+fn zstd_output_is_framed_and_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("flows.jsonl.zst");
+    let cap = fixture("shared/ndpi-signal-dhcp-and-tls.pcap");
+    let o = blindspot(&["replay", cap.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..4], &[0x28, 0xb5, 0x2f, 0xfd], "zstd magic");
+    let plain = zstd::decode_all(&bytes[..]).unwrap();
+    let recs = parse_lines(&plain);
+    let direct = replay(&[&cap], 2);
+    assert_eq!(recs.len(), direct.len());
+    assert!(of_type(&recs, "flow").len() >= 15);
+}
+
+#[test]
+fn plain_file_output_and_compressed_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = fixture("shared/zeek-tls12-expired-cert.pcap");
+    let gz = dir.path().join("in.pcap.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, &std::fs::read(&cap).unwrap()).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let o = blindspot(&["replay", gz.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from_gz = parse_lines(&std::fs::read(&out).unwrap());
+    let direct = replay(&[&cap], 2);
+    assert_eq!(of_type(&from_gz, "flow"), of_type(&direct, "flow"));
+}
+
+#[test]
+fn config_check_names_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[flow]\nmax_flows = 1000\nudp_idle = 3\n").unwrap();
+    let o = blindspot(&["config", "check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad.toml:3") && err.contains("udp_idle"),
+        "{err}"
+    );
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[pipeline]\nworkers = 1\n[flow]\nudp_idle_timeout_s = 30\n",
+    )
+    .unwrap();
+    let o = blindspot(&["config", "check", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A bad config stops replay before any output.
+    let cap = fixture("shared/foxio-dhcp-dora.pcapng");
+    let o = blindspot(&["replay", "-c", bad.to_str().unwrap(), cap.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn help_explains_each_option_with_its_default() {
+    let o = blindspot(&["replay", "--help"]);
+    let h = String::from_utf8_lossy(&o.stdout);
+    for needle in [
+        "--output",
+        "--workers",
+        "--config",
+        "default",
+        ".zst",
+        "Exit status",
+    ] {
+        assert!(h.contains(needle), "help lacks {needle}: {h}");
+    }
+}
+
+#[test]
+fn several_files_are_one_timeline() {
+    let a = fixture("shared/zeek-tls12-expired-cert.pcap");
+    let b = fixture("shared/foxio-dhcp-dora.pcapng");
+    let both = replay(&[&a, &b], 2);
+    let stats = of_type(&both, "stats");
+    assert_eq!(stats.len(), 1);
+    assert_eq!(stats[0]["files"].as_array().unwrap().len(), 2);
+    let sep = of_type(&replay(&[&a], 2), "flow").len() + of_type(&replay(&[&b], 2), "flow").len();
+    assert_eq!(of_type(&both, "flow").len(), sep);
+}
