@@ -33,35 +33,64 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+/// `c · log2(c)` for the counts a default-sized sample can have, computed
+/// once: entropy = log2(n) − Σ c·log2(c) / n needs no logarithm per flow.
+fn clog2c(c: u32) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        (0..=4096u32)
+            .map(|c| {
+                if c == 0 {
+                    0.0
+                } else {
+                    c as f64 * (c as f64).log2()
+                }
+            })
+            .collect()
+    });
+    match t.get(c as usize) {
+        Some(v) => *v,
+        None => c as f64 * (c as f64).log2(),
+    }
+}
+
 pub fn features(data: &[u8]) -> Option<PayloadFeatures> {
     if data.is_empty() {
         return None;
     }
-    let mut hist = [0u32; 256];
-    let mut bits = 0u64;
-    let mut printable_n = 0u32;
+    // Four interleaved histograms break the store-to-load chains of
+    // repeated bytes; the longest printable run is kept branch-free.
+    let mut h4 = [[0u32; 256]; 4];
     let mut run = 0u32;
     let mut best_run = 0u32;
-    for &b in data {
-        hist[b as usize] += 1;
-        bits += b.count_ones() as u64;
-        if printable(b) {
-            printable_n += 1;
-            run += 1;
+    let mut quads = data.chunks_exact(4);
+    for q in &mut quads {
+        for (k, &b) in q.iter().enumerate() {
+            h4[k][b as usize] += 1;
+            run = (run + 1) * printable(b) as u32;
             best_run = best_run.max(run);
-        } else {
-            run = 0;
+        }
+    }
+    for &b in quads.remainder() {
+        h4[0][b as usize] += 1;
+        run = (run + 1) * printable(b) as u32;
+        best_run = best_run.max(run);
+    }
+    let mut hist = [0u32; 256];
+    for (i, h) in hist.iter_mut().enumerate() {
+        *h = h4[0][i] + h4[1][i] + h4[2][i] + h4[3][i];
+    }
+    let mut bits = 0u64;
+    let mut printable_n = 0u32;
+    for (v, c) in hist.iter().enumerate() {
+        bits += (v as u8).count_ones() as u64 * *c as u64;
+        if printable(v as u8) {
+            printable_n += c;
         }
     }
     let n = data.len() as f64;
-    let entropy = -hist
-        .iter()
-        .filter(|c| **c > 0)
-        .map(|c| {
-            let p = *c as f64 / n;
-            p * p.log2()
-        })
-        .sum::<f64>();
+    let sum: f64 = hist.iter().map(|c| clog2c(*c)).sum();
+    let entropy = n.log2() - sum / n;
     Some(PayloadFeatures {
         len: data.len() as u32,
         entropy: round3(entropy.max(0.0)),

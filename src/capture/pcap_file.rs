@@ -111,7 +111,12 @@ pub struct CaptureReader {
     chunk_size: usize,
     /// Frames whose interface or block could not be used, counted.
     pub skipped_frames: u64,
+    /// Blocks handed out recently, reused when no worker holds them any more.
+    recent: Vec<Arc<Vec<u8>>>,
 }
+
+/// Blocks remembered for reuse (bounded: queue depth plus a few).
+const RECYCLE: usize = 16;
 
 impl CaptureReader {
     /// Opens a file (or `-` for standard input); gzip and zstd are detected
@@ -146,6 +151,7 @@ impl CaptureReader {
             pending_error: None,
             chunk_size: CHUNK_SIZE,
             skipped_frames: 0,
+            recent: Vec::new(),
         })
     }
 
@@ -168,25 +174,20 @@ impl CaptureReader {
             if self.eof && self.carry.is_empty() {
                 return Ok(None);
             }
-            let mut buf = Vec::with_capacity(self.chunk_size + self.carry.len());
+            let mut buf = self.fresh_buffer();
             buf.extend_from_slice(&self.carry);
             let base_offset = self.carry_offset;
             // Always read something past the carried bytes, so a record longer
             // than a block still completes.
             let target = self.chunk_size.max(self.carry.len() + (64 << 10));
             while buf.len() < target && !self.eof {
-                let want = (target - buf.len()).max(64 << 10);
-                let start = buf.len();
-                buf.resize(start + want, 0);
-                match self.input.read(&mut buf[start..]) {
-                    Ok(0) => {
-                        buf.truncate(start);
-                        self.eof = true;
-                    }
-                    Ok(n) => buf.truncate(start + n),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+                let want = (target - buf.len()) as u64;
+                // `read_to_end` fills spare capacity without zeroing it first.
+                match (&mut self.input).take(want).read_to_end(&mut buf) {
+                    Ok(0) => self.eof = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        buf.truncate(start);
                         self.eof = true;
                         self.carry.clear();
                         return Err(CaptureError::Io(e));
@@ -201,10 +202,7 @@ impl CaptureReader {
                     self.eof = true;
                     self.carry.clear();
                     self.pending_error = Some(e);
-                    return Ok(Some(Chunk {
-                        data: Arc::new(buf),
-                        frames,
-                    }));
+                    return Ok(Some(self.share(buf, frames)));
                 }
             };
             self.carry = buf[consumed..].to_vec();
@@ -228,10 +226,7 @@ impl CaptureReader {
                 self.pending_error = Some(err);
             }
             if !frames.is_empty() {
-                return Ok(Some(Chunk {
-                    data: Arc::new(buf),
-                    frames,
-                }));
+                return Ok(Some(self.share(buf, frames)));
             }
             if self.eof && self.carry.is_empty() {
                 return Ok(None);
@@ -239,6 +234,31 @@ impl CaptureReader {
             // A block with no frame in it (headers only, or a record longer
             // than what we had): read more.
         }
+    }
+
+    /// A buffer for the next block: one the workers have finished with, if
+    /// any (no allocation, no page faults), else a new one.
+    fn fresh_buffer(&mut self) -> Vec<u8> {
+        let want = self.chunk_size + self.carry.len();
+        if let Some(i) = self.recent.iter().position(|a| Arc::strong_count(a) == 1) {
+            let arc = self.recent.swap_remove(i);
+            if let Ok(mut v) = Arc::try_unwrap(arc) {
+                v.clear();
+                v.reserve(want);
+                return v;
+            }
+        }
+        Vec::with_capacity(want)
+    }
+
+    /// Wraps a block for sharing, remembering it for reuse once released.
+    fn share(&mut self, buf: Vec<u8>, frames: Vec<FrameRef>) -> Chunk {
+        let data = Arc::new(buf);
+        if self.recent.len() >= RECYCLE {
+            self.recent.remove(0);
+        }
+        self.recent.push(Arc::clone(&data));
+        Chunk { data, frames }
     }
 
     /// Parses whole records from `buf`; returns how many bytes were used.

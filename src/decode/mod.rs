@@ -14,7 +14,9 @@ pub mod defrag;
 use crate::capture::{FrameRef, linktype};
 use crate::flow::key::{Addr, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::time::Timestamp;
-use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use etherparse::{
+    Ipv4HeaderSlice, Ipv6ExtensionsSlice, Ipv6HeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
+};
 
 /// TCP flag bits as on the wire.
 pub mod tcp_flags {
@@ -149,6 +151,9 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 const ETH_IPV4: u16 = 0x0800;
 const ETH_IPV6: u16 = 0x86dd;
 const ETH_ARP: u16 = 0x0806;
+const ETH_VLAN: u16 = 0x8100;
+const ETH_QINQ: u16 = 0x88a8;
+const ETH_QINQ_OLD: u16 = 0x9100;
 
 fn ip_version_ethertype(b: &[u8]) -> Option<u16> {
     match b.first()? >> 4 {
@@ -217,9 +222,7 @@ fn link(frame: &[u8], lt: u16) -> Result<Link<'_>, Skip> {
             // Address family in the capturing host's byte order (NULL) or
             // network order (LOOP): AF_INET is 2 everywhere, AF_INET6 is 10,
             // 24, 28 or 30 depending on the OS. The IP version nibble decides.
-            let hdr = frame.get(..4).ok_or(t)?;
-            let rest = &frame[4..];
-            let _family = hdr;
+            let rest = frame.get(4..).ok_or(t)?;
             Ok(Link {
                 ether_type: ip_version_ethertype(rest).ok_or(Skip::NotIp)?,
                 rest,
@@ -269,11 +272,6 @@ impl Decoder {
         extra: &mut Vec<u8>,
     ) -> Result<Packet, Skip> {
         let l = link(bytes, frame.linktype)?;
-        let sliced = LaxSlicedPacket::from_ether_type(EtherType(l.ether_type), l.rest);
-        let mut vlan = [0u16; 2];
-        for (i, id) in sliced.vlan_ids().iter().take(2).enumerate() {
-            vlan[i] = id.value();
-        }
         let mut pkt = Packet {
             ts: frame.ts,
             wire_len: frame.wire_len,
@@ -281,147 +279,146 @@ impl Decoder {
             dst_mac: l.dst_mac,
             ..Packet::default()
         };
-        let (src, dst, ip_payload) = match &sliced.net {
-            Some(LaxNetSlice::Ipv4(v4)) => {
-                let h = v4.header();
-                pkt.ip_len = h.total_len() as u32;
-                (
-                    Addr::v4(h.source()),
-                    Addr::v4(h.destination()),
-                    v4.payload(),
-                )
+        // 802.1Q / 802.1ad / QinQ tags: keep the outer two ids, skip up to four.
+        let (mut et, mut rest) = (l.ether_type, l.rest);
+        let mut tags = 0;
+        while matches!(et, ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD) {
+            if tags == 4 || rest.len() < 4 {
+                return Err(Skip::TruncatedLink);
             }
-            Some(LaxNetSlice::Ipv6(v6)) => {
-                let h = v6.header();
-                pkt.ip_len = 40 + h.payload_length() as u32;
-                (
-                    Addr::v6(h.source()),
-                    Addr::v6(h.destination()),
-                    v6.payload(),
-                )
+            if tags < 2 {
+                pkt.key.vlan[tags] = u16::from_be_bytes([rest[0], rest[1]]) & 0x0fff;
             }
-            Some(LaxNetSlice::Arp(_)) => return Err(Skip::Arp),
-            None => {
-                return Err(if matches!(l.ether_type, ETH_IPV4 | ETH_IPV6) {
-                    Skip::IpMalformed
-                } else if l.ether_type == ETH_ARP {
-                    Skip::Arp
-                } else {
-                    Skip::NotIp
+            et = u16::from_be_bytes([rest[2], rest[3]]);
+            rest = &rest[4..];
+            tags += 1;
+        }
+        // Network layer: the payload (cut to the IP length, which drops
+        // Ethernet padding) and how long it was on the wire.
+        let (proto, ip_payload, payload_wire, frag) = match et {
+            ETH_IPV4 => {
+                let h = Ipv4HeaderSlice::from_slice(rest).map_err(|_| Skip::IpMalformed)?;
+                let hl = h.slice().len();
+                let total = match h.total_len() as usize {
+                    0 => rest.len(), // segmentation offload captures write 0
+                    t if t < hl => return Err(Skip::IpMalformed),
+                    t => t,
+                };
+                pkt.key.src = Addr::v4(h.source());
+                pkt.key.dst = Addr::v4(h.destination());
+                pkt.ip_len = total as u32;
+                let frag = h.is_fragmenting_payload().then(|| defrag::Fragment {
+                    id: h.identification() as u32,
+                    offset: h.fragments_offset().byte_offset() as usize,
+                    more: h.more_fragments(),
                 });
+                (
+                    h.protocol().0,
+                    &rest[hl..total.min(rest.len())],
+                    total - hl,
+                    frag,
+                )
             }
+            ETH_IPV6 => {
+                let h = Ipv6HeaderSlice::from_slice(rest).map_err(|_| Skip::IpMalformed)?;
+                let declared = h.payload_length() as usize;
+                let plen = if declared == 0 {
+                    rest.len() - 40
+                } else {
+                    declared
+                };
+                pkt.key.src = Addr::v6(h.source());
+                pkt.key.dst = Addr::v6(h.destination());
+                pkt.ip_len = 40 + plen as u32;
+                let body = &rest[40..(40 + plen).min(rest.len())];
+                let next = h.next_header();
+                if next.is_ipv6_ext_header_value() {
+                    let (exts, proto, after) = Ipv6ExtensionsSlice::from_slice(next, body)
+                        .map_err(|_| Skip::IpMalformed)?;
+                    let ext_len = exts.slice().len();
+                    let frag = if exts.is_fragmenting_payload() {
+                        v6_fragment(&exts)
+                    } else {
+                        None
+                    };
+                    (proto.0, after, plen.saturating_sub(ext_len), frag)
+                } else {
+                    (next.0, body, plen, None)
+                }
+            }
+            ETH_ARP => return Err(Skip::Arp),
+            _ => return Err(Skip::NotIp),
         };
-        pkt.key = FlowKey {
-            src,
-            dst,
-            vlan,
-            proto: ip_payload.ip_number.0,
-            ..FlowKey::default()
-        };
-        if ip_payload.fragmented {
-            return self.defragment(&mut pkt, ip_payload, sliced.net.as_ref(), extra);
+        pkt.key.proto = proto;
+        if let Some(f) = frag {
+            return self.defragment(&mut pkt, f, ip_payload, extra);
         }
         let base_ptr = base.as_ptr() as usize;
-        match &sliced.transport {
-            Some(TransportSlice::Tcp(tcp)) => {
+        match proto {
+            PROTO_TCP => {
+                let tcp = TcpHeaderSlice::from_slice(ip_payload).map_err(|_| Skip::TcpMalformed)?;
+                let hl = tcp.slice().len();
                 pkt.key.sport = tcp.source_port();
                 pkt.key.dport = tcp.destination_port();
-                pkt.tcp_flags = (tcp.slice()[13]) & 0x3f;
+                pkt.tcp_flags = tcp.slice()[13] & 0x3f;
                 pkt.seq = tcp.sequence_number();
                 pkt.ack = tcp.acknowledgment_number();
                 pkt.window = tcp.window_size();
-                let payload = tcp.payload();
+                let payload = &ip_payload[hl..];
                 pkt.payload = PayloadRef {
                     offset: (payload.as_ptr() as usize).wrapping_sub(base_ptr) as u32,
                     len: payload.len() as u32,
                     in_extra: false,
                 };
-                // The IP header's length says how much payload was sent,
-                // even when the snap length cut the frame.
-                let hdr_total =
-                    (payload.as_ptr() as usize).wrapping_sub(ip_payload.payload.as_ptr() as usize);
-                let ip_payload_wire = match &sliced.net {
-                    Some(LaxNetSlice::Ipv4(v4)) => (v4.header().total_len() as usize)
-                        .saturating_sub(v4.header().slice().len() + ext_len_v4(v4)),
-                    Some(LaxNetSlice::Ipv6(v6)) => (v6.header().payload_length() as usize)
-                        .saturating_sub(v6.extensions().slice().len()),
-                    _ => payload.len(),
-                };
-                pkt.payload_wire_len =
-                    ip_payload_wire.saturating_sub(hdr_total).max(payload.len()) as u32;
+                pkt.payload_wire_len = payload_wire.saturating_sub(hl).max(payload.len()) as u32;
                 Ok(pkt)
             }
-            Some(TransportSlice::Udp(udp)) => {
+            PROTO_UDP => {
+                let udp = UdpHeaderSlice::from_slice(ip_payload).map_err(|_| Skip::UdpMalformed)?;
                 pkt.key.sport = udp.source_port();
                 pkt.key.dport = udp.destination_port();
-                let payload = udp.payload();
+                let end = (udp.length() as usize).max(8).min(ip_payload.len());
+                let payload = ip_payload.get(8..end).unwrap_or(&[]);
                 pkt.payload = PayloadRef {
                     offset: (payload.as_ptr() as usize).wrapping_sub(base_ptr) as u32,
                     len: payload.len() as u32,
                     in_extra: false,
                 };
-                pkt.payload_wire_len = (udp.length() as u32)
-                    .saturating_sub(8)
-                    .max(payload.len() as u32);
+                pkt.payload_wire_len = payload_wire.saturating_sub(8).max(payload.len()) as u32;
                 Ok(pkt)
             }
-            Some(TransportSlice::Icmpv4(_)) | Some(TransportSlice::Icmpv6(_)) => Err(Skip::Icmp),
-            Some(_) => Err(Skip::OtherTransport),
-            None => Err(match ip_payload.ip_number.0 {
-                PROTO_TCP => Skip::TcpMalformed,
-                PROTO_UDP => Skip::UdpMalformed,
-                PROTO_ICMP | PROTO_ICMPV6 => Skip::Icmp,
-                _ => Skip::OtherTransport,
-            }),
+            PROTO_ICMP | PROTO_ICMPV6 => Err(Skip::Icmp),
+            _ => Err(Skip::OtherTransport),
         }
     }
 
     fn defragment(
         &mut self,
         pkt: &mut Packet,
-        ip_payload: &etherparse::LaxIpPayloadSlice<'_>,
-        net: Option<&LaxNetSlice<'_>>,
+        frag: defrag::Fragment,
+        bytes: &[u8],
         extra: &mut Vec<u8>,
     ) -> Result<Packet, Skip> {
-        let frag = match net {
-            Some(LaxNetSlice::Ipv4(v4)) => {
-                let h = v4.header();
-                defrag::Fragment {
-                    id: h.identification() as u32,
-                    offset: h.fragments_offset().byte_offset() as usize,
-                    more: h.more_fragments(),
-                }
-            }
-            Some(LaxNetSlice::Ipv6(v6)) => match v6_fragment(v6) {
-                Some(f) => f,
-                None => return Err(Skip::IpMalformed),
-            },
-            _ => return Err(Skip::IpMalformed),
-        };
-        let done = self
-            .defrag
-            .add(pkt.key, frag, ip_payload.payload, pkt.ts, pkt.wire_len);
-        match done {
+        match self.defrag.add(pkt.key, frag, bytes, pkt.ts, pkt.wire_len) {
             defrag::AddResult::Held => Err(Skip::FragmentHeld),
             defrag::AddResult::Dropped => Err(Skip::FragmentDropped),
             defrag::AddResult::Complete { data, wire_len } => {
                 self.stats.fragments_reassembled += 1;
                 pkt.wire_len = wire_len;
-                pkt.ip_len = pkt.ip_len.max(data.len() as u32);
                 let at = extra.len();
                 extra.extend_from_slice(&data);
                 let seg = &extra[at..];
                 match pkt.key.proto {
                     PROTO_TCP => {
-                        let tcp = etherparse::TcpSlice::from_slice(seg)
-                            .map_err(|_| Skip::TcpMalformed)?;
+                        let tcp =
+                            TcpHeaderSlice::from_slice(seg).map_err(|_| Skip::TcpMalformed)?;
+                        let hl = tcp.slice().len();
                         pkt.key.sport = tcp.source_port();
                         pkt.key.dport = tcp.destination_port();
                         pkt.tcp_flags = tcp.slice()[13] & 0x3f;
                         pkt.seq = tcp.sequence_number();
                         pkt.ack = tcp.acknowledgment_number();
                         pkt.window = tcp.window_size();
-                        let hl = tcp.header_len();
                         pkt.payload = PayloadRef {
                             offset: (at + hl) as u32,
                             len: (seg.len() - hl) as u32,
@@ -429,11 +426,10 @@ impl Decoder {
                         };
                     }
                     PROTO_UDP => {
-                        if seg.len() < 8 {
-                            return Err(Skip::UdpMalformed);
-                        }
-                        pkt.key.sport = u16::from_be_bytes([seg[0], seg[1]]);
-                        pkt.key.dport = u16::from_be_bytes([seg[2], seg[3]]);
+                        let udp =
+                            UdpHeaderSlice::from_slice(seg).map_err(|_| Skip::UdpMalformed)?;
+                        pkt.key.sport = udp.source_port();
+                        pkt.key.dport = udp.destination_port();
                         pkt.payload = PayloadRef {
                             offset: (at + 8) as u32,
                             len: (seg.len() - 8) as u32,
@@ -450,12 +446,8 @@ impl Decoder {
     }
 }
 
-fn ext_len_v4(v4: &etherparse::LaxIpv4Slice<'_>) -> usize {
-    v4.extensions().auth.map(|a| a.slice().len()).unwrap_or(0)
-}
-
-fn v6_fragment(v6: &etherparse::LaxIpv6Slice<'_>) -> Option<defrag::Fragment> {
-    for ext in v6.extensions().clone().into_iter() {
+fn v6_fragment(exts: &Ipv6ExtensionsSlice<'_>) -> Option<defrag::Fragment> {
+    for ext in exts.clone() {
         if let etherparse::Ipv6ExtensionSlice::Fragment(f) = ext {
             return Some(defrag::Fragment {
                 id: f.identification(),

@@ -108,19 +108,18 @@ impl FlowKey {
     }
 
     /// Symmetric 64-bit hash: both directions of a connection give the same
-    /// value, independent of the process (no random seed), so the same flow
-    /// always lands on the same worker.
+    /// value (the two endpoints' hashes are combined by addition, which does
+    /// not care about order), independent of the process (no random seed), so
+    /// the same flow always lands on the same worker.
     pub fn symmetric_hash(&self) -> u64 {
-        let (c, _) = self.canonical();
-        let mut h = Fnv::new();
-        h.write(&c.src.bytes);
-        h.write(&c.dst.bytes);
-        h.write(&c.sport.to_be_bytes());
-        h.write(&c.dport.to_be_bytes());
-        h.write(&[c.proto, c.src.v6 as u8]);
-        h.write(&c.vlan[0].to_be_bytes());
-        h.write(&c.vlan[1].to_be_bytes());
-        mix64(h.finish())
+        fn endpoint(a: &Addr, port: u16) -> u64 {
+            let lo = u64::from_le_bytes(a.bytes[..8].try_into().expect("8 bytes"));
+            let hi = u64::from_le_bytes(a.bytes[8..].try_into().expect("8 bytes"));
+            mix64(lo ^ hi.rotate_left(29) ^ ((port as u64) << 48) ^ a.v6 as u64)
+        }
+        let extra =
+            ((self.proto as u64) << 32) | ((self.vlan[0] as u64) << 16) | self.vlan[1] as u64;
+        mix64(endpoint(&self.src, self.sport).wrapping_add(endpoint(&self.dst, self.dport)) ^ extra)
     }
 
     /// Community ID v1 (github.com/corelight/community-id-spec), seed 0 by
@@ -152,31 +151,11 @@ impl FlowKey {
     /// canonical tuple, VLAN and the flow's first packet time. The same flow
     /// gets the same id in every run and with any number of workers.
     pub fn flow_id(&self, start_nanos: u64) -> String {
-        let mut h = Fnv::new();
-        h.write(&self.symmetric_hash().to_be_bytes());
-        h.write(&start_nanos.to_be_bytes());
-        format!("{:016x}", mix64(h.finish()))
+        format!("{:016x}", mix64(self.symmetric_hash() ^ mix64(start_nanos)))
     }
 }
 
-/// FNV-1a, 64 bit: tiny, stable across processes and platforms.
-struct Fnv(u64);
-impl Fnv {
-    fn new() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// splitmix64 finaliser: spreads FNV's weak low bits before `% workers`.
+/// splitmix64 finaliser (Stafford's mix 13): every input bit reaches every output bit.
 fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Whole-process throughput of `blindspot replay` against `cat FILE > /dev/null`
+# on the same file, from the page cache, in one run on one machine.
+#
+#   benches/throughput.sh [MIN_BYTES]     (default 1 GiB)
+#
+# Builds bench-data/synth.pcap (>= MIN_BYTES) from the real fixtures with
+# addresses rewritten per copy and times shifted (benches/synth_capture.rs),
+# then times, best of 3 each: cat; replay --workers 0 (one thread, no
+# channels); replay with the default pipeline (--workers 2); and reports
+# GB/s, packets/s, the ratio to cat, and peak RSS. A half-size file is
+# replayed too: peak memory must not grow with the file.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+min=${1:-1073741824}
+mkdir -p bench-data
+cargo build --release --quiet --bin blindspot --example synth_capture
+bin=target/release/blindspot
+fx=(fixtures/shared/*.pcap fixtures/shared/*.pcapng fixtures/local/*.pcap)
+big=bench-data/synth.pcap
+half=bench-data/synth-half.pcap
+[ -s "$big" ] && [ "$(stat -c %s "$big")" -ge "$min" ] || target/release/examples/synth_capture "$big" "$min" "${fx[@]}"
+[ -s "$half" ] || target/release/examples/synth_capture "$half" $((min / 2)) "${fx[@]}"
+size=$(stat -c %s "$big")
+packets=$($bin replay "$big" -w 0 -o - | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packets"])')
+cat "$big" > /dev/null
+
+# best-of-3 wall time (s) and peak RSS (KiB) of a command
+measure() {
+  local best=999999 rss=0 t r
+  for _ in 1 2 3; do
+    /usr/bin/time -f '%e %M' -o bench-data/.time "$@" > /dev/null
+    read -r t r < bench-data/.time
+    best=$(python3 -c "print(min($best, $t))")
+    rss=$r
+  done
+  echo "$best $rss"
+}
+
+report() { # name seconds rss
+  python3 - "$1" "$2" "$3" "$size" "$packets" "$cat_s" <<'PY'
+import sys
+name, s, rss, size, pk, cat = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+s = max(s, 0.01); cat = max(cat, 0.01)
+print(f"{name:<28} {s:7.2f} s  {size/s/1e9:6.2f} GB/s  {pk/s/1e6:6.2f} Mpkt/s  {cat/s:5.3f}x cat  peak RSS {rss/1024:7.1f} MiB")
+PY
+}
+
+read -r cat_s cat_rss < <(measure cat "$big")
+echo "file: $big  $(python3 -c "print(f'{$size/2**30:.2f} GiB')")  $packets packets  ($(nproc) cores)"
+report "cat > /dev/null" "$cat_s" "$cat_rss"
+read -r s0 r0 < <(measure $bin replay "$big" -w 0 -o /dev/null)
+report "replay --workers 0" "$s0" "$r0"
+read -r s2 r2 < <(measure $bin replay "$big" -w 2 -o /dev/null)
+report "replay --workers 2 (default)" "$s2" "$r2"
+read -r _ rh < <(measure $bin replay "$half" -w 2 -o /dev/null)
+echo "half-size file, --workers 2: peak RSS $((rh / 1024)) MiB"
+python3 -c "print(f'threaded / one thread: {$s0/$s2:.2f}x   peak RSS full / half file: {$r2/$rh:.2f}')"
