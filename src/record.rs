@@ -106,9 +106,25 @@ impl Record {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `aa:bb:cc:dd:ee:ff`, without the formatting machinery (one per flow end).
 pub fn mac_string(m: [u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
+    let mut s = String::with_capacity(17);
+    for (i, b) in m.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// 16 lower-case hex digits.
+pub fn hex_u64(v: u64) -> String {
+    (0..16)
+        .rev()
+        .map(|i| HEX[((v >> (i * 4)) & 15) as usize] as char)
+        .collect()
 }

@@ -127,6 +127,11 @@ impl Sampler {
             return;
         }
         let take = (self.cap - self.buf.len()).min(data.len());
+        if self.buf.capacity() == 0 {
+            // One allocation for the whole sample.
+            self.buf
+                .reserve_exact(self.cap.min(data.len().max(256)).max(take));
+        }
         self.buf.extend_from_slice(&data[..take]);
         if self.buf.len() >= self.cap {
             self.done = true;

@@ -151,7 +151,7 @@ impl FlowKey {
     /// canonical tuple, VLAN and the flow's first packet time. The same flow
     /// gets the same id in every run and with any number of workers.
     pub fn flow_id(&self, start_nanos: u64) -> String {
-        format!("{:016x}", mix64(self.symmetric_hash() ^ mix64(start_nanos)))
+        crate::record::hex_u64(mix64(self.symmetric_hash() ^ mix64(start_nanos)))
     }
 }
 

@@ -20,7 +20,7 @@ use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, RST, SYN};
 use crate::record::{EndpointRecord, FlowRecord, Record, mac_string};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 
 const WHEEL_SLOTS: u64 = 1024;
 
@@ -72,6 +72,9 @@ struct Stream {
 #[derive(Debug)]
 pub struct Flow {
     generation: u64,
+    /// The canonical key and its symmetric hash (the table's key).
+    canon: FlowKey,
+    hash: u64,
     /// Oriented: `src` is the originator.
     key: FlowKey,
     /// Whether the originator is the canonical key's lower endpoint.
@@ -154,11 +157,19 @@ impl TableStats {
     }
 }
 
+/// A timer-wheel entry: which flow, and which incarnation of its tuple.
+#[derive(Clone, Copy)]
+struct WheelEntry {
+    hash: u64,
+    canon: FlowKey,
+    generation: u64,
+}
+
 pub struct FlowTable {
     settings: FlowSettings,
     max_flows: usize,
-    flows: HashMap<FlowKey, Flow>,
-    wheel: Vec<Vec<(FlowKey, u64)>>,
+    flows: HashTable<Flow>,
+    wheel: Vec<Vec<WheelEntry>>,
     wheel_sec: Option<u64>,
     next_gen: u64,
     pub stats: TableStats,
@@ -171,7 +182,7 @@ impl FlowTable {
         FlowTable {
             settings,
             max_flows,
-            flows: HashMap::with_capacity(max_flows.min(1 << 16)),
+            flows: HashTable::with_capacity(max_flows.min(1 << 16)),
             wheel: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
             wheel_sec: None,
             next_gen: 0,
@@ -183,10 +194,23 @@ impl FlowTable {
         self.flows.len()
     }
 
-    fn schedule(&mut self, key: FlowKey, generation: u64, deadline: Timestamp) {
+    fn schedule(&mut self, e: WheelEntry, deadline: Timestamp) {
         let now = self.wheel_sec.unwrap_or(deadline.as_secs());
         let sec = deadline.as_secs().clamp(now + 1, now + WHEEL_SLOTS - 1);
-        self.wheel[(sec % WHEEL_SLOTS) as usize].push((key, generation));
+        self.wheel[(sec % WHEEL_SLOTS) as usize].push(e);
+    }
+
+    fn find(&self, e: &WheelEntry) -> Option<&Flow> {
+        self.flows.find(e.hash, |f| {
+            f.generation == e.generation && f.canon == e.canon
+        })
+    }
+
+    fn remove(&mut self, hash: u64, canon: &FlowKey) -> Option<Flow> {
+        self.flows
+            .find_entry(hash, |f| f.canon == *canon)
+            .ok()
+            .map(|e| e.remove().0)
     }
 
     /// Moves packet time forward: ends the flows whose timeout has passed.
@@ -209,16 +233,16 @@ impl FlowTable {
             };
             self.wheel_sec = Some(slot_sec);
             let slot = std::mem::take(&mut self.wheel[(slot_sec % WHEEL_SLOTS) as usize]);
-            for (key, generation) in slot {
-                let (expired, deadline) = match self.flows.get(&key) {
-                    Some(f) if f.generation == generation => (
+            for e in slot {
+                let (expired, deadline) = match self.find(&e) {
+                    Some(f) => (
                         f.expired(now, &self.settings),
                         f.last.plus(f.timeout(&self.settings)),
                     ),
-                    _ => continue, // ended already; a stale entry
+                    None => continue, // ended already; a stale entry
                 };
                 if expired {
-                    if let Some(f) = self.flows.remove(&key) {
+                    if let Some(f) = self.remove(e.hash, &e.canon) {
                         let reason = if f.closed() {
                             EndReason::Closed
                         } else {
@@ -227,7 +251,7 @@ impl FlowTable {
                         out.push(self.finish(f, reason));
                     }
                 } else {
-                    self.schedule(key, generation, deadline);
+                    self.schedule(e, deadline);
                 }
             }
         }
@@ -236,7 +260,7 @@ impl FlowTable {
 
     /// Ends every flow (end of input), oldest first so output is stable.
     pub fn drain(&mut self, now: Timestamp, out: &mut Vec<Record>) {
-        let mut all: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        let mut all: Vec<Flow> = self.flows.drain().collect();
         all.sort_by_key(|f| (f.start, f.generation));
         for f in all {
             let reason = if f.expired(now, &self.settings) {
@@ -260,13 +284,9 @@ impl FlowTable {
         let base = self.wheel_sec.unwrap_or(0);
         for i in 0..WHEEL_SLOTS {
             let slot = ((base + i) % WHEEL_SLOTS) as usize;
-            while let Some((key, generation)) = self.wheel[slot].pop() {
-                if self
-                    .flows
-                    .get(&key)
-                    .is_some_and(|f| f.generation == generation)
-                {
-                    let f = self.flows.remove(&key).expect("checked");
+            while let Some(e) = self.wheel[slot].pop() {
+                if self.find(&e).is_some() {
+                    let f = self.remove(e.hash, &e.canon).expect("found above");
                     out.push(self.finish(f, EndReason::Evicted));
                     return;
                 }
@@ -274,7 +294,14 @@ impl FlowTable {
         }
     }
 
-    fn create(&mut self, p: &Packet, canon: FlowKey, lower_is_src: bool, out: &mut Vec<Record>) {
+    fn create(
+        &mut self,
+        p: &Packet,
+        hash: u64,
+        canon: FlowKey,
+        lower_is_src: bool,
+        out: &mut Vec<Record>,
+    ) {
         if self.flows.len() >= self.max_flows {
             self.evict_one(out);
         }
@@ -297,6 +324,8 @@ impl FlowTable {
         }
         let flow = Flow {
             generation,
+            canon,
+            hash,
             key,
             orig_is_lower,
             start: p.ts,
@@ -314,8 +343,15 @@ impl FlowTable {
             app: AppState::new(self.settings.first_payload_bytes),
         };
         let deadline = p.ts.plus(flow.timeout(&self.settings));
-        self.flows.insert(canon, flow);
-        self.schedule(canon, generation, deadline);
+        self.flows.insert_unique(hash, flow, |f| f.hash);
+        self.schedule(
+            WheelEntry {
+                hash,
+                canon,
+                generation,
+            },
+            deadline,
+        );
         self.stats.active_max = self.stats.active_max.max(self.flows.len() as u64);
     }
 
@@ -324,31 +360,42 @@ impl FlowTable {
         self.stats.packets += 1;
         self.advance(p.ts, out);
         let (canon, lower_is_src) = p.key.canonical();
+        let hash = p.key.symmetric_hash();
         // End the previous flow on this tuple if its time ran out, or if a
         // fresh SYN reuses a closed connection's ports.
-        if let Some(f) = self.flows.get(&canon) {
-            let fresh_syn = p.key.proto == PROTO_TCP && p.tcp_flags & (SYN | ACK | RST) == SYN;
-            let reason = if f.expired(p.ts, &self.settings) {
-                Some(if f.closed() {
-                    EndReason::Closed
+        enum Existing {
+            Absent,
+            Continues,
+            Ends(EndReason),
+        }
+        let existing = match self.flows.find(hash, |f| f.canon == canon) {
+            None => Existing::Absent,
+            Some(f) => {
+                let fresh_syn = p.key.proto == PROTO_TCP && p.tcp_flags & (SYN | ACK | RST) == SYN;
+                if f.expired(p.ts, &self.settings) {
+                    Existing::Ends(if f.closed() {
+                        EndReason::Closed
+                    } else {
+                        EndReason::Timeout
+                    })
+                } else if fresh_syn && f.closed() {
+                    Existing::Ends(EndReason::Reused)
                 } else {
-                    EndReason::Timeout
-                })
-            } else if fresh_syn && f.closed() {
-                Some(EndReason::Reused)
-            } else {
-                None
-            };
-            if let Some(r) = reason {
-                let f = self.flows.remove(&canon).expect("present");
+                    Existing::Continues
+                }
+            }
+        };
+        match existing {
+            Existing::Continues => {}
+            Existing::Absent => self.create(p, hash, canon, lower_is_src, out),
+            Existing::Ends(r) => {
+                let f = self.remove(hash, &canon).expect("found above");
                 out.push(self.finish(f, r));
+                self.create(p, hash, canon, lower_is_src, out);
             }
         }
         let settings = self.settings;
-        if !self.flows.contains_key(&canon) {
-            self.create(p, canon, lower_is_src, out);
-        }
-        let Some(flow) = self.flows.get_mut(&canon) else {
+        let Some(flow) = self.flows.find_mut(hash, |f| f.canon == canon) else {
             return;
         };
         let mut reschedule = None;
@@ -430,7 +477,14 @@ impl FlowTable {
             flow.app.on_stream(d, StreamEvent::Data(payload));
         }
         if let Some((generation, deadline)) = reschedule {
-            self.schedule(canon, generation, deadline);
+            self.schedule(
+                WheelEntry {
+                    hash,
+                    canon,
+                    generation,
+                },
+                deadline,
+            );
         }
     }
 
