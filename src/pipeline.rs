@@ -231,7 +231,8 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Outc
             table.process(p, decode::payload(p, &chunk.data, extra), &mut out);
         }
         table.advance(now, &mut out);
-        if let Some(block) = corr.push(out.drain(..)) {
+        corr.push(out.drain(..));
+        if let Some(block) = corr.full_block() {
             sink.write(&block).map_err(OutputError)?;
         }
         sink.flush_if_due().map_err(OutputError)
@@ -366,7 +367,8 @@ fn run_correlator(
     while done < workers {
         match rx.recv_timeout(interval) {
             Ok(ToCorrelator::Records(recs)) => {
-                if let Some(block) = corr.push(recs)
+                corr.push(recs);
+                if let Some(block) = corr.full_block()
                     && sink.send(block).is_err()
                 {
                     return StatsRecord::default();

@@ -80,9 +80,54 @@ pub struct StatsRecord {
     pub records: BTreeMap<&'static str, u64>,
 }
 
+/// One per TLS connection (a TCP flow whose client spoke TLS first).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TlsRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Time of the (first) ClientHello, else of the first TLS record seen.
+    pub ts: Timestamp,
+    pub flow_id: String,
+    pub community_id: String,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    pub proto: &'static str,
+    pub sni: Option<String>,
+    /// ALPN protocols offered, in order.
+    pub alpn: Vec<String>,
+    /// supported_versions offered (GREASE left out), by name.
+    pub client_versions: Vec<String>,
+    /// Highest version offered; null when no ClientHello was seen (flow picked up mid-stream).
+    pub client_max_version: Option<String>,
+    /// Negotiated version (ServerHello supported_versions, else legacy); null without a ServerHello.
+    pub version: Option<String>,
+    /// Chosen cipher suite, `0x` + 4 hex digits.
+    pub cipher: Option<String>,
+    pub alpn_selected: Option<String>,
+    pub ja3: Option<String>,
+    pub ja3_string: Option<String>,
+    pub ja4: Option<String>,
+    pub ja4_r: Option<String>,
+    pub ja3s: Option<String>,
+    pub ja3s_string: Option<String>,
+    pub ech: bool,
+    pub hrr: bool,
+    pub client_hellos: u32,
+    pub server_hellos: u32,
+    pub alerts: Vec<crate::app::tls::Alert>,
+    pub client_app_records: u32,
+    pub server_app_records: u32,
+    pub client_first_app_record_len: Option<u16>,
+    pub sslv2_hello: bool,
+    pub handshake_overflow: bool,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     Flow(Box<FlowRecord>),
+    Tls(Box<TlsRecord>),
     Stats(Box<StatsRecord>),
 }
 
@@ -90,6 +135,7 @@ impl Record {
     pub fn kind(&self) -> &'static str {
         match self {
             Record::Flow(_) => "flow",
+            Record::Tls(_) => "tls",
             Record::Stats(_) => "stats",
         }
     }
@@ -98,6 +144,7 @@ impl Record {
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let r = match self {
             Record::Flow(f) => serde_json::to_writer(&mut *out, f),
+            Record::Tls(t) => serde_json::to_writer(&mut *out, t),
             Record::Stats(s) => serde_json::to_writer(&mut *out, s),
         };
         // Serialising these plain structs into a Vec cannot fail.

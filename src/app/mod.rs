@@ -7,15 +7,30 @@
 //! (STYLE habit 6: stop work once the answer is known).
 
 pub mod features;
+pub mod tls;
 
 use crate::flow::key::Direction;
 use crate::flow::reassembly::StreamEvent;
+use crate::time::Timestamp;
 use features::{PayloadFeatures, Sampler};
+use tls::TlsState;
 
 /// Per-flow parser state.
 #[derive(Debug, Default)]
 pub struct AppState {
     sample: [Sampler; 2],
+    tls: TlsSlot,
+}
+
+/// TLS is looked for in the first stream bytes of every TCP flow, on any
+/// port, in either direction (a flow picked up mid-stream starts with the
+/// server's records as often as the client's).
+#[derive(Debug, Default)]
+pub enum TlsSlot {
+    #[default]
+    Unprobed,
+    Active(Box<TlsState>),
+    NotTls,
 }
 
 fn idx(d: Direction) -> usize {
@@ -26,30 +41,69 @@ fn idx(d: Direction) -> usize {
 }
 
 impl AppState {
-    pub fn new(first_payload_bytes: usize) -> Self {
+    /// `stream` is true for TCP (stream parsers such as TLS run), false for UDP.
+    pub fn new(first_payload_bytes: usize, stream: bool) -> Self {
         AppState {
             sample: [
                 Sampler::new(first_payload_bytes),
                 Sampler::new(first_payload_bytes),
             ],
+            tls: if stream {
+                TlsSlot::Unprobed
+            } else {
+                TlsSlot::NotTls
+            },
         }
     }
 
     /// Does any parser still want bytes of direction `d`?
     pub fn wants(&self, d: Direction) -> bool {
         self.sample[idx(d)].wants()
+            || match &self.tls {
+                TlsSlot::Unprobed => true,
+                TlsSlot::Active(t) => t.wants(),
+                TlsSlot::NotTls => false,
+            }
     }
 
     /// In-order stream bytes (TCP) or a datagram's payload (UDP).
-    pub fn on_stream(&mut self, d: Direction, ev: StreamEvent<'_>) {
+    pub fn on_stream(&mut self, d: Direction, ev: StreamEvent<'_>, ts: Timestamp) {
         let s = &mut self.sample[idx(d)];
         match ev {
-            StreamEvent::Data(b) => s.feed(b),
-            StreamEvent::Gap(_) => s.gap(),
+            StreamEvent::Data(b) => {
+                s.feed(b);
+                if let TlsSlot::Unprobed = self.tls {
+                    self.tls = if TlsState::probe(b) {
+                        TlsSlot::Active(Box::default())
+                    } else {
+                        TlsSlot::NotTls
+                    };
+                }
+                if let TlsSlot::Active(t) = &mut self.tls
+                    && t.wants()
+                {
+                    t.feed(d, b, ts);
+                }
+            }
+            StreamEvent::Gap(_) => {
+                s.gap();
+                // A gap in a handshake cannot be bridged: stop parsing.
+                match &mut self.tls {
+                    TlsSlot::Active(t) => t.not_tls = true,
+                    slot => *slot = TlsSlot::NotTls,
+                }
+            }
         }
     }
 
     pub fn payload_features(&self, d: Direction) -> Option<PayloadFeatures> {
         self.sample[idx(d)].features()
+    }
+
+    pub fn tls(&self) -> Option<&TlsState> {
+        match &self.tls {
+            TlsSlot::Active(t) => Some(t),
+            _ => None,
+        }
     }
 }

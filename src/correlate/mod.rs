@@ -25,16 +25,17 @@ impl Correlator {
         }
     }
 
-    /// Adds records; returns a full block when one is ready.
-    pub fn push(&mut self, records: impl IntoIterator<Item = Record>) -> Option<Vec<u8>> {
+    /// Adds records to the pending block.
+    pub fn push(&mut self, records: impl IntoIterator<Item = Record>) {
         for r in records {
             *self.counts.entry(r.kind()).or_default() += 1;
             r.write_json(&mut self.block);
         }
-        if self.block.len() >= BLOCK_BYTES {
-            return Some(self.take());
-        }
-        None
+    }
+
+    /// The pending block, once it has reached [`BLOCK_BYTES`].
+    pub fn full_block(&mut self) -> Option<Vec<u8>> {
+        (self.block.len() >= BLOCK_BYTES).then(|| self.take())
     }
 
     /// Whatever is buffered, even a partial block.
@@ -44,5 +45,35 @@ impl Correlator {
 
     pub fn has_pending(&self) -> bool {
         !self.block.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::StatsRecord;
+
+    /// Regression: a push that filled a block once handed the block back
+    /// through its return value, and callers that ignored it lost records.
+    #[test]
+    fn no_record_is_lost_across_block_boundaries() {
+        let mut c = Correlator::new();
+        let mut written = Vec::new();
+        let rec = || {
+            Record::Stats(Box::new(StatsRecord {
+                kind: "stats",
+                ..StatsRecord::default()
+            }))
+        };
+        for _ in 0..3000 {
+            c.push([rec()]);
+            if let Some(b) = c.full_block() {
+                written.extend_from_slice(&b);
+            }
+        }
+        c.push([rec()]);
+        written.extend_from_slice(&c.take());
+        assert_eq!(written.iter().filter(|b| **b == b'\n').count(), 3001);
+        assert_eq!(c.counts["stats"], 3001);
     }
 }

@@ -16,9 +16,11 @@ use super::key::{Direction, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::reassembly::{Reassembler, StreamEvent};
 use super::tcp::{EpState, History, TcpState, udp_conn_state};
 use crate::app::AppState;
+use crate::app::tls::TlsState;
+use crate::app::tls::hello::{is_grease, version_name};
 use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, RST, SYN};
-use crate::record::{EndpointRecord, FlowRecord, Record, mac_string};
+use crate::record::{EndpointRecord, FlowRecord, Record, TlsRecord, mac_string};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
 
@@ -248,7 +250,7 @@ impl FlowTable {
                         } else {
                             EndReason::Timeout
                         };
-                        out.push(self.finish(f, reason));
+                        self.finish(f, reason, out);
                     }
                 } else {
                     self.schedule(e, deadline);
@@ -272,7 +274,7 @@ impl FlowTable {
             } else {
                 EndReason::EndOfInput
             };
-            out.push(self.finish(f, reason));
+            self.finish(f, reason, out);
         }
         for s in &mut self.wheel {
             s.clear();
@@ -287,7 +289,7 @@ impl FlowTable {
             while let Some(e) = self.wheel[slot].pop() {
                 if self.find(&e).is_some() {
                     let f = self.remove(e.hash, &e.canon).expect("found above");
-                    out.push(self.finish(f, EndReason::Evicted));
+                    self.finish(f, EndReason::Evicted, out);
                     return;
                 }
             }
@@ -340,7 +342,7 @@ impl FlowTable {
             streams: [None, None],
             missed: [0; 2],
             gaps: [0; 2],
-            app: AppState::new(self.settings.first_payload_bytes),
+            app: AppState::new(self.settings.first_payload_bytes, key.proto == PROTO_TCP),
         };
         let deadline = p.ts.plus(flow.timeout(&self.settings));
         self.flows.insert_unique(hash, flow, |f| f.hash);
@@ -390,7 +392,7 @@ impl FlowTable {
             Existing::Absent => self.create(p, hash, canon, lower_is_src, out),
             Existing::Ends(r) => {
                 let f = self.remove(hash, &canon).expect("found above");
-                out.push(self.finish(f, r));
+                self.finish(f, r, out);
                 self.create(p, hash, canon, lower_is_src, out);
             }
         }
@@ -458,9 +460,10 @@ impl FlowTable {
                     })
                 });
                 let app = &mut flow.app;
+                let ts = p.ts;
                 stream
                     .reasm
-                    .segment(p.seq, payload, &mut |ev| app.on_stream(d, ev));
+                    .segment(p.seq, payload, &mut |ev| app.on_stream(d, ev, ts));
                 if !flow.app.wants(d)
                     && let Some(s) = flow.streams[i].take()
                 {
@@ -474,7 +477,7 @@ impl FlowTable {
                 reschedule = Some((flow.generation, p.ts.plus(settings.tcp_closed)));
             }
         } else if p.key.proto == PROTO_UDP && !payload.is_empty() && flow.app.wants(d) {
-            flow.app.on_stream(d, StreamEvent::Data(payload));
+            flow.app.on_stream(d, StreamEvent::Data(payload), p.ts);
         }
         if let Some((generation, deadline)) = reschedule {
             self.schedule(
@@ -488,7 +491,7 @@ impl FlowTable {
         }
     }
 
-    fn finish(&mut self, mut f: Flow, reason: EndReason) -> Record {
+    fn finish(&mut self, mut f: Flow, reason: EndReason, out: &mut Vec<Record>) {
         self.stats.ended[reason as usize] += 1;
         for i in 0..2 {
             if let Some(mut s) = f.streams[i].take() {
@@ -498,7 +501,8 @@ impl FlowTable {
                     Direction::ToClient
                 };
                 let app = &mut f.app;
-                s.reasm.finish(&mut |ev| app.on_stream(d, ev));
+                let ts = f.last;
+                s.reasm.finish(&mut |ev| app.on_stream(d, ev, ts));
                 f.missed[i] += s.reasm.missed_bytes;
                 f.gaps[i] += s.reasm.gaps;
             }
@@ -534,12 +538,19 @@ impl FlowTable {
             (Some(a), Some(b)) => Some(b.since(a) / 1_000),
             _ => None,
         };
-        Record::Flow(Box::new(FlowRecord {
+        let flow_id = k.flow_id(f.start.as_nanos());
+        let community_id = k.community_id(0);
+        if let Some(t) = f.app.tls()
+            && let Some(rec) = tls_record(t, &k, &flow_id, &community_id)
+        {
+            out.push(Record::Tls(Box::new(rec)));
+        }
+        out.push(Record::Flow(Box::new(FlowRecord {
             kind: "flow",
             ts: f.start,
             end_ts: f.last,
-            flow_id: k.flow_id(f.start.as_nanos()),
-            community_id: k.community_id(0),
+            flow_id,
+            community_id,
             src_ip: k.src.to_ip(),
             src_port: k.sport,
             dst_ip: k.dst.to_ip(),
@@ -560,6 +571,65 @@ impl FlowTable {
             rtt_synack_ack_us: rtt(f.synack_ts, f.ack_ts),
             orig: ep(0, Direction::ToServer),
             resp: ep(1, Direction::ToClient),
-        }))
+        })));
     }
+}
+
+/// The `tls` record of a flow whose client spoke TLS, if a ClientHello was seen.
+fn tls_record(t: &TlsState, k: &FlowKey, flow_id: &str, community_id: &str) -> Option<TlsRecord> {
+    let ch = t.client_hellos.first().map(|(_, h)| h);
+    let ts = t
+        .client_hellos
+        .first()
+        .map(|(ts, _)| *ts)
+        .or(t.first_record())?;
+    let sh = t
+        .server_hellos
+        .iter()
+        .rev()
+        .find(|(_, s)| !s.hello_retry_request)
+        .map(|(_, s)| s);
+    let ja4 = ch.map(|c| c.ja4('t'));
+    Some(TlsRecord {
+        kind: "tls",
+        ts,
+        flow_id: flow_id.to_string(),
+        community_id: community_id.to_string(),
+        src_ip: k.src.to_ip(),
+        src_port: k.sport,
+        dst_ip: k.dst.to_ip(),
+        dst_port: k.dport,
+        proto: "tcp",
+        sni: ch.and_then(|c| c.sni.clone()),
+        alpn: ch.map(|c| c.alpn.clone()).unwrap_or_default(),
+        client_versions: ch
+            .map(|c| {
+                c.supported_versions
+                    .iter()
+                    .filter(|v| !is_grease(**v))
+                    .map(|v| version_name(*v))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        client_max_version: ch.map(|c| version_name(c.max_version())),
+        version: sh.map(|s| version_name(s.version)),
+        cipher: sh.map(|s| format!("0x{:04x}", s.cipher)),
+        alpn_selected: sh.and_then(|s| s.alpn.clone()),
+        ja3: ch.map(|c| c.ja3()),
+        ja3_string: ch.map(|c| c.ja3_string()),
+        ja4: ja4.as_ref().map(|j| j.0.clone()),
+        ja4_r: ja4.map(|j| j.1),
+        ja3s: sh.map(|s| s.ja3s()),
+        ja3s_string: sh.map(|s| s.ja3s_string()),
+        ech: ch.is_some_and(|c| c.ech),
+        hrr: t.server_hellos.iter().any(|(_, s)| s.hello_retry_request),
+        client_hellos: t.client_hellos.len() as u32,
+        server_hellos: t.server_hellos.len() as u32,
+        alerts: t.alerts.clone(),
+        client_app_records: t.app_records(Direction::ToServer),
+        server_app_records: t.app_records(Direction::ToClient),
+        client_first_app_record_len: t.first_app_len(Direction::ToServer),
+        sslv2_hello: t.sslv2_hello,
+        handshake_overflow: t.handshake_overflow,
+    })
 }

@@ -1,0 +1,368 @@
+//! ClientHello / ServerHello summaries and their fingerprints.
+//!
+//! The message structure is parsed by `tls-parser`; the extension list is
+//! walked here by type and length (so one malformed extension body cannot
+//! hide the others), and the bodies that fingerprints need are read with
+//! `tls-parser`'s extension parser. GREASE values (RFC 8701) are kept in the
+//! "as sent" lists and left out of the fingerprints.
+//!
+//! - JA3 / JA3S: Salesforce's definition (decimal values, `-` and `,`).
+//! - JA4: FoxIO's specification (BSD-3-Clause), `technical_details/JA4.md`.
+
+use md5::{Digest as _, Md5};
+use serde::Serialize;
+use sha2::Sha256;
+use tls_parser::{TlsMessage, TlsMessageHandshake};
+
+pub const EXT_SNI: u16 = 0x0000;
+pub const EXT_SUPPORTED_GROUPS: u16 = 0x000a;
+pub const EXT_EC_POINT_FORMATS: u16 = 0x000b;
+pub const EXT_SIGNATURE_ALGORITHMS: u16 = 0x000d;
+pub const EXT_ALPN: u16 = 0x0010;
+pub const EXT_SESSION_TICKET: u16 = 0x0023;
+pub const EXT_PRE_SHARED_KEY: u16 = 0x0029;
+pub const EXT_EARLY_DATA: u16 = 0x002a;
+pub const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
+pub const EXT_KEY_SHARE: u16 = 0x0033;
+pub const EXT_ECH: u16 = 0xfe0d;
+
+/// The ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3).
+pub const HRR_RANDOM: [u8; 32] = [
+    0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+    0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+];
+
+pub fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
+}
+
+/// Walks `type(2) len(2) body` extension entries; stops at the first one
+/// that does not fit.
+fn walk_extensions(mut ext: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while ext.len() >= 4 {
+        let t = u16::from_be_bytes([ext[0], ext[1]]);
+        let l = u16::from_be_bytes([ext[2], ext[3]]) as usize;
+        if ext.len() < 4 + l {
+            break;
+        }
+        out.push((t, &ext[4..4 + l]));
+        ext = &ext[4 + l..];
+    }
+    out
+}
+
+/// What a ClientHello offered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ClientHello {
+    pub record_version: u16,
+    pub legacy_version: u16,
+    pub ciphers: Vec<u16>,
+    pub extensions: Vec<u16>,
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    #[serde(skip)]
+    pub alpn_first_raw: Option<Vec<u8>>,
+    pub supported_versions: Vec<u16>,
+    pub supported_groups: Vec<u16>,
+    pub ec_point_formats: Vec<u8>,
+    pub signature_algorithms: Vec<u16>,
+    pub key_share_groups: Vec<u16>,
+    pub session_ticket: bool,
+    pub psk: bool,
+    pub early_data: bool,
+    pub ech: bool,
+}
+
+fn be16s(b: &[u8]) -> Vec<u16> {
+    b.chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// A list prefixed by its length in `n` bytes, clamped to what is there.
+fn prefixed(b: &[u8], n: usize) -> &[u8] {
+    if b.len() < n {
+        return &[];
+    }
+    let len = b[..n].iter().fold(0usize, |a, x| (a << 8) | *x as usize);
+    &b[n..(n + len).min(b.len())]
+}
+
+impl ClientHello {
+    /// From a whole handshake message (type 1, with its 4-byte header).
+    pub fn parse(msg: &[u8], record_version: u16) -> Option<ClientHello> {
+        let (_, m) = tls_parser::parse_tls_message_handshake(msg).ok()?;
+        let TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch)) = m else {
+            return None;
+        };
+        let mut h = ClientHello {
+            record_version,
+            legacy_version: ch.version.0,
+            ciphers: ch.ciphers.iter().map(|c| c.0).collect(),
+            ..ClientHello::default()
+        };
+        for (t, body) in walk_extensions(ch.ext.unwrap_or(&[])) {
+            h.extensions.push(t);
+            match t {
+                EXT_SNI => {
+                    // server_name_list: len(2) { type(1) len(2) name }
+                    let list = prefixed(body, 2);
+                    if list.len() >= 3 && list[0] == 0 {
+                        let name = prefixed(&list[1..], 2);
+                        h.sni = Some(String::from_utf8_lossy(name).into_owned());
+                    }
+                }
+                EXT_ALPN => {
+                    let mut list = prefixed(body, 2);
+                    while !list.is_empty() {
+                        let l = list[0] as usize;
+                        let v = &list[1..(1 + l).min(list.len())];
+                        if h.alpn_first_raw.is_none() {
+                            h.alpn_first_raw = Some(v.to_vec());
+                        }
+                        h.alpn.push(String::from_utf8_lossy(v).into_owned());
+                        list = &list[(1 + l).min(list.len())..];
+                    }
+                }
+                EXT_SUPPORTED_VERSIONS => h.supported_versions = be16s(prefixed(body, 1)),
+                EXT_SUPPORTED_GROUPS => h.supported_groups = be16s(prefixed(body, 2)),
+                EXT_EC_POINT_FORMATS => h.ec_point_formats = prefixed(body, 1).to_vec(),
+                EXT_SIGNATURE_ALGORITHMS => h.signature_algorithms = be16s(prefixed(body, 2)),
+                EXT_KEY_SHARE => {
+                    let mut list = prefixed(body, 2);
+                    while list.len() >= 4 {
+                        h.key_share_groups
+                            .push(u16::from_be_bytes([list[0], list[1]]));
+                        let l = u16::from_be_bytes([list[2], list[3]]) as usize;
+                        list = &list[(4 + l).min(list.len())..];
+                    }
+                }
+                EXT_SESSION_TICKET => h.session_ticket = true,
+                EXT_PRE_SHARED_KEY => h.psk = true,
+                EXT_EARLY_DATA => h.early_data = true,
+                EXT_ECH => h.ech = true,
+                _ => {}
+            }
+        }
+        Some(h)
+    }
+
+    /// Highest version offered: the largest non-GREASE supported_versions
+    /// entry, else the legacy version.
+    pub fn max_version(&self) -> u16 {
+        self.supported_versions
+            .iter()
+            .copied()
+            .filter(|v| !is_grease(*v))
+            .max()
+            .unwrap_or(self.legacy_version)
+    }
+
+    pub fn ja3_string(&self) -> String {
+        let j = |v: &mut dyn Iterator<Item = u16>| {
+            v.map(|x| x.to_string()).collect::<Vec<_>>().join("-")
+        };
+        format!(
+            "{},{},{},{},{}",
+            self.legacy_version,
+            j(&mut self.ciphers.iter().copied().filter(|c| !is_grease(*c))),
+            j(&mut self.extensions.iter().copied().filter(|c| !is_grease(*c))),
+            j(&mut self
+                .supported_groups
+                .iter()
+                .copied()
+                .filter(|c| !is_grease(*c))),
+            j(&mut self.ec_point_formats.iter().map(|x| *x as u16)),
+        )
+    }
+
+    pub fn ja3(&self) -> String {
+        md5_hex(self.ja3_string().as_bytes())
+    }
+
+    /// JA4 and its raw form, for a hello seen over TCP (`t`) or QUIC (`q`).
+    pub fn ja4(&self, transport: char) -> (String, String) {
+        let version = match self.max_version() {
+            0x0304 => "13",
+            0x0303 => "12",
+            0x0302 => "11",
+            0x0301 => "10",
+            0x0300 => "s3",
+            0x0002 => "s2",
+            0xfeff => "d1",
+            0xfefd => "d2",
+            0xfefc => "d3",
+            _ => "00",
+        };
+        let sni = if self.extensions.contains(&EXT_SNI) {
+            'd'
+        } else {
+            'i'
+        };
+        let ciphers: Vec<u16> = self
+            .ciphers
+            .iter()
+            .copied()
+            .filter(|c| !is_grease(*c))
+            .collect();
+        let exts: Vec<u16> = self
+            .extensions
+            .iter()
+            .copied()
+            .filter(|c| !is_grease(*c))
+            .collect();
+        let alpn = match &self.alpn_first_raw {
+            Some(v) if !v.is_empty() => {
+                let (f, l) = (v[0], v[v.len() - 1]);
+                if f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() {
+                    format!("{}{}", f as char, l as char)
+                } else {
+                    let hex = hex_bytes(v);
+                    let b = hex.as_bytes();
+                    format!("{}{}", b[0] as char, b[b.len() - 1] as char)
+                }
+            }
+            _ => "00".to_string(),
+        };
+        let a = format!(
+            "{transport}{version}{sni}{:02}{:02}{alpn}",
+            ciphers.len().min(99),
+            exts.len().min(99)
+        );
+        let mut sc = ciphers.clone();
+        sc.sort_unstable();
+        let cipher_list = hex_list(&sc);
+        let mut se: Vec<u16> = exts
+            .iter()
+            .copied()
+            .filter(|e| *e != EXT_SNI && *e != EXT_ALPN)
+            .collect();
+        se.sort_unstable();
+        let ext_list = hex_list(&se);
+        let sig_list = hex_list(&self.signature_algorithms);
+        let c_input = if sig_list.is_empty() {
+            ext_list.clone()
+        } else {
+            format!("{ext_list}_{sig_list}")
+        };
+        let b = if sc.is_empty() {
+            "000000000000".to_string()
+        } else {
+            sha256_12(&cipher_list)
+        };
+        let c = if se.is_empty() {
+            "000000000000".to_string()
+        } else {
+            sha256_12(&c_input)
+        };
+        let ja4 = format!("{a}_{b}_{c}");
+        let raw = if sig_list.is_empty() {
+            format!("{a}_{cipher_list}_{ext_list}")
+        } else {
+            format!("{a}_{cipher_list}_{ext_list}_{sig_list}")
+        };
+        (ja4, raw)
+    }
+}
+
+/// What a ServerHello (or HelloRetryRequest) chose.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ServerHello {
+    pub legacy_version: u16,
+    /// The supported_versions selection when present, else the legacy version.
+    pub version: u16,
+    pub cipher: u16,
+    pub extensions: Vec<u16>,
+    pub alpn: Option<String>,
+    pub hello_retry_request: bool,
+}
+
+impl ServerHello {
+    pub fn parse(msg: &[u8]) -> Option<ServerHello> {
+        // type(1) len(3) version(2) random(32) session_id(1+n) cipher(2) compression(1) ext
+        if msg.len() < 4 + 2 + 32 + 1 || msg[0] != 2 {
+            return None;
+        }
+        let body = &msg[4..];
+        let legacy = u16::from_be_bytes([body[0], body[1]]);
+        let random = &body[2..34];
+        let sid_len = body[34] as usize;
+        let rest = body.get(35 + sid_len..)?;
+        if rest.len() < 3 {
+            return None;
+        }
+        let cipher = u16::from_be_bytes([rest[0], rest[1]]);
+        let ext = prefixed(&rest[3..], 2);
+        let mut s = ServerHello {
+            legacy_version: legacy,
+            version: legacy,
+            cipher,
+            hello_retry_request: random == HRR_RANDOM,
+            ..ServerHello::default()
+        };
+        for (t, b) in walk_extensions(ext) {
+            s.extensions.push(t);
+            match t {
+                EXT_SUPPORTED_VERSIONS if b.len() >= 2 => {
+                    s.version = u16::from_be_bytes([b[0], b[1]])
+                }
+                EXT_ALPN => {
+                    let list = prefixed(b, 2);
+                    if !list.is_empty() {
+                        let l = list[0] as usize;
+                        s.alpn = Some(
+                            String::from_utf8_lossy(&list[1..(1 + l).min(list.len())]).into_owned(),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(s)
+    }
+
+    pub fn ja3s_string(&self) -> String {
+        let exts: Vec<String> = self.extensions.iter().map(|e| e.to_string()).collect();
+        format!("{},{},{}", self.legacy_version, self.cipher, exts.join("-"))
+    }
+
+    pub fn ja3s(&self) -> String {
+        md5_hex(self.ja3s_string().as_bytes())
+    }
+}
+
+fn hex_list(v: &[u16]) -> String {
+    v.iter()
+        .map(|x| format!("{x:04x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn hex_bytes(v: &[u8]) -> String {
+    v.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    hex_bytes(&Md5::digest(b))
+}
+
+fn sha256_12(s: &str) -> String {
+    let mut h = hex_bytes(&Sha256::digest(s.as_bytes()));
+    h.truncate(12);
+    h
+}
+
+/// `TLS 1.3`, `TLS 1.3 draft 23`, … as the expected values and tshark name versions.
+pub fn version_name(v: u16) -> String {
+    match v {
+        0x0304 => "TLS 1.3".into(),
+        0x0303 => "TLS 1.2".into(),
+        0x0302 => "TLS 1.1".into(),
+        0x0301 => "TLS 1.0".into(),
+        0x0300 => "SSL 3.0".into(),
+        0x0002 => "SSL 2.0".into(),
+        v if v >> 8 == 0x7f => format!("TLS 1.3 draft {}", v & 0xff),
+        v => format!("0x{v:04x}"),
+    }
+}
