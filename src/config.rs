@@ -20,6 +20,20 @@ pub struct RawConfig {
     pub reassembly: RawReassembly,
     pub fragments: RawFragments,
     pub output: RawOutput,
+    pub tls: RawTls,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    /// Parse TLS in every TCP flow (false: flow records only).
+    pub enabled: bool,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        RawTls { enabled: true }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +233,7 @@ impl RawConfig {
                     0,
                     65_536,
                 )?,
+                tls: self.tls.enabled,
                 reassembly: ReassemblyLimits {
                     max_segments: range(
                         "reassembly.max_segments",

@@ -23,6 +23,8 @@ pub struct FlowSettings {
     pub udp_idle: Nanos,
     /// Bytes per direction for first-payload features (default 1024).
     pub first_payload_bytes: usize,
+    /// Look for TLS in every TCP flow (default true; false gives flows only).
+    pub tls: bool,
     pub reassembly: reassembly::ReassemblyLimits,
 }
 
@@ -35,6 +37,7 @@ impl Default for FlowSettings {
             tcp_closed: 5 * NANOS_PER_SEC,
             udp_idle: 60 * NANOS_PER_SEC,
             first_payload_bytes: 1024,
+            tls: true,
             reassembly: reassembly::ReassemblyLimits::default(),
         }
     }

@@ -342,7 +342,10 @@ impl FlowTable {
             streams: [None, None],
             missed: [0; 2],
             gaps: [0; 2],
-            app: AppState::new(self.settings.first_payload_bytes, key.proto == PROTO_TCP),
+            app: AppState::new(
+                self.settings.first_payload_bytes,
+                self.settings.tls && key.proto == PROTO_TCP,
+            ),
         };
         let deadline = p.ts.plus(flow.timeout(&self.settings));
         self.flows.insert_unique(hash, flow, |f| f.hash);

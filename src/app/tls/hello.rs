@@ -160,21 +160,15 @@ impl ClientHello {
     }
 
     pub fn ja3_string(&self) -> String {
-        let j = |v: &mut dyn Iterator<Item = u16>| {
-            v.map(|x| x.to_string()).collect::<Vec<_>>().join("-")
-        };
-        format!(
-            "{},{},{},{},{}",
-            self.legacy_version,
-            j(&mut self.ciphers.iter().copied().filter(|c| !is_grease(*c))),
-            j(&mut self.extensions.iter().copied().filter(|c| !is_grease(*c))),
-            j(&mut self
-                .supported_groups
-                .iter()
-                .copied()
-                .filter(|c| !is_grease(*c))),
-            j(&mut self.ec_point_formats.iter().map(|x| *x as u16)),
-        )
+        let mut out = String::with_capacity(256);
+        push_dec(&mut out, self.legacy_version);
+        for list in [&self.ciphers, &self.extensions, &self.supported_groups] {
+            out.push(',');
+            push_dec_list(&mut out, list.iter().copied().filter(|c| !is_grease(*c)));
+        }
+        out.push(',');
+        push_dec_list(&mut out, self.ec_point_formats.iter().map(|x| *x as u16));
+        out
     }
 
     pub fn ja3(&self) -> String {
@@ -323,8 +317,13 @@ impl ServerHello {
     }
 
     pub fn ja3s_string(&self) -> String {
-        let exts: Vec<String> = self.extensions.iter().map(|e| e.to_string()).collect();
-        format!("{},{},{}", self.legacy_version, self.cipher, exts.join("-"))
+        let mut out = String::with_capacity(64);
+        push_dec(&mut out, self.legacy_version);
+        out.push(',');
+        push_dec(&mut out, self.cipher);
+        out.push(',');
+        push_dec_list(&mut out, self.extensions.iter().copied());
+        out
     }
 
     pub fn ja3s(&self) -> String {
@@ -332,15 +331,56 @@ impl ServerHello {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Decimal, without the fmt machinery (fingerprints are built per connection).
+fn push_dec(out: &mut String, v: u16) {
+    let mut buf = [0u8; 5];
+    let mut i = buf.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for b in &buf[i..] {
+        out.push(*b as char);
+    }
+}
+
+fn push_dec_list(out: &mut String, v: impl Iterator<Item = u16>) {
+    for (i, x) in v.enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        push_dec(out, x);
+    }
+}
+
+/// `0a0b,1301,...`: four lower-case hex digits each, comma-separated.
 fn hex_list(v: &[u16]) -> String {
-    v.iter()
-        .map(|x| format!("{x:04x}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out = String::with_capacity(v.len() * 5);
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for shift in [12, 8, 4, 0] {
+            out.push(HEX[((x >> shift) & 15) as usize] as char);
+        }
+    }
+    out
 }
 
 fn hex_bytes(v: &[u8]) -> String {
-    v.iter().map(|x| format!("{x:02x}")).collect()
+    let mut out = String::with_capacity(v.len() * 2);
+    for b in v {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out
 }
 
 fn md5_hex(b: &[u8]) -> String {
