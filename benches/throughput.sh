@@ -4,10 +4,12 @@
 #
 #   benches/throughput.sh [MIN_BYTES]     (default 1 GiB)
 #
-# Builds bench-data/synth.pcap (>= MIN_BYTES) from the real fixtures with
+# Builds bench-data/synth.pcap (>= MIN_BYTES; delete bench-data/ after the
+# fixtures change) from the real fixtures with
 # addresses rewritten per copy and times shifted (benches/synth_capture.rs),
 # then times, best of 3 each: cat; replay --workers 0 (one thread, no
-# channels); replay with the default pipeline (--workers 2); and reports
+# channels) and --workers 2 (the default pipeline), each flows only
+# (tls.enabled = false) and with TLS parsing; and reports
 # GB/s, packets/s, the ratio to cat, and peak RSS. A half-size file is
 # replayed too: peak memory must not grow with the file.
 set -euo pipefail
@@ -50,10 +52,16 @@ PY
 read -r cat_s cat_rss < <(measure cat "$big")
 echo "file: $big  $(python3 -c "print(f'{$size/2**30:.2f} GiB')")  $packets packets  ($(nproc) cores)"
 report "cat > /dev/null" "$cat_s" "$cat_rss"
+flows_only=bench-data/flows-only.toml
+printf '[tls]\nenabled = false\n' > "$flows_only"
+read -r f0 q0 < <(measure $bin replay "$big" -w 0 -o /dev/null -c "$flows_only")
+report "flows only, --workers 0" "$f0" "$q0"
+read -r f2 q2 < <(measure $bin replay "$big" -w 2 -o /dev/null -c "$flows_only")
+report "flows only, --workers 2" "$f2" "$q2"
 read -r s0 r0 < <(measure $bin replay "$big" -w 0 -o /dev/null)
-report "replay --workers 0" "$s0" "$r0"
+report "flows+TLS, --workers 0" "$s0" "$r0"
 read -r s2 r2 < <(measure $bin replay "$big" -w 2 -o /dev/null)
-report "replay --workers 2 (default)" "$s2" "$r2"
+report "flows+TLS, --workers 2" "$s2" "$r2"
 read -r _ rh < <(measure $bin replay "$half" -w 2 -o /dev/null)
 echo "half-size file, --workers 2: peak RSS $((rh / 1024)) MiB"
-python3 -c "print(f'threaded / one thread: {$s0/$s2:.2f}x   peak RSS full / half file: {$r2/$rh:.2f}')"
+python3 -c "print(f'threaded / one thread: flows only {$f0/$f2:.2f}x, flows+TLS {$s0/$s2:.2f}x;  TLS cost vs flows only (--workers 2): {($s2-$f2)/$f2*100:.0f}%;  peak RSS full / half file: {$r2/$rh:.2f}')"
