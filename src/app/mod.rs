@@ -33,13 +33,6 @@ pub enum TlsSlot {
     NotTls,
 }
 
-fn idx(d: Direction) -> usize {
-    match d {
-        Direction::ToServer => 0,
-        Direction::ToClient => 1,
-    }
-}
-
 impl AppState {
     /// `stream` is true for TCP (stream parsers such as TLS run), false for UDP.
     pub fn new(first_payload_bytes: usize, stream: bool) -> Self {
@@ -58,7 +51,7 @@ impl AppState {
 
     /// Does any parser still want bytes of direction `d`?
     pub fn wants(&self, d: Direction) -> bool {
-        self.sample[idx(d)].wants()
+        self.sample[d.index()].wants()
             || match &self.tls {
                 TlsSlot::Unprobed => true,
                 TlsSlot::Active(t) => t.wants(),
@@ -68,7 +61,7 @@ impl AppState {
 
     /// In-order stream bytes (TCP) or a datagram's payload (UDP).
     pub fn on_stream(&mut self, d: Direction, ev: StreamEvent<'_>, ts: Timestamp) {
-        let s = &mut self.sample[idx(d)];
+        let s = &mut self.sample[d.index()];
         match ev {
             StreamEvent::Data(b) => {
                 s.feed(b);
@@ -97,7 +90,7 @@ impl AppState {
     }
 
     pub fn payload_features(&self, d: Direction) -> Option<PayloadFeatures> {
-        self.sample[idx(d)].features()
+        self.sample[d.index()].features()
     }
 
     pub fn tls(&self) -> Option<&TlsState> {

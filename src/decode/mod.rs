@@ -356,14 +356,7 @@ impl Decoder {
         let base_ptr = base.as_ptr() as usize;
         match proto {
             PROTO_TCP => {
-                let tcp = TcpHeaderSlice::from_slice(ip_payload).map_err(|_| Skip::TcpMalformed)?;
-                let hl = tcp.slice().len();
-                pkt.key.sport = tcp.source_port();
-                pkt.key.dport = tcp.destination_port();
-                pkt.tcp_flags = tcp.slice()[13] & 0x3f;
-                pkt.seq = tcp.sequence_number();
-                pkt.ack = tcp.acknowledgment_number();
-                pkt.window = tcp.window_size();
+                let hl = read_tcp_header(&mut pkt, ip_payload)?;
                 let payload = &ip_payload[hl..];
                 pkt.payload = PayloadRef {
                     offset: (payload.as_ptr() as usize).wrapping_sub(base_ptr) as u32,
@@ -410,15 +403,7 @@ impl Decoder {
                 let seg = &extra[at..];
                 match pkt.key.proto {
                     PROTO_TCP => {
-                        let tcp =
-                            TcpHeaderSlice::from_slice(seg).map_err(|_| Skip::TcpMalformed)?;
-                        let hl = tcp.slice().len();
-                        pkt.key.sport = tcp.source_port();
-                        pkt.key.dport = tcp.destination_port();
-                        pkt.tcp_flags = tcp.slice()[13] & 0x3f;
-                        pkt.seq = tcp.sequence_number();
-                        pkt.ack = tcp.acknowledgment_number();
-                        pkt.window = tcp.window_size();
+                        let hl = read_tcp_header(pkt, seg)?;
                         pkt.payload = PayloadRef {
                             offset: (at + hl) as u32,
                             len: (seg.len() - hl) as u32,
@@ -444,6 +429,18 @@ impl Decoder {
             }
         }
     }
+}
+
+/// Reads the TCP header at the start of `seg` into `pkt`; returns its length.
+fn read_tcp_header(pkt: &mut Packet, seg: &[u8]) -> Result<usize, Skip> {
+    let tcp = TcpHeaderSlice::from_slice(seg).map_err(|_| Skip::TcpMalformed)?;
+    pkt.key.sport = tcp.source_port();
+    pkt.key.dport = tcp.destination_port();
+    pkt.tcp_flags = tcp.slice()[13] & 0x3f;
+    pkt.seq = tcp.sequence_number();
+    pkt.ack = tcp.acknowledgment_number();
+    pkt.window = tcp.window_size();
+    Ok(tcp.slice().len())
 }
 
 fn v6_fragment(exts: &Ipv6ExtensionsSlice<'_>) -> Option<defrag::Fragment> {

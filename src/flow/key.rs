@@ -77,6 +77,24 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// 0 for the originator's direction, 1 for the responder's: the index of
+    /// every per-direction array.
+    pub fn index(self) -> usize {
+        match self {
+            Direction::ToServer => 0,
+            Direction::ToClient => 1,
+        }
+    }
+
+    /// The inverse of [`Direction::index`].
+    pub fn from_index(i: usize) -> Self {
+        if i == 0 {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        }
+    }
+
     pub fn flip(self) -> Self {
         match self {
             Direction::ToServer => Direction::ToClient,

@@ -96,13 +96,6 @@ pub struct Flow {
     app: AppState,
 }
 
-fn di(d: Direction) -> usize {
-    match d {
-        Direction::ToServer => 0,
-        Direction::ToClient => 1,
-    }
-}
-
 impl Flow {
     fn is_tcp(&self) -> bool {
         self.key.proto == PROTO_TCP
@@ -130,6 +123,21 @@ impl Flow {
 
     fn expired(&self, now: Timestamp, s: &FlowSettings) -> bool {
         now.since(self.last) > self.timeout(s)
+    }
+
+    /// Why a flow whose time ran out ended: it had closed, or it went idle.
+    fn idle_end(&self) -> EndReason {
+        if self.closed() {
+            EndReason::Closed
+        } else {
+            EndReason::Timeout
+        }
+    }
+
+    /// Folds a finished reassembler's gap counters into the flow.
+    fn absorb(&mut self, i: usize, r: &Reassembler) {
+        self.missed[i] += r.missed_bytes;
+        self.gaps[i] += r.gaps;
     }
 }
 
@@ -245,11 +253,7 @@ impl FlowTable {
                 };
                 if expired {
                     if let Some(f) = self.remove(e.hash, &e.canon) {
-                        let reason = if f.closed() {
-                            EndReason::Closed
-                        } else {
-                            EndReason::Timeout
-                        };
+                        let reason = f.idle_end();
                         self.finish(f, reason, out);
                     }
                 } else {
@@ -266,11 +270,7 @@ impl FlowTable {
         all.sort_by_key(|f| (f.start, f.generation));
         for f in all {
             let reason = if f.expired(now, &self.settings) {
-                if f.closed() {
-                    EndReason::Closed
-                } else {
-                    EndReason::Timeout
-                }
+                f.idle_end()
             } else {
                 EndReason::EndOfInput
             };
@@ -378,11 +378,7 @@ impl FlowTable {
             Some(f) => {
                 let fresh_syn = p.key.proto == PROTO_TCP && p.tcp_flags & (SYN | ACK | RST) == SYN;
                 if f.expired(p.ts, &self.settings) {
-                    Existing::Ends(if f.closed() {
-                        EndReason::Closed
-                    } else {
-                        EndReason::Timeout
-                    })
+                    Existing::Ends(f.idle_end())
                 } else if fresh_syn && f.closed() {
                     Existing::Ends(EndReason::Reused)
                 } else {
@@ -409,7 +405,7 @@ impl FlowTable {
         } else {
             Direction::ToClient
         };
-        let i = di(d);
+        let i = d.index();
         flow.last = flow.last.max(p.ts);
         let c = &mut flow.c[i];
         c.packets += 1;
@@ -470,8 +466,7 @@ impl FlowTable {
                 if !flow.app.wants(d)
                     && let Some(s) = flow.streams[i].take()
                 {
-                    flow.missed[i] += s.reasm.missed_bytes;
-                    flow.gaps[i] += s.reasm.gaps;
+                    flow.absorb(i, &s.reasm);
                     self.stats.reassembly_stopped += 1;
                 }
             }
@@ -497,26 +492,16 @@ impl FlowTable {
     fn finish(&mut self, mut f: Flow, reason: EndReason, out: &mut Vec<Record>) {
         self.stats.ended[reason as usize] += 1;
         for i in 0..2 {
+            let d = Direction::from_index(i);
             if let Some(mut s) = f.streams[i].take() {
-                let d = if i == 0 {
-                    Direction::ToServer
-                } else {
-                    Direction::ToClient
-                };
                 let app = &mut f.app;
                 let ts = f.last;
                 s.reasm.finish(&mut |ev| app.on_stream(d, ev, ts));
-                f.missed[i] += s.reasm.missed_bytes;
-                f.gaps[i] += s.reasm.gaps;
+                f.absorb(i, &s.reasm);
             }
             self.stats.reassembly_gaps += f.gaps[i] as u64;
             self.stats.reassembly_missed_bytes += f.missed[i];
             if f.gaps[i] > 0 {
-                let d = if i == 0 {
-                    Direction::ToServer
-                } else {
-                    Direction::ToClient
-                };
                 for _ in 0..f.gaps[i].min(1000) {
                     f.history.repeat(b'G', d);
                 }

@@ -51,13 +51,6 @@ pub struct History {
 impl History {
     pub const MAX_LEN: usize = 48;
 
-    fn dir_index(d: Direction) -> usize {
-        match d {
-            Direction::ToServer => 0,
-            Direction::ToClient => 1,
-        }
-    }
-
     fn push(&mut self, letter: u8, d: Direction) {
         if self.text.len() < Self::MAX_LEN {
             let c = if d == Direction::ToServer {
@@ -75,7 +68,7 @@ impl History {
             .iter()
             .position(|l| *l == letter)
             .expect("a once letter") as u8;
-        let i = Self::dir_index(d);
+        let i = d.index();
         if self.once[i] & (1 << bit) == 0 {
             self.once[i] |= 1 << bit;
             self.push(letter, d);
@@ -88,7 +81,7 @@ impl History {
             .iter()
             .position(|l| *l == letter)
             .expect("a repeat letter");
-        let i = Self::dir_index(d);
+        let i = d.index();
         self.counts[i][k] += 1;
         let n = self.counts[i][k];
         if n == 1 || (n.is_multiple_of(10) && is_power_of_ten(n)) {
@@ -111,7 +104,7 @@ impl History {
             Some(b) => b,
             None => return false,
         };
-        self.once[Self::dir_index(d)] & (1 << bit) != 0
+        self.once[d.index()] & (1 << bit) != 0
     }
 }
 
@@ -170,7 +163,7 @@ impl TcpState {
         }
         if payload_len > 0 {
             h.once(b'D', d);
-            let i = History::dir_index(d);
+            let i = d.index();
             let end = seq.wrapping_add(payload_len);
             match self.max_end[i] {
                 Some(max) if (end.wrapping_sub(max) as i32) <= 0 => h.repeat(b'T', d),

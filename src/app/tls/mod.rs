@@ -78,13 +78,6 @@ pub struct TlsState {
     pub malformed: bool,
 }
 
-fn idx(d: Direction) -> usize {
-    match d {
-        Direction::ToServer => 0,
-        Direction::ToClient => 1,
-    }
-}
-
 impl TlsState {
     /// Do the first client bytes look like TLS? (record type 20–23, major version 3)
     pub fn probe(first: &[u8]) -> bool {
@@ -104,7 +97,7 @@ impl TlsState {
     }
 
     pub fn feed(&mut self, d: Direction, mut data: &[u8], ts: Timestamp) {
-        let i = idx(d);
+        let i = d.index();
         while !data.is_empty() && !self.not_tls {
             let tls13_started = self.server_hellos.iter().any(|(_, h)| h.version >= 0x0304);
             let s = &mut self.side[i];
@@ -249,10 +242,10 @@ impl TlsState {
     }
 
     pub fn app_records(&self, d: Direction) -> u32 {
-        self.side[idx(d)].app_records
+        self.side[d.index()].app_records
     }
 
     pub fn first_app_len(&self, d: Direction) -> Option<u16> {
-        self.side[idx(d)].first_app_len
+        self.side[d.index()].first_app_len
     }
 }
