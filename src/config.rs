@@ -21,6 +21,40 @@ pub struct RawConfig {
     pub fragments: RawFragments,
     pub output: RawOutput,
     pub tls: RawTls,
+    pub inspection: RawInspection,
+    /// Where the text came from (for error messages and relative paths).
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Origin {
+    pub name: String,
+    pub text: String,
+    pub dir: Option<std::path::PathBuf>,
+}
+
+impl Origin {
+    /// `file:line` of a byte offset.
+    fn place(&self, offset: usize) -> String {
+        let line = self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1;
+        format!("{}:{line}", self.name)
+    }
+}
+
+/// The enterprise TLS-inspection proxy's CA(s).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawInspection {
+    /// SHA-256 (64 hex digits) of an inspection CA certificate (DER) or of
+    /// its SubjectPublicKeyInfo.
+    pub ca_sha256: Vec<toml::Spanned<String>>,
+    /// PEM files of inspection CA certificates (relative paths are taken
+    /// from the config file's folder).
+    pub ca_files: Vec<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,6 +176,7 @@ pub struct Config {
     pub defrag: DefragLimits,
     pub flush_interval_ms: u64,
     pub zstd_level: i32,
+    pub inspection: std::sync::Arc<crate::correlate::inspection::Inspection>,
 }
 
 impl Default for Config {
@@ -178,7 +213,7 @@ fn range<T: PartialOrd + std::fmt::Display + Copy>(
 
 impl RawConfig {
     pub fn parse(text: &str, source: &str) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
             let place = match e.span() {
                 Some(span) => {
                     let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
@@ -187,7 +222,13 @@ impl RawConfig {
                 None => source.to_string(),
             };
             ConfigError(format!("{place}: {}", e.message().trim()))
-        })
+        })?;
+        raw.origin = Origin {
+            name: source.to_string(),
+            text: text.to_string(),
+            dir: None,
+        };
+        Ok(raw)
     }
 
     pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
@@ -197,7 +238,45 @@ impl RawConfig {
                 path.display()
             ))
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut raw = Self::parse(&text, &path.display().to_string())?;
+        raw.origin.dir = path.parent().map(Path::to_path_buf);
+        Ok(raw)
+    }
+
+    fn inspection(&self) -> Result<crate::correlate::inspection::Inspection, ConfigError> {
+        use crate::correlate::inspection::{Inspection, InspectionCa};
+        let mut cas = Vec::new();
+        for (i, h) in self.inspection.ca_sha256.iter().enumerate() {
+            let v = h.get_ref().trim().to_ascii_lowercase().replace(':', "");
+            if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError(format!(
+                    "{}: inspection.ca_sha256[{i}] = {:?} is not a SHA-256: give 64 hex digits \
+                     (`openssl x509 -outform der | sha256sum`)",
+                    self.origin.place(h.span().start),
+                    h.get_ref()
+                )));
+            }
+            cas.push(InspectionCa::from_hash(v));
+        }
+        for (i, f) in self.inspection.ca_files.iter().enumerate() {
+            let path = match &self.origin.dir {
+                Some(d) => d.join(f.get_ref()),
+                None => std::path::PathBuf::from(f.get_ref()),
+            };
+            let ca = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| InspectionCa::from_pem(&pem))
+                .map_err(|e| {
+                    ConfigError(format!(
+                        "{}: inspection.ca_files[{i}] = {:?}: {}: {e}",
+                        self.origin.place(f.span().start),
+                        f.get_ref(),
+                        path.display()
+                    ))
+                })?;
+            cas.extend(ca);
+        }
+        Ok(Inspection { cas })
     }
 
     pub fn validate(&self) -> Result<Config, ConfigError> {
@@ -266,6 +345,7 @@ impl RawConfig {
                 1000,
             )?,
             zstd_level: range("output.zstd_level", self.output.zstd_level, 1, 19)?,
+            inspection: std::sync::Arc::new(self.inspection()?),
         })
     }
 }

@@ -70,9 +70,12 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
         Some(p) => RawConfig::load(p).map_err(|e| e.to_string())?,
         None => RawConfig::default(),
     };
-    raw.validate().map_err(|e| match path {
-        Some(p) => format!("{}: {e}", p.display()),
-        None => e.to_string(),
+    raw.validate().map_err(|e| {
+        let name = &raw.origin.name;
+        match path {
+            Some(p) if !e.0.starts_with(name.as_str()) => format!("{}: {e}", p.display()),
+            _ => e.to_string(),
+        }
     })
 }
 

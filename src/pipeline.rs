@@ -158,7 +158,7 @@ impl Reader {
     }
 
     /// The reader's part of the stats record.
-    fn stats(&self, table: &TableStats, counts: &BTreeMap<&'static str, u64>) -> StatsRecord {
+    fn stats(&self, table: &TableStats) -> StatsRecord {
         let d = &self.decoder.stats;
         let fr = &self.decoder.defrag.stats;
         let mut skipped = BTreeMap::new();
@@ -185,8 +185,6 @@ impl Reader {
             ("missed_bytes", table.reassembly_missed_bytes),
             ("stopped_parsers_done", table.reassembly_stopped),
         ]);
-        let mut records = counts.clone();
-        *records.entry("stats").or_default() += 1;
         StatsRecord {
             kind: "stats",
             ts: self.now,
@@ -198,7 +196,8 @@ impl Reader {
             reassembly,
             drops: BTreeMap::from([("internal", 0)]),
             files: self.files.clone(),
-            records,
+            records: BTreeMap::new(),
+            tls: BTreeMap::new(),
         }
     }
 
@@ -224,7 +223,7 @@ pub fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<Outcome, 
 fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Outcome, OutputError> {
     let mut reader = Reader::new(cfg);
     let mut table = FlowTable::new(cfg.flow, 1);
-    let mut corr = Correlator::new();
+    let mut corr = Correlator::new(Arc::clone(&cfg.inspection));
     let mut out = Vec::new();
     reader.run(files, |chunk, packets, extra, now| {
         for p in packets {
@@ -239,7 +238,8 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Outc
     })?;
     table.drain(reader.now, &mut out);
     corr.push(out.drain(..));
-    let stats = reader.stats(&table.stats, &corr.counts);
+    let mut stats = reader.stats(&table.stats);
+    corr.fill_stats(&mut stats);
     corr.push([Record::Stats(Box::new(stats.clone()))]);
     sink.write(&corr.take()).map_err(OutputError)?;
     sink.finish().map_err(OutputError)?;
@@ -257,9 +257,10 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcom
         .name("sink".into())
         .spawn(move || run_sink(sink_rx, sink))
         .expect("spawn sink thread");
+    let inspection = Arc::clone(&cfg.inspection);
     let corr_thread = thread::Builder::new()
         .name("correlator".into())
-        .spawn(move || run_correlator(corr_rx, sink_tx, stats_rx, n, interval))
+        .spawn(move || run_correlator(corr_rx, sink_tx, stats_rx, n, interval, inspection))
         .expect("spawn correlator thread");
     let mut work_txs: Vec<Sender<Work>> = Vec::with_capacity(n);
     let mut workers = Vec::with_capacity(n);
@@ -320,7 +321,7 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcom
         }
     }
     // Counts are known to the correlator; it completes the record.
-    let stats = reader.stats(&table_stats, &BTreeMap::new());
+    let stats = reader.stats(&table_stats);
     let _ = stats_tx.send(stats);
     let final_stats = corr_thread.join().unwrap_or_default();
     let sink_result = sink_thread
@@ -361,8 +362,9 @@ fn run_correlator(
     stats_rx: Receiver<StatsRecord>,
     workers: usize,
     interval: std::time::Duration,
+    inspection: Arc<crate::correlate::inspection::Inspection>,
 ) -> StatsRecord {
-    let mut corr = Correlator::new();
+    let mut corr = Correlator::new(inspection);
     let mut done = 0;
     while done < workers {
         match rx.recv_timeout(interval) {
@@ -384,9 +386,7 @@ fn run_correlator(
         }
     }
     let mut stats = stats_rx.recv().unwrap_or_default();
-    let mut records = corr.counts.clone();
-    *records.entry("stats").or_default() += 1;
-    stats.records = records;
+    corr.fill_stats(&mut stats);
     corr.push([Record::Stats(Box::new(stats.clone()))]);
     let _ = sink.send(corr.take());
     stats

@@ -78,6 +78,9 @@ pub struct StatsRecord {
     pub drops: BTreeMap<&'static str, u64>,
     pub files: Vec<FileStats>,
     pub records: BTreeMap<&'static str, u64>,
+    /// TLS sessions by outcome, and TLS counters (`sslv2_hellos`,
+    /// `handshake_overflow`, `connect_tunnels`, `inspected`, ...).
+    pub tls: BTreeMap<&'static str, u64>,
 }
 
 /// One per TLS connection (a TCP flow whose client spoke TLS first).
@@ -114,14 +117,34 @@ pub struct TlsRecord {
     pub ja3s_string: Option<String>,
     pub ech: bool,
     pub hrr: bool,
+    /// Session resumption: TLS <= 1.2 session ID echoed or ticket accepted
+    /// (client ChangeCipherSpec without a key exchange); TLS 1.3 server
+    /// accepted a pre-shared key.
+    pub resumed: bool,
     pub client_hellos: u32,
     pub server_hellos: u32,
+    /// Server certificate chain (TLS <= 1.2); `null` when not seen.
+    pub cert: Option<Box<crate::app::tls::cert::Chain>>,
+    /// Whether a configured inspection CA is in (or issued) the chain; `null`
+    /// when the chain could not be seen.
+    pub inspected: Option<bool>,
+    /// The configured inspection CA that matched (its name in the config).
+    pub inspection_ca: Option<String>,
+    pub outcome: crate::app::tls::summary::Outcome,
+    pub history: String,
+    pub timing: crate::app::tls::summary::Timing,
     pub alerts: Vec<crate::app::tls::Alert>,
+    /// TLS 1.3: length of the client's first protected record after the server's flight.
+    pub client_response_len: Option<u16>,
+    /// application_data records after the handshake, per side.
     pub client_app_records: u32,
     pub server_app_records: u32,
-    pub client_first_app_record_len: Option<u16>,
+    /// Target of the HTTP CONNECT that preceded the TLS (explicit proxy), if any.
+    pub proxy_connect: Option<String>,
     pub sslv2_hello: bool,
     pub handshake_overflow: bool,
+    /// What could not be observed (see the README).
+    pub limits: Vec<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -153,7 +176,17 @@ impl Record {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+pub const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex of bytes, two digits each.
+pub fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(HEX[(x >> 4) as usize] as char);
+        s.push(HEX[(x & 15) as usize] as char);
+    }
+    s
+}
 
 /// `aa:bb:cc:dd:ee:ff`, without the formatting machinery (one per flow end).
 pub fn mac_string(m: [u8; 6]) -> String {

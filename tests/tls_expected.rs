@@ -124,7 +124,13 @@ fn hellos_and_alerts_match_tshark_and_ja4_reference() {
             let r = &ours
                 .get(&t)
                 .unwrap_or_else(|| panic!("{name}: no tls record for {t:?}"))[0];
-            let got = r["alerts"].as_array().unwrap();
+            // Records tshark saw; inferred alerts (TLS 1.3 sizes) are ours alone.
+            let got: Vec<&Value> = r["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["inferred"] == false)
+                .collect();
             assert_eq!(got.len(), es.len(), "{name} {t:?}: alert count {got:?}");
             for (g, e) in got.iter().zip(es) {
                 // tshark says "unknown" where it saw neither SYN nor ClientHello.
@@ -149,4 +155,142 @@ fn hellos_and_alerts_match_tshark_and_ja4_reference() {
         hellos >= 95 && servers >= 20 && alerts >= 14,
         "compared {hellos} hellos, {servers} server hellos, {alerts} alerts"
     );
+}
+
+/// Every server certificate chain in the shared captures against
+/// `fixtures/certs/expected.jsonl` (certificates cut out by tshark, read by
+/// openssl; made by `fixtures/make-cert-truth.py`).
+#[test]
+fn certificate_chains_match_openssl() {
+    let text = std::fs::read_to_string(fixture("certs/expected.jsonl")).unwrap();
+    let mut by_file: HashMap<String, Vec<Value>> = HashMap::new();
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        by_file
+            .entry(v["file"].as_str().unwrap().to_string())
+            .or_default()
+            .push(v);
+    }
+    let mut chains = 0;
+    for (file, exp) in &by_file {
+        let recs = replay(&[&fixture(&format!("shared/{file}"))], 1);
+        for e in exp {
+            let t = of_type(&recs, "tls")
+                .into_iter()
+                .find(|r| {
+                    r["src_ip"] == e["client"][0]
+                        && r["src_port"] == e["client"][1]
+                        && r["dst_ip"] == e["server"][0]
+                        && r["dst_port"] == e["server"][1]
+                })
+                .unwrap_or_else(|| panic!("{file}: no tls record for {}", e["client"]));
+            let c = &t["cert"];
+            let certs = e["certs"].as_array().unwrap();
+            let leaf = &certs[0];
+            let what = format!("{file} {}", e["client"]);
+            assert_eq!(c["sha256"], leaf["sha256"], "{what}: sha256");
+            assert_eq!(
+                c["serial"]
+                    .as_str()
+                    .unwrap()
+                    .to_lowercase()
+                    .trim_start_matches('0'),
+                leaf["serial"].as_str().unwrap().trim_start_matches('0'),
+                "{what}: serial"
+            );
+            assert_eq!(c["not_before"], leaf["not_before"], "{what}: not_before");
+            assert_eq!(c["not_after"], leaf["not_after"], "{what}: not_after");
+            assert_eq!(c["chain_length"], certs.len(), "{what}: chain length");
+            let chain: Vec<&Value> = c["chain"].as_array().unwrap().iter().collect();
+            for (ours, theirs) in chain.iter().zip(&certs[1..]) {
+                assert_eq!(ours["sha256"], theirs["sha256"], "{what}: chain sha256");
+            }
+            // openssl prints RFC 2253 (most specific first); x509-parser the
+            // DER order: compare the sets of attributes.
+            let attrs = |s: &str, sep: &str| {
+                // Attribute names differ only for e-mail (openssl: emailAddress).
+                let mut v: Vec<String> = s
+                    .split(sep)
+                    .map(|p| p.trim().replace("emailAddress=", "Email="))
+                    .collect();
+                v.sort();
+                v
+            };
+            let (subj, exp_subj) = (
+                c["subject"].as_str().unwrap(),
+                leaf["subject"].as_str().unwrap(),
+            );
+            if !exp_subj.contains('\\') && !subj.contains('"') {
+                assert_eq!(attrs(subj, ", "), attrs(exp_subj, ","), "{what}: subject");
+            }
+            let dns: Vec<&Value> = c["san"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s.as_str().unwrap().parse::<std::net::IpAddr>().is_err())
+                .collect();
+            let exp_dns = leaf["san_dns"].as_array().unwrap();
+            let kept = exp_dns.len().min(32);
+            assert_eq!(dns.len(), kept, "{what}: SAN count");
+            for (a, b) in dns.iter().zip(exp_dns) {
+                assert_eq!(*a, b, "{what}: SAN");
+            }
+            assert_eq!(c["san_more"], exp_dns.len() - kept, "{what}: san_more");
+            assert_eq!(t["inspected"], false, "{what}: no inspection CA configured");
+            chains += 1;
+        }
+    }
+    assert!(chains >= 20, "compared {chains} chains");
+}
+
+/// Outcomes of the shared captures whose endings their READMEs describe
+/// (and tshark shows): rejections by either side, a cut capture, resets.
+#[test]
+fn outcomes_of_the_shared_captures() {
+    for (file, outcome, history) in [
+        (
+            "local-tls12-openssl-client-unknown-ca.pcap",
+            "client_rejected",
+            "CsxknL",
+        ),
+        (
+            "local-tls12-gnutls-client-bad-certificate.pcap",
+            "client_rejected",
+            "CsxknL",
+        ),
+        (
+            "foxio-badcurveball-certificate-unknown.pcap",
+            "client_rejected",
+            "CsxknL",
+        ),
+        // The server's certificate_required alert is a 19-byte protected record.
+        (
+            "local-tls13-server-certificate-required.pcap",
+            "server_rejected",
+            "CsidIFd",
+        ),
+        (
+            "zeek-tls12-server-handshake-failure.pcap",
+            "server_rejected",
+            "Cl",
+        ),
+        ("foxio-tls12-client-hello-only.pcap", "incomplete", "C"),
+        // "ends in RST" from the client after the server's flight.
+        (
+            "ndpi-vlan-many-cipher-suites.pcap",
+            "client_aborted",
+            "Csxkn",
+        ),
+        (
+            "zeek-tls13-hello-retry-request.pcap",
+            "established",
+            "CjiICsdFdD",
+        ),
+    ] {
+        let recs = replay(&[&fixture(&format!("shared/{file}"))], 1);
+        let t = of_type(&recs, "tls");
+        assert_eq!(t.len(), 1, "{file}");
+        assert_eq!(t[0]["outcome"], outcome, "{file}");
+        assert_eq!(t[0]["history"], history, "{file}");
+    }
 }

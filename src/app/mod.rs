@@ -67,7 +67,7 @@ impl AppState {
                 s.feed(b);
                 if let TlsSlot::Unprobed = self.tls {
                     self.tls = if TlsState::probe(b) {
-                        TlsSlot::Active(Box::default())
+                        TlsSlot::Active(Box::new(TlsState::new(b)))
                     } else {
                         TlsSlot::NotTls
                     };
@@ -86,6 +86,13 @@ impl AppState {
                     slot => *slot = TlsSlot::NotTls,
                 }
             }
+        }
+    }
+
+    /// The side's first FIN or RST, after that packet's payload was fed.
+    pub fn on_close(&mut self, d: Direction, rst: bool, ts: Timestamp) {
+        if let TlsSlot::Active(t) = &mut self.tls {
+            t.on_close(d, rst, ts);
         }
     }
 

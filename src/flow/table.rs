@@ -16,10 +16,11 @@ use super::key::{Direction, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::reassembly::{Reassembler, StreamEvent};
 use super::tcp::{EpState, History, TcpState, udp_conn_state};
 use crate::app::AppState;
-use crate::app::tls::TlsState;
 use crate::app::tls::hello::{is_grease, version_name};
+use crate::app::tls::summary::{Facts, summarize};
+use crate::app::tls::{Ev, TlsState, hello};
 use crate::decode::Packet;
-use crate::decode::tcp_flags::{ACK, RST, SYN};
+use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
 use crate::record::{EndpointRecord, FlowRecord, Record, TlsRecord, mac_string};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
@@ -470,6 +471,9 @@ impl FlowTable {
                     self.stats.reassembly_stopped += 1;
                 }
             }
+            if p.tcp_flags & (FIN | RST) != 0 {
+                flow.app.on_close(d, p.tcp_flags & RST != 0, p.ts);
+            }
             if flow.closed() && !was_closed {
                 // Reschedule with the short linger timeout.
                 reschedule = Some((flow.generation, p.ts.plus(settings.tcp_closed)));
@@ -529,7 +533,7 @@ impl FlowTable {
         let flow_id = k.flow_id(f.start.as_nanos());
         let community_id = k.community_id(0);
         if let Some(t) = f.app.tls()
-            && let Some(rec) = tls_record(t, &k, &flow_id, &community_id)
+            && let Some(rec) = tls_record(t, &k, &flow_id, &community_id, reason)
         {
             out.push(Record::Tls(Box::new(rec)));
         }
@@ -563,8 +567,14 @@ impl FlowTable {
     }
 }
 
-/// The `tls` record of a flow whose client spoke TLS, if a ClientHello was seen.
-fn tls_record(t: &TlsState, k: &FlowKey, flow_id: &str, community_id: &str) -> Option<TlsRecord> {
+/// The `tls` record of a flow whose client spoke TLS, if any TLS record was seen.
+fn tls_record(
+    t: &TlsState,
+    k: &FlowKey,
+    flow_id: &str,
+    community_id: &str,
+    reason: EndReason,
+) -> Option<TlsRecord> {
     let ch = t.client_hellos.first().map(|(_, h)| h);
     let ts = t
         .client_hellos
@@ -577,6 +587,55 @@ fn tls_record(t: &TlsState, k: &FlowKey, flow_id: &str, community_id: &str) -> O
         .rev()
         .find(|(_, s)| !s.hello_retry_request)
         .map(|(_, s)| s);
+    let tls13 = t.tls13();
+    let sum = summarize(
+        &t.events,
+        &Facts {
+            tls13,
+            app_records: [
+                t.app_records(Direction::ToServer),
+                t.app_records(Direction::ToClient),
+            ],
+            last_app: [
+                t.last_app(Direction::ToServer),
+                t.last_app(Direction::ToClient),
+            ],
+            timed_out: reason == EndReason::Timeout,
+        },
+    );
+    let resumed = match (ch, sh) {
+        (Some(c), Some(s)) if tls13 => c.psk && s.extensions.contains(&hello::EXT_PRE_SHARED_KEY),
+        (Some(c), Some(s)) => {
+            (!s.session_id.is_empty() && s.session_id == c.session_id)
+                || (c.session_ticket
+                    && t.events.iter().any(|e| e.from == 0 && e.ev == Ev::Ccs)
+                    && !t.events.iter().any(|e| e.from == 0 && e.ev == Ev::Hs(16)))
+        }
+        _ => false,
+    };
+    let mut limits = Vec::new();
+    if sum.handshake_not_seen {
+        limits.push("handshake_not_seen");
+    }
+    if t.certs.is_none() && sh.is_some() {
+        limits.push(if tls13 {
+            "tls13_certificate_hidden"
+        } else {
+            "certificate_not_seen"
+        });
+    }
+    if ch.is_some_and(|c| c.ech) {
+        limits.push("sni_hidden_by_ech");
+    }
+    if t.events_truncated {
+        limits.push("history_truncated");
+    }
+    if t.handshake_overflow {
+        limits.push("handshake_overflow");
+    }
+    let mut alerts = t.alerts.clone();
+    alerts.extend(sum.inferred_alerts.iter().cloned());
+    alerts.sort_by_key(|a| a.ts);
     let ja4 = ch.map(|c| c.ja4('t'));
     Some(TlsRecord {
         kind: "tls",
@@ -611,13 +670,22 @@ fn tls_record(t: &TlsState, k: &FlowKey, flow_id: &str, community_id: &str) -> O
         ja3s_string: sh.map(|s| s.ja3s_string()),
         ech: ch.is_some_and(|c| c.ech),
         hrr: t.server_hellos.iter().any(|(_, s)| s.hello_retry_request),
+        resumed,
         client_hellos: t.client_hellos.len() as u32,
         server_hellos: t.server_hellos.len() as u32,
-        alerts: t.alerts.clone(),
-        client_app_records: t.app_records(Direction::ToServer),
-        server_app_records: t.app_records(Direction::ToClient),
-        client_first_app_record_len: t.first_app_len(Direction::ToServer),
+        inspected: t.certs.as_ref().map(|_| false),
+        cert: t.certs.clone(),
+        inspection_ca: None,
+        outcome: sum.outcome,
+        history: sum.history,
+        timing: sum.timing,
+        alerts,
+        client_response_len: sum.client_response_len,
+        client_app_records: sum.app_records[0],
+        server_app_records: sum.app_records[1],
+        proxy_connect: t.proxy_connect().map(str::to_string),
         sslv2_hello: t.sslv2_hello,
         handshake_overflow: t.handshake_overflow,
+        limits,
     })
 }

@@ -41,7 +41,17 @@ pub fn blindspot(args: &[&str]) -> Output {
 
 /// Replays files with `workers` and returns the records.
 pub fn replay(files: &[&Path], workers: usize) -> Vec<Value> {
+    replay_args(files, workers, &[])
+}
+
+/// Replays files with a config file.
+pub fn replay_with_config(files: &[&Path], workers: usize, config: &Path) -> Vec<Value> {
+    replay_args(files, workers, &["--config", config.to_str().unwrap()])
+}
+
+fn replay_args(files: &[&Path], workers: usize, extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["replay".to_string(), "-w".into(), workers.to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(files.iter().map(|p| p.display().to_string()));
     let out = Command::new(env!("CARGO_BIN_EXE_blindspot"))
         .args(&args)

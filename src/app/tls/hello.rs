@@ -58,6 +58,8 @@ pub struct ClientHello {
     pub record_version: u16,
     pub legacy_version: u16,
     pub ciphers: Vec<u16>,
+    /// legacy_session_id (up to 32 bytes; resumption in TLS <= 1.2).
+    pub session_id: Vec<u8>,
     pub extensions: Vec<u16>,
     pub sni: Option<String>,
     pub alpn: Vec<String>,
@@ -100,6 +102,7 @@ impl ClientHello {
             record_version,
             legacy_version: ch.version.0,
             ciphers: ch.ciphers.iter().map(|c| c.0).collect(),
+            session_id: ch.session_id.map(|s| s.to_vec()).unwrap_or_default(),
             ..ClientHello::default()
         };
         for (t, body) in walk_extensions(ch.ext.unwrap_or(&[])) {
@@ -267,6 +270,7 @@ pub struct ServerHello {
     /// The supported_versions selection when present, else the legacy version.
     pub version: u16,
     pub cipher: u16,
+    pub session_id: Vec<u8>,
     pub extensions: Vec<u16>,
     pub alpn: Option<String>,
     pub hello_retry_request: bool,
@@ -292,6 +296,7 @@ impl ServerHello {
             legacy_version: legacy,
             version: legacy,
             cipher,
+            session_id: body[35..35 + sid_len].to_vec(),
             hello_retry_request: random == HRR_RANDOM,
             ..ServerHello::default()
         };
@@ -331,7 +336,7 @@ impl ServerHello {
     }
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+use crate::record::{HEX, hex as hex_bytes};
 
 /// Decimal, without the fmt machinery (fingerprints are built per connection).
 fn push_dec(out: &mut String, v: u16) {
@@ -370,15 +375,6 @@ fn hex_list(v: &[u16]) -> String {
         for shift in [12, 8, 4, 0] {
             out.push(HEX[((x >> shift) & 15) as usize] as char);
         }
-    }
-    out
-}
-
-fn hex_bytes(v: &[u8]) -> String {
-    let mut out = String::with_capacity(v.len() * 2);
-    for b in v {
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 15) as usize] as char);
     }
     out
 }

@@ -13,7 +13,9 @@
 //! reassembler), so it continues for the life of the connection, unless the
 //! bytes stop looking like TLS records.
 
+pub mod cert;
 pub mod hello;
+pub mod summary;
 
 use crate::flow::key::Direction;
 use crate::time::Timestamp;
@@ -42,9 +44,54 @@ pub struct Alert {
     /// Record length (2 for a cleartext alert; the protected size otherwise).
     pub record_length: u16,
     pub encrypted: bool,
+    /// True when no alert record was seen and the alert is inferred from a
+    /// protected TLS 1.3 record's size (see the README's outcome rules).
+    pub inferred: bool,
     pub level: Option<u8>,
     pub description: Option<u8>,
 }
+
+/// What one record (or handshake message) was, for the outcome rules and
+/// the history string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ev {
+    /// A cleartext handshake message of this type.
+    Hs(u8),
+    /// A ServerHello that is a HelloRetryRequest.
+    Hrr,
+    /// A handshake record after the sender's ChangeCipherSpec (TLS <= 1.2:
+    /// its Finished).
+    ProtectedHs,
+    Ccs,
+    /// An alert record (content type 21). `fatal` is level 2 when readable.
+    Alert {
+        encrypted: bool,
+        fatal: bool,
+    },
+    /// A run of consecutive application_data records from one side.
+    Data {
+        first_len: u16,
+        count: u32,
+    },
+    Heartbeat,
+    /// The sender's first TCP FIN or RST.
+    Close {
+        rst: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// 0 client, 1 server.
+    pub from: u8,
+    pub ts: Timestamp,
+    pub ev: Ev,
+}
+
+/// Events kept per connection. A handshake takes about 15; after the cap
+/// only counters move (`events_truncated`), which the outcome rules allow
+/// for: they are decided by the first events.
+pub const MAX_EVENTS: usize = 48;
 
 #[derive(Debug, Default)]
 struct Side {
@@ -59,9 +106,10 @@ struct Side {
     alert: Vec<u8>,
     ccs: bool,
     app_records: u32,
-    first_app_len: Option<u16>,
+    last_app: Option<(u16, Timestamp)>,
     records: u32,
     first_ts: Option<Timestamp>,
+    closed: bool,
 }
 
 /// Per-connection TLS state.
@@ -74,14 +122,101 @@ pub struct TlsState {
     pub client_hellos: Vec<(Timestamp, ClientHello)>,
     pub server_hellos: Vec<(Timestamp, ServerHello)>,
     pub alerts: Vec<Alert>,
+    pub events: Vec<Event>,
+    pub events_truncated: bool,
+    /// The server's certificate chain (TLS <= 1.2, or any cleartext one).
+    pub certs: Option<Box<cert::Chain>>,
     pub handshake_overflow: bool,
     pub malformed: bool,
+    /// An HTTP CONNECT exchange in front of the TLS (explicit proxy).
+    pub connect: Option<Box<Connect>>,
+}
+
+/// Longest CONNECT request or response head read (bytes); a longer one is
+/// not followed.
+pub const MAX_CONNECT_HEAD: usize = 8 << 10;
+
+/// The HTTP CONNECT request and response that open a proxy tunnel; TLS
+/// starts in each direction after that direction's header block.
+#[derive(Debug, Default)]
+pub struct Connect {
+    head: [Vec<u8>; 2],
+    done: [bool; 2],
+    /// `host:port` of the request line.
+    pub target: String,
+    pub status: Option<u16>,
+}
+
+impl Connect {
+    /// Feeds direction `i`; returns the bytes after the header block once it
+    /// is complete, `Err` when this is not a CONNECT tunnel after all.
+    fn feed<'a>(&mut self, i: usize, data: &'a [u8]) -> Result<Option<&'a [u8]>, ()> {
+        if self.done[i] {
+            return Ok(Some(data));
+        }
+        let h = &mut self.head[i];
+        let before = h.len();
+        let room = MAX_CONNECT_HEAD - before;
+        h.extend_from_slice(&data[..data.len().min(room)]);
+        // Look for the blank line from a little before the new bytes.
+        let from = before.saturating_sub(3);
+        let Some(end) = h[from..].windows(4).position(|w| w == b"\r\n\r\n") else {
+            return if h.len() >= MAX_CONNECT_HEAD {
+                Err(())
+            } else {
+                Ok(None)
+            };
+        };
+        let end = from + end + 4;
+        let rest = data.get(end.saturating_sub(before)..).unwrap_or_default();
+        let line = h.split(|b| *b == b'\r').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(line);
+        let mut words = line.split(' ');
+        if i == 0 {
+            match (words.next(), words.next()) {
+                (Some("CONNECT"), Some(target)) => self.target = target.chars().take(300).collect(),
+                _ => return Err(()),
+            }
+        } else {
+            let status = words.nth(1).and_then(|w| w.parse::<u16>().ok());
+            self.status = status;
+            if !status.is_some_and(|s| (200..300).contains(&s)) {
+                return Err(());
+            }
+        }
+        self.done[i] = true;
+        self.head[i] = Vec::new();
+        Ok(Some(rest))
+    }
 }
 
 impl TlsState {
-    /// Do the first client bytes look like TLS? (record type 20–23, major version 3)
+    /// Do the first client bytes look like TLS? (record type 20–23, major
+    /// version 3), or an SSLv2-compatible ClientHello (RFC 6101 appendix E:
+    /// 2-byte header with the top bit set, message type 1, version 3.x).
     pub fn probe(first: &[u8]) -> bool {
-        matches!(first, [20..=23, 3, ..]) || matches!(first, [20..=23])
+        matches!(first, [20..=23, 3, ..])
+            || matches!(first, [20..=23])
+            || is_sslv2_hello(first)
+            || first.starts_with(b"CONNECT ")
+    }
+
+    /// State for a stream whose first bytes passed [`TlsState::probe`].
+    pub fn new(first: &[u8]) -> Self {
+        TlsState {
+            connect: first
+                .starts_with(b"CONNECT ")
+                .then(|| Box::new(Connect::default())),
+            ..TlsState::default()
+        }
+    }
+
+    /// `host:port` of the CONNECT that opened the tunnel, once it succeeded.
+    pub fn proxy_connect(&self) -> Option<&str> {
+        self.connect
+            .as_ref()
+            .filter(|c| c.done == [true, true])
+            .map(|c| c.target.as_str())
     }
 
     /// TLS wants the stream of both directions until it stops looking like TLS.
@@ -90,14 +225,56 @@ impl TlsState {
     }
 
     /// TLS 1.3 (or later) was chosen: after the ServerHello everything is protected.
-    fn tls13(&self) -> bool {
+    pub fn tls13(&self) -> bool {
         self.server_hellos
             .last()
             .is_some_and(|(_, s)| s.version >= 0x0304 && !s.hello_retry_request)
     }
 
+    fn push_event(&mut self, from: usize, ts: Timestamp, ev: Ev) {
+        let from = from as u8;
+        // Consecutive application_data records from one side are one event.
+        if let (
+            Ev::Data { .. },
+            Some(Event {
+                from: f,
+                ev: Ev::Data { count, .. },
+                ..
+            }),
+        ) = (ev, self.events.last_mut())
+            && *f == from
+        {
+            *count += 1;
+            return;
+        }
+        if self.events.len() < MAX_EVENTS || matches!(ev, Ev::Close { .. }) {
+            self.events.push(Event { from, ts, ev });
+        } else {
+            self.events_truncated = true;
+        }
+    }
+
+    /// The side's first FIN or RST (called after that packet's payload was fed).
+    pub fn on_close(&mut self, d: Direction, rst: bool, ts: Timestamp) {
+        let i = d.index();
+        if !self.side[i].closed {
+            self.side[i].closed = true;
+            self.push_event(i, ts, Ev::Close { rst });
+        }
+    }
+
     pub fn feed(&mut self, d: Direction, mut data: &[u8], ts: Timestamp) {
         let i = d.index();
+        if let Some(c) = &mut self.connect {
+            match c.feed(i, data) {
+                Ok(Some(rest)) => data = rest,
+                Ok(None) => return,
+                Err(()) => {
+                    self.not_tls = true;
+                    return;
+                }
+            }
+        }
         while !data.is_empty() && !self.not_tls {
             let tls13_started = self.server_hellos.iter().any(|(_, h)| h.version >= 0x0304);
             let s = &mut self.side[i];
@@ -114,15 +291,14 @@ impl TlsState {
                 let h = s.hdr;
                 let len = u16::from_be_bytes([h[3], h[4]]) as usize;
                 if !(CT_CCS..=24).contains(&h[0]) || h[1] != 3 || len > MAX_RECORD {
-                    if s.records == 0 && i == 0 && h[0] & 0x80 != 0 && h[2] == 1 {
+                    if s.records == 0 && i == 0 && is_sslv2_hello(&h) {
                         self.sslv2_hello = true;
+                        s.first_ts = Some(ts);
                     }
-                    if s.records == 0 {
-                        self.not_tls = true;
-                    } else {
+                    if s.records != 0 {
                         self.malformed = true;
-                        self.not_tls = true;
                     }
+                    self.not_tls = true;
                     return;
                 }
                 s.rtype = h[0];
@@ -132,22 +308,36 @@ impl TlsState {
                 s.records += 1;
                 s.first_ts.get_or_insert(ts);
                 s.alert.clear();
-                if s.rtype == CT_APP_DATA {
-                    s.app_records += 1;
-                    if s.first_app_len.is_none() {
-                        s.first_app_len = Some(len as u16);
-                    }
-                }
+                let protected = s.ccs;
                 // TLS 1.3 sends ChangeCipherSpec only for middlebox
                 // compatibility (a second ClientHello may follow it): there,
                 // protection starts at the ServerHello instead.
                 if s.rtype == CT_CCS && !tls13_started {
                     s.ccs = true;
                 }
+                match h[0] {
+                    CT_APP_DATA => {
+                        s.app_records += 1;
+                        s.last_app = Some((len as u16, ts));
+                        self.push_event(
+                            i,
+                            ts,
+                            Ev::Data {
+                                first_len: len as u16,
+                                count: 1,
+                            },
+                        );
+                    }
+                    CT_CCS => self.push_event(i, ts, Ev::Ccs),
+                    CT_HANDSHAKE if protected => self.push_event(i, ts, Ev::ProtectedHs),
+                    24 => self.push_event(i, ts, Ev::Heartbeat),
+                    _ => {}
+                }
                 if len == 0 {
                     continue;
                 }
             }
+            let s = &mut self.side[i];
             let take = s.remaining.min(data.len());
             let body = &data[..take];
             data = &data[take..];
@@ -184,10 +374,19 @@ impl TlsState {
                                 ts,
                                 record_length: rlen,
                                 encrypted,
+                                inferred: false,
                                 level,
                                 description,
                             });
                         }
+                        self.push_event(
+                            i,
+                            ts,
+                            Ev::Alert {
+                                encrypted,
+                                fatal: level == Some(2),
+                            },
+                        );
                     }
                 }
                 _ => {}
@@ -212,7 +411,16 @@ impl TlsState {
                 return;
             }
             let msg: Vec<u8> = self.side[i].hs.drain(..4 + mlen).collect();
+            let ev = if i == 1 && msg[0] == 2 && msg.get(6..38) == Some(&hello::HRR_RANDOM[..]) {
+                Ev::Hrr
+            } else {
+                Ev::Hs(msg[0])
+            };
+            self.push_event(i, ts, ev);
             match (i, msg[0]) {
+                (1, 11) if self.certs.is_none() => {
+                    self.certs = cert::Chain::parse(&msg[4..]).map(Box::new);
+                }
                 (0, 1) if self.client_hellos.len() < MAX_HELLOS => {
                     match ClientHello::parse(&msg, record_version) {
                         Some(h) => self.client_hellos.push((ts, h)),
@@ -245,7 +453,14 @@ impl TlsState {
         self.side[d.index()].app_records
     }
 
-    pub fn first_app_len(&self, d: Direction) -> Option<u16> {
-        self.side[d.index()].first_app_len
+    /// Length and time of the side's last application_data record.
+    pub fn last_app(&self, d: Direction) -> Option<(u16, Timestamp)> {
+        self.side[d.index()].last_app
     }
+}
+
+/// An SSLv2-compatible ClientHello header: 2-byte length with the top bit
+/// set, message type 1 (CLIENT-HELLO), version major 3 (or 2).
+fn is_sslv2_hello(b: &[u8]) -> bool {
+    matches!(b, [h, _, 1, 2..=3, ..] if h & 0x80 != 0)
 }
