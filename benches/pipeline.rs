@@ -1,8 +1,11 @@
 //! Per-packet costs of the hot path, on real captures from `fixtures/`:
 //! decode (link → IP → TCP/UDP) and flow update (table lookup, TCP state,
 //! reassembly while the parsers want bytes, first-payload features).
+//! TLS: ClientHello parse + JA3 + JA4 on every ClientHello of the shared
+//! captures.
 //! Run: `cargo bench --bench pipeline`.
 
+use blindspot::app::tls::hello::ClientHello;
 use blindspot::capture::Chunk;
 use blindspot::capture::pcap_file::CaptureReader;
 use blindspot::decode::{self, Decoder, Packet};
@@ -88,5 +91,61 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Every ClientHello of the fixtures that fits in one TCP segment, as a
+/// handshake message (4-byte header + body) with its record version.
+fn client_hellos() -> Vec<(Vec<u8>, u16)> {
+    let chunks = load(&[
+        "shared/foxio-tls-sni-many-hellos.pcapng",
+        "shared/foxio-latest-browsers.pcapng",
+        "shared/ndpi-signal-dhcp-and-tls.pcap",
+        "shared/zeek-tls13-chrome125-x25519-kyber.pcap",
+        "shared/ndpi-vlan-many-cipher-suites.pcap",
+    ]);
+    let mut d = Decoder::default();
+    let mut extra = Vec::new();
+    let mut out = Vec::new();
+    for c in &chunks {
+        for f in &c.frames {
+            let Some(p) = d.decode(&c.data, f, &mut extra) else {
+                continue;
+            };
+            let b = decode::payload(&p, &c.data, &extra);
+            if let [22, 3, v, l0, l1, 1, rest @ ..] = b {
+                let len = u16::from_be_bytes([*l0, *l1]) as usize;
+                if rest.len() + 1 >= len {
+                    out.push((b[5..5 + len].to_vec(), u16::from_be_bytes([3, *v])));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn bench_tls(c: &mut Criterion) {
+    let hellos = client_hellos();
+    assert!(hellos.len() >= 50, "found {} ClientHellos", hellos.len());
+    let mut g = c.benchmark_group("tls");
+    g.throughput(Throughput::Elements(hellos.len() as u64));
+    g.bench_function("client_hello_parse_ja3_ja4", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for (msg, rv) in &hellos {
+                let h = ClientHello::parse(msg, *rv).expect("a ClientHello");
+                n += h.ja3().len() + h.ja4('t').0.len();
+            }
+            black_box(n)
+        })
+    });
+    g.bench_function("client_hello_parse", |b| {
+        b.iter(|| {
+            hellos
+                .iter()
+                .filter_map(|(m, rv)| ClientHello::parse(m, *rv))
+                .count()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_tls);
 criterion_main!(benches);

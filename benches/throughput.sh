@@ -12,6 +12,10 @@
 # (tls.enabled = false) and with TLS parsing; and reports
 # GB/s, packets/s, the ratio to cat, and peak RSS. A half-size file is
 # replayed too: peak memory must not grow with the file.
+# A second file, bench-data/synth-tls.pcap (MIN_BYTES / 2), holds only TLS
+# connections (the local TLS captures: handshakes followed by bulk data, and
+# the Signal phone capture): TLS parsing's cost over flows only is measured
+# on it, one thread and two workers.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -65,3 +69,22 @@ report "flows+TLS, --workers 2" "$s2" "$r2"
 read -r _ rh < <(measure $bin replay "$half" -w 2 -o /dev/null)
 echo "half-size file, --workers 2: peak RSS $((rh / 1024)) MiB"
 python3 -c "print(f'threaded / one thread: flows only {$f0/$f2:.2f}x, flows+TLS {$s0/$s2:.2f}x;  TLS cost vs flows only (--workers 2): {($s2-$f2)/$f2*100:.0f}%;  peak RSS full / half file: {$r2/$rh:.2f}')"
+
+tls_file=bench-data/synth-tls.pcap
+tls_fx=(fixtures/local/tls*.pcap fixtures/local/long-lived-periodic.pcap fixtures/shared/ndpi-signal-dhcp-and-tls.pcap)
+[ -s "$tls_file" ] || target/release/examples/synth_capture "$tls_file" $((min / 2)) "${tls_fx[@]}"
+size=$(stat -c %s "$tls_file")
+packets=$($bin replay "$tls_file" -w 0 -o - | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packets"])')
+read -r cat_s cat_rss < <(measure cat "$tls_file")
+echo
+echo "file: $tls_file  $(python3 -c "print(f'{$size/2**30:.2f} GiB')")  $packets packets (TLS handshakes + bulk data)"
+report "cat > /dev/null" "$cat_s" "$cat_rss"
+read -r tf0 _ < <(measure $bin replay "$tls_file" -w 0 -o /dev/null -c "$flows_only")
+report "flows only, --workers 0" "$tf0" 0
+read -r ts0 _ < <(measure $bin replay "$tls_file" -w 0 -o /dev/null)
+report "flows+TLS, --workers 0" "$ts0" 0
+read -r tf2 _ < <(measure $bin replay "$tls_file" -w 2 -o /dev/null -c "$flows_only")
+report "flows only, --workers 2" "$tf2" 0
+read -r ts2 _ < <(measure $bin replay "$tls_file" -w 2 -o /dev/null)
+report "flows+TLS, --workers 2" "$ts2" 0
+python3 -c "print(f'TLS-heavy file: TLS cost vs flows only: one thread {($ts0-$tf0)/$tf0*100:.0f}%, --workers 2 {($ts2-$tf2)/$tf2*100:.0f}% (target <= 25%)')"

@@ -124,7 +124,7 @@ pub struct TlsRecord {
     pub client_hellos: u32,
     pub server_hellos: u32,
     /// Server certificate chain (TLS <= 1.2); `null` when not seen.
-    pub cert: Option<Box<crate::app::tls::cert::Chain>>,
+    pub cert: Option<std::sync::Arc<crate::app::tls::cert::Chain>>,
     /// Whether a configured inspection CA is in (or issued) the chain; `null`
     /// when the chain could not be seen.
     pub inspected: Option<bool>,

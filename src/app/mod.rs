@@ -60,7 +60,13 @@ impl AppState {
     }
 
     /// In-order stream bytes (TCP) or a datagram's payload (UDP).
-    pub fn on_stream(&mut self, d: Direction, ev: StreamEvent<'_>, ts: Timestamp) {
+    pub fn on_stream(
+        &mut self,
+        d: Direction,
+        ev: StreamEvent<'_>,
+        ts: Timestamp,
+        ctx: &mut tls::TlsCtx,
+    ) {
         let s = &mut self.sample[d.index()];
         match ev {
             StreamEvent::Data(b) => {
@@ -75,7 +81,7 @@ impl AppState {
                 if let TlsSlot::Active(t) = &mut self.tls
                     && t.wants()
                 {
-                    t.feed(d, b, ts);
+                    t.feed(d, b, ts, ctx);
                 }
             }
             StreamEvent::Gap(_) => {

@@ -18,7 +18,7 @@ use super::tcp::{EpState, History, TcpState, udp_conn_state};
 use crate::app::AppState;
 use crate::app::tls::hello::{is_grease, version_name};
 use crate::app::tls::summary::{Facts, summarize};
-use crate::app::tls::{Ev, TlsState, hello};
+use crate::app::tls::{Ev, TlsCtx, TlsState, hello};
 use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
 use crate::record::{EndpointRecord, FlowRecord, Record, TlsRecord, mac_string};
@@ -183,6 +183,7 @@ pub struct FlowTable {
     wheel: Vec<Vec<WheelEntry>>,
     wheel_sec: Option<u64>,
     next_gen: u64,
+    tls_ctx: TlsCtx,
     pub stats: TableStats,
 }
 
@@ -197,6 +198,7 @@ impl FlowTable {
             wheel: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
             wheel_sec: None,
             next_gen: 0,
+            tls_ctx: TlsCtx::default(),
             stats: TableStats::default(),
         }
     }
@@ -460,10 +462,11 @@ impl FlowTable {
                     })
                 });
                 let app = &mut flow.app;
+                let tls_ctx = &mut self.tls_ctx;
                 let ts = p.ts;
                 stream
                     .reasm
-                    .segment(p.seq, payload, &mut |ev| app.on_stream(d, ev, ts));
+                    .segment(p.seq, payload, &mut |ev| app.on_stream(d, ev, ts, tls_ctx));
                 if !flow.app.wants(d)
                     && let Some(s) = flow.streams[i].take()
                 {
@@ -479,7 +482,8 @@ impl FlowTable {
                 reschedule = Some((flow.generation, p.ts.plus(settings.tcp_closed)));
             }
         } else if p.key.proto == PROTO_UDP && !payload.is_empty() && flow.app.wants(d) {
-            flow.app.on_stream(d, StreamEvent::Data(payload), p.ts);
+            flow.app
+                .on_stream(d, StreamEvent::Data(payload), p.ts, &mut self.tls_ctx);
         }
         if let Some((generation, deadline)) = reschedule {
             self.schedule(
@@ -500,7 +504,8 @@ impl FlowTable {
             if let Some(mut s) = f.streams[i].take() {
                 let app = &mut f.app;
                 let ts = f.last;
-                s.reasm.finish(&mut |ev| app.on_stream(d, ev, ts));
+                let tls_ctx = &mut self.tls_ctx;
+                s.reasm.finish(&mut |ev| app.on_stream(d, ev, ts, tls_ctx));
                 f.absorb(i, &s.reasm);
             }
             self.stats.reassembly_gaps += f.gaps[i] as u64;
@@ -533,7 +538,7 @@ impl FlowTable {
         let flow_id = k.flow_id(f.start.as_nanos());
         let community_id = k.community_id(0);
         if let Some(t) = f.app.tls()
-            && let Some(rec) = tls_record(t, &k, &flow_id, &community_id, reason)
+            && let Some(rec) = tls_record(t, &mut self.tls_ctx, &k, &flow_id, &community_id, reason)
         {
             out.push(Record::Tls(Box::new(rec)));
         }
@@ -570,6 +575,7 @@ impl FlowTable {
 /// The `tls` record of a flow whose client spoke TLS, if any TLS record was seen.
 fn tls_record(
     t: &TlsState,
+    ctx: &mut TlsCtx,
     k: &FlowKey,
     flow_id: &str,
     community_id: &str,
@@ -636,7 +642,7 @@ fn tls_record(
     let mut alerts = t.alerts.clone();
     alerts.extend(sum.inferred_alerts.iter().cloned());
     alerts.sort_by_key(|a| a.ts);
-    let ja4 = ch.map(|c| c.ja4('t'));
+    let fp = ch.map(|c| ctx.fingerprints.get(c));
     Some(TlsRecord {
         kind: "tls",
         ts,
@@ -662,10 +668,10 @@ fn tls_record(
         version: sh.map(|s| version_name(s.version)),
         cipher: sh.map(|s| format!("0x{:04x}", s.cipher)),
         alpn_selected: sh.and_then(|s| s.alpn.clone()),
-        ja3: ch.map(|c| c.ja3()),
-        ja3_string: ch.map(|c| c.ja3_string()),
-        ja4: ja4.as_ref().map(|j| j.0.clone()),
-        ja4_r: ja4.map(|j| j.1),
+        ja3: fp.as_ref().map(|f| f.ja3.clone()),
+        ja3_string: fp.as_ref().map(|f| f.ja3_string.clone()),
+        ja4: fp.as_ref().map(|f| f.ja4.clone()),
+        ja4_r: fp.as_ref().map(|f| f.ja4_r.clone()),
         ja3s: sh.map(|s| s.ja3s()),
         ja3s_string: sh.map(|s| s.ja3s_string()),
         ech: ch.is_some_and(|c| c.ech),

@@ -151,6 +151,33 @@ impl ClientHello {
         Some(h)
     }
 
+    /// Everything JA3 and JA4 read, as one sequence (each list length-prefixed).
+    fn fingerprint_key(&self) -> Vec<u16> {
+        let lists: [&[u16]; 5] = [
+            &self.ciphers,
+            &self.extensions,
+            &self.supported_groups,
+            &self.supported_versions,
+            &self.signature_algorithms,
+        ];
+        let mut k = Vec::with_capacity(8 + lists.iter().map(|l| l.len()).sum::<usize>());
+        k.push(self.legacy_version);
+        for l in lists {
+            k.push(l.len() as u16);
+            k.extend_from_slice(l);
+        }
+        k.push(self.ec_point_formats.len() as u16);
+        k.extend(self.ec_point_formats.iter().map(|x| *x as u16));
+        let alpn = self.alpn_first_raw.as_deref().unwrap_or_default();
+        k.push(
+            self.alpn_first_raw
+                .as_ref()
+                .map_or(u16::MAX, |a| a.len() as u16),
+        );
+        k.extend(alpn.iter().map(|x| *x as u16));
+        k
+    }
+
     /// Highest version offered: the largest non-GREASE supported_versions
     /// entry, else the legacy version.
     pub fn max_version(&self) -> u16 {
@@ -400,5 +427,49 @@ pub fn version_name(v: u16) -> String {
         0x0002 => "SSL 2.0".into(),
         v if v >> 8 == 0x7f => format!("TLS 1.3 draft {}", v & 0xff),
         v => format!("0x{v:04x}"),
+    }
+}
+
+/// A ClientHello's JA3 and JA4 (over TCP).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fingerprints {
+    pub ja3: String,
+    pub ja3_string: String,
+    pub ja4: String,
+    pub ja4_r: String,
+}
+
+/// Fingerprints already computed by this worker, keyed by everything they
+/// are computed from (so a hit is exactly what computing would give). A
+/// device repeats the same ClientHello shape on every connection. At
+/// [`FingerprintCache::CAP`] entries the cache starts over.
+#[derive(Debug, Default)]
+pub struct FingerprintCache {
+    map: hashbrown::HashMap<Vec<u16>, std::sync::Arc<Fingerprints>>,
+    pub resets: u64,
+}
+
+impl FingerprintCache {
+    pub const CAP: usize = 4096;
+
+    pub fn get(&mut self, h: &ClientHello) -> std::sync::Arc<Fingerprints> {
+        let key = h.fingerprint_key();
+        if let Some(f) = self.map.get(&key) {
+            return f.clone();
+        }
+        if self.map.len() >= Self::CAP {
+            self.map.clear();
+            self.resets += 1;
+        }
+        let ja3_string = h.ja3_string();
+        let (ja4, ja4_r) = h.ja4('t');
+        let f = std::sync::Arc::new(Fingerprints {
+            ja3: md5_hex(ja3_string.as_bytes()),
+            ja3_string,
+            ja4,
+            ja4_r,
+        });
+        self.map.insert(key, f.clone());
+        f
     }
 }

@@ -125,7 +125,7 @@ pub struct TlsState {
     pub events: Vec<Event>,
     pub events_truncated: bool,
     /// The server's certificate chain (TLS <= 1.2, or any cleartext one).
-    pub certs: Option<Box<cert::Chain>>,
+    pub certs: Option<std::sync::Arc<cert::Chain>>,
     pub handshake_overflow: bool,
     pub malformed: bool,
     /// An HTTP CONNECT exchange in front of the TLS (explicit proxy).
@@ -263,7 +263,7 @@ impl TlsState {
         }
     }
 
-    pub fn feed(&mut self, d: Direction, mut data: &[u8], ts: Timestamp) {
+    pub fn feed(&mut self, d: Direction, mut data: &[u8], ts: Timestamp, ctx: &mut TlsCtx) {
         let i = d.index();
         if let Some(c) = &mut self.connect {
             match c.feed(i, data) {
@@ -353,7 +353,7 @@ impl TlsState {
                         s.hs.extend_from_slice(body);
                     }
                     let rv = s.rversion;
-                    self.drain_handshake(i, rv, ts);
+                    self.drain_handshake(i, rv, ts, ctx);
                 }
                 CT_ALERT => {
                     if s.alert.len() < 2 {
@@ -394,23 +394,22 @@ impl TlsState {
         }
     }
 
-    /// Takes whole handshake messages out of side `i`'s buffer.
-    fn drain_handshake(&mut self, i: usize, record_version: u16, ts: Timestamp) {
-        loop {
-            let hs = &self.side[i].hs;
-            if hs.len() < 4 {
-                return;
-            }
-            let mlen = ((hs[1] as usize) << 16) | ((hs[2] as usize) << 8) | hs[3] as usize;
+    /// Takes whole handshake messages out of side `i`'s buffer (parsed in
+    /// place: the buffer is cut once, after the last whole message).
+    fn drain_handshake(&mut self, i: usize, record_version: u16, ts: Timestamp, ctx: &mut TlsCtx) {
+        let mut hs = std::mem::take(&mut self.side[i].hs);
+        let mut at = 0;
+        while let Some(h) = hs.get(at..at + 4) {
+            let mlen = ((h[1] as usize) << 16) | ((h[2] as usize) << 8) | h[3] as usize;
             if mlen > MAX_HANDSHAKE {
                 self.malformed = true;
-                self.side[i].hs.clear();
-                return;
+                at = hs.len();
+                break;
             }
-            if hs.len() < 4 + mlen {
-                return;
-            }
-            let msg: Vec<u8> = self.side[i].hs.drain(..4 + mlen).collect();
+            let Some(msg) = hs.get(at..at + 4 + mlen) else {
+                break;
+            };
+            at += 4 + mlen;
             let ev = if i == 1 && msg[0] == 2 && msg.get(6..38) == Some(&hello::HRR_RANDOM[..]) {
                 Ev::Hrr
             } else {
@@ -418,23 +417,21 @@ impl TlsState {
             };
             self.push_event(i, ts, ev);
             match (i, msg[0]) {
-                (1, 11) if self.certs.is_none() => {
-                    self.certs = cert::Chain::parse(&msg[4..]).map(Box::new);
-                }
+                (1, 11) if self.certs.is_none() => self.certs = ctx.certs.chain(&msg[4..]),
                 (0, 1) if self.client_hellos.len() < MAX_HELLOS => {
-                    match ClientHello::parse(&msg, record_version) {
+                    match ClientHello::parse(msg, record_version) {
                         Some(h) => self.client_hellos.push((ts, h)),
                         None => self.malformed = true,
                     }
                 }
-                (1, 2) if self.server_hellos.len() < MAX_HELLOS => match ServerHello::parse(&msg) {
+                (1, 2) if self.server_hellos.len() < MAX_HELLOS => match ServerHello::parse(msg) {
                     Some(h) => {
                         self.server_hellos.push((ts, h));
                         if self.tls13() {
                             // Everything after the ServerHello is protected.
                             self.side[1].ccs = true;
-                            self.side[1].hs.clear();
-                            return;
+                            at = hs.len();
+                            break;
                         }
                     }
                     None => self.malformed = true,
@@ -442,6 +439,8 @@ impl TlsState {
                 _ => {}
             }
         }
+        hs.drain(..at);
+        self.side[i].hs = hs;
     }
 
     /// Time of the first TLS record header seen in either direction.
@@ -459,8 +458,59 @@ impl TlsState {
     }
 }
 
+/// Per-worker state shared by the connections' TLS parsers.
+#[derive(Debug, Default)]
+pub struct TlsCtx {
+    pub certs: cert::ChainCache,
+    pub fingerprints: hello::FingerprintCache,
+}
+
 /// An SSLv2-compatible ClientHello header: 2-byte length with the top bit
 /// set, message type 1 (CLIENT-HELLO), version major 3 (or 2).
 fn is_sslv2_hello(b: &[u8]) -> bool {
     matches!(b, [h, _, 1, 2..=3, ..] if h & 0x80 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An SSLv2-compatible CLIENT-HELLO (RFC 6101 appendix E.1: 2-byte
+    /// header with the top bit set, msg type 1, version 3.1) is recognised
+    /// and counted, not parsed as TLS records.
+    #[test]
+    fn sslv2_compatible_hello_is_recognised() {
+        let hello = [
+            0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10,
+        ];
+        assert!(TlsState::probe(&hello));
+        let mut t = TlsState::new(&hello);
+        t.feed(
+            Direction::ToServer,
+            &hello,
+            Timestamp(1),
+            &mut TlsCtx::default(),
+        );
+        assert!(t.sslv2_hello);
+        assert!(!t.wants());
+        assert_eq!(t.first_record(), Some(Timestamp(1)));
+    }
+
+    /// A CONNECT refused by the proxy is not followed.
+    #[test]
+    fn refused_connect_is_not_tls() {
+        let mut ctx = TlsCtx::default();
+        let req = b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n";
+        let mut t = TlsState::new(req);
+        t.feed(Direction::ToServer, req, Timestamp(1), &mut ctx);
+        assert!(t.wants());
+        t.feed(
+            Direction::ToClient,
+            b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n",
+            Timestamp(2),
+            &mut ctx,
+        );
+        assert!(!t.wants());
+        assert_eq!(t.proxy_connect(), None);
+    }
 }
