@@ -147,10 +147,30 @@ pub struct TlsRecord {
     pub limits: Vec<&'static str>,
 }
 
+/// One per DHCPv4 message.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DhcpRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub ts: Timestamp,
+    /// The UDP flow the message belongs to.
+    pub flow_id: String,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    pub src_mac: Option<String>,
+    pub dst_mac: Option<String>,
+    pub vlan: Vec<u16>,
+    #[serde(flatten)]
+    pub dhcp: crate::app::dhcp::DhcpInfo,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     Flow(Box<FlowRecord>),
     Tls(Box<TlsRecord>),
+    Dhcp(Box<DhcpRecord>),
     Stats(Box<StatsRecord>),
 }
 
@@ -159,6 +179,7 @@ impl Record {
         match self {
             Record::Flow(_) => "flow",
             Record::Tls(_) => "tls",
+            Record::Dhcp(_) => "dhcp",
             Record::Stats(_) => "stats",
         }
     }
@@ -168,6 +189,7 @@ impl Record {
         let r = match self {
             Record::Flow(f) => serde_json::to_writer(&mut *out, f),
             Record::Tls(t) => serde_json::to_writer(&mut *out, t),
+            Record::Dhcp(d) => serde_json::to_writer(&mut *out, d),
             Record::Stats(s) => serde_json::to_writer(&mut *out, s),
         };
         // Serialising these plain structs into a Vec cannot fail.

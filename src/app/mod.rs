@@ -6,6 +6,7 @@
 //! once none does, the reassembler is freed and the flow is only counted
 //! (STYLE habit 6: stop work once the answer is known).
 
+pub mod dhcp;
 pub mod features;
 pub mod tls;
 

@@ -21,7 +21,7 @@ use crate::app::tls::summary::{Facts, summarize};
 use crate::app::tls::{Ev, TlsCtx, TlsState, hello};
 use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
-use crate::record::{EndpointRecord, FlowRecord, Record, TlsRecord, mac_string};
+use crate::record::{DhcpRecord, EndpointRecord, FlowRecord, Record, TlsRecord, mac_string};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
 
@@ -480,6 +480,32 @@ impl FlowTable {
             if flow.closed() && !was_closed {
                 // Reschedule with the short linger timeout.
                 reschedule = Some((flow.generation, p.ts.plus(settings.tcp_closed)));
+            }
+        } else if p.key.proto == PROTO_UDP
+            && matches!((p.key.sport, p.key.dport), (67 | 68, 67 | 68))
+            && let Some(info) = crate::app::dhcp::parse(payload)
+        {
+            let k = flow.key;
+            let (src, sport, dst, dport) = match d {
+                Direction::ToServer => (k.src, k.sport, k.dst, k.dport),
+                Direction::ToClient => (k.dst, k.dport, k.src, k.sport),
+            };
+            out.push(Record::Dhcp(Box::new(DhcpRecord {
+                kind: "dhcp",
+                ts: p.ts,
+                flow_id: k.flow_id(flow.start.as_nanos()),
+                src_ip: src.to_ip(),
+                src_port: sport,
+                dst_ip: dst.to_ip(),
+                dst_port: dport,
+                src_mac: p.src_mac.map(mac_string),
+                dst_mac: p.dst_mac.map(mac_string),
+                vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
+                dhcp: info,
+            })));
+            if flow.app.wants(d) {
+                flow.app
+                    .on_stream(d, StreamEvent::Data(payload), p.ts, &mut self.tls_ctx);
             }
         } else if p.key.proto == PROTO_UDP && !payload.is_empty() && flow.app.wants(d) {
             flow.app

@@ -1,0 +1,221 @@
+//! DHCPv4 messages (UDP 67/68), decoded with `dhcproto`: one `dhcp` record
+//! per message. The option codes are also walked in wire order here (the
+//! order is part of an OS fingerprint, and `dhcproto` keeps options in a
+//! map), and option overload (52) is followed into `file` / `sname`.
+
+use dhcproto::v4::{DhcpOption, DhcpOptions, Message, MessageType, OptionCode};
+use dhcproto::{Decodable, Decoder};
+use serde::Serialize;
+use std::net::Ipv4Addr;
+
+/// Option codes listed per message; the rest are counted in `options_more`.
+const MAX_OPTIONS: usize = 64;
+/// Longest host name / vendor class kept (bytes).
+const MAX_TEXT: usize = 255;
+
+/// Offsets of the fixed BOOTP fields.
+const SNAME: std::ops::Range<usize> = 44..108;
+const FILE: std::ops::Range<usize> = 108..236;
+const OPTIONS: usize = 240;
+const MAGIC: [u8; 4] = [99, 130, 83, 99];
+
+/// The DHCP part of a `dhcp` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DhcpInfo {
+    /// 1 request (BOOTREQUEST), 2 reply.
+    pub op: u8,
+    /// DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM, ... (option 53); null for BOOTP.
+    pub message_type: Option<&'static str>,
+    pub message_type_code: Option<u8>,
+    /// Transaction id, `0x` + 8 hex digits.
+    pub xid: String,
+    pub hw_type: u8,
+    /// chaddr, when the hardware address is 6 bytes long.
+    pub client_mac: Option<String>,
+    pub client_ip: Ipv4Addr,
+    pub your_ip: Ipv4Addr,
+    pub server_ip: Ipv4Addr,
+    pub relay_ip: Ipv4Addr,
+    /// Option 50.
+    pub requested_ip: Option<Ipv4Addr>,
+    /// Option 12.
+    pub hostname: Option<String>,
+    /// Option 61, hex.
+    pub client_id: Option<String>,
+    /// Option 55, in the order sent.
+    pub param_list: Option<Vec<u8>>,
+    /// Option 60.
+    pub vendor_class: Option<String>,
+    /// Option 51, seconds.
+    pub lease_s: Option<u32>,
+    /// Option 54.
+    pub server_id: Option<Ipv4Addr>,
+    /// Option 82 (relay agent information), hex.
+    pub relay_agent_info: Option<String>,
+    /// Option codes in wire order (options area, then `file`, then `sname`
+    /// when overloaded), pad and end left out.
+    pub options: Vec<u8>,
+    pub options_more: u32,
+    /// Option 52: 1 `file`, 2 `sname`, 3 both carry options.
+    pub overload: Option<u8>,
+}
+
+fn type_name(t: MessageType) -> Option<(&'static str, u8)> {
+    Some(match t {
+        MessageType::Discover => ("DISCOVER", 1),
+        MessageType::Offer => ("OFFER", 2),
+        MessageType::Request => ("REQUEST", 3),
+        MessageType::Decline => ("DECLINE", 4),
+        MessageType::Ack => ("ACK", 5),
+        MessageType::Nak => ("NAK", 6),
+        MessageType::Release => ("RELEASE", 7),
+        MessageType::Inform => ("INFORM", 8),
+        MessageType::ForceRenew => ("FORCERENEW", 9),
+        MessageType::LeaseQuery => ("LEASEQUERY", 10),
+        MessageType::LeaseUnassigned => ("LEASEUNASSIGNED", 11),
+        MessageType::LeaseUnknown => ("LEASEUNKNOWN", 12),
+        MessageType::LeaseActive => ("LEASEACTIVE", 13),
+        MessageType::BulkLeaseQuery => ("BULKLEASEQUERY", 14),
+        MessageType::LeaseQueryDone => ("LEASEQUERYDONE", 15),
+        MessageType::ActiveLeaseQuery => ("ACTIVELEASEQUERY", 16),
+        MessageType::LeaseQueryStatus => ("LEASEQUERYSTATUS", 17),
+        MessageType::Tls => ("TLS", 18),
+        MessageType::Unknown(_) => return None,
+    })
+}
+
+/// Option codes of a raw options area, in order (pad and end left out).
+fn walk_codes(mut b: &[u8], out: &mut Vec<u8>, more: &mut u32) {
+    while let [code, rest @ ..] = b {
+        match code {
+            0 => b = rest,
+            255 => return,
+            _ => {
+                let Some((len, body)) = rest.split_first() else {
+                    return;
+                };
+                if out.len() < MAX_OPTIONS {
+                    out.push(*code);
+                } else {
+                    *more += 1;
+                }
+                b = body.get(*len as usize..).unwrap_or_default();
+            }
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(MAX_TEXT)]).into_owned()
+}
+
+/// A DHCPv4 message from a UDP payload; `None` when it is not one.
+pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
+    if payload.len() < OPTIONS || payload[236..240] != MAGIC {
+        return None;
+    }
+    let msg = Message::decode(&mut Decoder::new(payload)).ok()?;
+    let mut opts: DhcpOptions = msg.opts().clone();
+    let mut codes = Vec::new();
+    let mut more = 0;
+    walk_codes(&payload[OPTIONS..], &mut codes, &mut more);
+    let overload = match opts.get(OptionCode::OptionOverload) {
+        Some(DhcpOption::OptionOverload(v)) => Some(*v),
+        _ => None,
+    };
+    if let Some(v) = overload {
+        // RFC 2131 §4.1: `file` first, then `sname`.
+        for (bit, range) in [(1, FILE), (2, SNAME)] {
+            if v & bit != 0 {
+                let area = &payload[range];
+                walk_codes(area, &mut codes, &mut more);
+                if let Ok(extra) = DhcpOptions::decode(&mut Decoder::new(area)) {
+                    for (code, o) in extra.iter() {
+                        if opts.get(*code).is_none() {
+                            opts.insert(o.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mtype = opts.msg_type().and_then(type_name);
+    let chaddr = msg.chaddr();
+    let client_mac = (msg.hlen() == 6 && chaddr.len() >= 6)
+        .then(|| crate::record::mac_string(chaddr[..6].try_into().expect("6 bytes")));
+    let mut info = DhcpInfo {
+        op: payload[0],
+        message_type: mtype.map(|t| t.0),
+        message_type_code: mtype.map(|t| t.1),
+        xid: format!("0x{:08x}", msg.xid()),
+        hw_type: payload[1],
+        client_mac,
+        client_ip: msg.ciaddr(),
+        your_ip: msg.yiaddr(),
+        server_ip: msg.siaddr(),
+        relay_ip: msg.giaddr(),
+        options: codes,
+        options_more: more,
+        overload,
+        requested_ip: None,
+        hostname: None,
+        client_id: None,
+        param_list: None,
+        vendor_class: None,
+        lease_s: None,
+        server_id: None,
+        relay_agent_info: None,
+    };
+    for (_, o) in opts.iter() {
+        match o {
+            DhcpOption::RequestedIpAddress(ip) => info.requested_ip = Some(*ip),
+            DhcpOption::Hostname(h) => info.hostname = Some(text(h.as_bytes())),
+            DhcpOption::ClientIdentifier(id) => info.client_id = Some(crate::record::hex(id)),
+            DhcpOption::ParameterRequestList(l) => {
+                info.param_list = Some(l.iter().map(|c| u8::from(*c)).collect())
+            }
+            DhcpOption::ClassIdentifier(v) => info.vendor_class = Some(text(v)),
+            DhcpOption::AddressLeaseTime(s) => info.lease_s = Some(*s),
+            DhcpOption::ServerIdentifier(ip) => info.server_id = Some(*ip),
+            _ => {}
+        }
+    }
+    // Relay agent information as sent (sub-options, hex).
+    info.relay_agent_info = raw_option(&payload[OPTIONS..], 82).map(crate::record::hex);
+    Some(info)
+}
+
+/// The body of the first option `code` in a raw options area.
+fn raw_option(mut b: &[u8], code: u8) -> Option<&[u8]> {
+    while let [c, rest @ ..] = b {
+        match c {
+            0 => b = rest,
+            255 => return None,
+            _ => {
+                let (len, body) = rest.split_first()?;
+                let v = body.get(..*len as usize)?;
+                if *c == code {
+                    return Some(v);
+                }
+                b = &body[*len as usize..];
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_or_foreign_payloads_are_not_dhcp() {
+        assert!(parse(&[]).is_none());
+        assert!(parse(&[1; 300]).is_none());
+        let mut p = vec![0u8; 300];
+        p[236..240].copy_from_slice(&MAGIC);
+        p[240] = 53; // option 53 with its length missing
+        p.truncate(241);
+        let _ = parse(&p);
+    }
+}
