@@ -84,23 +84,36 @@ fn type_name(t: MessageType) -> Option<(&'static str, u8)> {
     })
 }
 
-/// Option codes of a raw options area, in order (pad and end left out).
-fn walk_codes(mut b: &[u8], out: &mut Vec<u8>, more: &mut u32) {
-    while let [code, rest @ ..] = b {
-        match code {
-            0 => b = rest,
-            255 => return,
-            _ => {
-                let Some((len, body)) = rest.split_first() else {
-                    return;
-                };
-                if out.len() < MAX_OPTIONS {
-                    out.push(*code);
-                } else {
-                    *more += 1;
+/// The options of a raw options area in wire order, pad and end left out:
+/// `(code, body)`, the body `None` when the area ends inside it (the walk
+/// stops there).
+fn raw_options(mut b: &[u8]) -> impl Iterator<Item = (u8, Option<&[u8]>)> {
+    std::iter::from_fn(move || {
+        loop {
+            match b {
+                [0, rest @ ..] => b = rest,
+                [] | [255, ..] => return None,
+                [code, rest @ ..] => {
+                    let Some((len, body)) = rest.split_first() else {
+                        b = &[];
+                        return None;
+                    };
+                    let len = *len as usize;
+                    b = body.get(len..).unwrap_or_default();
+                    return Some((*code, body.get(..len)));
                 }
-                b = body.get(*len as usize..).unwrap_or_default();
             }
+        }
+    })
+}
+
+/// Option codes of a raw options area, in order.
+fn walk_codes(b: &[u8], out: &mut Vec<u8>, more: &mut u32) {
+    for (code, _) in raw_options(b) {
+        if out.len() < MAX_OPTIONS {
+            out.push(code);
+        } else {
+            *more += 1;
         }
     }
 }
@@ -186,22 +199,8 @@ pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
 }
 
 /// The body of the first option `code` in a raw options area.
-fn raw_option(mut b: &[u8], code: u8) -> Option<&[u8]> {
-    while let [c, rest @ ..] = b {
-        match c {
-            0 => b = rest,
-            255 => return None,
-            _ => {
-                let (len, body) = rest.split_first()?;
-                let v = body.get(..*len as usize)?;
-                if *c == code {
-                    return Some(v);
-                }
-                b = &body[*len as usize..];
-            }
-        }
-    }
-    None
+fn raw_option(b: &[u8], code: u8) -> Option<&[u8]> {
+    raw_options(b).find(|(c, _)| *c == code)?.1
 }
 
 #[cfg(test)]

@@ -668,7 +668,7 @@ fn tls_record(
     let mut alerts = t.alerts.clone();
     alerts.extend(sum.inferred_alerts.iter().cloned());
     alerts.sort_by_key(|a| a.ts);
-    let fp = ch.map(|c| ctx.fingerprints.get(c));
+    let fp = ch.map(|c| c.fingerprints(&mut ctx.fingerprints));
     Some(TlsRecord {
         kind: "tls",
         ts,

@@ -118,34 +118,15 @@ impl Chain {
     }
 }
 
-/// Chains already parsed by this worker, by the SHA-256 of the whole
-/// certificate list: servers present the same chain to every client, so
-/// most connections skip X.509 parsing. At [`ChainCache::CAP`] entries the
-/// cache starts over (`resets` counts it); a hit gives exactly what a parse
-/// would, so output does not depend on the cache.
-#[derive(Debug, Default)]
-pub struct ChainCache {
-    map: hashbrown::HashMap<[u8; 32], Option<Arc<Chain>>>,
-    pub resets: u64,
-}
-
-impl ChainCache {
-    pub const CAP: usize = 4096;
-
-    /// The chain of a Certificate message body, parsed or from the cache.
-    pub fn chain(&mut self, body: &[u8]) -> Option<Arc<Chain>> {
-        let key: [u8; 32] = Sha256::digest(body).into();
-        if let Some(c) = self.map.get(&key) {
-            return c.clone();
-        }
-        if self.map.len() >= Self::CAP {
-            self.map.clear();
-            self.resets += 1;
-        }
-        let c = Chain::parse(body).map(Arc::new);
-        self.map.insert(key, c.clone());
-        c
-    }
+/// The chain of a Certificate message body, parsed or from the worker's
+/// cache, keyed by the SHA-256 of the whole certificate list: servers present
+/// the same chain to every client, so most connections skip X.509 parsing.
+pub fn cached_chain(
+    cache: &mut super::BoundedCache<[u8; 32], Option<Arc<Chain>>>,
+    body: &[u8],
+) -> Option<Arc<Chain>> {
+    let key: [u8; 32] = Sha256::digest(body).into();
+    cache.get_or_insert_with(key, || Chain::parse(body).map(Arc::new))
 }
 
 fn info(der: &[u8], c: Option<&X509Certificate<'_>>) -> CertInfo {

@@ -11,7 +11,6 @@
 
 use md5::{Digest as _, Md5};
 use serde::Serialize;
-use sha2::Sha256;
 use tls_parser::{TlsMessage, TlsMessageHandshake};
 
 pub const EXT_SNI: u16 = 0x0000;
@@ -411,7 +410,7 @@ fn md5_hex(b: &[u8]) -> String {
 }
 
 fn sha256_12(s: &str) -> String {
-    let mut h = hex_bytes(&Sha256::digest(s.as_bytes()));
+    let mut h = super::cert::sha256_hex(s.as_bytes());
     h.truncate(12);
     h
 }
@@ -439,37 +438,23 @@ pub struct Fingerprints {
     pub ja4_r: String,
 }
 
-/// Fingerprints already computed by this worker, keyed by everything they
-/// are computed from (so a hit is exactly what computing would give). A
-/// device repeats the same ClientHello shape on every connection. At
-/// [`FingerprintCache::CAP`] entries the cache starts over.
-#[derive(Debug, Default)]
-pub struct FingerprintCache {
-    map: hashbrown::HashMap<Vec<u16>, std::sync::Arc<Fingerprints>>,
-    pub resets: u64,
-}
-
-impl FingerprintCache {
-    pub const CAP: usize = 4096;
-
-    pub fn get(&mut self, h: &ClientHello) -> std::sync::Arc<Fingerprints> {
-        let key = h.fingerprint_key();
-        if let Some(f) = self.map.get(&key) {
-            return f.clone();
-        }
-        if self.map.len() >= Self::CAP {
-            self.map.clear();
-            self.resets += 1;
-        }
-        let ja3_string = h.ja3_string();
-        let (ja4, ja4_r) = h.ja4('t');
-        let f = std::sync::Arc::new(Fingerprints {
-            ja3: md5_hex(ja3_string.as_bytes()),
-            ja3_string,
-            ja4,
-            ja4_r,
-        });
-        self.map.insert(key, f.clone());
-        f
+impl ClientHello {
+    /// JA3 and JA4, computed or from the worker's cache, keyed by everything
+    /// they are computed from: a device repeats the same ClientHello shape
+    /// on every connection.
+    pub fn fingerprints(
+        &self,
+        cache: &mut super::BoundedCache<Vec<u16>, std::sync::Arc<Fingerprints>>,
+    ) -> std::sync::Arc<Fingerprints> {
+        cache.get_or_insert_with(self.fingerprint_key(), || {
+            let ja3_string = self.ja3_string();
+            let (ja4, ja4_r) = self.ja4('t');
+            std::sync::Arc::new(Fingerprints {
+                ja3: md5_hex(ja3_string.as_bytes()),
+                ja3_string,
+                ja4,
+                ja4_r,
+            })
+        })
     }
 }

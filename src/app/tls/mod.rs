@@ -417,7 +417,9 @@ impl TlsState {
             };
             self.push_event(i, ts, ev);
             match (i, msg[0]) {
-                (1, 11) if self.certs.is_none() => self.certs = ctx.certs.chain(&msg[4..]),
+                (1, 11) if self.certs.is_none() => {
+                    self.certs = cert::cached_chain(&mut ctx.certs, &msg[4..])
+                }
                 (0, 1) if self.client_hellos.len() < MAX_HELLOS => {
                     match ClientHello::parse(msg, record_version) {
                         Some(h) => self.client_hellos.push((ts, h)),
@@ -461,8 +463,44 @@ impl TlsState {
 /// Per-worker state shared by the connections' TLS parsers.
 #[derive(Debug, Default)]
 pub struct TlsCtx {
-    pub certs: cert::ChainCache,
-    pub fingerprints: hello::FingerprintCache,
+    pub certs: BoundedCache<[u8; 32], Option<std::sync::Arc<cert::Chain>>>,
+    pub fingerprints: BoundedCache<Vec<u16>, std::sync::Arc<hello::Fingerprints>>,
+}
+
+/// A per-worker memo of a pure computation, keyed by all of its inputs (so a
+/// hit is exactly what computing again would give and output does not
+/// depend on it). At [`BoundedCache::CAP`] entries it starts over;
+/// `resets` counts that.
+#[derive(Debug)]
+pub struct BoundedCache<K, V> {
+    map: hashbrown::HashMap<K, V>,
+    pub resets: u64,
+}
+
+impl<K, V> Default for BoundedCache<K, V> {
+    fn default() -> Self {
+        BoundedCache {
+            map: hashbrown::HashMap::new(),
+            resets: 0,
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> BoundedCache<K, V> {
+    pub const CAP: usize = 4096;
+
+    pub fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> V {
+        if let Some(v) = self.map.get(&key) {
+            return v.clone();
+        }
+        if self.map.len() >= Self::CAP {
+            self.map.clear();
+            self.resets += 1;
+        }
+        let v = make();
+        self.map.insert(key, v.clone());
+        v
+    }
 }
 
 /// An SSLv2-compatible ClientHello header: 2-byte length with the top bit

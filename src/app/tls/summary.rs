@@ -106,7 +106,8 @@ pub fn summarize(events: &[Event], f: &Facts) -> Summary {
     let first_sh = pos(&|e| e.from == 1 && matches!(e.ev, Ev::Hs(2) | Ev::Hrr), 0);
     let sh = pos(&|e| is(e, 1, Ev::Hs(2)), 0);
     let close = |side: u8| pos(&|e| e.from == side && matches!(e.ev, Ev::Close { .. }), 0);
-    let (cclose, sclose) = (close(0), close(1));
+    let closes = [close(0), close(1)];
+    let (cclose, sclose) = (closes[0], closes[1]);
 
     // Where the server's flight ends, what the client answered, and where
     // the handshake completed.
@@ -250,7 +251,7 @@ pub fn summarize(events: &[Event], f: &Facts) -> Summary {
                 })
                 .sum();
             *n = n.saturating_sub(before);
-            let closed = if side == 0 { cclose } else { sclose }.is_some();
+            let closed = closes[side].is_some();
             if closed && *n > 0 && f.last_app[side].is_some_and(|(len, _)| len == ALERT_RECORD) {
                 *n -= 1;
             }
@@ -277,10 +278,9 @@ pub fn summarize(events: &[Event], f: &Facts) -> Summary {
         } else if let Some(sd) = server_late_alert {
             inferred_alerts.push(mk(1, ALERT_RECORD, events[sd].ts));
         } else if done.is_some() {
-            for side in 0..2 {
-                let closed = if side == 0 { cclose } else { sclose }.is_some();
-                if let Some((len, ts)) = f.last_app[side]
-                    && closed
+            for (side, (last, close)) in f.last_app.iter().zip(closes).enumerate() {
+                if let Some((len, ts)) = *last
+                    && close.is_some()
                     && len == ALERT_RECORD
                 {
                     inferred_alerts.push(mk(side, len, ts));
