@@ -107,6 +107,99 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// (year, month, day) to days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 } as i64;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+impl Timestamp {
+    /// A UTC civil time; `None` when a field is out of range or before 1970.
+    pub fn from_civil(y: i64, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> Option<Timestamp> {
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let days = days_from_civil(y, mo, d);
+        let secs = days.checked_mul(86_400)? + (h * 3600 + mi * 60 + s) as i64;
+        u64::try_from(secs).ok().map(Timestamp::from_secs)
+    }
+
+    /// RFC 3339 / ISO 8601 date-time: `2026-11-21T10:00:00Z`,
+    /// `2026-11-21 10:00:00.25+01:00`, fraction and offset optional
+    /// (no offset = UTC). `None` when it is not one.
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let b = s.trim().as_bytes();
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            let t = b.get(r)?;
+            if t.iter().all(u8::is_ascii_digit) {
+                std::str::from_utf8(t).ok()?.parse().ok()
+            } else {
+                None
+            }
+        };
+        if b.len() < 19
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't' | b' ')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let t = Timestamp::from_civil(
+            num(0..4)? as i64,
+            num(5..7)?,
+            num(8..10)?,
+            num(11..13)?,
+            num(14..16)?,
+            num(17..19)?,
+        )?;
+        let mut i = 19;
+        let mut frac_ns = 0u64;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let start = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                if i - start < 9 {
+                    frac_ns = frac_ns * 10 + u64::from(b[i] - b'0');
+                }
+                i += 1;
+            }
+            if i == start {
+                return None;
+            }
+            for _ in (i - start).min(9)..9 {
+                frac_ns *= 10;
+            }
+        }
+        let t = t.plus(frac_ns);
+        match b.get(i..)? {
+            [] | [b'Z' | b'z'] => Some(t),
+            [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+                let digits = [*h1, *h2, *m1, *m2];
+                if !digits.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                let off = (u64::from(h1 - b'0') * 10 + u64::from(h2 - b'0')) * 3600
+                    + (u64::from(m1 - b'0') * 10 + u64::from(m2 - b'0')) * 60;
+                let off = off * NANOS_PER_SEC;
+                // Local time minus a positive offset is UTC.
+                if *sign == b'+' {
+                    t.0.checked_sub(off).map(Timestamp)
+                } else {
+                    Some(t.plus(off))
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Seconds with microsecond precision, for `duration` fields.
 pub fn nanos_to_secs_f64(n: Nanos) -> f64 {
     (n / 1_000) as f64 / 1e6
@@ -138,6 +231,34 @@ mod tests {
             Timestamp::from_ticks(1_500, 1_000).as_nanos(),
             1_500_000_000
         );
+    }
+
+    #[test]
+    fn parses_rfc3339() {
+        let t = Timestamp::parse_rfc3339("2019-07-24T15:43:18.123456Z").unwrap();
+        assert_eq!(t, Timestamp::from_units(1_563_982_998, 123_456, 1_000_000));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2019-07-24 17:43:18+02:00"),
+            Some(Timestamp::from_secs(1_563_982_998))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2019-07-24T15:43:18"),
+            Some(Timestamp::from_secs(1_563_982_998))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2000-02-29T00:00:00Z"),
+            Some(Timestamp::from_secs(951_782_400))
+        );
+        for bad in [
+            "",
+            "2019-13-01T00:00:00Z",
+            "2019-07-24T15:43:18.Z",
+            "2019-07-24T15:43:18+2",
+            "1969-12-31T23:59:59Z",
+            "2019-07-24T15:43:18Zjunk",
+        ] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! thread. Today it counts records by type and serialises them into blocks of
 //! JSON Lines for the sink.
 
+pub mod inputs;
 pub mod inspection;
 
 use crate::record::Record;
