@@ -10,6 +10,7 @@
 
 pub mod app_events;
 pub mod catalog;
+mod jsondoc;
 pub mod leases;
 pub mod mdm;
 pub mod radius;
