@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub output: RawOutput,
     pub tls: RawTls,
     pub inspection: RawInspection,
+    pub devices: RawDevices,
     /// Where the text came from (for error messages and relative paths).
     #[serde(skip)]
     pub origin: Origin,
@@ -55,6 +56,30 @@ pub struct RawInspection {
     /// PEM files of inspection CA certificates (relative paths are taken
     /// from the config file's folder).
     pub ca_files: Vec<toml::Spanned<String>>,
+}
+
+/// Caps of the correlator's device tables (what they refuse is counted in
+/// `stats.devices`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDevices {
+    /// Addresses with an IP → MAC history.
+    pub max_ips: usize,
+    /// Bindings kept per address; the oldest is forgotten first.
+    pub max_bindings_per_ip: usize,
+    /// MACs remembered (host names, first seen).
+    pub max_macs: usize,
+}
+
+impl Default for RawDevices {
+    fn default() -> Self {
+        let d = crate::correlate::devices::DeviceLimits::default();
+        RawDevices {
+            max_ips: d.max_ips,
+            max_bindings_per_ip: d.max_bindings_per_ip,
+            max_macs: d.max_macs,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +202,9 @@ pub struct Config {
     pub flush_interval_ms: u64,
     pub zstd_level: i32,
     pub inspection: std::sync::Arc<crate::correlate::inspection::Inspection>,
+    pub device_limits: crate::correlate::devices::DeviceLimits,
+    /// Lease files, RADIUS sessions and MDM inventory (from the command line).
+    pub device_inputs: std::sync::Arc<crate::correlate::devices::DeviceInputs>,
 }
 
 impl Default for Config {
@@ -346,6 +374,17 @@ impl RawConfig {
             )?,
             zstd_level: range("output.zstd_level", self.output.zstd_level, 1, 19)?,
             inspection: std::sync::Arc::new(self.inspection()?),
+            device_limits: crate::correlate::devices::DeviceLimits {
+                max_ips: range("devices.max_ips", self.devices.max_ips, 1, 100_000_000)?,
+                max_bindings_per_ip: range(
+                    "devices.max_bindings_per_ip",
+                    self.devices.max_bindings_per_ip,
+                    1,
+                    65_536,
+                )?,
+                max_macs: range("devices.max_macs", self.devices.max_macs, 1, 100_000_000)?,
+            },
+            device_inputs: Default::default(),
         })
     }
 }

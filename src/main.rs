@@ -3,6 +3,7 @@
 //! (`blindspot replay x.pcap | head`) ends the run quietly.
 
 use blindspot::config::{Config, RawConfig};
+use blindspot::correlate::devices::DeviceInputs;
 use blindspot::pipeline;
 use clap::{Parser, Subcommand};
 use std::io::ErrorKind;
@@ -48,12 +49,92 @@ enum Cmd {
         /// TOML configuration file (see the README for every key and its default). [default: built-in defaults]
         #[arg(short, long, value_name = "FILE")]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        inputs: InputArgs,
     },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+}
+
+/// Device and app knowledge from files (each option repeatable).
+#[derive(clap::Args)]
+struct InputArgs {
+    /// DHCP lease file: ISC dhcpd `dhcpd.leases`, Kea memfile CSV or dnsmasq `dnsmasq.leases` (the format is recognised from the content).
+    #[arg(long = "leases", value_name = "FILE")]
+    leases: Vec<PathBuf>,
+    /// FreeRADIUS `detail` accounting file: ties Calling-Station-Id MACs to the identity that authenticated.
+    #[arg(long = "radius", value_name = "FILE")]
+    radius: Vec<PathBuf>,
+    /// MDM inventory: blindspot's JSON shape, a Jamf Pro mobile-device export or a Microsoft Intune managedDevices export.
+    #[arg(long = "mdm", value_name = "FILE")]
+    mdm: Vec<PathBuf>,
+    /// App catalog: blindspot's JSON shape or MobSF iOS report JSON.
+    #[arg(long = "apps", value_name = "FILE")]
+    apps: Vec<PathBuf>,
+    /// App lifecycle events, JSON Lines (foreground / background / suspended per device and bundle ID).
+    #[arg(long = "app-events", value_name = "FILE")]
+    app_events: Vec<PathBuf>,
+    /// Skip malformed entries in the files above with a warning naming file and line, instead of stopping. [default: stop at the first file with a malformed entry]
+    #[arg(long)]
+    keep_going: bool,
+}
+
+/// Loads every input file; the errors are printed, and stop the run unless
+/// `--keep-going` was given.
+fn load_inputs(a: &InputArgs) -> Result<DeviceInputs, ()> {
+    use blindspot::correlate::inputs::{
+        LoadError, Loaded, app_events, catalog, leases, mdm, radius,
+    };
+    let mut failed = false;
+    fn take<T>(
+        paths: &[PathBuf],
+        load: fn(&std::path::Path) -> Result<Loaded<T>, LoadError>,
+        keep_going: bool,
+        failed: &mut bool,
+    ) -> Vec<T> {
+        let mut items = Vec::new();
+        for p in paths {
+            match load(p) {
+                Ok(l) => {
+                    for e in &l.errors {
+                        let what = if keep_going {
+                            "warning (skipped)"
+                        } else {
+                            "error"
+                        };
+                        eprintln!("blindspot: {what}: {e}");
+                    }
+                    if !l.errors.is_empty() && !keep_going {
+                        *failed = true;
+                    }
+                    items.extend(l.items);
+                }
+                Err(e) => {
+                    eprintln!("blindspot: error: {e}");
+                    *failed = true;
+                }
+            }
+        }
+        items
+    }
+    let k = a.keep_going;
+    let inputs = DeviceInputs {
+        leases: take(&a.leases, leases::load, k, &mut failed),
+        radius: take(&a.radius, radius::load, k, &mut failed),
+        mdm: take(&a.mdm, mdm::load, k, &mut failed),
+        apps: take(&a.apps, catalog::load, k, &mut failed),
+        app_events: take(&a.app_events, app_events::load, k, &mut failed),
+    };
+    if failed {
+        eprintln!(
+            "blindspot: fix the entries named above, or pass --keep-going to skip malformed entries"
+        );
+        return Err(());
+    }
+    Ok(inputs)
 }
 
 #[derive(Subcommand)]
@@ -99,6 +180,7 @@ fn main() -> ExitCode {
             output,
             workers,
             config,
+            inputs,
         } => {
             let mut cfg = match load_config(config.as_ref()) {
                 Ok(c) => c,
@@ -113,6 +195,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_ERROR);
                 }
                 cfg.workers = w;
+            }
+            match load_inputs(&inputs) {
+                Ok(i) => cfg.device_inputs = std::sync::Arc::new(i),
+                Err(()) => return ExitCode::from(EXIT_ERROR),
             }
             match pipeline::replay(&files, &cfg, &output) {
                 Ok(outcome) => {

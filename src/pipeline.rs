@@ -13,10 +13,12 @@
 //! chunk they lie in. With `workers = 0` the same stages run on one thread
 //! with no channels at all.
 
+use crate::app::evidence::Evidence;
 use crate::capture::Chunk;
 use crate::capture::pcap_file::{CaptureError, CaptureReader};
 use crate::config::Config;
 use crate::correlate::Correlator;
+use crate::correlate::devices::Devices;
 use crate::decode::{self, Decoder, Packet, Skip};
 use crate::flow::table::{FlowTable, TableStats};
 use crate::output::Sink;
@@ -58,6 +60,8 @@ pub struct Batch {
     pub packets: Vec<Packet>,
     /// Latest packet time the reader has seen (drives timeouts on every worker).
     pub now: Timestamp,
+    /// The chunk's number: the correlator releases records in this order.
+    pub seq: u64,
 }
 
 enum Work {
@@ -65,14 +69,23 @@ enum Work {
     End(Timestamp),
 }
 
+/// Sequence number of the records a worker flushes at the end of input.
+const SEQ_END: u64 = u64::MAX;
+
 enum ToCorrelator {
-    Records(Vec<Record>),
+    /// Device evidence of chunk `seq`, sent by the reader before the chunk's batches.
+    Evidence(u64, Vec<Evidence>),
+    /// One per worker per chunk (empty or not), so the correlator knows
+    /// when every worker is past a chunk.
+    Records(u64, Vec<Record>),
     WorkerDone,
 }
 
 /// Source + decode: reads the files in order, as one timeline.
 pub struct Reader {
     pub decoder: Decoder,
+    /// Chunks handed on so far.
+    pub seq: u64,
     pub packets: u64,
     pub bytes: u64,
     pub now: Timestamp,
@@ -85,6 +98,7 @@ impl Reader {
     pub fn new(cfg: &Config) -> Self {
         Reader {
             decoder: Decoder::new(cfg.defrag),
+            seq: 0,
             packets: 0,
             bytes: 0,
             now: Timestamp::ZERO,
@@ -94,12 +108,19 @@ impl Reader {
         }
     }
 
-    /// Calls `handle` with each chunk's decoded packets. Stops early when
-    /// `handle` fails (the output is gone).
+    /// Calls `handle` with each chunk's decoded packets, the packet time
+    /// and the chunk's device evidence. Stops early when `handle` fails
+    /// (the output is gone).
     pub fn run(
         &mut self,
         files: &[PathBuf],
-        mut handle: impl FnMut(&Chunk, &[Packet], &[u8], Timestamp) -> Result<(), OutputError>,
+        mut handle: impl FnMut(
+            &Chunk,
+            &[Packet],
+            &[u8],
+            Timestamp,
+            &mut Vec<Evidence>,
+        ) -> Result<(), OutputError>,
     ) -> Result<(), OutputError> {
         let mut packets = Vec::with_capacity(8192);
         let mut extra = Vec::new();
@@ -134,7 +155,12 @@ impl Reader {
                         }
                         self.packets += chunk.frames.len() as u64;
                         self.bytes += chunk.frames.iter().map(|f| f.wire_len as u64).sum::<u64>();
-                        handle(&chunk, &packets, &extra, self.now)?;
+                        let mut evidence = std::mem::take(&mut self.decoder.evidence);
+                        let r = handle(&chunk, &packets, &extra, self.now, &mut evidence);
+                        evidence.clear();
+                        self.decoder.evidence = evidence;
+                        self.seq += 1;
+                        r?;
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -198,6 +224,7 @@ impl Reader {
             files: self.files.clone(),
             records: BTreeMap::new(),
             tls: BTreeMap::new(),
+            devices: BTreeMap::new(),
         }
     }
 
@@ -223,9 +250,10 @@ pub fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<Outcome, 
 fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Outcome, OutputError> {
     let mut reader = Reader::new(cfg);
     let mut table = FlowTable::new(cfg.flow, 1);
-    let mut corr = Correlator::new(Arc::clone(&cfg.inspection));
+    let mut corr = correlator(cfg);
     let mut out = Vec::new();
-    reader.run(files, |chunk, packets, extra, now| {
+    reader.run(files, |chunk, packets, extra, now, evidence| {
+        corr.evidence(evidence);
         for p in packets {
             table.process(p, decode::payload(p, &chunk.data, extra), &mut out);
         }
@@ -246,6 +274,11 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Outc
     Ok(reader.outcome(stats))
 }
 
+fn correlator(cfg: &Config) -> Correlator {
+    let devices = Devices::new(cfg.device_limits, (*cfg.device_inputs).clone());
+    Correlator::new(Arc::clone(&cfg.inspection), devices)
+}
+
 fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcome, OutputError> {
     let n = cfg.workers;
     let interval = sink.interval();
@@ -257,10 +290,10 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcom
         .name("sink".into())
         .spawn(move || run_sink(sink_rx, sink))
         .expect("spawn sink thread");
-    let inspection = Arc::clone(&cfg.inspection);
+    let corr = correlator(cfg);
     let corr_thread = thread::Builder::new()
         .name("correlator".into())
-        .spawn(move || run_correlator(corr_rx, sink_tx, stats_rx, n, interval, inspection))
+        .spawn(move || run_correlator(corr, corr_rx, sink_tx, stats_rx, n, interval))
         .expect("spawn correlator thread");
     let mut work_txs: Vec<Sender<Work>> = Vec::with_capacity(n);
     let mut workers = Vec::with_capacity(n);
@@ -276,12 +309,18 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcom
         );
         work_txs.push(tx);
     }
-    drop(corr_tx);
-
     let mut reader = Reader::new(cfg);
     let mut pending: Vec<Vec<Packet>> = (0..n).map(|_| Vec::new()).collect();
     let mut extras: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
-    let read_result = reader.run(files, |chunk, packets, extra, now| {
+    let mut seq = 0u64;
+    let read_result = reader.run(files, |chunk, packets, extra, now, evidence| {
+        // Evidence goes first: every record of this chunk reaches the
+        // correlator after it (one FIFO channel, sent before the batches).
+        if !evidence.is_empty() {
+            corr_tx
+                .send(ToCorrelator::Evidence(seq, std::mem::take(evidence)))
+                .map_err(|_| OutputError(io::Error::other("pipeline stopped")))?;
+        }
         for p in packets {
             let w = (p.key.symmetric_hash() % n as u64) as usize;
             let mut p = *p;
@@ -301,14 +340,17 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcom
                     Vec::with_capacity(packets.len() / n + 16),
                 ),
                 now,
+                seq,
             };
             // A closed channel means a later stage failed; the sink reports why.
             work_txs[w]
                 .send(Work::Batch(batch))
                 .map_err(|_| OutputError(io::Error::other("pipeline stopped")))?;
         }
+        seq += 1;
         Ok(())
     });
+    drop(corr_tx);
     let now = reader.now;
     for tx in &work_txs {
         let _ = tx.send(Work::End(now));
@@ -335,19 +377,22 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcom
 fn run_worker(rx: Receiver<Work>, tx: Sender<ToCorrelator>, mut table: FlowTable) -> TableStats {
     let mut out = Vec::new();
     for work in rx {
-        match work {
+        let seq = match work {
             Work::Batch(b) => {
                 for p in &b.packets {
                     table.process(p, decode::payload(p, &b.chunk, &b.extra), &mut out);
                 }
                 table.advance(b.now, &mut out);
+                b.seq
             }
-            Work::End(now) => table.drain(now, &mut out),
-        }
-        if !out.is_empty()
-            && tx
-                .send(ToCorrelator::Records(std::mem::take(&mut out)))
-                .is_err()
+            Work::End(now) => {
+                table.drain(now, &mut out);
+                SEQ_END
+            }
+        };
+        if tx
+            .send(ToCorrelator::Records(seq, std::mem::take(&mut out)))
+            .is_err()
         {
             break;
         }
@@ -356,20 +401,73 @@ fn run_worker(rx: Receiver<Work>, tx: Sender<ToCorrelator>, mut table: FlowTable
     table.stats
 }
 
+/// Puts the correlator's input back in chunk order: a chunk's evidence is
+/// applied, then its records are resolved, once every worker is past it —
+/// the order a one-thread replay has, so device lookups (and so records) do
+/// not depend on the number of workers. Holds at most the chunks in flight
+/// in the bounded channels.
+struct InOrder {
+    workers: usize,
+    evidence: BTreeMap<u64, Vec<Evidence>>,
+    records: BTreeMap<u64, (usize, Vec<Record>)>,
+}
+
+impl InOrder {
+    fn add(&mut self, seq: u64, recs: Vec<Record>) {
+        let e = self.records.entry(seq).or_default();
+        e.0 += 1;
+        e.1.extend(recs);
+    }
+
+    /// Feeds `corr` every chunk that all workers are done with (or, at the
+    /// end, everything), in order.
+    fn release(&mut self, corr: &mut Correlator, all: bool) {
+        loop {
+            let rec = self.records.first_key_value().map(|(k, v)| (*k, v.0));
+            // A chunk's evidence goes before its records. It can go once a
+            // record of the same or a later chunk has come in: workers report
+            // chunks in order, so every earlier chunk is released by then.
+            if let Some((&e, _)) = self.evidence.first_key_value()
+                && rec.map_or(all, |(k, _)| e <= k)
+                && let Some((_, ev)) = self.evidence.pop_first()
+            {
+                corr.evidence(&ev);
+                continue;
+            }
+            match rec {
+                Some((_, reported)) if all || reported == self.workers => {
+                    if let Some((_, (_, recs))) = self.records.pop_first() {
+                        corr.push(recs);
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
 fn run_correlator(
+    mut corr: Correlator,
     rx: Receiver<ToCorrelator>,
     sink: Sender<Vec<u8>>,
     stats_rx: Receiver<StatsRecord>,
     workers: usize,
     interval: std::time::Duration,
-    inspection: Arc<crate::correlate::inspection::Inspection>,
 ) -> StatsRecord {
-    let mut corr = Correlator::new(inspection);
+    let mut order = InOrder {
+        workers,
+        evidence: BTreeMap::new(),
+        records: BTreeMap::new(),
+    };
     let mut done = 0;
     while done < workers {
         match rx.recv_timeout(interval) {
-            Ok(ToCorrelator::Records(recs)) => {
-                corr.push(recs);
+            Ok(ToCorrelator::Evidence(seq, ev)) => {
+                order.evidence.insert(seq, ev);
+            }
+            Ok(ToCorrelator::Records(seq, recs)) => {
+                order.add(seq, recs);
+                order.release(&mut corr, false);
                 if let Some(block) = corr.full_block()
                     && sink.send(block).is_err()
                 {
@@ -385,6 +483,7 @@ fn run_correlator(
             Err(RecvTimeoutError::Disconnected) => break,
         }
     }
+    order.release(&mut corr, true);
     let mut stats = stats_rx.recv().unwrap_or_default();
     corr.fill_stats(&mut stats);
     corr.push([Record::Stats(Box::new(stats.clone()))]);

@@ -48,6 +48,10 @@ pub struct FlowRecord {
     pub rtt_synack_ack_us: Option<u64>,
     pub orig: EndpointRecord,
     pub resp: EndpointRecord,
+    /// The device behind the client (else the server) address at `ts`.
+    pub device: DeviceObject,
+    /// What could not be observed (see the README).
+    pub limits: Vec<&'static str>,
 }
 
 /// Counters for one input file.
@@ -81,6 +85,9 @@ pub struct StatsRecord {
     /// TLS sessions by outcome, and TLS counters (`sslv2_hellos`,
     /// `handshake_overflow`, `connect_tunnels`, `inspected`, ...).
     pub tls: BTreeMap<&'static str, u64>,
+    /// Device evidence by source, lease-file bindings, records without a
+    /// device, and what the device tables refused at their caps.
+    pub devices: BTreeMap<&'static str, u64>,
 }
 
 /// One per TLS connection (a TCP flow whose client spoke TLS first).
@@ -143,6 +150,8 @@ pub struct TlsRecord {
     pub proxy_connect: Option<String>,
     pub sslv2_hello: bool,
     pub handshake_overflow: bool,
+    /// The device behind the client (else the server) address at `ts`.
+    pub device: DeviceObject,
     /// What could not be observed (see the README).
     pub limits: Vec<&'static str>,
 }
@@ -162,8 +171,99 @@ pub struct DhcpRecord {
     pub src_mac: Option<String>,
     pub dst_mac: Option<String>,
     pub vlan: Vec<u16>,
+    /// 4 or 6.
+    pub dhcp_version: u8,
     #[serde(flatten)]
-    pub dhcp: crate::app::dhcp::DhcpInfo,
+    pub dhcp: DhcpBody,
+    /// The client the message is about (its MAC from chaddr or the DUID).
+    pub device: DeviceObject,
+    pub limits: Vec<&'static str>,
+}
+
+/// The version-specific part of a `dhcp` record.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum DhcpBody {
+    V4(crate::app::dhcp::DhcpInfo),
+    V6(crate::app::dhcp6::Dhcp6Info),
+}
+
+/// What is known of a device: its MAC and where that came from, and from
+/// MDM / RADIUS who it is. Shared between the records of one device.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct DeviceInfo {
+    pub mac: Option<String>,
+    /// Locally administered (iOS private Wi-Fi address).
+    pub mac_private: Option<bool>,
+    pub hostname: Option<String>,
+    /// RADIUS User-Name of the 802.1X session the MAC was in.
+    pub identity: Option<String>,
+    pub serial: Option<String>,
+    pub udid: Option<String>,
+    pub name: Option<String>,
+    pub model: Option<String>,
+    pub os: Option<String>,
+    pub supervised: Option<bool>,
+    pub managed: Option<bool>,
+    pub ownership: Option<String>,
+    /// How the MDM record was tied: `wifi_mac` or `radius_identity`.
+    pub mdm_match: Option<&'static str>,
+}
+
+/// The `device` object on records: `null` fields where unknown.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceObject {
+    pub ip: Option<IpAddr>,
+    /// Evidence that tied `ip` to the MAC: `dhcp`, `dhcpv6`, `arp`, `ndp`,
+    /// `lease_file`, or `frame` on DHCP records (the message's own chaddr/DUID).
+    pub mac_source: Option<&'static str>,
+    pub info: Option<std::sync::Arc<DeviceInfo>>,
+}
+
+impl Serialize for DeviceObject {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let none = DeviceInfo::default();
+        let i = self.info.as_deref().unwrap_or(&none);
+        let mut st = s.serialize_struct("device", 16)?;
+        st.serialize_field("ip", &self.ip)?;
+        st.serialize_field("mac", &i.mac)?;
+        st.serialize_field("mac_private", &i.mac_private)?;
+        st.serialize_field("mac_source", &self.mac_source)?;
+        st.serialize_field("hostname", &i.hostname)?;
+        st.serialize_field("identity", &i.identity)?;
+        st.serialize_field("serial", &i.serial)?;
+        st.serialize_field("udid", &i.udid)?;
+        st.serialize_field("name", &i.name)?;
+        st.serialize_field("model", &i.model)?;
+        st.serialize_field("os", &i.os)?;
+        st.serialize_field("supervised", &i.supervised)?;
+        st.serialize_field("managed", &i.managed)?;
+        st.serialize_field("ownership", &i.ownership)?;
+        st.serialize_field("mdm_match", &i.mdm_match)?;
+        st.end()
+    }
+}
+
+/// A device seen for the first time, or an address changing hands.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DeviceRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub ts: Timestamp,
+    /// `first_seen`, `lease` (the address is now this MAC's) or `release`.
+    pub event: &'static str,
+    pub ip: Option<IpAddr>,
+    pub mac: String,
+    pub lease_start: Option<Timestamp>,
+    /// `null`: open (ARP/NDP, or an infinite lease).
+    pub lease_end: Option<Timestamp>,
+    /// `dhcp`, `dhcpv6`, `arp`, `ndp`.
+    pub source: &'static str,
+    /// The MAC that held `ip` just before, when it moved between devices.
+    pub previous_mac: Option<String>,
+    pub device: DeviceObject,
+    pub limits: Vec<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -171,6 +271,7 @@ pub enum Record {
     Flow(Box<FlowRecord>),
     Tls(Box<TlsRecord>),
     Dhcp(Box<DhcpRecord>),
+    Device(Box<DeviceRecord>),
     Stats(Box<StatsRecord>),
 }
 
@@ -180,6 +281,7 @@ impl Record {
             Record::Flow(_) => "flow",
             Record::Tls(_) => "tls",
             Record::Dhcp(_) => "dhcp",
+            Record::Device(_) => "device",
             Record::Stats(_) => "stats",
         }
     }
@@ -190,6 +292,7 @@ impl Record {
             Record::Flow(f) => serde_json::to_writer(&mut *out, f),
             Record::Tls(t) => serde_json::to_writer(&mut *out, t),
             Record::Dhcp(d) => serde_json::to_writer(&mut *out, d),
+            Record::Device(d) => serde_json::to_writer(&mut *out, d),
             Record::Stats(s) => serde_json::to_writer(&mut *out, s),
         };
         // Serialising these plain structs into a Vec cannot fail.

@@ -96,7 +96,13 @@ fn tls13_client_rejecting_the_ca_sends_a_19_byte_protected_record() {
     // compatibility ChangeCipherSpec, then its alert.
     assert_eq!(t["history"], "CsidIL");
     assert_eq!(t["inspected"], serde_json::Value::Null);
-    assert_eq!(t["limits"], serde_json::json!(["tls13_certificate_hidden"]));
+    // The lab client's MAC is locally administered and no inventory was given.
+    assert_eq!(
+        t["limits"],
+        serde_json::json!(["tls13_certificate_hidden", "private_mac_unmapped"])
+    );
+    assert_eq!(t["device"]["mac_source"], "arp");
+    assert_eq!(t["device"]["mac_private"], true);
     let tm = &t["timing"];
     assert!(tm["handshake_us"].is_null());
     assert!(tm["server_flight_to_client_us"].as_u64().unwrap() > 0);

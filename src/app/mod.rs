@@ -7,6 +7,8 @@
 //! (STYLE habit 6: stop work once the answer is known).
 
 pub mod dhcp;
+pub mod dhcp6;
+pub mod evidence;
 pub mod features;
 pub mod tls;
 

@@ -1,14 +1,18 @@
 //! The correlator: the single owner of cross-flow state.
 //!
-//! Workers send it their finished records; it is the one place where device
-//! state (DHCP, leases, MDM) will be joined onto records, so it runs on one
-//! thread. Today it counts records by type and serialises them into blocks of
-//! JSON Lines for the sink.
+//! Workers send it their finished records and the reader sends it device
+//! evidence; it keeps the device history ([`devices`]), puts the `device`
+//! object on every record, marks inspected TLS sessions, counts, and
+//! serialises records into blocks of JSON Lines for the sink. It runs on
+//! one thread.
 
+pub mod devices;
 pub mod inputs;
 pub mod inspection;
 
+use crate::app::evidence::Evidence;
 use crate::record::Record;
+use devices::Devices;
 use inspection::Inspection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,24 +24,65 @@ pub const BLOCK_BYTES: usize = 256 << 10;
 pub struct Correlator {
     block: Vec<u8>,
     inspection: Arc<Inspection>,
+    pub devices: Devices,
     pub counts: BTreeMap<&'static str, u64>,
     /// TLS sessions by outcome and TLS counters, for the stats record.
     pub tls: BTreeMap<&'static str, u64>,
 }
 
 impl Correlator {
-    pub fn new(inspection: Arc<Inspection>) -> Self {
+    pub fn new(inspection: Arc<Inspection>, devices: Devices) -> Self {
         Correlator {
             block: Vec::with_capacity(BLOCK_BYTES + 4096),
             inspection,
+            devices,
             counts: BTreeMap::new(),
             tls: BTreeMap::new(),
+        }
+    }
+
+    /// Applies device evidence (in frame order), writing the `device`
+    /// records it gives rise to.
+    pub fn evidence(&mut self, evidence: &[Evidence]) {
+        for e in evidence {
+            if let Some(r) = self.devices.apply(e) {
+                *self.counts.entry("device").or_default() += 1;
+                Record::Device(Box::new(r)).write_json(&mut self.block);
+            }
         }
     }
 
     /// Adds records to the pending block.
     pub fn push(&mut self, records: impl IntoIterator<Item = Record>) {
         for mut r in records {
+            let d = &mut self.devices;
+            match &mut r {
+                Record::Flow(f) => {
+                    f.device = d.for_connection(f.src_ip, f.dst_ip, f.ts, &mut f.limits)
+                }
+                Record::Tls(t) => {
+                    t.device = d.for_connection(t.src_ip, t.dst_ip, t.ts, &mut t.limits)
+                }
+                Record::Dhcp(x) => {
+                    let (mac, ip) = match &x.dhcp {
+                        crate::record::DhcpBody::V4(v) => {
+                            let ip = [v.your_ip, v.client_ip]
+                                .into_iter()
+                                .find(|ip| !ip.is_unspecified())
+                                .map(std::net::IpAddr::V4);
+                            (v.client_mac.as_deref(), ip)
+                        }
+                        crate::record::DhcpBody::V6(v) => (
+                            v.client_mac.as_deref(),
+                            v.ia_addresses.first().map(|a| std::net::IpAddr::V6(a.ip)),
+                        ),
+                    };
+                    if let Some(mac) = mac.and_then(inputs::parse_mac) {
+                        x.device = d.for_mac(mac, ip, x.ts, &mut x.limits);
+                    }
+                }
+                _ => {}
+            }
             if let Record::Tls(t) = &mut r {
                 if let Some(chain) = &t.cert
                     && let Some(ca) = self.inspection.matches(chain)
@@ -79,6 +124,7 @@ impl Correlator {
         stats.records = self.counts.clone();
         *stats.records.entry("stats").or_default() += 1;
         stats.tls = self.tls.clone();
+        stats.devices = self.devices.counters.clone();
     }
 
     pub fn has_pending(&self) -> bool {
@@ -95,7 +141,7 @@ mod tests {
     /// through its return value, and callers that ignored it lost records.
     #[test]
     fn no_record_is_lost_across_block_boundaries() {
-        let mut c = Correlator::new(Arc::default());
+        let mut c = Correlator::new(Arc::default(), Devices::default());
         let mut written = Vec::new();
         let rec = || {
             Record::Stats(Box::new(StatsRecord {

@@ -11,12 +11,14 @@
 
 pub mod defrag;
 
+use crate::app::evidence;
 use crate::capture::{FrameRef, linktype};
 use crate::flow::key::{Addr, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::time::Timestamp;
 use etherparse::{
     Ipv4HeaderSlice, Ipv6ExtensionsSlice, Ipv6HeaderSlice, TcpHeaderSlice, UdpHeaderSlice,
 };
+use std::net::IpAddr;
 
 /// TCP flag bits as on the wire.
 pub mod tcp_flags {
@@ -130,6 +132,9 @@ impl DecodeStats {
 pub struct Decoder {
     pub defrag: defrag::Defrag,
     pub stats: DecodeStats,
+    /// Device evidence (DHCP, ARP, NDP) from the frames decoded since the
+    /// caller last drained it, in frame order.
+    pub evidence: Vec<crate::app::evidence::Evidence>,
 }
 
 /// Link layer result: ethertype, the bytes after the link header, MACs.
@@ -245,6 +250,7 @@ impl Decoder {
         Decoder {
             defrag: defrag::Defrag::new(limits),
             stats: DecodeStats::default(),
+            evidence: Vec::new(),
         }
     }
 
@@ -346,7 +352,10 @@ impl Decoder {
                     (next.0, body, plen, None)
                 }
             }
-            ETH_ARP => return Err(Skip::Arp),
+            ETH_ARP => {
+                evidence::from_arp(rest, frame.ts, &mut self.evidence);
+                return Err(Skip::Arp);
+            }
             _ => return Err(Skip::NotIp),
         };
         pkt.key.proto = proto;
@@ -378,10 +387,35 @@ impl Decoder {
                     in_extra: false,
                 };
                 pkt.payload_wire_len = payload_wire.saturating_sub(8).max(payload.len()) as u32;
+                self.device_evidence(&pkt, payload);
                 Ok(pkt)
             }
-            PROTO_ICMP | PROTO_ICMPV6 => Err(Skip::Icmp),
+            PROTO_ICMPV6 => {
+                if let IpAddr::V6(src) = pkt.key.src.to_ip() {
+                    evidence::from_ndp(ip_payload, src, pkt.ts, &mut self.evidence);
+                }
+                Err(Skip::Icmp)
+            }
+            PROTO_ICMP => Err(Skip::Icmp),
             _ => Err(Skip::OtherTransport),
+        }
+    }
+
+    /// DHCPv4 and DHCPv6 on their well-known ports (both ends, so relayed
+    /// and server-to-server traffic is seen too).
+    fn device_evidence(&mut self, pkt: &Packet, payload: &[u8]) {
+        match (pkt.key.sport, pkt.key.dport) {
+            (67 | 68, 67 | 68) => {
+                if let Some(d) = crate::app::dhcp::parse(payload) {
+                    evidence::from_dhcp4(&d, pkt.ts, &mut self.evidence);
+                }
+            }
+            (546 | 547, 546 | 547) => {
+                if let Some(d) = crate::app::dhcp6::parse(payload) {
+                    evidence::from_dhcp6(&d, pkt.ts, pkt.dst_mac, &mut self.evidence);
+                }
+            }
+            _ => {}
         }
     }
 

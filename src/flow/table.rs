@@ -21,7 +21,9 @@ use crate::app::tls::summary::{Facts, summarize};
 use crate::app::tls::{Ev, TlsCtx, TlsState, hello};
 use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
-use crate::record::{DhcpRecord, EndpointRecord, FlowRecord, Record, TlsRecord, mac_string};
+use crate::record::{
+    DhcpBody, DhcpRecord, EndpointRecord, FlowRecord, Record, TlsRecord, mac_string,
+};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
 
@@ -482,8 +484,7 @@ impl FlowTable {
                 reschedule = Some((flow.generation, p.ts.plus(settings.tcp_closed)));
             }
         } else if p.key.proto == PROTO_UDP
-            && matches!((p.key.sport, p.key.dport), (67 | 68, 67 | 68))
-            && let Some(info) = crate::app::dhcp::parse(payload)
+            && let Some(body) = dhcp_body(p.key.sport, p.key.dport, payload)
         {
             let k = flow.key;
             let (src, sport, dst, dport) = match d {
@@ -501,7 +502,14 @@ impl FlowTable {
                 src_mac: p.src_mac.map(mac_string),
                 dst_mac: p.dst_mac.map(mac_string),
                 vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
-                dhcp: info,
+                dhcp_version: if matches!(body, DhcpBody::V4(_)) {
+                    4
+                } else {
+                    6
+                },
+                dhcp: body,
+                device: Default::default(),
+                limits: Vec::new(),
             })));
             if flow.app.wants(d) {
                 flow.app
@@ -594,6 +602,8 @@ impl FlowTable {
             rtt_synack_ack_us: rtt(f.synack_ts, f.ack_ts),
             orig: ep(0, Direction::ToServer),
             resp: ep(1, Direction::ToClient),
+            device: Default::default(),
+            limits: Vec::new(),
         })));
     }
 }
@@ -718,6 +728,16 @@ fn tls_record(
         proxy_connect: t.proxy_connect().map(str::to_string),
         sslv2_hello: t.sslv2_hello,
         handshake_overflow: t.handshake_overflow,
+        device: Default::default(),
         limits,
     })
+}
+
+/// A DHCPv4 (67/68) or DHCPv6 (546/547) message on its well-known ports.
+fn dhcp_body(sport: u16, dport: u16, payload: &[u8]) -> Option<DhcpBody> {
+    match (sport, dport) {
+        (67 | 68, 67 | 68) => crate::app::dhcp::parse(payload).map(DhcpBody::V4),
+        (546 | 547, 546 | 547) => crate::app::dhcp6::parse(payload).map(DhcpBody::V6),
+        _ => None,
+    }
 }

@@ -49,7 +49,7 @@ pub fn replay_with_config(files: &[&Path], workers: usize, config: &Path) -> Vec
     replay_args(files, workers, &["--config", config.to_str().unwrap()])
 }
 
-fn replay_args(files: &[&Path], workers: usize, extra: &[&str]) -> Vec<Value> {
+pub fn replay_args(files: &[&Path], workers: usize, extra: &[&str]) -> Vec<Value> {
     let mut args = vec!["replay".to_string(), "-w".into(), workers.to_string()];
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(files.iter().map(|p| p.display().to_string()));

@@ -1,0 +1,190 @@
+//! DHCPv6 messages (UDP 546/547), decoded with `dhcproto`: one `dhcp` record
+//! per client/server message (relay-forward/relay-reply wrappers are opened
+//! once to reach the message inside).
+
+use dhcproto::v6::{DhcpOption, Message, MessageType, RelayMessage};
+use dhcproto::{Decodable, Decoder};
+use serde::Serialize;
+use std::net::Ipv6Addr;
+
+/// Addresses listed per message (IA_NA / IA_TA); the rest are dropped.
+const MAX_ADDRESSES: usize = 16;
+/// Longest DUID kept (RFC 8415 caps a DUID at 128 bytes + 2 for the type).
+const MAX_DUID: usize = 130;
+
+/// One address from an IA_NA or IA_TA.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IaAddress {
+    pub ip: Ipv6Addr,
+    pub valid_s: u32,
+}
+
+/// The DHCPv6 part of a `dhcp` record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Dhcp6Info {
+    /// SOLICIT, ADVERTISE, REQUEST, CONFIRM, RENEW, REBIND, REPLY, RELEASE,
+    /// DECLINE, RECONFIGURE, INFORMATION-REQUEST, ...
+    pub message_type: Option<&'static str>,
+    pub message_type_code: u8,
+    /// Transaction id, `0x` + 6 hex digits.
+    pub xid: String,
+    /// Client Identifier (option 1), hex.
+    pub client_duid: Option<String>,
+    /// The link-layer address inside a DUID-LLT or DUID-LL of hardware type 1.
+    pub client_mac: Option<String>,
+    /// Addresses in IA_NA / IA_TA options (IA_ADDR), with valid lifetimes.
+    pub ia_addresses: Vec<IaAddress>,
+    /// Client FQDN (option 39) domain name, as sent.
+    pub hostname: Option<String>,
+    /// Relay-forward / relay-reply hops opened to reach the message.
+    pub relayed: bool,
+}
+
+fn type_name(t: MessageType) -> Option<&'static str> {
+    Some(match t {
+        MessageType::Solicit => "SOLICIT",
+        MessageType::Advertise => "ADVERTISE",
+        MessageType::Request => "REQUEST",
+        MessageType::Confirm => "CONFIRM",
+        MessageType::Renew => "RENEW",
+        MessageType::Rebind => "REBIND",
+        MessageType::Reply => "REPLY",
+        MessageType::Release => "RELEASE",
+        MessageType::Decline => "DECLINE",
+        MessageType::Reconfigure => "RECONFIGURE",
+        MessageType::InformationRequest => "INFORMATION-REQUEST",
+        MessageType::LeaseQuery => "LEASEQUERY",
+        MessageType::LeaseQueryReply => "LEASEQUERY-REPLY",
+        _ => return None,
+    })
+}
+
+/// The MAC inside a DUID: DUID-LLT (type 1) or DUID-LL (type 3) with
+/// hardware type 1 (Ethernet).
+pub fn duid_mac(duid: &[u8]) -> Option<[u8; 6]> {
+    let at = match duid {
+        [0, 1, 0, 1, ..] => 8,
+        [0, 3, 0, 1, ..] => 4,
+        _ => return None,
+    };
+    duid.get(at..at + 6)?.try_into().ok()
+}
+
+/// A DHCPv6 message from a UDP payload; `None` when it is not one.
+pub fn parse(payload: &[u8]) -> Option<Dhcp6Info> {
+    let code = *payload.first()?;
+    // Relay messages (12, 13) wrap the client's message in option 9; open one level.
+    let (msg, relayed) = if matches!(code, 12 | 13) {
+        let relay = RelayMessage::decode(&mut Decoder::new(payload)).ok()?;
+        let inner = relay.opts().iter().find_map(|o| match o {
+            DhcpOption::RelayMsg(m) => Some(m.clone()),
+            _ => None,
+        })?;
+        let bytes = dhcproto::Encodable::to_vec(&inner).ok()?;
+        (Message::decode(&mut Decoder::new(&bytes)).ok()?, true)
+    } else if (1..=11).contains(&code) || matches!(code, 14..=17) {
+        (Message::decode(&mut Decoder::new(payload)).ok()?, false)
+    } else {
+        return None;
+    };
+    let t = msg.msg_type();
+    let xid = msg.xid();
+    let mut info = Dhcp6Info {
+        message_type: type_name(t),
+        message_type_code: u8::from(t),
+        xid: format!("0x{:02x}{:02x}{:02x}", xid[0], xid[1], xid[2]),
+        client_duid: None,
+        client_mac: None,
+        ia_addresses: Vec::new(),
+        hostname: None,
+        relayed,
+    };
+    for o in msg.opts().iter() {
+        match o {
+            DhcpOption::ClientId(d) => {
+                let d = &d[..d.len().min(MAX_DUID)];
+                info.client_duid = Some(crate::record::hex(d));
+                info.client_mac = duid_mac(d).map(crate::record::mac_string);
+            }
+            DhcpOption::IANA(ia) => push_addrs(ia.opts.iter(), &mut info.ia_addresses),
+            DhcpOption::IATA(ia) => push_addrs(ia.opts.iter(), &mut info.ia_addresses),
+            DhcpOption::Unknown(u) if u16::from(u.code()) == 39 => {
+                info.hostname = fqdn_name(u.data());
+            }
+            _ => {}
+        }
+    }
+    Some(info)
+}
+
+fn push_addrs<'a>(opts: impl Iterator<Item = &'a DhcpOption>, out: &mut Vec<IaAddress>) {
+    for o in opts {
+        if let DhcpOption::IAAddr(a) = o
+            && out.len() < MAX_ADDRESSES
+        {
+            out.push(IaAddress {
+                ip: a.addr,
+                valid_s: a.valid_life,
+            });
+        }
+    }
+}
+
+/// Option 39: one flags byte, then a domain name in DNS wire format
+/// (uncompressed, possibly partial). Labels are joined with dots.
+fn fqdn_name(b: &[u8]) -> Option<String> {
+    let mut rest = b.get(1..)?;
+    let mut name = String::new();
+    while let Some((&len, tail)) = rest.split_first() {
+        if len == 0 || len > 63 {
+            break;
+        }
+        let label = tail.get(..len as usize)?;
+        if !name.is_empty() {
+            name.push('.');
+        }
+        name.push_str(&String::from_utf8_lossy(label));
+        rest = &tail[len as usize..];
+        if name.len() > 255 {
+            break;
+        }
+    }
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duid_link_layer_addresses() {
+        // DUID-LLT from the foxio capture: type 1, hw 1, time, MAC.
+        let llt = [
+            0, 1, 0, 1, 0x1c, 0x39, 0xcf, 0x88, 8, 0, 0x27, 0xfe, 0x8f, 0x95,
+        ];
+        assert_eq!(duid_mac(&llt), Some([8, 0, 0x27, 0xfe, 0x8f, 0x95]));
+        let ll = [0, 3, 0, 1, 2, 0, 0x5e, 0x10, 0, 1];
+        assert_eq!(duid_mac(&ll), Some([2, 0, 0x5e, 0x10, 0, 1]));
+        assert_eq!(duid_mac(&[0, 2, 0, 0, 0, 9, 1, 2, 3, 4]), None); // DUID-EN
+        assert_eq!(duid_mac(&[0, 1, 0, 1]), None);
+    }
+
+    #[test]
+    fn fqdn_labels() {
+        assert_eq!(
+            fqdn_name(b"\x01\x06iphone\x03lab\x00").as_deref(),
+            Some("iphone.lab")
+        );
+        assert_eq!(fqdn_name(b"\x00\x06iph").as_deref(), None);
+        assert_eq!(fqdn_name(b""), None);
+    }
+
+    #[test]
+    fn foreign_payloads_are_not_dhcpv6() {
+        assert!(parse(&[]).is_none());
+        assert!(parse(&[0; 40]).is_none());
+        assert!(parse(&[200, 1, 2, 3]).is_none());
+        let _ = parse(&[12, 0, 1, 2, 3]);
+        let _ = parse(&[1, 0, 0, 1, 0, 3, 0, 40, 1, 2]);
+    }
+}
