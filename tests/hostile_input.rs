@@ -147,3 +147,86 @@ fn truncated_and_corrupted_files_always_end() {
         }
     }
 }
+
+/// DHCPv4, DHCPv6, ARP and NDP bytes written by an attacker, then their
+/// evidence into a small device history: no panic, and the tables keep to
+/// their caps.
+#[test]
+fn hostile_device_evidence_never_panics_and_the_history_stays_capped() {
+    use blindspot::app::{dhcp, dhcp6, evidence};
+    use blindspot::correlate::devices::{DeviceInputs, DeviceLimits, Devices};
+    let mut rng = SplitMix(1717);
+    let limits = DeviceLimits {
+        max_ips: 16,
+        max_bindings_per_ip: 4,
+        max_macs: 16,
+    };
+    let mut devices = Devices::new(limits, DeviceInputs::default());
+    let mut out = Vec::new();
+    for i in 0..100_000u64 {
+        let len = rng.below(400);
+        let mut m: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        match i % 4 {
+            // DHCPv4: BOOTREPLY, Ethernet, magic cookie, an ACK option.
+            0 if len > 244 => {
+                m[0] = 2;
+                m[1] = 1;
+                m[2] = 6;
+                m[236..240].copy_from_slice(&[99, 130, 83, 99]);
+                m[240..243].copy_from_slice(&[53, 1, 5]);
+            }
+            // DHCPv6 REPLY with a DUID-LL client id up front.
+            1 if len > 20 => {
+                m[0] = 7;
+                m[4..18].copy_from_slice(&[
+                    0,
+                    1,
+                    0,
+                    10,
+                    0,
+                    3,
+                    0,
+                    1,
+                    2,
+                    0,
+                    0,
+                    0,
+                    0,
+                    rng.below(8) as u8,
+                ]);
+            }
+            // ARP reply header.
+            2 if len > 28 => m[..8].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]),
+            // Neighbour advertisement.
+            3 if len > 24 => m[0] = 136,
+            _ => {}
+        }
+        let ts = Timestamp(i * 1_000_000);
+        if let Some(d) = dhcp::parse(&m) {
+            evidence::from_dhcp4(&d, ts, &mut out);
+        }
+        if let Some(d) = dhcp6::parse(&m) {
+            evidence::from_dhcp6(&d, ts, Some([2, 0, 0, 0, 0, 1]), &mut out);
+        }
+        evidence::from_arp(&m, ts, &mut out);
+        evidence::from_ndp(&m, "fe80::1".parse().unwrap(), ts, &mut out);
+        for e in out.drain(..) {
+            let _ = devices.apply(&e);
+        }
+    }
+    let c = &devices.counters;
+    let total: u64 = [
+        "evidence_dhcp",
+        "evidence_dhcpv6",
+        "evidence_arp",
+        "evidence_ndp",
+    ]
+    .iter()
+    .map(|k| c.get(k).copied().unwrap_or(0))
+    .sum();
+    assert!(
+        total > 10_000,
+        "the generator must reach the history: {c:?}"
+    );
+    assert!(c.get("ips_over_cap").copied().unwrap_or(0) > 0, "{c:?}");
+}

@@ -56,6 +56,9 @@ pub struct DhcpInfo {
     /// when overloaded), pad and end left out.
     pub options: Vec<u8>,
     pub options_more: u32,
+    /// Options whose length is impossible for their code (kept out of the
+    /// decoded fields; e.g. a Rapid Commit with a body).
+    pub malformed_options: Vec<u8>,
     /// Option 52: 1 `file`, 2 `sname`, 3 both carry options.
     pub overload: Option<u8>,
 }
@@ -122,12 +125,69 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.len().min(MAX_TEXT)]).into_owned()
 }
 
+/// Options that `dhcproto` 0.15 decodes assuming a length (debug
+/// assertions, `len - 3` on a `usize`): a hostile length would panic it.
+fn length_breaks_dhcproto(code: u8, len: usize) -> bool {
+    match code {
+        80 => len != 0,        // Rapid Commit
+        81 => len < 3,         // Client FQDN
+        94 => len != 3,        // Client Network Interface
+        151 => len < 1,        // bulk leasequery status code
+        152..=155 => len != 4, // bulk leasequery times
+        _ => false,
+    }
+}
+
+/// A site-specific option code (RFC 3942) that `dhcproto` keeps as opaque
+/// bytes: options it would choke on are renamed to it before decoding.
+const OPAQUE_CODE: u8 = 224;
+
+/// Renames, in a copy, the options of `area` whose length would break the
+/// decoder; their codes are added to `malformed`. True when it renamed any.
+fn defuse(area: &mut [u8], malformed: &mut Vec<u8>) -> bool {
+    let mut i = 0;
+    let mut changed = false;
+    while i < area.len() {
+        match area[i] {
+            0 => i += 1,
+            255 => break,
+            code => {
+                let Some(&len) = area.get(i + 1) else { break };
+                if length_breaks_dhcproto(code, len as usize) {
+                    area[i] = OPAQUE_CODE;
+                    if malformed.len() < MAX_OPTIONS {
+                        malformed.push(code);
+                    }
+                    changed = true;
+                }
+                i += 2 + len as usize;
+            }
+        }
+    }
+    changed
+}
+
 /// A DHCPv4 message from a UDP payload; `None` when it is not one.
 pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
     if payload.len() < OPTIONS || payload[236..240] != MAGIC {
         return None;
     }
-    let msg = Message::decode(&mut Decoder::new(payload)).ok()?;
+    // Hostile option lengths are defused in a copy before dhcproto sees them.
+    let mut malformed = Vec::new();
+    let mut copy = payload.to_vec();
+    let (a, b) = copy.split_at_mut(OPTIONS);
+    let mut changed = defuse(b, &mut malformed);
+    // `file` and `sname` hold options only when option 52 says so.
+    let overloaded =
+        raw_option(&payload[OPTIONS..], 52).map_or(0, |v| v.first().copied().unwrap_or(0));
+    if overloaded & 1 != 0 {
+        changed |= defuse(&mut a[FILE], &mut malformed);
+    }
+    if overloaded & 2 != 0 {
+        changed |= defuse(&mut a[SNAME], &mut malformed);
+    }
+    let decoded: &[u8] = if changed { &copy } else { payload };
+    let msg = Message::decode(&mut Decoder::new(decoded)).ok()?;
     let mut opts: DhcpOptions = msg.opts().clone();
     let mut codes = Vec::new();
     let mut more = 0;
@@ -140,9 +200,8 @@ pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
         // RFC 2131 §4.1: `file` first, then `sname`.
         for (bit, range) in [(1, FILE), (2, SNAME)] {
             if v & bit != 0 {
-                let area = &payload[range];
-                walk_codes(area, &mut codes, &mut more);
-                if let Ok(extra) = DhcpOptions::decode(&mut Decoder::new(area)) {
+                walk_codes(&payload[range.clone()], &mut codes, &mut more);
+                if let Ok(extra) = DhcpOptions::decode(&mut Decoder::new(&decoded[range])) {
                     for (code, o) in extra.iter() {
                         if opts.get(*code).is_none() {
                             opts.insert(o.clone());
@@ -169,6 +228,7 @@ pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
         relay_ip: msg.giaddr(),
         options: codes,
         options_more: more,
+        malformed_options: malformed,
         overload,
         requested_ip: None,
         hostname: None,
@@ -206,6 +266,26 @@ fn raw_option(b: &[u8], code: u8) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: dhcproto 0.15 asserts Rapid Commit (80) is empty and
+    /// computes `len - 3` for Client FQDN (81); a hostile packet panicked it.
+    #[test]
+    fn impossible_option_lengths_are_flagged_not_fatal() {
+        let mut p = vec![0u8; 300];
+        p[0] = 2;
+        p[1] = 1;
+        p[2] = 6;
+        p[236..240].copy_from_slice(&MAGIC);
+        let opts = [
+            53, 1, 5, 80, 2, 9, 9, 81, 1, 0, 12, 3, b'a', b'b', b'c', 255,
+        ];
+        p[240..240 + opts.len()].copy_from_slice(&opts);
+        let d = parse(&p).expect("still a DHCP message");
+        assert_eq!(d.message_type, Some("ACK"));
+        assert_eq!(d.malformed_options, [80, 81]);
+        assert_eq!(d.options, [53, 80, 81, 12]);
+        assert_eq!(d.hostname.as_deref(), Some("abc"));
+    }
 
     #[test]
     fn short_or_foreign_payloads_are_not_dhcp() {
