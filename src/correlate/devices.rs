@@ -517,6 +517,59 @@ mod tests {
     }
 
     #[test]
+    fn lease_files_bind_by_their_own_intervals() {
+        let ip: IpAddr = "192.0.2.60".parse().unwrap();
+        let lease = |mac, start: Option<u64>, end: Option<u64>, source| Lease {
+            ip,
+            mac: Some(mac),
+            start: start.map(Timestamp::from_secs),
+            end: end.map(Timestamp::from_secs),
+            hostname: None,
+            client_id: None,
+            source,
+        };
+        // Out of order in the file: B's later lease first.
+        let leases = vec![
+            lease(B, Some(2000), Some(3000), "isc_dhcpd"),
+            lease(A, Some(1000), Some(1500), "isc_dhcpd"),
+        ];
+        let mut d = Devices::new(
+            DeviceLimits::default(),
+            DeviceInputs {
+                leases,
+                ..DeviceInputs::default()
+            },
+        );
+        assert_eq!(mac_at(&mut d, "192.0.2.60", 999), None);
+        assert_eq!(
+            mac_at(&mut d, "192.0.2.60", 1200).as_deref(),
+            Some("00:1c:b3:09:85:15")
+        );
+        assert_eq!(mac_at(&mut d, "192.0.2.60", 1600), None, "A's lease ended");
+        assert_eq!(
+            mac_at(&mut d, "192.0.2.60", 2500).as_deref(),
+            Some("02:00:5e:10:00:02")
+        );
+        let mut l = Vec::new();
+        let o = d.resolve(ip, Timestamp::from_secs(2500), &mut l).unwrap();
+        assert_eq!(o.mac_source, Some("lease_file"));
+        // dnsmasq records no start: the lease holds from the beginning.
+        let leases = vec![lease(A, None, Some(100), "dnsmasq")];
+        let mut d = Devices::new(
+            DeviceLimits::default(),
+            DeviceInputs {
+                leases,
+                ..DeviceInputs::default()
+            },
+        );
+        assert_eq!(
+            mac_at(&mut d, "192.0.2.60", 0).as_deref(),
+            Some("00:1c:b3:09:85:15")
+        );
+        assert_eq!(mac_at(&mut d, "192.0.2.60", 101), None);
+    }
+
+    #[test]
     fn private_macs_are_never_guessed() {
         let mut d = Devices::new(DeviceLimits::default(), DeviceInputs::default());
         let ip: IpAddr = "192.0.2.51".parse().unwrap();
