@@ -267,11 +267,18 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Outc
     table.drain(reader.now, &mut out);
     corr.push(out.drain(..));
     let mut stats = reader.stats(&table.stats);
-    corr.fill_stats(&mut stats);
-    corr.push([Record::Stats(Box::new(stats.clone()))]);
+    finish(&mut corr, &mut stats);
     sink.write(&corr.take()).map_err(OutputError)?;
     sink.finish().map_err(OutputError)?;
     Ok(reader.outcome(stats))
+}
+
+/// The last records of a replay: coverage, then stats (which counts it).
+fn finish(corr: &mut Correlator, stats: &mut StatsRecord) {
+    let coverage = corr.coverage(stats);
+    corr.push([Record::Coverage(Box::new(coverage))]);
+    corr.fill_stats(stats);
+    corr.push([Record::Stats(Box::new(stats.clone()))]);
 }
 
 fn correlator(cfg: &Config) -> Correlator {
@@ -485,8 +492,7 @@ fn run_correlator(
     }
     order.release(&mut corr, true);
     let mut stats = stats_rx.recv().unwrap_or_default();
-    corr.fill_stats(&mut stats);
-    corr.push([Record::Stats(Box::new(stats.clone()))]);
+    finish(&mut corr, &mut stats);
     let _ = sink.send(corr.take());
     stats
 }

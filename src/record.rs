@@ -266,12 +266,53 @@ pub struct DeviceRecord {
     pub limits: Vec<&'static str>,
 }
 
+/// `count` of `of`, and the share (null when `of` is 0).
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct Share {
+    pub count: u64,
+    pub of: u64,
+    pub share: Option<f64>,
+}
+
+impl Share {
+    pub fn new(count: u64, of: u64) -> Share {
+        Share {
+            count,
+            of,
+            share: (of > 0).then(|| (count as f64 / of as f64 * 10_000.0).round() / 10_000.0),
+        }
+    }
+}
+
+/// The blind spots of a run: what blindspot could not see, in numbers.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CoverageRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub ts: Timestamp,
+    pub tls_sessions: u64,
+    /// TLS sessions whose certificate chain was encrypted (TLS 1.3).
+    pub tls_certificate_hidden: Share,
+    /// TLS sessions offering Encrypted Client Hello (SNI hidden).
+    pub tls_ech: Share,
+    /// UDP flows to port 443 (QUIC, not parsed) of those and TLS sessions together.
+    pub quic: Share,
+    /// Flow records whose addresses no evidence tied to a MAC.
+    pub flows_without_device: Share,
+    pub devices: crate::correlate::devices::DeviceCoverage,
+    /// Packets lost before blindspot saw them or inside it (kernel + internal drops).
+    pub capture_drops: u64,
+    /// Input files cut short or damaged.
+    pub damaged_inputs: u64,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     Flow(Box<FlowRecord>),
     Tls(Box<TlsRecord>),
     Dhcp(Box<DhcpRecord>),
     Device(Box<DeviceRecord>),
+    Coverage(Box<CoverageRecord>),
     Stats(Box<StatsRecord>),
 }
 
@@ -282,6 +323,7 @@ impl Record {
             Record::Tls(_) => "tls",
             Record::Dhcp(_) => "dhcp",
             Record::Device(_) => "device",
+            Record::Coverage(_) => "coverage",
             Record::Stats(_) => "stats",
         }
     }
@@ -293,6 +335,7 @@ impl Record {
             Record::Tls(t) => serde_json::to_writer(&mut *out, t),
             Record::Dhcp(d) => serde_json::to_writer(&mut *out, d),
             Record::Device(d) => serde_json::to_writer(&mut *out, d),
+            Record::Coverage(c) => serde_json::to_writer(&mut *out, c),
             Record::Stats(s) => serde_json::to_writer(&mut *out, s),
         };
         // Serialising these plain structs into a Vec cannot fail.

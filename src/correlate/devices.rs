@@ -75,6 +75,17 @@ pub struct DeviceInputs {
     pub app_events: Vec<super::inputs::app_events::AppEvent>,
 }
 
+/// See [`Devices::coverage`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceCoverage {
+    pub macs: u64,
+    pub private_macs: u64,
+    pub private_macs_unmapped: u64,
+    pub macs_without_mdm: u64,
+    pub mdm_devices: u64,
+    pub mdm_devices_not_seen: u64,
+}
+
 #[derive(Default)]
 pub struct Devices {
     limits: DeviceLimits,
@@ -86,6 +97,11 @@ pub struct Devices {
     /// Device descriptions by (MAC, RADIUS session + 1 or 0); cleared when
     /// a host name changes or it grows past `max_macs`.
     cache: HashMap<([u8; 6], usize), Arc<DeviceInfo>>,
+    /// MACs behind traffic records, and whether an MDM record was ever tied
+    /// to them (for the coverage record).
+    seen: HashMap<[u8; 6], bool>,
+    /// MDM records tied to some traffic.
+    mdm_seen: Vec<bool>,
     pub counters: BTreeMap<&'static str, u64>,
 }
 
@@ -129,6 +145,7 @@ impl Devices {
         for v in d.sessions.values_mut() {
             v.sort_by_key(|s| s.start);
         }
+        d.mdm_seen = vec![false; inputs.mdm.len()];
         d.mdm = inputs.mdm;
         for l in inputs.leases {
             let Some(mac) = l.mac else {
@@ -284,7 +301,7 @@ impl Devices {
         previous: Option<[u8; 6]>,
     ) -> DeviceRecord {
         let mut limits = Vec::new();
-        let info = self.describe(e.mac, e.ts, &mut limits);
+        let info = self.describe(e.mac, e.ts, &mut limits, false);
         DeviceRecord {
             kind: "device",
             ts: e.ts,
@@ -304,12 +321,14 @@ impl Devices {
         }
     }
 
-    /// The description of MAC `mac` at `ts`, with the limits that apply.
+    /// The description of MAC `mac` at `ts`, with the limits that apply;
+    /// `traffic`: for a traffic record (counted for coverage).
     fn describe(
         &mut self,
         mac: [u8; 6],
         ts: Timestamp,
         limits: &mut Vec<&'static str>,
+        traffic: bool,
     ) -> Arc<DeviceInfo> {
         let session = self.sessions.get(&mac).and_then(|v| {
             v.iter()
@@ -317,6 +336,19 @@ impl Devices {
         });
         let by_mac = self.mdm_by_mac.get(&mac).copied();
         let by_radius = session.and_then(|i| self.sessions[&mac][i].mdm);
+        if traffic {
+            let tied = by_mac.or(by_radius);
+            if let Some(i) = tied {
+                self.mdm_seen[i] = true;
+            }
+            if let Some(t) = self.seen.get_mut(&mac) {
+                *t |= tied.is_some();
+            } else if self.seen.len() < self.limits.max_macs {
+                self.seen.insert(mac, tied.is_some());
+            } else {
+                self.count("coverage_macs_over_cap");
+            }
+        }
         if by_mac.is_none() && by_radius.is_none() {
             if inputs::is_private_mac(mac) {
                 limits.push("private_mac_unmapped");
@@ -368,7 +400,7 @@ impl Devices {
         limits: &mut Vec<&'static str>,
     ) -> Option<DeviceObject> {
         let (mac, source) = self.holder(ip, ts)?;
-        let info = self.describe(mac, ts, limits);
+        let info = self.describe(mac, ts, limits, true);
         Some(DeviceObject {
             ip: Some(ip),
             mac_source: Some(source),
@@ -408,7 +440,7 @@ impl Devices {
         ts: Timestamp,
         limits: &mut Vec<&'static str>,
     ) -> DeviceObject {
-        let info = self.describe(mac, ts, limits);
+        let info = self.describe(mac, ts, limits, true);
         DeviceObject {
             ip,
             mac_source: Some("frame"),
@@ -416,9 +448,23 @@ impl Devices {
         }
     }
 
-    /// MDM devices no traffic was tied to (for the coverage record).
-    pub fn mdm_devices(&self) -> &[MdmDevice] {
-        &self.mdm
+    /// Device blind spots for the coverage record: MACs behind traffic,
+    /// how many are private, private and tied to nothing, without an MDM
+    /// record; MDM records no traffic was tied to.
+    pub fn coverage(&self) -> DeviceCoverage {
+        let mut c = DeviceCoverage {
+            macs: self.seen.len() as u64,
+            mdm_devices: self.mdm.len() as u64,
+            mdm_devices_not_seen: self.mdm_seen.iter().filter(|s| !**s).count() as u64,
+            ..DeviceCoverage::default()
+        };
+        for (mac, tied) in &self.seen {
+            let private = inputs::is_private_mac(*mac);
+            c.private_macs += u64::from(private);
+            c.private_macs_unmapped += u64::from(private && !tied);
+            c.macs_without_mdm += u64::from(!tied);
+        }
+        c
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Correlator {
     pub counts: BTreeMap<&'static str, u64>,
     /// TLS sessions by outcome and TLS counters, for the stats record.
     pub tls: BTreeMap<&'static str, u64>,
+    /// Flow records, those without a device, UDP/443 flows.
+    flows: [u64; 3],
 }
 
 impl Correlator {
@@ -38,6 +40,7 @@ impl Correlator {
             devices,
             counts: BTreeMap::new(),
             tls: BTreeMap::new(),
+            flows: [0; 3],
         }
     }
 
@@ -58,7 +61,10 @@ impl Correlator {
             let d = &mut self.devices;
             match &mut r {
                 Record::Flow(f) => {
-                    f.device = d.for_connection(f.src_ip, f.dst_ip, f.ts, &mut f.limits)
+                    f.device = d.for_connection(f.src_ip, f.dst_ip, f.ts, &mut f.limits);
+                    self.flows[0] += 1;
+                    self.flows[1] += u64::from(f.device.info.is_none());
+                    self.flows[2] += u64::from(f.proto == "udp" && f.dst_port == 443);
                 }
                 Record::Tls(t) => {
                     t.device = d.for_connection(t.src_ip, t.dst_ip, t.ts, &mut t.limits)
@@ -116,6 +122,25 @@ impl Correlator {
     /// Whatever is buffered, even a partial block.
     pub fn take(&mut self) -> Vec<u8> {
         std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES + 4096))
+    }
+
+    /// The coverage record of the run so far, from the finished stats.
+    pub fn coverage(&self, stats: &crate::record::StatsRecord) -> crate::record::CoverageRecord {
+        use crate::record::Share;
+        let tls = self.counts.get("tls").copied().unwrap_or(0);
+        let get = |k| self.tls.get(k).copied().unwrap_or(0);
+        crate::record::CoverageRecord {
+            kind: "coverage",
+            ts: stats.ts,
+            tls_sessions: tls,
+            tls_certificate_hidden: Share::new(get("certificate_hidden"), tls),
+            tls_ech: Share::new(get("ech"), tls),
+            quic: Share::new(self.flows[2], self.flows[2] + tls),
+            flows_without_device: Share::new(self.flows[1], self.flows[0]),
+            devices: self.devices.coverage(),
+            capture_drops: stats.drops.values().sum(),
+            damaged_inputs: stats.files.iter().filter(|f| f.error.is_some()).count() as u64,
+        }
     }
 
     /// Completes a stats record with the record counts (itself included)
