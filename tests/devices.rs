@@ -157,3 +157,108 @@ fn every_dhcpv6_message_matches_tshark() {
         assert_eq!(r["device"]["mac"], e["client_mac"]);
     }
 }
+
+/// A malformed inventory entry stops the run with one line per entry naming
+/// the file and line; with `--keep-going` the run goes on without it.
+#[test]
+fn malformed_inventory_names_file_and_line_and_keep_going_continues() {
+    let cap = fixture("devices/address-moves.pcap");
+    let bad = fixture("inventory/mdm-blindspot-bad.json");
+    let (cap_s, bad_s) = (cap.to_str().unwrap(), bad.to_str().unwrap());
+    let out = blindspot(&["replay", "--mdm", bad_s, cap_s]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "no records when stopped");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("blindspot: error: ") && l.contains(&format!("{bad_s}:7: "))),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("{bad_s}:11: ")) && l.contains("wifi_addr")),
+        "{err}"
+    );
+    assert!(lines.last().unwrap().contains("--keep-going"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"));
+
+    let out = blindspot(&["replay", "--keep-going", "--mdm", bad_s, cap_s]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("warning (skipped): {bad_s}:7: ")),
+        "{err}"
+    );
+    let recs = parse_lines(&out.stdout);
+    assert!(!of_type(&recs, "flow").is_empty());
+
+    // A file that is not there, or in no known shape, is one line too.
+    let out = blindspot(&["replay", "--leases", "/nonexistent/dhcpd.leases", cap_s]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("blindspot: error: /nonexistent/dhcpd.leases: "),
+        "{err}"
+    );
+}
+
+/// The coverage record counts the blind spots of a run. Truth: tshark's
+/// summaries of the two shared captures (one TCP ClientHello each; one
+/// QUIC ClientHello; the ECH capture's hello offers ECH; both TLS sessions
+/// negotiate TLS 1.3) and the address-moves capture (two phones, one of
+/// them on a private MAC, one of them in the MDM inventory of four).
+#[test]
+fn coverage_counts_the_blind_spots() {
+    let summary = |name: &str| -> Value {
+        let text =
+            std::fs::read_to_string(fixture(&format!("shared/expected/{name}.jsonl"))).unwrap();
+        serde_json::from_str(text.lines().next().unwrap()).unwrap()
+    };
+    let (ech, quic) = (
+        summary("ndpi-tls13-ech-ipv6.pcapng"),
+        summary("foxio-chrome-cloudflare-quic-ipv6.pcapng"),
+    );
+    let tcp_hellos =
+        ech["client_hellos_tcp"].as_u64().unwrap() + quic["client_hellos_tcp"].as_u64().unwrap();
+    let quic_hellos = quic["client_hellos_quic"].as_u64().unwrap();
+    let mdm = fixture("inventory/mdm-blindspot.json");
+    let recs = replay_args(
+        &[
+            &fixture("devices/address-moves.pcap"),
+            &fixture("shared/ndpi-tls13-ech-ipv6.pcapng"),
+            &fixture("shared/foxio-chrome-cloudflare-quic-ipv6.pcapng"),
+        ],
+        2,
+        &["--mdm", mdm.to_str().unwrap()],
+    );
+    let c = of_type(&recs, "coverage");
+    assert_eq!(c.len(), 1);
+    let c = c[0];
+    assert_eq!(c["tls_sessions"], tcp_hellos);
+    assert_eq!(c["tls_certificate_hidden"]["count"], tcp_hellos);
+    assert_eq!(c["tls_ech"]["count"], 1);
+    assert_eq!(c["quic"]["count"], quic_hellos);
+    assert_eq!(c["quic"]["of"], quic_hellos + tcp_hellos);
+    let flows = of_type(&recs, "flow");
+    let without: usize = flows
+        .iter()
+        .filter(|f| f["device"]["mac"].is_null())
+        .count();
+    assert_eq!(c["flows_without_device"]["count"], without as u64);
+    assert_eq!(c["flows_without_device"]["of"], flows.len() as u64);
+    let d = &c["devices"];
+    assert_eq!(d["private_macs"], 1);
+    assert_eq!(d["private_macs_unmapped"], 1);
+    assert_eq!(d["mdm_devices"], 4);
+    assert_eq!(d["mdm_devices_not_seen"], 3);
+    assert_eq!(c["capture_drops"], 0);
+    assert_eq!(c["damaged_inputs"], 0);
+}

@@ -60,14 +60,15 @@ fn type_name(t: MessageType) -> Option<&'static str> {
 }
 
 /// The MAC inside a DUID: DUID-LLT (type 1) or DUID-LL (type 3) with
-/// hardware type 1 (Ethernet).
+/// hardware type 1 (Ethernet), whose link-layer address is then exactly 6
+/// bytes (RFC 8415 §11.2, §11.4).
 pub fn duid_mac(duid: &[u8]) -> Option<[u8; 6]> {
-    let at = match duid {
-        [0, 1, 0, 1, ..] => 8,
-        [0, 3, 0, 1, ..] => 4,
+    let ll = match duid {
+        [0, 1, 0, 1, _, _, _, _, ll @ ..] => ll,
+        [0, 3, 0, 1, ll @ ..] => ll,
         _ => return None,
     };
-    duid.get(at..at + 6)?.try_into().ok()
+    ll.try_into().ok()
 }
 
 /// A DHCPv6 message from a UDP payload; `None` when it is not one.
