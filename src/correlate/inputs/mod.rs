@@ -107,6 +107,35 @@ pub fn is_private_mac(m: [u8; 6]) -> bool {
     m[0] & 0x02 != 0
 }
 
+/// Byte flips, insertions and cuts of an example file, 300 of them from a
+/// fixed xorshift sequence, each handed to `check` (the loaders' tests: no
+/// panic on any of them).
+#[cfg(test)]
+pub(crate) fn for_each_mutation(original: &str, mut check: impl FnMut(&str)) {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..300 {
+        let mut b = original.as_bytes().to_vec();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % b.len() as u64) as usize;
+            match next() % 3 {
+                0 => b[at] = b"{}[]\":,0\\ae"[(next() % 11) as usize],
+                1 => b.insert(at, b"{[\"\\"[(next() % 4) as usize]),
+                _ => b.truncate(at),
+            }
+            if b.is_empty() {
+                break;
+            }
+        }
+        check(&String::from_utf8_lossy(&b));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
