@@ -190,7 +190,7 @@ pub enum DhcpBody {
 
 /// What is known of a device: its MAC and where that came from, and from
 /// MDM / RADIUS who it is. Shared between the records of one device.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeviceInfo {
     pub mac: Option<String>,
     /// Locally administered (iOS private Wi-Fi address).
@@ -198,16 +198,11 @@ pub struct DeviceInfo {
     pub hostname: Option<String>,
     /// RADIUS User-Name of the 802.1X session the MAC was in.
     pub identity: Option<String>,
-    pub serial: Option<String>,
-    pub udid: Option<String>,
-    pub name: Option<String>,
-    pub model: Option<String>,
-    pub os: Option<String>,
-    pub supervised: Option<bool>,
-    pub managed: Option<bool>,
-    pub ownership: Option<String>,
-    /// How the MDM record was tied: `wifi_mac` or `radius_identity`.
-    pub mdm_match: Option<&'static str>,
+    /// The MDM record tied to the MAC, and how: `wifi_mac` or `radius_identity`.
+    pub mdm: Option<(
+        std::sync::Arc<crate::correlate::inputs::mdm::MdmDevice>,
+        &'static str,
+    )>,
 }
 
 /// The `device` object on records: `null` fields where unknown.
@@ -225,6 +220,7 @@ impl Serialize for DeviceObject {
         use serde::ser::SerializeStruct;
         let none = DeviceInfo::default();
         let i = self.info.as_deref().unwrap_or(&none);
+        let m = i.mdm.as_ref().map(|(m, _)| &**m);
         let mut st = s.serialize_struct("device", 16)?;
         st.serialize_field("ip", &self.ip)?;
         st.serialize_field("mac", &i.mac)?;
@@ -232,15 +228,15 @@ impl Serialize for DeviceObject {
         st.serialize_field("mac_source", &self.mac_source)?;
         st.serialize_field("hostname", &i.hostname)?;
         st.serialize_field("identity", &i.identity)?;
-        st.serialize_field("serial", &i.serial)?;
-        st.serialize_field("udid", &i.udid)?;
-        st.serialize_field("name", &i.name)?;
-        st.serialize_field("model", &i.model)?;
-        st.serialize_field("os", &i.os)?;
-        st.serialize_field("supervised", &i.supervised)?;
-        st.serialize_field("managed", &i.managed)?;
-        st.serialize_field("ownership", &i.ownership)?;
-        st.serialize_field("mdm_match", &i.mdm_match)?;
+        st.serialize_field("serial", &m.and_then(|m| m.serial.as_ref()))?;
+        st.serialize_field("udid", &m.and_then(|m| m.udid.as_ref()))?;
+        st.serialize_field("name", &m.and_then(|m| m.name.as_ref()))?;
+        st.serialize_field("model", &m.and_then(|m| m.model.as_ref()))?;
+        st.serialize_field("os", &m.and_then(|m| m.os.as_ref()))?;
+        st.serialize_field("supervised", &m.and_then(|m| m.supervised))?;
+        st.serialize_field("managed", &m.and_then(|m| m.managed))?;
+        st.serialize_field("ownership", &m.and_then(|m| m.ownership.as_ref()))?;
+        st.serialize_field("mdm_match", &i.mdm.as_ref().map(|(_, how)| *how))?;
         st.end()
     }
 }

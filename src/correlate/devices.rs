@@ -53,6 +53,9 @@ struct Binding {
 #[derive(Clone, Debug, Default)]
 struct MacState {
     hostname: Option<String>,
+    /// Bumped on each host name change: cached descriptions carry it in
+    /// their key, so a stale one is never found again.
+    generation: u32,
 }
 
 /// RADIUS sessions of one MAC, each with the MDM device its identity names.
@@ -91,12 +94,13 @@ pub struct Devices {
     limits: DeviceLimits,
     by_ip: HashMap<IpAddr, Vec<Binding>>,
     macs: HashMap<[u8; 6], MacState>,
-    mdm: Vec<MdmDevice>,
+    mdm: Vec<Arc<MdmDevice>>,
     mdm_by_mac: HashMap<[u8; 6], usize>,
     sessions: HashMap<[u8; 6], Vec<Session>>,
-    /// Device descriptions by (MAC, RADIUS session + 1 or 0); cleared when
-    /// a host name changes or it grows past `max_macs`.
-    cache: HashMap<([u8; 6], usize), Arc<DeviceInfo>>,
+    /// Device descriptions by (MAC, RADIUS session + 1 or 0, host name
+    /// generation); cleared when it grows past `max_macs` (a host name
+    /// change costs O(1), however often a hostile client renames itself).
+    cache: HashMap<([u8; 6], usize, u32), Arc<DeviceInfo>>,
     /// MACs behind traffic records, and whether an MDM record was ever tied
     /// to them (for the coverage record).
     seen: HashMap<[u8; 6], bool>,
@@ -146,7 +150,7 @@ impl Devices {
             v.sort_by_key(|s| s.start);
         }
         d.mdm_seen = vec![false; inputs.mdm.len()];
-        d.mdm = inputs.mdm;
+        d.mdm = inputs.mdm.into_iter().map(Arc::new).collect();
         for l in inputs.leases {
             let Some(mac) = l.mac else {
                 d.count("lease_without_mac");
@@ -198,7 +202,7 @@ impl Devices {
         let st = self.macs.entry(mac).or_default();
         if st.hostname.as_deref() != Some(h.as_str()) {
             st.hostname = Some(h);
-            self.cache.retain(|k, _| k.0 != mac);
+            st.generation = st.generation.wrapping_add(1);
         }
     }
 
@@ -356,7 +360,8 @@ impl Devices {
                 limits.push("no_mdm_record");
             }
         }
-        let key = (mac, session.map_or(0, |i| i + 1));
+        let generation = self.macs.get(&mac).map_or(0, |m| m.generation);
+        let key = (mac, session.map_or(0, |i| i + 1), generation);
         if let Some(i) = self.cache.get(&key) {
             return Arc::clone(i);
         }
@@ -364,28 +369,16 @@ impl Devices {
             self.cache.clear();
             self.count("device_cache_cleared");
         }
-        let mut info = DeviceInfo {
+        let info = DeviceInfo {
             mac: Some(mac_string(mac)),
             mac_private: Some(inputs::is_private_mac(mac)),
             hostname: self.macs.get(&mac).and_then(|m| m.hostname.clone()),
             identity: session.map(|i| self.sessions[&mac][i].identity.clone()),
-            ..DeviceInfo::default()
+            mdm: by_mac
+                .map(|i| (i, "wifi_mac"))
+                .or(by_radius.map(|i| (i, "radius_identity")))
+                .map(|(i, how)| (Arc::clone(&self.mdm[i]), how)),
         };
-        let matched = by_mac
-            .map(|i| (i, "wifi_mac"))
-            .or(by_radius.map(|i| (i, "radius_identity")));
-        if let Some((i, how)) = matched {
-            let m = &self.mdm[i];
-            info.serial = m.serial.clone();
-            info.udid = m.udid.clone();
-            info.name = m.name.clone();
-            info.model = m.model.clone();
-            info.os = m.os.clone();
-            info.supervised = m.supervised;
-            info.managed = m.managed;
-            info.ownership = m.ownership.clone();
-            info.mdm_match = Some(how);
-        }
         let info = Arc::new(info);
         self.cache.insert(key, Arc::clone(&info));
         info
@@ -616,6 +609,27 @@ mod tests {
     }
 
     #[test]
+    fn a_new_host_name_shows_on_later_records() {
+        let mut d = Devices::new(DeviceLimits::default(), DeviceInputs::default());
+        let ip: IpAddr = "192.0.2.53".parse().unwrap();
+        d.apply(&ev(1, A, Action::Bind { ip, until: None }, "arp"));
+        let host = |d: &mut Devices| {
+            let mut l = Vec::new();
+            d.resolve(ip, Timestamp::from_secs(9), &mut l)
+                .unwrap()
+                .info
+                .unwrap()
+                .hostname
+                .clone()
+        };
+        assert_eq!(host(&mut d), None);
+        for name in ["iphone-a", "iphone-b", "iphone-a"] {
+            d.apply(&ev(2, A, Action::Name(name.into()), "dhcp"));
+            assert_eq!(host(&mut d).as_deref(), Some(name));
+        }
+    }
+
+    #[test]
     fn private_macs_are_never_guessed() {
         let mut d = Devices::new(DeviceLimits::default(), DeviceInputs::default());
         let ip: IpAddr = "192.0.2.51".parse().unwrap();
@@ -624,10 +638,7 @@ mod tests {
         let o = d.resolve(ip, Timestamp::from_secs(2), &mut l).unwrap();
         assert_eq!(l, ["private_mac_unmapped"]);
         let info = o.info.unwrap();
-        assert_eq!(
-            (info.mac_private, info.serial.as_deref()),
-            (Some(true), None)
-        );
+        assert_eq!((info.mac_private, info.mdm.is_none()), (Some(true), true));
     }
 
     #[test]
@@ -660,13 +671,14 @@ mod tests {
         let o = d.resolve(ip, Timestamp::from_secs(15), &mut l).unwrap();
         let info = o.info.unwrap();
         assert!(l.is_empty(), "{l:?}");
-        assert_eq!(info.serial.as_deref(), Some("F2LXK0AAHG7F"));
-        assert_eq!(info.mdm_match, Some("radius_identity"));
+        let (m, how) = info.mdm.as_ref().unwrap();
+        assert_eq!(m.serial.as_deref(), Some("F2LXK0AAHG7F"));
+        assert_eq!(*how, "radius_identity");
         assert_eq!(info.identity.as_deref(), Some("host/f2lxk0aahg7f"));
         // Outside the session the MAC is unmapped again.
         let mut l = Vec::new();
         let o = d.resolve(ip, Timestamp::from_secs(25), &mut l).unwrap();
-        assert_eq!(o.info.unwrap().serial, None);
+        assert!(o.info.unwrap().mdm.is_none());
         assert_eq!(l, ["private_mac_unmapped"]);
     }
 
