@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub tls: RawTls,
     pub inspection: RawInspection,
     pub devices: RawDevices,
+    pub detections: RawDetections,
+    pub evidence: RawEvidence,
     /// Where the text came from (for error messages and relative paths).
     #[serde(skip)]
     pub origin: Origin,
@@ -47,7 +49,7 @@ impl Origin {
 }
 
 /// The enterprise TLS-inspection proxy's CA(s).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawInspection {
     /// SHA-256 (64 hex digits) of an inspection CA certificate (DER) or of
@@ -56,6 +58,101 @@ pub struct RawInspection {
     /// PEM files of inspection CA certificates (relative paths are taken
     /// from the config file's folder).
     pub ca_files: Vec<toml::Spanned<String>>,
+    /// Addresses or ranges of the inspection proxy: a session to one of
+    /// them whose chain is hidden counts as inspected (inferred).
+    pub proxy_addresses: Vec<toml::Spanned<String>>,
+    /// JA3S fingerprints (MD5 hex) of the proxy's ServerHello.
+    pub proxy_ja3s: Vec<toml::Spanned<String>>,
+    /// A JA3S seen with an inspection-CA chain on this many destinations
+    /// is learnt as the proxy's (0: never learn).
+    pub proxy_learn_destinations: u32,
+}
+
+impl Default for RawInspection {
+    fn default() -> Self {
+        RawInspection {
+            ca_sha256: Vec::new(),
+            ca_files: Vec::new(),
+            proxy_addresses: Vec::new(),
+            proxy_ja3s: Vec::new(),
+            proxy_learn_destinations: crate::detect::DetectSettings::default()
+                .proxy_learn_destinations,
+        }
+    }
+}
+
+/// The detections' thresholds and lists (README, "Detections").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDetections {
+    pub enabled: bool,
+    pub window_s: u64,
+    pub rejection_min_handshakes: u32,
+    pub bypass_domains: Vec<toml::Spanned<String>>,
+    pub bypass_min_sessions: u32,
+    pub bypass_min_inspected_elsewhere: u32,
+    pub persistent_min_duration_s: u64,
+    pub beacon_min_connections: u32,
+    pub beacon_min_score: f64,
+    pub background_quiet_s: u64,
+    pub opaque_min_payload_bytes: u32,
+    pub opaque_min_entropy_ratio: f64,
+    pub os_channel_ports: Vec<u16>,
+    pub os_channel_cidrs: Vec<toml::Spanned<String>>,
+    pub os_channel_domains: Vec<toml::Spanned<String>>,
+    pub min_score: u8,
+    pub max_keys: usize,
+    pub max_sessions_per_key: usize,
+    pub max_flow_ids: usize,
+}
+
+impl Default for RawDetections {
+    fn default() -> Self {
+        let d = crate::detect::DetectSettings::default();
+        let spanned = |v: Vec<String>| v.into_iter().map(|s| toml::Spanned::new(0..0, s)).collect();
+        RawDetections {
+            enabled: d.enabled,
+            window_s: d.window / NANOS_PER_SEC,
+            rejection_min_handshakes: d.rejection_min_handshakes,
+            bypass_domains: Vec::new(),
+            bypass_min_sessions: d.bypass_min_sessions,
+            bypass_min_inspected_elsewhere: d.bypass_min_inspected_elsewhere,
+            persistent_min_duration_s: d.persistent_min_duration / NANOS_PER_SEC,
+            beacon_min_connections: d.beacon_min_connections,
+            beacon_min_score: d.beacon_min_score,
+            background_quiet_s: d.background_quiet / NANOS_PER_SEC,
+            opaque_min_payload_bytes: d.opaque_min_payload_bytes,
+            opaque_min_entropy_ratio: d.opaque_min_entropy_ratio,
+            os_channel_ports: d.os_channel_ports,
+            os_channel_cidrs: spanned(vec!["17.0.0.0/8".into()]),
+            os_channel_domains: spanned(vec![
+                "*.push.apple.com".into(),
+                "*.push-apple.com.akadns.net".into(),
+            ]),
+            min_score: d.min_score,
+            max_keys: d.max_keys,
+            max_sessions_per_key: d.max_sessions_per_key,
+            max_flow_ids: d.max_flow_ids,
+        }
+    }
+}
+
+/// `--evidence` caps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEvidence {
+    pub max_packets_per_flow: u32,
+    pub max_file_bytes: usize,
+}
+
+impl Default for RawEvidence {
+    fn default() -> Self {
+        let d = crate::detect::evidence::EvidenceLimits::default();
+        RawEvidence {
+            max_packets_per_flow: d.max_packets_per_flow,
+            max_file_bytes: d.max_file_bytes,
+        }
+    }
 }
 
 /// Caps of the correlator's device tables (what they refuse is counted in
@@ -205,6 +302,12 @@ pub struct Config {
     pub device_limits: crate::correlate::devices::DeviceLimits,
     /// Lease files, RADIUS sessions and MDM inventory (from the command line).
     pub device_inputs: std::sync::Arc<crate::correlate::devices::DeviceInputs>,
+    pub detect: std::sync::Arc<crate::detect::DetectSettings>,
+    pub evidence_limits: crate::detect::evidence::EvidenceLimits,
+    /// `--evidence DIR` (command line only).
+    pub evidence_dir: Option<std::path::PathBuf>,
+    /// `--baseline FILE`, loaded (command line only).
+    pub baseline: Option<std::sync::Arc<crate::detect::baseline::Baseline>>,
 }
 
 impl Default for Config {
@@ -307,6 +410,141 @@ impl RawConfig {
         Ok(Inspection { cas })
     }
 
+    /// Parses each entry of a list of strings, naming the key, index and line
+    /// of the first bad one.
+    fn list<T>(
+        &self,
+        key: &str,
+        items: &[toml::Spanned<String>],
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, ConfigError> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                parse(v.get_ref()).map_err(|e| {
+                    let span = v.span();
+                    let place = if span.end == 0 {
+                        self.origin.name.clone()
+                    } else {
+                        self.origin.place(span.start)
+                    };
+                    ConfigError(format!("{place}: {key}[{i}]: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    fn detect(&self) -> Result<crate::detect::DetectSettings, ConfigError> {
+        use crate::detect::names::{Cidr, DomainPattern};
+        let d = &self.detections;
+        let s = NANOS_PER_SEC;
+        let ratio = |key: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(ConfigError(format!(
+                    "{key} = {v} is out of range: use a value from 0 to 1"
+                )))
+            }
+        };
+        let ja3s = self.list("inspection.proxy_ja3s", &self.inspection.proxy_ja3s, |v| {
+            let v = v.trim().to_ascii_lowercase();
+            if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(v)
+            } else {
+                Err(format!("{v:?} is not a JA3S: give its 32-hex-digit MD5"))
+            }
+        })?;
+        Ok(crate::detect::DetectSettings {
+            enabled: d.enabled,
+            window: range("detections.window_s", d.window_s, 60, 7 * 86_400)? * s,
+            rejection_min_handshakes: range(
+                "detections.rejection_min_handshakes",
+                d.rejection_min_handshakes,
+                1,
+                10_000,
+            )?,
+            bypass_domains: self.list(
+                "detections.bypass_domains",
+                &d.bypass_domains,
+                DomainPattern::parse,
+            )?,
+            bypass_min_sessions: range(
+                "detections.bypass_min_sessions",
+                d.bypass_min_sessions,
+                1,
+                10_000,
+            )?,
+            bypass_min_inspected_elsewhere: range(
+                "detections.bypass_min_inspected_elsewhere",
+                d.bypass_min_inspected_elsewhere,
+                1,
+                10_000,
+            )?,
+            persistent_min_duration: range(
+                "detections.persistent_min_duration_s",
+                d.persistent_min_duration_s,
+                1,
+                7 * 86_400,
+            )? * s,
+            beacon_min_connections: range(
+                "detections.beacon_min_connections",
+                d.beacon_min_connections,
+                3,
+                100_000,
+            )?,
+            beacon_min_score: ratio("detections.beacon_min_score", d.beacon_min_score)?,
+            background_quiet: range(
+                "detections.background_quiet_s",
+                d.background_quiet_s,
+                1,
+                86_400,
+            )? * s,
+            opaque_min_payload_bytes: range(
+                "detections.opaque_min_payload_bytes",
+                d.opaque_min_payload_bytes,
+                1,
+                65_536,
+            )?,
+            opaque_min_entropy_ratio: ratio(
+                "detections.opaque_min_entropy_ratio",
+                d.opaque_min_entropy_ratio,
+            )?,
+            os_channel_ports: d.os_channel_ports.clone(),
+            os_channel_cidrs: self.list(
+                "detections.os_channel_cidrs",
+                &d.os_channel_cidrs,
+                Cidr::parse,
+            )?,
+            os_channel_domains: self.list(
+                "detections.os_channel_domains",
+                &d.os_channel_domains,
+                DomainPattern::parse,
+            )?,
+            proxy_addresses: self.list(
+                "inspection.proxy_addresses",
+                &self.inspection.proxy_addresses,
+                Cidr::parse,
+            )?,
+            proxy_ja3s: ja3s,
+            proxy_learn_destinations: if self.inspection.proxy_learn_destinations == 0 {
+                u32::MAX
+            } else {
+                self.inspection.proxy_learn_destinations
+            },
+            min_score: range("detections.min_score", d.min_score, 0, 100)?,
+            max_keys: range("detections.max_keys", d.max_keys, 1, 100_000_000)?,
+            max_sessions_per_key: range(
+                "detections.max_sessions_per_key",
+                d.max_sessions_per_key,
+                3,
+                1_000_000,
+            )?,
+            max_flow_ids: range("detections.max_flow_ids", d.max_flow_ids, 1, 100_000)?,
+        })
+    }
+
     pub fn validate(&self) -> Result<Config, ConfigError> {
         let f = &self.flow;
         let s = NANOS_PER_SEC;
@@ -385,6 +623,23 @@ impl RawConfig {
                 max_macs: range("devices.max_macs", self.devices.max_macs, 1, 100_000_000)?,
             },
             device_inputs: Default::default(),
+            detect: std::sync::Arc::new(self.detect()?),
+            evidence_limits: crate::detect::evidence::EvidenceLimits {
+                max_packets_per_flow: range(
+                    "evidence.max_packets_per_flow",
+                    self.evidence.max_packets_per_flow,
+                    1,
+                    100_000,
+                )?,
+                max_file_bytes: range(
+                    "evidence.max_file_bytes",
+                    self.evidence.max_file_bytes,
+                    1024,
+                    1 << 30,
+                )?,
+            },
+            evidence_dir: None,
+            baseline: None,
         })
     }
 }

@@ -7,7 +7,8 @@
 //! ```text
 //! capture (sources) → decode → dispatch (symmetric hash) → flow workers
 //!   (flow table, TCP state, bounded reassembly, app parsers)
-//!   → correlate (one owner of device state) → output (sinks)
+//!   → correlate (one owner of device state) → detect (AN1726, AN1717)
+//!   → output (sinks)
 //! ```
 //!
 //! Invariants, held throughout:
@@ -24,6 +25,7 @@ pub mod capture;
 pub mod config;
 pub mod correlate;
 pub mod decode;
+pub mod detect;
 pub mod flow;
 pub mod output;
 pub mod pipeline;

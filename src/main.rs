@@ -28,6 +28,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per run: the size of the replay variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Read capture files and write one record per flow as JSON Lines.
@@ -51,6 +53,17 @@ enum Cmd {
         config: Option<PathBuf>,
         #[command(flatten)]
         inputs: InputArgs,
+        /// Baseline from `blindspot baseline build`: long uninspected sessions it explains are not reported, and its facts are shown in each detection's context. [default: none; detections say `no_baseline`]
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        /// Write, for each detection, a pcap of the first packets of its flows into this folder (created if needed), named `PATTERN-DETECTION_ID.pcap` as in the record's `evidence_file`; written after the replay, from a second read of the inputs. [default: none]
+        #[arg(long, value_name = "DIR")]
+        evidence: Option<PathBuf>,
+    },
+    /// Baseline commands: learn what is normal per client fingerprint and destination.
+    Baseline {
+        #[command(subcommand)]
+        cmd: BaselineCmd,
     },
     /// Configuration commands.
     Config {
@@ -138,6 +151,19 @@ fn load_inputs(a: &InputArgs) -> Result<DeviceInputs, ()> {
 }
 
 #[derive(Subcommand)]
+enum BaselineCmd {
+    /// Learn from records written by `blindspot replay` (JSON Lines, plain, .zst or .gz): per JA4 and destination, the inspection states, outcome mix, session durations and sizes.
+    Build {
+        /// Record files, read in order.
+        #[arg(required = true, value_name = "RECORDS")]
+        files: Vec<PathBuf>,
+        /// The baseline file to write (zstd-compressed JSON).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCmd {
     /// Validate a configuration file: exit 0 if it is usable, else 1 with the key and line at fault.
     Check {
@@ -163,6 +189,34 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Baseline {
+            cmd: BaselineCmd::Build { files, output },
+        } => match blindspot::detect::baseline::Baseline::build(&files)
+            .and_then(|(b, rep)| b.write(&output).map(|()| rep))
+        {
+            Ok(rep) => {
+                eprintln!(
+                    "blindspot: {}: {} keys from {} sessions in {} records{}",
+                    output.display(),
+                    rep.keys,
+                    rep.sessions,
+                    rep.records,
+                    if rep.bad_lines + rep.keys_over_cap + rep.pending_over_cap > 0 {
+                        format!(
+                            " ({} lines not JSON, {} keys and {} TLS records over the caps, left out)",
+                            rep.bad_lines, rep.keys_over_cap, rep.pending_over_cap
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                ExitCode::from(EXIT_OK)
+            }
+            Err(e) => {
+                eprintln!("blindspot: {e}");
+                ExitCode::from(EXIT_ERROR)
+            }
+        },
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => match load_config(Some(&file)) {
@@ -181,6 +235,8 @@ fn main() -> ExitCode {
             workers,
             config,
             inputs,
+            baseline,
+            evidence,
         } => {
             let mut cfg = match load_config(config.as_ref()) {
                 Ok(c) => c,
@@ -200,6 +256,16 @@ fn main() -> ExitCode {
                 Ok(i) => cfg.device_inputs = std::sync::Arc::new(i),
                 Err(()) => return ExitCode::from(EXIT_ERROR),
             }
+            if let Some(b) = &baseline {
+                match blindspot::detect::baseline::Baseline::load(b) {
+                    Ok(b) => cfg.baseline = Some(std::sync::Arc::new(b)),
+                    Err(e) => {
+                        eprintln!("blindspot: {e}");
+                        return ExitCode::from(EXIT_ERROR);
+                    }
+                }
+            }
+            cfg.evidence_dir = evidence;
             match pipeline::replay(&files, &cfg, &output) {
                 Ok(outcome) => {
                     for u in &outcome.unusable {
@@ -207,6 +273,10 @@ fn main() -> ExitCode {
                     }
                     for d in &outcome.damaged {
                         eprintln!("blindspot: warning: {d}");
+                    }
+                    if let Some(Err(e)) = &outcome.evidence {
+                        eprintln!("blindspot: error: evidence: {e}");
+                        return ExitCode::from(EXIT_ERROR);
                     }
                     if !outcome.unusable.is_empty() {
                         ExitCode::from(EXIT_ERROR)

@@ -39,6 +39,8 @@ pub struct Outcome {
     /// Files that were cut short or damaged; their records up to there were written.
     pub damaged: Vec<String>,
     pub stats: StatsRecord,
+    /// What `--evidence` wrote, or why it could not.
+    pub evidence: Option<Result<crate::detect::evidence::EvidenceReport, String>>,
 }
 
 /// The output could not be written.
@@ -225,6 +227,7 @@ impl Reader {
             records: BTreeMap::new(),
             tls: BTreeMap::new(),
             devices: BTreeMap::new(),
+            detections: BTreeMap::new(),
         }
     }
 
@@ -233,6 +236,7 @@ impl Reader {
             unusable: self.outcome_unusable,
             damaged: self.outcome_damaged,
             stats,
+            evidence: None,
         }
     }
 }
@@ -240,14 +244,27 @@ impl Reader {
 /// Replays `files` into the sink named `output`.
 pub fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<Outcome, OutputError> {
     let sink = Sink::open(output, cfg.flush_interval_ms, cfg.zstd_level).map_err(OutputError)?;
-    if cfg.workers == 0 {
-        replay_inline(files, cfg, sink)
+    let (mut outcome, wants) = if cfg.workers == 0 {
+        replay_inline(files, cfg, sink)?
     } else {
-        replay_threaded(files, cfg, sink)
+        replay_threaded(files, cfg, sink)?
+    };
+    if let Some(dir) = &cfg.evidence_dir {
+        outcome.evidence = Some(crate::detect::evidence::write(
+            files,
+            dir,
+            &wants,
+            cfg.evidence_limits,
+            cfg.defrag,
+        ));
     }
+    Ok(outcome)
 }
 
-fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Outcome, OutputError> {
+/// Records written, and the flows `--evidence` must cut out.
+type Replayed = (Outcome, Vec<crate::detect::EvidenceWant>);
+
+fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Replayed, OutputError> {
     let mut reader = Reader::new(cfg);
     let mut table = FlowTable::new(cfg.flow, 1);
     let mut corr = correlator(cfg);
@@ -270,11 +287,13 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Outc
     finish(&mut corr, &mut stats);
     sink.write(&corr.take()).map_err(OutputError)?;
     sink.finish().map_err(OutputError)?;
-    Ok(reader.outcome(stats))
+    let wants = std::mem::take(&mut corr.detector.wants);
+    Ok((reader.outcome(stats), wants))
 }
 
 /// The last records of a replay: coverage, then stats (which counts it).
 fn finish(corr: &mut Correlator, stats: &mut StatsRecord) {
+    corr.finish_detections();
     let coverage = corr.coverage(stats);
     corr.push([Record::Coverage(Box::new(coverage))]);
     corr.fill_stats(stats);
@@ -282,11 +301,19 @@ fn finish(corr: &mut Correlator, stats: &mut StatsRecord) {
 }
 
 fn correlator(cfg: &Config) -> Correlator {
-    let devices = Devices::new(cfg.device_limits, (*cfg.device_inputs).clone());
-    Correlator::new(Arc::clone(&cfg.inspection), devices)
+    let inputs = &cfg.device_inputs;
+    let apps = crate::detect::context::Apps::new(inputs.apps.clone(), &inputs.app_events);
+    let detector = crate::detect::Detector::new(
+        Arc::clone(&cfg.detect),
+        apps,
+        cfg.baseline.clone(),
+        cfg.evidence_dir.is_some(),
+    );
+    let devices = Devices::new(cfg.device_limits, (**inputs).clone());
+    Correlator::new(Arc::clone(&cfg.inspection), devices, detector)
 }
 
-fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcome, OutputError> {
+fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replayed, OutputError> {
     let n = cfg.workers;
     let interval = sink.interval();
     let (corr_tx, corr_rx) = bounded::<ToCorrelator>(cfg.queue_batches * n.max(1));
@@ -372,13 +399,13 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Outcom
     // Counts are known to the correlator; it completes the record.
     let stats = reader.stats(&table_stats);
     let _ = stats_tx.send(stats);
-    let final_stats = corr_thread.join().unwrap_or_default();
+    let (final_stats, wants) = corr_thread.join().unwrap_or_default();
     let sink_result = sink_thread
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("sink thread panicked")));
     sink_result.map_err(OutputError)?;
     read_result?;
-    Ok(reader.outcome(final_stats))
+    Ok((reader.outcome(final_stats), wants))
 }
 
 fn run_worker(rx: Receiver<Work>, tx: Sender<ToCorrelator>, mut table: FlowTable) -> TableStats {
@@ -460,7 +487,7 @@ fn run_correlator(
     stats_rx: Receiver<StatsRecord>,
     workers: usize,
     interval: std::time::Duration,
-) -> StatsRecord {
+) -> (StatsRecord, Vec<crate::detect::EvidenceWant>) {
     let mut order = InOrder {
         workers,
         evidence: BTreeMap::new(),
@@ -478,13 +505,13 @@ fn run_correlator(
                 if let Some(block) = corr.full_block()
                     && sink.send(block).is_err()
                 {
-                    return StatsRecord::default();
+                    return Default::default();
                 }
             }
             Ok(ToCorrelator::WorkerDone) => done += 1,
             Err(RecvTimeoutError::Timeout) => {
                 if corr.has_pending() && sink.send(corr.take()).is_err() {
-                    return StatsRecord::default();
+                    return Default::default();
                 }
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -494,7 +521,7 @@ fn run_correlator(
     let mut stats = stats_rx.recv().unwrap_or_default();
     finish(&mut corr, &mut stats);
     let _ = sink.send(corr.take());
-    stats
+    (stats, std::mem::take(&mut corr.detector.wants))
 }
 
 fn run_sink(rx: Receiver<Vec<u8>>, mut sink: Sink) -> io::Result<()> {

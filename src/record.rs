@@ -37,6 +37,9 @@ pub struct FlowRecord {
     pub dst_ip: IpAddr,
     pub dst_port: u16,
     pub proto: &'static str,
+    /// The protocol recognised (Zeek's conn.log `service` names: `ssl`,
+    /// `http`, `dns`, `quic`, ...); `null` when none was.
+    pub service: Option<&'static str>,
     pub vlan: Vec<u16>,
     pub src_mac: Option<String>,
     pub dst_mac: Option<String>,
@@ -88,6 +91,10 @@ pub struct StatsRecord {
     /// Device evidence by source, lease-file bindings, records without a
     /// device, and what the device tables refused at their caps.
     pub devices: BTreeMap<&'static str, u64>,
+    /// Detections by pattern, OS-channel sessions left unscored, why flows
+    /// were not opaque (`opaque_exempt_*`), and what the detection tables
+    /// refused at their caps.
+    pub detections: BTreeMap<&'static str, u64>,
 }
 
 /// One per TLS connection (a TCP flow whose client spoke TLS first).
@@ -302,6 +309,87 @@ pub struct CoverageRecord {
     pub damaged_inputs: u64,
 }
 
+/// One part of a detection's score.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ScorePart {
+    pub part: &'static str,
+    pub points: i32,
+}
+
+/// The candidate app behind a detection, and how it was derived.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AppRef {
+    pub bundle_id: String,
+    pub name: Option<String>,
+    /// `catalog_pinned_domain`, `catalog_domain`, `app_events` or `ja4_history`.
+    pub derived_from: &'static str,
+}
+
+/// Where the detected sessions went.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Destination {
+    /// SNI, else the host of the proxy CONNECT; `null` for unnamed flows.
+    pub name: Option<String>,
+    pub sni: Option<String>,
+    /// The server address the device talked to (the proxy's, via a proxy).
+    pub ip: IpAddr,
+    pub port: u16,
+    /// Reached through an explicit proxy (HTTP CONNECT).
+    pub via_proxy: bool,
+}
+
+/// What changes the reading of a detection (see the README).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DetectionContext {
+    pub supervised: Option<bool>,
+    pub managed: Option<bool>,
+    /// `observed` (app events), `inferred` (the device went quiet),
+    /// `foreground`, or `null` when the pattern does not ask.
+    pub background: Option<&'static str>,
+    pub background_modes: Vec<String>,
+    pub entitlements: Vec<String>,
+    /// The destination is in the candidate app's NSPinnedDomains; `null`
+    /// without a candidate app or destination name.
+    pub pinned_by_design: Option<bool>,
+    /// The destination is on the documented bypass list.
+    pub bypass_documented: bool,
+    /// `pinning_by_design`, `risk_accepted` or `unexplained`.
+    pub reading: &'static str,
+    /// What the baseline knows of this JA4 and destination (`--baseline`).
+    pub baseline: Option<serde_json::Value>,
+}
+
+/// A finding of AN1726 or AN1717: one per pattern, key and window.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DetectionRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// First and last session time in the window.
+    pub ts: Timestamp,
+    pub end_ts: Timestamp,
+    /// Stable for the same pattern, key and window start.
+    pub detection_id: String,
+    pub analytic: &'static str,
+    pub pattern: &'static str,
+    pub score: u8,
+    pub score_parts: Vec<ScorePart>,
+    pub confidence: &'static str,
+    pub device: DeviceObject,
+    pub app: Option<AppRef>,
+    pub destination: Destination,
+    pub ja4: Option<String>,
+    pub window_start: Timestamp,
+    pub window_s: u64,
+    pub evidence: serde_json::Value,
+    pub context: DetectionContext,
+    pub limits: Vec<&'static str>,
+    /// Flows behind the detection (the first `max_flow_ids`).
+    pub flow_ids: Vec<String>,
+    pub flow_ids_total: u64,
+    /// The pcap `--evidence` writes for it (in that folder).
+    pub evidence_file: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Record {
     Flow(Box<FlowRecord>),
@@ -309,6 +397,7 @@ pub enum Record {
     Dhcp(Box<DhcpRecord>),
     Device(Box<DeviceRecord>),
     Coverage(Box<CoverageRecord>),
+    Detection(Box<DetectionRecord>),
     Stats(Box<StatsRecord>),
 }
 
@@ -320,6 +409,7 @@ impl Record {
             Record::Dhcp(_) => "dhcp",
             Record::Device(_) => "device",
             Record::Coverage(_) => "coverage",
+            Record::Detection(_) => "detection",
             Record::Stats(_) => "stats",
         }
     }
@@ -332,6 +422,7 @@ impl Record {
             Record::Dhcp(d) => serde_json::to_writer(&mut *out, d),
             Record::Device(d) => serde_json::to_writer(&mut *out, d),
             Record::Coverage(c) => serde_json::to_writer(&mut *out, c),
+            Record::Detection(d) => serde_json::to_writer(&mut *out, d),
             Record::Stats(s) => serde_json::to_writer(&mut *out, s),
         };
         // Serialising these plain structs into a Vec cannot fail.

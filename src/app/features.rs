@@ -144,6 +144,11 @@ impl Sampler {
         self.done = true;
     }
 
+    /// The bytes sampled so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
     pub fn features(&self) -> Option<PayloadFeatures> {
         features(&self.buf)
     }

@@ -10,6 +10,7 @@ pub mod dhcp;
 pub mod dhcp6;
 pub mod evidence;
 pub mod features;
+pub mod service;
 pub mod tls;
 
 use crate::flow::key::Direction;
@@ -107,6 +108,18 @@ impl AppState {
 
     pub fn payload_features(&self, d: Direction) -> Option<PayloadFeatures> {
         self.sample[d.index()].features()
+    }
+
+    /// The protocol the flow speaks (Zeek's `service` names), if recognised.
+    pub fn service(&self, tcp: bool, sport: u16, dport: u16) -> Option<&'static str> {
+        service::identify(
+            tcp,
+            sport,
+            dport,
+            self.sample[0].bytes(),
+            self.sample[1].bytes(),
+            self.tls().is_some_and(|t| t.recognised()),
+        )
     }
 
     pub fn tls(&self) -> Option<&TlsState> {

@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod inspection;
 
 use crate::app::evidence::Evidence;
+use crate::detect::{Detector, Session, TlsFacts};
 use crate::record::Record;
 use devices::Devices;
 use inspection::Inspection;
@@ -20,7 +21,6 @@ use std::sync::Arc;
 /// Serialised lines are handed to the sink in blocks of about this size.
 pub const BLOCK_BYTES: usize = 256 << 10;
 
-#[derive(Default)]
 pub struct Correlator {
     block: Vec<u8>,
     inspection: Arc<Inspection>,
@@ -30,10 +30,15 @@ pub struct Correlator {
     pub tls: BTreeMap<&'static str, u64>,
     /// Flow records, those without a device, UDP/443 flows.
     flows: [u64; 3],
+    pub detector: Detector,
+    /// TLS facts waiting for their flow record (the worker writes the two
+    /// together, TLS first), by flow_id.
+    pending_tls: hashbrown::HashMap<String, (TlsFacts, Vec<&'static str>)>,
+    sessions: Vec<Session>,
 }
 
 impl Correlator {
-    pub fn new(inspection: Arc<Inspection>, devices: Devices) -> Self {
+    pub fn new(inspection: Arc<Inspection>, devices: Devices, detector: Detector) -> Self {
         Correlator {
             block: Vec::with_capacity(BLOCK_BYTES + 4096),
             inspection,
@@ -41,6 +46,9 @@ impl Correlator {
             counts: BTreeMap::new(),
             tls: BTreeMap::new(),
             flows: [0; 3],
+            detector,
+            pending_tls: hashbrown::HashMap::new(),
+            sessions: Vec::new(),
         }
     }
 
@@ -108,10 +116,46 @@ impl Correlator {
                 count("inspected", t.inspected == Some(true));
                 count("certificate_hidden", t.inspected.is_none());
                 count("ech", t.ech);
+                if self.detector.s.enabled {
+                    self.pending_tls
+                        .insert(t.flow_id.clone(), (TlsFacts::new(t), t.limits.clone()));
+                }
+            }
+            if let Record::Flow(f) = &r
+                && self.detector.s.enabled
+            {
+                let tls = self.pending_tls.remove(&f.flow_id);
+                self.sessions.push(Session::new(f, tls));
             }
             *self.counts.entry(r.kind()).or_default() += 1;
             r.write_json(&mut self.block);
         }
+        if !self.pending_tls.is_empty() {
+            // Cannot happen (a TLS record always comes with its flow); keep it bounded anyway.
+            *self
+                .detector
+                .counters
+                .entry("tls_without_flow")
+                .or_default() += self.pending_tls.len() as u64;
+            self.pending_tls.clear();
+        }
+        if !self.sessions.is_empty() {
+            let found = self.detector.push(std::mem::take(&mut self.sessions));
+            self.write_detections(found);
+        }
+    }
+
+    fn write_detections(&mut self, found: Vec<crate::record::DetectionRecord>) {
+        for d in found {
+            *self.counts.entry("detection").or_default() += 1;
+            Record::Detection(Box::new(d)).write_json(&mut self.block);
+        }
+    }
+
+    /// End of input: evaluates every open detection window.
+    pub fn finish_detections(&mut self) {
+        let found = self.detector.finish();
+        self.write_detections(found);
     }
 
     /// The pending block, once it has reached [`BLOCK_BYTES`].
@@ -150,6 +194,12 @@ impl Correlator {
         *stats.records.entry("stats").or_default() += 1;
         stats.tls = self.tls.clone();
         stats.devices = self.devices.counters.clone();
+        stats.detections = self.detector.counters.clone();
+        if self.detector.apps.ja4_dropped > 0 {
+            stats
+                .detections
+                .insert("ja4_apps_over_cap", self.detector.apps.ja4_dropped);
+        }
     }
 
     pub fn has_pending(&self) -> bool {
@@ -166,7 +216,8 @@ mod tests {
     /// through its return value, and callers that ignored it lost records.
     #[test]
     fn no_record_is_lost_across_block_boundaries() {
-        let mut c = Correlator::new(Arc::default(), Devices::default());
+        let det = Detector::new(Arc::default(), Default::default(), None, false);
+        let mut c = Correlator::new(Arc::default(), Devices::default(), det);
         let mut written = Vec::new();
         let rec = || {
             Record::Stats(Box::new(StatsRecord {

@@ -591,6 +591,7 @@ impl FlowTable {
                 PROTO_UDP => "udp",
                 _ => "other",
             },
+            service: f.app.service(k.proto == PROTO_TCP, k.sport, k.dport),
             vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
             src_mac: f.mac[0].map(mac_string),
             dst_mac: f.mac[1].map(mac_string),

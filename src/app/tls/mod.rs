@@ -446,6 +446,11 @@ impl TlsState {
     }
 
     /// Time of the first TLS record header seen in either direction.
+    /// A TLS record (or SSLv2 hello) was seen: the flow speaks TLS.
+    pub fn recognised(&self) -> bool {
+        !self.client_hellos.is_empty() || self.first_record().is_some()
+    }
+
     pub fn first_record(&self) -> Option<Timestamp> {
         self.side.iter().filter_map(|s| s.first_ts).min()
     }

@@ -1,0 +1,716 @@
+//! Detections: AN1726 (apps that reject enterprise TLS inspection or pin)
+//! and AN1717 (opaque application-layer encrypted channels in the
+//! background).
+//!
+//! The correlator hands every finished connection — its `flow` record
+//! joined with its `tls` record, after the device was resolved — to the
+//! [`Detector`] as a [`Session`], in an order that does not depend on the
+//! number of workers. Sessions are gathered per pattern and key
+//! (device, JA4, destination …) into windows that open with the key's first
+//! session and close `window_s` later in packet time; a closed window is
+//! evaluated once and gives at most one `detection` record, which carries
+//! its evidence, score parts, context and limits. Open windows are
+//! evaluated at the end of the input. Every table has a cap and a counter.
+
+pub mod baseline;
+pub mod context;
+pub mod evidence;
+pub mod fet;
+pub mod names;
+pub mod patterns;
+pub mod rita;
+
+use crate::app::features::PayloadFeatures;
+use crate::app::tls::summary::Outcome;
+use crate::record::{DeviceObject, FlowRecord, TlsRecord};
+use crate::time::{NANOS_PER_SEC, Nanos, Timestamp};
+use hashbrown::{HashMap, HashSet};
+use names::{Cidr, DomainPattern};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Thresholds and lists (the `[detections]` and `[inspection]` config).
+#[derive(Clone, Debug)]
+pub struct DetectSettings {
+    pub enabled: bool,
+    pub window: Nanos,
+    pub rejection_min_handshakes: u32,
+    pub bypass_domains: Vec<DomainPattern>,
+    pub bypass_min_sessions: u32,
+    pub bypass_min_inspected_elsewhere: u32,
+    pub persistent_min_duration: Nanos,
+    pub beacon_min_connections: u32,
+    pub beacon_min_score: f64,
+    pub background_quiet: Nanos,
+    pub opaque_min_payload_bytes: u32,
+    pub opaque_min_entropy_ratio: f64,
+    pub os_channel_ports: Vec<u16>,
+    pub os_channel_cidrs: Vec<Cidr>,
+    pub os_channel_domains: Vec<DomainPattern>,
+    pub proxy_addresses: Vec<Cidr>,
+    pub proxy_ja3s: Vec<String>,
+    pub proxy_learn_destinations: u32,
+    pub min_score: u8,
+    pub max_keys: usize,
+    pub max_sessions_per_key: usize,
+    pub max_flow_ids: usize,
+}
+
+impl Default for DetectSettings {
+    fn default() -> Self {
+        let domains = |l: &[&str]| {
+            l.iter()
+                .map(|d| DomainPattern::parse(d).expect("valid"))
+                .collect()
+        };
+        DetectSettings {
+            enabled: true,
+            window: 3600 * NANOS_PER_SEC,
+            rejection_min_handshakes: 3,
+            bypass_domains: Vec::new(),
+            bypass_min_sessions: 3,
+            bypass_min_inspected_elsewhere: 3,
+            persistent_min_duration: 600 * NANOS_PER_SEC,
+            beacon_min_connections: 6,
+            beacon_min_score: 0.8,
+            background_quiet: 60 * NANOS_PER_SEC,
+            opaque_min_payload_bytes: 32,
+            opaque_min_entropy_ratio: 0.9,
+            os_channel_ports: vec![5223],
+            os_channel_cidrs: vec![Cidr::parse("17.0.0.0/8").expect("valid")],
+            os_channel_domains: domains(&["*.push.apple.com", "*.push-apple.com.akadns.net"]),
+            proxy_addresses: Vec::new(),
+            proxy_ja3s: Vec::new(),
+            proxy_learn_destinations: 5,
+            min_score: 0,
+            max_keys: 100_000,
+            max_sessions_per_key: 512,
+            max_flow_ids: 64,
+        }
+    }
+}
+
+/// The connection's 5-tuple and VLANs (also what `--evidence` looks for).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Tuple {
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    pub proto: &'static str,
+    pub vlan: Vec<u16>,
+}
+
+/// What the TLS record says, for the detections.
+#[derive(Clone, Debug)]
+pub struct TlsFacts {
+    pub sni: Option<String>,
+    /// Host of the HTTP CONNECT that opened the tunnel (explicit proxy).
+    pub connect_host: Option<String>,
+    pub ja4: Option<String>,
+    pub ja3s: Option<String>,
+    pub version: Option<String>,
+    pub outcome: Outcome,
+    /// Descriptions of the client's cleartext alerts.
+    pub client_alerts: Vec<u8>,
+    /// The client's alert was protected (TLS 1.3): its description is hidden.
+    pub client_alert_hidden: bool,
+    pub inspected: Option<bool>,
+    pub inspection_ca: Option<String>,
+    pub ech: bool,
+}
+
+/// One finished connection: its flow record joined with its TLS record.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub ts: Timestamp,
+    pub end_ts: Timestamp,
+    pub flow_id: String,
+    pub tuple: Tuple,
+    pub device: DeviceObject,
+    pub limits: Vec<&'static str>,
+    pub service: Option<&'static str>,
+    pub orig_payload: u64,
+    pub resp_payload: u64,
+    pub first_payload: [Option<PayloadFeatures>; 2],
+    pub tls: Option<TlsFacts>,
+}
+
+impl TlsFacts {
+    pub fn new(t: &TlsRecord) -> TlsFacts {
+        TlsFacts {
+            sni: t
+                .sni
+                .as_ref()
+                .map(|s| s.trim_end_matches('.').to_ascii_lowercase()),
+            connect_host: t.proxy_connect.as_ref().map(|c| {
+                let host = match c.rsplit_once(':') {
+                    Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+                    _ => c.as_str(),
+                };
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase()
+            }),
+            ja4: t.ja4.clone(),
+            ja3s: t.ja3s.clone(),
+            version: t.version.clone(),
+            outcome: t.outcome,
+            client_alerts: t
+                .alerts
+                .iter()
+                .filter(|a| a.from == "client")
+                .filter_map(|a| a.description)
+                .collect(),
+            client_alert_hidden: t
+                .alerts
+                .iter()
+                .any(|a| a.from == "client" && a.description.is_none()),
+            inspected: t.inspected,
+            inspection_ca: t.inspection_ca.clone(),
+            ech: t.ech,
+        }
+    }
+}
+
+impl Session {
+    /// `tls`: the facts of the flow's TLS record and that record's limits.
+    pub fn new(f: &FlowRecord, tls: Option<(TlsFacts, Vec<&'static str>)>) -> Session {
+        let mut limits = f.limits.clone();
+        let tls = tls.map(|(t, l)| {
+            for l in l {
+                if !limits.contains(&l) {
+                    limits.push(l);
+                }
+            }
+            t
+        });
+        Session {
+            ts: f.ts,
+            end_ts: f.end_ts,
+            flow_id: f.flow_id.clone(),
+            tuple: Tuple {
+                src_ip: f.src_ip,
+                src_port: f.src_port,
+                dst_ip: f.dst_ip,
+                dst_port: f.dst_port,
+                proto: f.proto,
+                vlan: f.vlan.clone(),
+            },
+            device: f.device.clone(),
+            limits,
+            service: f.service,
+            orig_payload: f.orig.payload_bytes,
+            resp_payload: f.resp.payload_bytes,
+            first_payload: [f.orig.first_payload, f.resp.first_payload],
+            tls,
+        }
+    }
+
+    /// The destination's name: the SNI, else the CONNECT host.
+    pub fn name(&self) -> Option<&str> {
+        let t = self.tls.as_ref()?;
+        t.sni.as_deref().or(t.connect_host.as_deref())
+    }
+
+    /// How detections name the device: its MAC, else its address.
+    pub fn device_key(&self) -> String {
+        match self.device.info.as_ref().and_then(|i| i.mac.clone()) {
+            Some(m) => m,
+            None => format!("ip:{}", self.device.ip.unwrap_or(self.tuple.src_ip)),
+        }
+    }
+
+    /// The destination's key: the name, else `ip:port`.
+    pub fn dest_key(&self) -> String {
+        match self.name() {
+            Some(n) => n.to_string(),
+            None => match self.tuple.dst_ip {
+                IpAddr::V6(a) => format!("[{a}]:{}", self.tuple.dst_port),
+                a => format!("{a}:{}", self.tuple.dst_port),
+            },
+        }
+    }
+
+    pub fn duration(&self) -> Nanos {
+        self.end_ts.since(self.ts)
+    }
+}
+
+/// The patterns, in the order their detections are named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Pattern {
+    RepeatedHandshakeRejection,
+    DestinationBypass,
+    OpaquePersistentSession,
+    BackgroundTransmission,
+    OpaqueEncryptedChannel,
+}
+
+impl Pattern {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::RepeatedHandshakeRejection => "repeated_handshake_rejection",
+            Pattern::DestinationBypass => "destination_bypass",
+            Pattern::OpaquePersistentSession => "opaque_persistent_session",
+            Pattern::BackgroundTransmission => "background_transmission",
+            Pattern::OpaqueEncryptedChannel => "opaque_encrypted_channel",
+        }
+    }
+
+    pub fn analytic(self) -> &'static str {
+        match self {
+            Pattern::BackgroundTransmission | Pattern::OpaqueEncryptedChannel => "AN1717",
+            _ => "AN1726",
+        }
+    }
+}
+
+/// Was the session inspected, and how is that known?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Inspection {
+    /// The chain holds (or was issued by) a configured inspection CA.
+    Ca,
+    /// Chain hidden; the server address is a configured proxy address.
+    ProxyAddress,
+    /// Chain hidden; the ServerHello fingerprint (JA3S) is the proxy's.
+    ProxyFingerprint,
+    /// The chain was seen and no inspection CA is in it.
+    NotInspected,
+    /// The chain was hidden (TLS 1.3) and nothing else tells.
+    Unknown,
+}
+
+impl Inspection {
+    pub fn name(self) -> &'static str {
+        match self {
+            Inspection::Ca => "inspection_ca",
+            Inspection::ProxyAddress => "proxy_address",
+            Inspection::ProxyFingerprint => "proxy_fingerprint",
+            Inspection::NotInspected => "not_inspected",
+            Inspection::Unknown => "unknown",
+        }
+    }
+
+    pub fn inspected(self) -> bool {
+        matches!(
+            self,
+            Inspection::Ca | Inspection::ProxyAddress | Inspection::ProxyFingerprint
+        )
+    }
+}
+
+/// One session inside a window.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub ts: Timestamp,
+    pub end_ts: Timestamp,
+    pub flow_id: String,
+    pub tuple: Tuple,
+    pub outcome: Option<Outcome>,
+    pub client_alerts: Vec<u8>,
+    pub client_alert_hidden: bool,
+    /// Inspection as known when the session ended (a proxy fingerprint
+    /// learned later is applied when the window is evaluated).
+    pub inspection: Option<Inspection>,
+    pub ja3s: Option<String>,
+    pub version: Option<String>,
+    pub orig_payload: u64,
+    pub resp_payload: u64,
+    pub first_payload: [Option<PayloadFeatures>; 2],
+}
+
+/// A key's open window.
+pub struct Window {
+    pub id: u64,
+    pub pattern: Pattern,
+    pub key: String,
+    pub start: Timestamp,
+    pub device: DeviceObject,
+    pub device_key: String,
+    pub dest_key: String,
+    pub name: Option<String>,
+    pub sni: Option<String>,
+    pub dst: (IpAddr, u16),
+    pub via_proxy: bool,
+    pub ja4: Option<String>,
+    pub entries: Vec<Entry>,
+    /// Sessions in the window (also those past the entry cap).
+    pub sessions: u64,
+    pub limits: Vec<&'static str>,
+}
+
+/// What `--evidence` must cut out of the input for one detection.
+#[derive(Clone, Debug)]
+pub struct EvidenceWant {
+    pub file: String,
+    pub flows: Vec<(Tuple, Timestamp, Timestamp)>,
+}
+
+/// Most recent connection starts remembered per device (for the inferred
+/// background state).
+const ACTIVITY_PER_DEVICE: usize = 256;
+/// Most destinations remembered per device or per (device, JA4).
+const DESTS_PER_DEVICE: usize = 256;
+
+pub struct Detector {
+    pub s: Arc<DetectSettings>,
+    pub apps: context::Apps,
+    pub baseline: Option<Arc<baseline::Baseline>>,
+    windows: HashMap<(Pattern, String), Window>,
+    deadlines: BTreeMap<(Timestamp, u64), (Pattern, String)>,
+    next_id: u64,
+    /// (device, JA4) → destinations it completed handshakes with.
+    established: HashMap<(String, String), HashSet<String>>,
+    /// device → destination → inspected sessions.
+    inspected: HashMap<String, HashMap<String, u32>>,
+    /// device → recent (connection start, destination hash).
+    activity: HashMap<String, VecDeque<(Timestamp, u64)>>,
+    /// JA3S → destinations whose chain showed an inspection CA with it.
+    ja3s_seen: HashMap<String, HashSet<String>>,
+    pub counters: BTreeMap<&'static str, u64>,
+    /// `--evidence`: detections' flows to cut out after the replay.
+    pub evidence: bool,
+    pub wants: Vec<EvidenceWant>,
+}
+
+fn hash_str(s: &str) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // Fixed keys: the same destination hashes the same in every run.
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+    h.write(s.as_bytes());
+    h.finish()
+}
+
+impl Detector {
+    pub fn new(
+        s: Arc<DetectSettings>,
+        apps: context::Apps,
+        baseline: Option<Arc<baseline::Baseline>>,
+        evidence: bool,
+    ) -> Self {
+        Detector {
+            s,
+            apps,
+            baseline,
+            windows: HashMap::new(),
+            deadlines: BTreeMap::new(),
+            next_id: 0,
+            established: HashMap::new(),
+            inspected: HashMap::new(),
+            activity: HashMap::new(),
+            ja3s_seen: HashMap::new(),
+            counters: BTreeMap::new(),
+            evidence,
+            wants: Vec::new(),
+        }
+    }
+
+    fn count(&mut self, k: &'static str) {
+        *self.counters.entry(k).or_default() += 1;
+    }
+
+    /// Inspection state of a TLS session as far as the session itself tells.
+    fn inspection_of(&self, s: &Session, t: &TlsFacts) -> Inspection {
+        match t.inspected {
+            Some(true) => Inspection::Ca,
+            Some(false) => Inspection::NotInspected,
+            None if self
+                .s
+                .proxy_addresses
+                .iter()
+                .any(|c| c.contains(s.tuple.dst_ip)) =>
+            {
+                Inspection::ProxyAddress
+            }
+            None if t.ja3s.as_ref().is_some_and(|j| self.proxy_ja3s(j)) => {
+                Inspection::ProxyFingerprint
+            }
+            None => Inspection::Unknown,
+        }
+    }
+
+    /// Is this JA3S the inspection proxy's (configured, or learned from
+    /// chains with an inspection CA across enough destinations)?
+    pub fn proxy_ja3s(&self, ja3s: &str) -> bool {
+        self.s.proxy_ja3s.iter().any(|j| j == ja3s)
+            || self
+                .ja3s_seen
+                .get(ja3s)
+                .is_some_and(|d| d.len() as u32 >= self.s.proxy_learn_destinations)
+    }
+
+    /// Is this an OS-level channel (Apple push by default)?
+    fn os_channel(&self, s: &Session) -> bool {
+        let t = &s.tuple;
+        self.s.os_channel_ports.contains(&t.dst_port)
+            || (t.dst_port == 443 && self.s.os_channel_cidrs.iter().any(|c| c.contains(t.dst_ip)))
+            || s.name()
+                .is_some_and(|n| names::any_matches(&self.s.os_channel_domains, n))
+    }
+
+    /// Takes one chunk's sessions (any order: they are sorted here) and
+    /// returns the detections of the windows they closed.
+    pub fn push(&mut self, mut sessions: Vec<Session>) -> Vec<crate::record::DetectionRecord> {
+        if !self.s.enabled {
+            return Vec::new();
+        }
+        sessions.sort_by(|a, b| (a.ts, &a.flow_id).cmp(&(b.ts, &b.flow_id)));
+        let mut out = Vec::new();
+        for s in sessions {
+            // Windows whose time has passed close before a later session is added.
+            self.close_until(s.ts, &mut out);
+            self.add(s);
+        }
+        out
+    }
+
+    /// Evaluates every open window (end of input), in a fixed order.
+    pub fn finish(&mut self) -> Vec<crate::record::DetectionRecord> {
+        let mut out = Vec::new();
+        self.close_until(Timestamp(u64::MAX), &mut out);
+        out
+    }
+
+    fn close_until(&mut self, now: Timestamp, out: &mut Vec<crate::record::DetectionRecord>) {
+        while let Some((&(deadline, _), _)) = self.deadlines.first_key_value() {
+            if deadline > now && now != Timestamp(u64::MAX) {
+                break;
+            }
+            let Some((_, key)) = self.deadlines.pop_first() else {
+                break;
+            };
+            if let Some(w) = self.windows.remove(&key)
+                && let Some(d) = patterns::evaluate(self, w)
+            {
+                out.push(d);
+            }
+        }
+    }
+
+    fn add(&mut self, s: Session) {
+        let dev = s.device_key();
+        let dest = s.dest_key();
+        let dest_hash = hash_str(&dest);
+        // Device activity, for the inferred background state.
+        let full = self.activity.len() >= self.s.max_keys;
+        match self.activity.get_mut(&dev) {
+            Some(a) => {
+                let forgot = a.len() == ACTIVITY_PER_DEVICE;
+                if forgot {
+                    a.pop_front();
+                }
+                a.push_back((s.ts, dest_hash));
+                if forgot {
+                    self.count("activity_forgotten");
+                }
+            }
+            None if !full => {
+                self.activity
+                    .insert(dev.clone(), VecDeque::from([(s.ts, dest_hash)]));
+            }
+            None => self.count("activity_devices_over_cap"),
+        }
+        if self.os_channel(&s) {
+            self.count("os_channel_sessions");
+            return;
+        }
+        let mut inspection = None;
+        if let Some(t) = &s.tls {
+            let i = self.inspection_of(&s, t);
+            inspection = Some(i);
+            let ja4 = t.ja4.clone().unwrap_or_default();
+            if t.outcome == Outcome::Established {
+                let e = self
+                    .established
+                    .entry((dev.clone(), ja4.clone()))
+                    .or_default();
+                if e.len() < DESTS_PER_DEVICE {
+                    e.insert(dest.clone());
+                }
+            }
+            if i.inspected() {
+                let m = self.inspected.entry(dev.clone()).or_default();
+                if let Some(c) = m.get_mut(&dest) {
+                    *c += 1;
+                } else if m.len() < DESTS_PER_DEVICE {
+                    m.insert(dest.clone(), 1);
+                }
+            }
+            if i == Inspection::Ca
+                && let (Some(j), Some(name)) = (&t.ja3s, s.name())
+            {
+                let set = self.ja3s_seen.entry(j.clone()).or_default();
+                if set.len() < DESTS_PER_DEVICE {
+                    set.insert(name.to_string());
+                }
+            }
+            if matches!(
+                t.outcome,
+                Outcome::ClientRejected | Outcome::ClientEncryptedAlert | Outcome::ClientAborted
+            ) {
+                self.enter(
+                    Pattern::RepeatedHandshakeRejection,
+                    format!("{dev} {ja4} {dest}"),
+                    &s,
+                    inspection,
+                );
+            }
+            if t.outcome == Outcome::Established && s.name().is_some() {
+                self.enter(
+                    Pattern::DestinationBypass,
+                    format!("{dev} {dest}"),
+                    &s,
+                    inspection,
+                );
+            }
+            if t.outcome == Outcome::Established
+                && s.duration() >= self.s.persistent_min_duration
+                && !i.inspected()
+            {
+                self.enter(
+                    Pattern::OpaquePersistentSession,
+                    format!("{dev} {ja4} {dest}"),
+                    &s,
+                    inspection,
+                );
+            }
+        }
+        let infrastructure = matches!(s.service, Some("dns" | "dhcp" | "dhcpv6" | "ntp"))
+            || match s.tuple.dst_ip {
+                IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+                IpAddr::V6(a) => a.is_multicast(),
+            };
+        if !infrastructure {
+            self.enter(
+                Pattern::BackgroundTransmission,
+                format!("{dev} {dest}"),
+                &s,
+                inspection,
+            );
+        }
+        if s.service.is_none()
+            && let Some(f) = &s.first_payload[0]
+        {
+            match fet::exemption(
+                f,
+                s.service,
+                self.s.opaque_min_payload_bytes,
+                self.s.opaque_min_entropy_ratio,
+            ) {
+                None => {
+                    let key = format!("{dev} {}", s.dest_key());
+                    self.enter(Pattern::OpaqueEncryptedChannel, key, &s, inspection);
+                }
+                Some(rule) => {
+                    let k = match rule {
+                        "popcount" => "opaque_exempt_popcount",
+                        "printable_prefix" => "opaque_exempt_printable_prefix",
+                        "printable_share" => "opaque_exempt_printable_share",
+                        "printable_run" => "opaque_exempt_printable_run",
+                        "too_short" => "opaque_exempt_too_short",
+                        "entropy" => "opaque_exempt_entropy",
+                        _ => "opaque_exempt_known_protocol",
+                    };
+                    self.count(k);
+                }
+            }
+        }
+    }
+
+    /// Adds the session to its window, opening one if needed.
+    fn enter(&mut self, p: Pattern, key: String, s: &Session, inspection: Option<Inspection>) {
+        let k = (p, key);
+        if !self.windows.contains_key(&k) {
+            if self.windows.len() >= self.s.max_keys {
+                self.count("keys_over_cap");
+                return;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            let start = s.ts;
+            self.deadlines.insert(
+                (Timestamp(start.0.saturating_add(self.s.window)), id),
+                k.clone(),
+            );
+            let t = s.tls.as_ref();
+            self.windows.insert(
+                k.clone(),
+                Window {
+                    id,
+                    pattern: p,
+                    key: k.1.clone(),
+                    start,
+                    device: s.device.clone(),
+                    device_key: s.device_key(),
+                    dest_key: s.dest_key(),
+                    name: s.name().map(str::to_string),
+                    sni: t.and_then(|t| t.sni.clone()),
+                    dst: (s.tuple.dst_ip, s.tuple.dst_port),
+                    via_proxy: t.is_some_and(|t| t.connect_host.is_some()),
+                    ja4: t.and_then(|t| t.ja4.clone()),
+                    entries: Vec::new(),
+                    sessions: 0,
+                    limits: Vec::new(),
+                },
+            );
+        }
+        let cap = self.s.max_sessions_per_key;
+        let Some(w) = self.windows.get_mut(&k) else {
+            return;
+        };
+        w.sessions += 1;
+        for l in &s.limits {
+            if !w.limits.contains(l) {
+                w.limits.push(l);
+            }
+        }
+        if w.entries.len() >= cap {
+            *self.counters.entry("sessions_over_key_cap").or_default() += 1;
+            return;
+        }
+        let t = s.tls.as_ref();
+        w.entries.push(Entry {
+            ts: s.ts,
+            end_ts: s.end_ts,
+            flow_id: s.flow_id.clone(),
+            tuple: s.tuple.clone(),
+            outcome: t.map(|t| t.outcome),
+            client_alerts: t.map(|t| t.client_alerts.clone()).unwrap_or_default(),
+            client_alert_hidden: t.is_some_and(|t| t.client_alert_hidden),
+            inspection,
+            ja3s: t.and_then(|t| t.ja3s.clone()),
+            version: t.and_then(|t| t.version.clone()),
+            orig_payload: s.orig_payload,
+            resp_payload: s.resp_payload,
+            first_payload: s.first_payload,
+        });
+    }
+
+    /// Destinations other than `dest` the device + JA4 completed handshakes with.
+    pub fn completed_elsewhere(&self, dev: &str, ja4: &str, dest: &str) -> usize {
+        self.established
+            .get(&(dev.to_string(), ja4.to_string()))
+            .map_or(0, |d| d.iter().filter(|x| *x != dest).count())
+    }
+
+    /// Inspected sessions of the device to destinations other than `dest`.
+    pub fn inspected_elsewhere(&self, dev: &str, dest: &str) -> u32 {
+        self.inspected.get(dev).map_or(0, |m| {
+            m.iter().filter(|(d, _)| *d != dest).map(|(_, c)| *c).sum()
+        })
+    }
+
+    /// Did the device start a connection to another destination within
+    /// `background_quiet` before `ts`?
+    pub fn busy_before(&self, dev: &str, dest: &str, ts: Timestamp) -> bool {
+        let h = hash_str(dest);
+        let from = Timestamp(ts.0.saturating_sub(self.s.background_quiet));
+        self.activity
+            .get(dev)
+            .is_some_and(|a| a.iter().any(|(t, d)| *d != h && *t >= from && *t < ts))
+    }
+}

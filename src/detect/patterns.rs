@@ -1,0 +1,516 @@
+//! Evaluation of a closed window: does it make a detection, with which
+//! evidence, score parts, context and limits? The README's "Detections"
+//! section states every rule and every score part written here.
+
+use super::context::{Apps, Background};
+use super::{Detector, Entry, Inspection, Pattern, Window, names, rita};
+use crate::app::tls::summary::Outcome;
+use crate::correlate::inputs::app_events::AppLifecycle;
+use crate::record::{AppRef, Destination, DetectionContext, DetectionRecord, ScorePart};
+use crate::time::{NANOS_PER_SEC, Timestamp, nanos_to_secs_f64};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// TLS alert descriptions about the peer's certificate (RFC 8446 §6.2):
+/// bad_certificate, unsupported_certificate, certificate_revoked,
+/// certificate_expired, certificate_unknown, unknown_ca.
+const CERTIFICATE_ALERTS: [u8; 6] = [42, 43, 44, 45, 46, 48];
+
+/// Limits that are inferences or missing inputs: each one lowers the
+/// confidence a step.
+const SOFT_LIMITS: [&str; 10] = [
+    "tls13_certificate_hidden",
+    "inspection_inferred",
+    "inspection_not_confirmed",
+    "background_state_inferred",
+    "no_mdm_record",
+    "device_unknown",
+    "private_mac_unmapped",
+    "no_app_identity",
+    "sni_hidden_by_ech",
+    "alert_description_hidden",
+];
+
+struct Parts(Vec<ScorePart>);
+
+impl Parts {
+    fn add(&mut self, part: &'static str, points: i32) {
+        self.0.push(ScorePart { part, points });
+    }
+    fn total(&self) -> u8 {
+        self.0.iter().map(|p| p.points).sum::<i32>().clamp(0, 100) as u8
+    }
+}
+
+fn secs(t: Timestamp) -> f64 {
+    nanos_to_secs_f64(t.0)
+}
+
+fn ts_json(t: Timestamp) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// The entry's inspection state, with proxy fingerprints learned since.
+fn inspection(d: &Detector, e: &Entry) -> Option<Inspection> {
+    match e.inspection {
+        Some(Inspection::Unknown) if e.ja3s.as_ref().is_some_and(|j| d.proxy_ja3s(j)) => {
+            Some(Inspection::ProxyFingerprint)
+        }
+        i => i,
+    }
+}
+
+fn inspection_counts(d: &Detector, entries: &[Entry]) -> BTreeMap<&'static str, u64> {
+    let mut m = BTreeMap::new();
+    for e in entries {
+        if let Some(i) = inspection(d, e) {
+            *m.entry(i.name()).or_default() += 1;
+        }
+    }
+    m
+}
+
+fn add_limit(limits: &mut Vec<&'static str>, l: &'static str) {
+    if !limits.contains(&l) {
+        limits.push(l);
+    }
+}
+
+/// Evaluates a closed window; `None` when it does not make a detection.
+pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
+    if w.entries.is_empty() {
+        return None;
+    }
+    let mut limits = w.limits.clone();
+    let mut parts = Parts(Vec::new());
+    let mdm = w
+        .device
+        .info
+        .as_ref()
+        .and_then(|i| i.mdm.as_ref())
+        .map(|(m, _)| m.clone());
+    let supervised = mdm.as_ref().and_then(|m| m.supervised);
+    let managed = mdm.as_ref().and_then(|m| m.managed);
+    let name = w.name.clone();
+    let candidate = d
+        .apps
+        .candidate(&w.device, name.as_deref(), w.ja4.as_deref(), w.start)
+        .map(|c| (c.app.clone(), c.derived_from));
+    if candidate.is_none() {
+        add_limit(&mut limits, "no_app_identity");
+    }
+    let pinned_by_design = match (&candidate, &name) {
+        (Some((app, _)), Some(n)) => Some(Apps::pins(app, n)),
+        _ => None,
+    };
+    let bypass_documented = name
+        .as_deref()
+        .is_some_and(|n| names::any_matches(&d.s.bypass_domains, n));
+    let reading = if pinned_by_design == Some(true) {
+        "pinning_by_design"
+    } else if bypass_documented {
+        "risk_accepted"
+    } else {
+        "unexplained"
+    };
+    let baseline = d
+        .baseline
+        .as_ref()
+        .and_then(|b| b.get(w.ja4.as_deref().unwrap_or(""), &w.dest_key).cloned());
+    let entries = &w.entries;
+    let first = entries.iter().map(|e| e.ts).min().unwrap_or(w.start);
+    let last = entries.iter().map(|e| e.end_ts).max().unwrap_or(w.start);
+    let mut background: Option<&'static str> = None;
+
+    let evidence = match w.pattern {
+        Pattern::RepeatedHandshakeRejection => {
+            let n = w.sessions as u32;
+            if n < d.s.rejection_min_handshakes {
+                return None;
+            }
+            let extra = (n - d.s.rejection_min_handshakes) as i32;
+            parts.add("rejections", (30 + 5 * extra).min(45));
+            let insp = inspection_counts(d, entries);
+            let count = |k: Inspection| insp.get(k.name()).copied().unwrap_or(0);
+            if count(Inspection::Ca) > 0 {
+                parts.add("inspected_by_ca", 20);
+            } else if count(Inspection::ProxyAddress) + count(Inspection::ProxyFingerprint) > 0 {
+                parts.add("inspected_by_proxy", 15);
+                add_limit(&mut limits, "inspection_inferred");
+            } else if count(Inspection::NotInspected) > 0 {
+                parts.add("not_under_inspection", -20);
+            } else {
+                add_limit(&mut limits, "inspection_not_confirmed");
+            }
+            let elsewhere =
+                d.completed_elsewhere(&w.device_key, w.ja4.as_deref().unwrap_or(""), &w.dest_key);
+            parts.add("completes_elsewhere", if elsewhere > 0 { 15 } else { -5 });
+            let mut outcomes: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut alerts: Vec<u8> = Vec::new();
+            let mut hidden = false;
+            for e in entries {
+                if let Some(o) = e.outcome {
+                    *outcomes.entry(o.name()).or_default() += 1;
+                }
+                for a in &e.client_alerts {
+                    if !alerts.contains(a) {
+                        alerts.push(*a);
+                    }
+                }
+                hidden |= e.client_alert_hidden;
+            }
+            alerts.sort_unstable();
+            if alerts.iter().any(|a| CERTIFICATE_ALERTS.contains(a)) {
+                parts.add("certificate_alerts", 10);
+            } else if hidden {
+                add_limit(&mut limits, "alert_description_hidden");
+                if outcomes.contains_key(Outcome::ClientEncryptedAlert.name()) {
+                    parts.add("alert_sized_record", 5);
+                }
+            }
+            let times: Vec<f64> = entries.iter().map(|e| secs(e.ts)).collect();
+            let sizes = vec![0u64; times.len()];
+            let reg = rita::score(&times, &sizes);
+            if let Some(r) = &reg
+                && r.interval_median_s > 0.0
+                && r.interval_madm_s <= 0.25 * r.interval_median_s
+            {
+                parts.add("regular_retries", 5);
+            }
+            if let Some(b) = &baseline
+                && b.rejection_share() >= 0.5
+            {
+                parts.add("usual_for_baseline", -10);
+            }
+            json!({
+                "handshakes": w.sessions,
+                "outcomes": outcomes,
+                "client_alerts": alerts,
+                "inspection": insp,
+                "completed_elsewhere": elsewhere,
+                "interval_median_s": reg.as_ref().map(|r| r.interval_median_s),
+                "interval_madm_s": reg.as_ref().map(|r| r.interval_madm_s),
+                "first": ts_json(first),
+                "last": ts_json(last),
+            })
+        }
+        Pattern::DestinationBypass => {
+            let insp = inspection_counts(d, entries);
+            let not = insp
+                .get(Inspection::NotInspected.name())
+                .copied()
+                .unwrap_or(0);
+            let inspected: u64 = entries
+                .iter()
+                .filter(|e| inspection(d, e).is_some_and(Inspection::inspected))
+                .count() as u64;
+            let elsewhere = d.inspected_elsewhere(&w.device_key, &w.dest_key);
+            if not < d.s.bypass_min_sessions as u64
+                || inspected > 0
+                || elsewhere < d.s.bypass_min_inspected_elsewhere
+            {
+                return None;
+            }
+            if bypass_documented {
+                parts.add("documented_bypass", 10);
+            } else {
+                parts.add("consistently_uninspected", 40);
+                parts.add("inspected_elsewhere", 20);
+                parts.add(
+                    "sessions",
+                    (5 * (not as i32 - d.s.bypass_min_sessions as i32)).min(10),
+                );
+            }
+            json!({
+                "sessions": w.sessions,
+                "inspection": insp,
+                "inspected_elsewhere": elsewhere,
+                "documented": bypass_documented,
+                "first": ts_json(first),
+                "last": ts_json(last),
+            })
+        }
+        Pattern::OpaquePersistentSession => {
+            if managed == Some(false) {
+                *d.counters.entry("persistent_unmanaged_device").or_default() += 1;
+                return None;
+            }
+            let longest = entries
+                .iter()
+                .map(|e| e.end_ts.since(e.ts))
+                .max()
+                .unwrap_or(0);
+            let unexplained: Vec<&Entry> = entries
+                .iter()
+                .filter(|e| {
+                    baseline
+                        .as_ref()
+                        .is_none_or(|b| !b.explains_duration(e.end_ts.since(e.ts)))
+                })
+                .collect();
+            if unexplained.is_empty() {
+                *d.counters
+                    .entry("persistent_explained_by_baseline")
+                    .or_default() += 1;
+                return None;
+            }
+            let min = d.s.persistent_min_duration.max(1);
+            parts.add(
+                "long_lived",
+                30 + (5 * (longest / min).saturating_sub(1) as i32).min(20),
+            );
+            let insp = inspection_counts(d, entries);
+            if insp.contains_key(Inspection::NotInspected.name()) {
+                parts.add("uninspected", 15);
+            } else {
+                parts.add("inspection_unknown", 5);
+                add_limit(&mut limits, "inspection_not_confirmed");
+            }
+            match (&d.baseline, &baseline) {
+                (None, _) => add_limit(&mut limits, "no_baseline"),
+                (Some(_), None) => parts.add("not_in_baseline", 15),
+                (Some(_), Some(_)) => parts.add("longer_than_baseline", 10),
+            }
+            let bytes: u64 = entries
+                .iter()
+                .map(|e| e.orig_payload + e.resp_payload)
+                .sum();
+            json!({
+                "sessions": w.sessions,
+                "longest_s": nanos_to_secs_f64(longest),
+                "min_duration_s": d.s.persistent_min_duration / NANOS_PER_SEC,
+                "payload_bytes": bytes,
+                "inspection": insp,
+                "first": ts_json(first),
+                "last": ts_json(last),
+            })
+        }
+        Pattern::BackgroundTransmission => {
+            let app = candidate.as_ref().map(|(a, _)| a.bundle_id.clone());
+            let mut states = Vec::with_capacity(entries.len());
+            for e in entries {
+                let observed = app
+                    .as_deref()
+                    .and_then(|b| d.apps.state_at(&w.device, b, e.ts));
+                states.push(match observed {
+                    Some(AppLifecycle::Foreground) => Background::Foreground,
+                    Some(_) => Background::Observed,
+                    None if d.busy_before(&w.device_key, &w.dest_key, e.ts) => {
+                        Background::NotInferred
+                    }
+                    None => Background::Inferred,
+                });
+            }
+            let mut bg: Vec<&Entry> = entries
+                .iter()
+                .zip(&states)
+                .filter(|(_, s)| matches!(s, Background::Observed | Background::Inferred))
+                .map(|(e, _)| e)
+                .collect();
+            bg.sort_by(|a, b| (a.ts, &a.flow_id).cmp(&(b.ts, &b.flow_id)));
+            let observed = states.contains(&Background::Observed);
+            let times: Vec<f64> = bg.iter().map(|e| secs(e.ts)).collect();
+            let sizes: Vec<u64> = bg.iter().map(|e| e.orig_payload).collect();
+            let reg = rita::score(&times, &sizes);
+            let longest_bg = bg.iter().map(|e| e.end_ts.since(e.ts)).max().unwrap_or(0);
+            let periodic = bg.len() as u32 >= d.s.beacon_min_connections
+                && reg
+                    .as_ref()
+                    .is_some_and(|r| r.score >= d.s.beacon_min_score);
+            let sustained = longest_bg >= d.s.persistent_min_duration;
+            if !periodic && !sustained {
+                return None;
+            }
+            let regularity = reg.as_ref().map_or(0.0, |r| r.score);
+            if periodic {
+                parts.add("regularity", (40.0 * regularity).round() as i32);
+            } else {
+                parts.add("sustained", 25);
+            }
+            if observed {
+                background = Some("observed");
+                parts.add("background_observed", 25);
+            } else {
+                background = Some("inferred");
+                parts.add("background_inferred", 10);
+                add_limit(&mut limits, "background_state_inferred");
+            }
+            if periodic {
+                parts.add(
+                    "connections",
+                    (5 * ((bg.len() as u32 - d.s.beacon_min_connections) / 6) as i32).min(10),
+                );
+            }
+            const EXPLAINING: [&str; 6] = [
+                "fetch",
+                "remote-notification",
+                "voip",
+                "location",
+                "audio",
+                "processing",
+            ];
+            if let Some((a, _)) = &candidate {
+                if a.background_modes
+                    .iter()
+                    .any(|m| EXPLAINING.contains(&m.as_str()))
+                {
+                    parts.add("declared_background_modes", -5);
+                } else {
+                    parts.add("no_background_mode", 10);
+                }
+            }
+            json!({
+                "connections": w.sessions,
+                "background_connections": bg.len(),
+                "mode": if periodic { "periodic" } else { "sustained" },
+                "longest_background_s": nanos_to_secs_f64(longest_bg),
+                "regularity": reg,
+                "intervals_s": times.windows(2).map(|t| ((t[1] - t[0]) * 1000.0).round() / 1000.0).collect::<Vec<f64>>(),
+                "sizes": sizes,
+                "first": ts_json(first),
+                "last": ts_json(last),
+            })
+        }
+        Pattern::OpaqueEncryptedChannel => {
+            parts.add("fully_encrypted_first_payload", 40);
+            let both = entries.iter().any(|e| {
+                e.first_payload[1].as_ref().is_some_and(|f| {
+                    super::fet::exemption(
+                        f,
+                        None,
+                        d.s.opaque_min_payload_bytes,
+                        d.s.opaque_min_entropy_ratio,
+                    )
+                    .is_none()
+                })
+            });
+            if both {
+                parts.add("both_directions", 10);
+            }
+            let bytes: u64 = entries
+                .iter()
+                .map(|e| e.orig_payload + e.resp_payload)
+                .sum();
+            if bytes >= 64 << 10 {
+                parts.add("volume", 10);
+            }
+            parts.add("repeated", (5 * (w.sessions as i32 - 1)).min(10));
+            let f = entries[0].first_payload[0];
+            json!({
+                "flows": w.sessions,
+                "payload_bytes": bytes,
+                "client_first_payload": f,
+                "server_first_payload": entries[0].first_payload[1],
+                "both_directions": both,
+                "first": ts_json(first),
+                "last": ts_json(last),
+            })
+        }
+    };
+
+    // Context parts, the same for every pattern.
+    match (supervised, managed) {
+        (Some(true), Some(true)) => parts.add("supervised_managed_device", 5),
+        (_, Some(false)) => parts.add("unmanaged_device", -15),
+        _ => {}
+    }
+    if w.pattern != Pattern::DestinationBypass {
+        match reading {
+            "pinning_by_design" => parts.add("pinning_by_design", -10),
+            "risk_accepted" => parts.add("documented_bypass", -20),
+            _ => parts.add("unexplained", 5),
+        }
+    }
+    let score = parts.total();
+    if score < d.s.min_score {
+        *d.counters.entry("below_min_score").or_default() += 1;
+        return None;
+    }
+    limits.sort_unstable();
+    let soft = limits.iter().filter(|l| SOFT_LIMITS.contains(l)).count();
+    let confidence = match soft {
+        0 => "high",
+        1 => "medium",
+        _ => "low",
+    };
+    let id = detection_id(w.pattern, &w.key, w.start);
+    let flow_ids: Vec<String> = entries
+        .iter()
+        .take(d.s.max_flow_ids)
+        .map(|e| e.flow_id.clone())
+        .collect();
+    let evidence_file = d
+        .evidence
+        .then(|| format!("{}-{id}.pcap", w.pattern.name()));
+    if let Some(f) = &evidence_file {
+        d.wants.push(super::EvidenceWant {
+            file: f.clone(),
+            flows: entries
+                .iter()
+                .take(d.s.max_flow_ids)
+                .map(|e| (e.tuple.clone(), e.ts, e.end_ts))
+                .collect(),
+        });
+    }
+    *d.counters.entry(w.pattern.name()).or_default() += 1;
+    Some(DetectionRecord {
+        kind: "detection",
+        ts: first,
+        end_ts: last,
+        detection_id: id,
+        analytic: w.pattern.analytic(),
+        pattern: w.pattern.name(),
+        score,
+        score_parts: parts.0,
+        confidence,
+        device: w.device,
+        app: candidate.as_ref().map(|(a, how)| AppRef {
+            bundle_id: a.bundle_id.clone(),
+            name: a.name.clone(),
+            derived_from: how,
+        }),
+        destination: Destination {
+            name,
+            sni: w.sni,
+            ip: w.dst.0,
+            port: w.dst.1,
+            via_proxy: w.via_proxy,
+        },
+        ja4: w.ja4,
+        window_start: w.start,
+        window_s: d.s.window / NANOS_PER_SEC,
+        evidence,
+        context: DetectionContext {
+            supervised,
+            managed,
+            background,
+            background_modes: candidate
+                .as_ref()
+                .map(|(a, _)| a.background_modes.clone())
+                .unwrap_or_default(),
+            entitlements: candidate
+                .as_ref()
+                .map(|(a, _)| a.entitlements.clone())
+                .unwrap_or_default(),
+            pinned_by_design,
+            bypass_documented,
+            reading,
+            baseline: baseline.as_ref().map(|b| b.to_json()),
+        },
+        limits,
+        flow_ids,
+        flow_ids_total: w.sessions,
+        evidence_file,
+    })
+}
+
+/// 16 hex digits, the same for the same pattern, key and window start.
+fn detection_id(p: Pattern, key: &str, start: Timestamp) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(p.name().as_bytes());
+    h.update([0]);
+    h.update(key.as_bytes());
+    h.update(start.0.to_be_bytes());
+    crate::record::hex(&h.finalize()[..8])
+}
