@@ -674,4 +674,59 @@ mod tests {
             .unwrap_err();
         assert!(e.0.contains("pipeline.workers = 1000"), "{}", e.0);
     }
+
+    #[test]
+    fn detection_lists_are_checked_with_key_index_and_line() {
+        let text =
+            "[detections]\nwindow_s = 600\nbypass_domains = [\"bank.example\",\n  \"bad name\"]\n";
+        let e = RawConfig::parse(text, "e.toml")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.0.starts_with("e.toml:4: detections.bypass_domains[1]:"),
+            "{}",
+            e.0
+        );
+        let e = RawConfig::parse(
+            "[inspection]\nproxy_addresses = [\"10.0.0.0/40\"]\n",
+            "f.toml",
+        )
+        .unwrap()
+        .validate()
+        .unwrap_err();
+        assert!(
+            e.0.starts_with("f.toml:2: inspection.proxy_addresses[0]:"),
+            "{}",
+            e.0
+        );
+        let e = RawConfig::parse("[detections]\nbeacon_min_score = 1.5\n", "g.toml")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(e.0.contains("detections.beacon_min_score = 1.5"), "{}", e.0);
+        let e = RawConfig::parse("[detections]\nwindow = 5\n", "h.toml").unwrap_err();
+        assert!(
+            e.0.starts_with("h.toml:2:") && e.0.contains("window"),
+            "{}",
+            e.0
+        );
+        let c = RawConfig::parse(
+            "[inspection]\nproxy_addresses = [\"10.77.0.1\"]\n[detections]\nwindow_s = 600\nbypass_domains = [\"*.apple.com\"]\n",
+            "ok.toml",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(c.detect.window, 600 * NANOS_PER_SEC);
+        assert!(c.detect.proxy_addresses[0].contains("10.77.0.1".parse().unwrap()));
+        assert!(crate::detect::names::any_matches(
+            &c.detect.bypass_domains,
+            "x.apple.com"
+        ));
+        // Defaults: Apple push is an OS channel.
+        let d = Config::default();
+        assert_eq!(d.detect.os_channel_ports, vec![5223]);
+        assert!(d.detect.os_channel_cidrs[0].contains("17.57.144.10".parse().unwrap()));
+    }
 }

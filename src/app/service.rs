@@ -78,6 +78,13 @@ pub fn identify(
             return Some("quic");
         }
     }
+    // A QUIC connection picked up after its handshake shows only short
+    // headers: the fixed bit (0x40) set, the rest protected. On UDP 443
+    // that is QUIC, as far as anyone can tell from outside.
+    let short = |b: &[u8]| b.first().is_none_or(|x| x & 0xc0 == 0x40);
+    if port(443) && !orig.is_empty() && short(orig) && short(resp) {
+        return Some("quic");
+    }
     None
 }
 
@@ -127,5 +134,10 @@ mod tests {
         // A QUIC-looking first byte with an unknown version is not QUIC.
         let q = [0xc3, 0x12, 0x34, 0x56, 0x78];
         assert_eq!(identify(false, 5, 443, &q, b"", false), None);
+        // Short headers on UDP 443 are QUIC; elsewhere, or without the fixed bit, not.
+        let s = [0x55, 0xe1, 0x11, 0x1d];
+        assert_eq!(identify(false, 5, 443, &s, &[0x40, 1], false), Some("quic"));
+        assert_eq!(identify(false, 5, 4443, &s, &[0x40, 1], false), None);
+        assert_eq!(identify(false, 5, 443, &[0x15, 1], b"", false), None);
     }
 }
