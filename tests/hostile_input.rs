@@ -7,11 +7,16 @@
 mod common;
 use blindspot::capture::pcap_file::CaptureReader;
 use blindspot::capture::{Chunk, FrameRef};
+use blindspot::correlate::Correlator;
+use blindspot::correlate::devices::Devices;
 use blindspot::decode::{self, Decoder};
+use blindspot::detect::context::Apps;
+use blindspot::detect::{DetectSettings, Detector};
 use blindspot::flow::FlowSettings;
 use blindspot::flow::table::FlowTable;
 use blindspot::time::Timestamp;
 use common::*;
+use std::sync::Arc;
 
 struct SplitMix(u64);
 impl SplitMix {
@@ -101,6 +106,29 @@ fn mutated_real_frames_never_panic_and_the_table_stays_capped() {
     table.drain(Timestamp(u64::MAX / 2), &mut out);
     assert!(packets > 10_000, "only {packets} mutated packets decoded");
     assert!(!out.is_empty());
+
+    // The records of hostile packets through the correlator and the
+    // detections, with tiny caps: no panic, the tables stay capped.
+    let settings = DetectSettings {
+        max_keys: 8,
+        max_sessions_per_key: 4,
+        rejection_min_handshakes: 1,
+        beacon_min_connections: 3,
+        bypass_min_sessions: 1,
+        bypass_min_inspected_elsewhere: 1,
+        persistent_min_duration: 1,
+        ..DetectSettings::default()
+    };
+    let det = Detector::new(Arc::new(settings), Apps::default(), None, true);
+    let mut corr = Correlator::new(Arc::default(), Devices::default(), det);
+    for chunk in out.chunks(97) {
+        corr.push(chunk.to_vec());
+        assert!(corr.detector.open_windows() <= 8);
+        let _ = corr.take();
+    }
+    corr.finish_detections();
+    assert_eq!(corr.detector.open_windows(), 0);
+    assert!(corr.detector.counters["keys_over_cap"] > 0);
 }
 
 #[test]

@@ -690,6 +690,11 @@ impl Detector {
         });
     }
 
+    /// Windows open now.
+    pub fn open_windows(&self) -> usize {
+        self.windows.len()
+    }
+
     /// Destinations other than `dest` the device + JA4 completed handshakes with.
     pub fn completed_elsewhere(&self, dev: &str, ja4: &str, dest: &str) -> usize {
         self.established

@@ -42,6 +42,13 @@ impl Parts {
     }
 }
 
+/// `points` for each whole `per` in `n`, at most `max` (no overflow on
+/// any count).
+fn steps(n: u64, per: u64, points: i32, max: i32) -> i32 {
+    let k = (n / per.max(1)).min(max as u64 / points.max(1) as u64 + 1) as i32;
+    (k * points).min(max)
+}
+
 fn secs(t: Timestamp) -> f64 {
     nanos_to_secs_f64(t.0)
 }
@@ -124,12 +131,11 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
 
     let evidence = match w.pattern {
         Pattern::RepeatedHandshakeRejection => {
-            let n = w.sessions as u32;
-            if n < d.s.rejection_min_handshakes {
+            let min = u64::from(d.s.rejection_min_handshakes);
+            if w.sessions < min {
                 return None;
             }
-            let extra = (n - d.s.rejection_min_handshakes) as i32;
-            parts.add("rejections", (30 + 5 * extra).min(45));
+            parts.add("rejections", 30 + steps(w.sessions - min, 1, 5, 15));
             let insp = inspection_counts(d, entries);
             let count = |k: Inspection| insp.get(k.name()).copied().unwrap_or(0);
             if count(Inspection::Ca) > 0 {
@@ -218,7 +224,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
                 parts.add("inspected_elsewhere", 20);
                 parts.add(
                     "sessions",
-                    (5 * (not as i32 - d.s.bypass_min_sessions as i32)).min(10),
+                    steps(not - u64::from(d.s.bypass_min_sessions), 1, 5, 10),
                 );
             }
             json!({
@@ -257,7 +263,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
             let min = d.s.persistent_min_duration.max(1);
             parts.add(
                 "long_lived",
-                30 + (5 * (longest / min).saturating_sub(1) as i32).min(20),
+                30 + steps((longest / min).saturating_sub(1), 1, 5, 20),
             );
             let insp = inspection_counts(d, entries);
             if insp.contains_key(Inspection::NotInspected.name()) {
@@ -313,7 +319,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
             let sizes: Vec<u64> = bg.iter().map(|e| e.orig_payload).collect();
             let reg = rita::score(&times, &sizes);
             let longest_bg = bg.iter().map(|e| e.end_ts.since(e.ts)).max().unwrap_or(0);
-            let periodic = bg.len() as u32 >= d.s.beacon_min_connections
+            let periodic = bg.len() as u64 >= u64::from(d.s.beacon_min_connections)
                 && reg
                     .as_ref()
                     .is_some_and(|r| r.score >= d.s.beacon_min_score);
@@ -336,10 +342,8 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
                 add_limit(&mut limits, "background_state_inferred");
             }
             if periodic {
-                parts.add(
-                    "connections",
-                    (5 * ((bg.len() as u32 - d.s.beacon_min_connections) / 6) as i32).min(10),
-                );
+                let past = bg.len() as u64 - u64::from(d.s.beacon_min_connections);
+                parts.add("connections", steps(past, 6, 5, 10));
             }
             const EXPLAINING: [&str; 6] = [
                 "fetch",
@@ -394,7 +398,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
             if bytes >= 64 << 10 {
                 parts.add("volume", 10);
             }
-            parts.add("repeated", (5 * (w.sessions as i32 - 1)).min(10));
+            parts.add("repeated", steps(w.sessions - 1, 1, 5, 10));
             let f = entries[0].first_payload[0];
             json!({
                 "flows": w.sessions,
@@ -513,4 +517,18 @@ fn detection_id(p: Pattern, key: &str, start: Timestamp) -> String {
     h.update(key.as_bytes());
     h.update(start.0.to_be_bytes());
     crate::record::hex(&h.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::steps;
+
+    #[test]
+    fn steps_are_capped_without_overflow() {
+        assert_eq!(steps(0, 1, 5, 15), 0);
+        assert_eq!(steps(2, 1, 5, 15), 10);
+        assert_eq!(steps(9, 1, 5, 15), 15);
+        assert_eq!(steps(11, 6, 5, 10), 5);
+        assert_eq!(steps(u64::MAX, 1, 5, 20), 20);
+    }
 }
