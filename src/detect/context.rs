@@ -231,3 +231,126 @@ impl Apps {
         pinned(app, name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::correlate::inputs::catalog::PinnedDomain;
+    use crate::correlate::inputs::mdm::MdmDevice;
+    use crate::record::DeviceInfo;
+    use std::sync::Arc;
+
+    fn app(id: &str, domains: &[&str], pinned: &[&str]) -> AppProfile {
+        AppProfile {
+            bundle_id: id.into(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            pinned_domains: pinned
+                .iter()
+                .map(|d| PinnedDomain {
+                    domain: d.to_string(),
+                    include_subdomains: true,
+                })
+                .collect(),
+            ..AppProfile::default()
+        }
+    }
+
+    fn device(serial: &str) -> DeviceObject {
+        let m = MdmDevice {
+            serial: Some(serial.into()),
+            ..MdmDevice::default()
+        };
+        DeviceObject {
+            info: Some(Arc::new(DeviceInfo {
+                mac: Some("a4:83:e7:4d:00:01".into()),
+                mdm: Some((Arc::new(m), "wifi_mac")),
+                ..DeviceInfo::default()
+            })),
+            ..DeviceObject::default()
+        }
+    }
+
+    fn ev(s: u64, bundle: &str, state: AppLifecycle) -> AppEvent {
+        AppEvent {
+            ts: Timestamp(s * 1_000_000_000),
+            device: "SERIAL1".into(),
+            bundle_id: bundle.into(),
+            state,
+        }
+    }
+
+    #[test]
+    fn candidate_app_derivations_in_order() {
+        use AppLifecycle::*;
+        let catalog = vec![
+            app("com.a.pinned", &["api.a.example"], &["a.example"]),
+            app("com.b.mail", &["mail.b.example", "*.shared.example"], &[]),
+            app("com.c.other", &["*.shared.example"], &[]),
+        ];
+        let events = [
+            ev(10, "com.b.mail", Foreground),
+            ev(20, "com.b.mail", Background),
+            ev(21, "com.c.other", Foreground),
+        ];
+        let mut apps = Apps::new(catalog, &events);
+        let d = device("serial1");
+        let t = |s: u64| Timestamp(s * 1_000_000_000);
+        // NSPinnedDomains (with subdomains) beats known domains.
+        let c = apps
+            .candidate(&d, Some("api.a.example"), Some("JA4A"), t(5))
+            .unwrap();
+        assert_eq!(
+            (c.app.bundle_id.as_str(), c.derived_from),
+            ("com.a.pinned", FROM_CATALOG_PINNED)
+        );
+        assert!(Apps::pins(c.app, "x.a.example") && !Apps::pins(c.app, "b.example"));
+        // Two apps know *.shared.example: the one in the foreground then wins.
+        let c = apps
+            .candidate(&d, Some("cdn.shared.example"), None, t(15))
+            .unwrap();
+        assert_eq!(c.app.bundle_id, "com.b.mail");
+        let c = apps
+            .candidate(&d, Some("cdn.shared.example"), None, t(25))
+            .unwrap();
+        assert_eq!(c.app.bundle_id, "com.c.other");
+        // A JA4 attributed to one app names it for an unknown destination.
+        let c = apps
+            .candidate(&d, Some("unknown.example"), Some("JA4A"), t(30))
+            .unwrap();
+        assert_eq!(
+            (c.app.bundle_id.as_str(), c.derived_from),
+            ("com.a.pinned", FROM_JA4_HISTORY)
+        );
+        // Unknown name and JA4: the foreground app by the events.
+        let c = apps.candidate(&d, None, None, t(12)).unwrap();
+        assert_eq!(
+            (c.app.bundle_id.as_str(), c.derived_from),
+            ("com.b.mail", FROM_APP_EVENTS)
+        );
+        // Lifecycle state by the events (device named by serial, any case).
+        assert_eq!(apps.state_at(&d, "com.b.mail", t(19)), Some(Foreground));
+        assert_eq!(apps.state_at(&d, "com.b.mail", t(20)), Some(Background));
+        assert_eq!(apps.state_at(&d, "com.b.mail", t(9)), None);
+        // Another device: no events, no candidate without a catalog match.
+        assert!(
+            apps.candidate(&DeviceObject::default(), None, None, t(12))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_ja4_claimed_by_two_apps_names_neither() {
+        let catalog = vec![
+            app("com.x", &["x.example"], &[]),
+            app("com.y", &["y.example"], &[]),
+        ];
+        let mut apps = Apps::new(catalog, &[]);
+        let d = DeviceObject::default();
+        apps.candidate(&d, Some("x.example"), Some("J"), Timestamp(1));
+        apps.candidate(&d, Some("y.example"), Some("J"), Timestamp(2));
+        assert!(
+            apps.candidate(&d, Some("z.example"), Some("J"), Timestamp(3))
+                .is_none()
+        );
+    }
+}
