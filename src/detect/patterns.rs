@@ -16,20 +16,37 @@ use std::collections::BTreeMap;
 /// certificate_expired, certificate_unknown, unknown_ca.
 const CERTIFICATE_ALERTS: [u8; 6] = [42, 43, 44, 45, 46, 48];
 
-/// Limits that are inferences or missing inputs: each one lowers the
-/// confidence a step.
-const SOFT_LIMITS: [&str; 10] = [
+/// Limits that are inferences or missing inputs, by the blind spot they
+/// come from. Each kind that touches the pattern lowers the confidence a step.
+const HANDSHAKE_HIDDEN: [&str; 5] = [
     "tls13_certificate_hidden",
     "inspection_inferred",
     "inspection_not_confirmed",
-    "background_state_inferred",
-    "no_mdm_record",
-    "device_unknown",
-    "private_mac_unmapped",
-    "no_app_identity",
-    "sni_hidden_by_ech",
     "alert_description_hidden",
+    "sni_hidden_by_ech",
 ];
+const DEVICE_UNKNOWN: [&str; 3] = ["no_mdm_record", "device_unknown", "private_mac_unmapped"];
+
+/// `high`, `medium` or `low`: how many kinds of blind spot the pattern's
+/// reading rests on (0, 1, more).
+fn confidence(p: Pattern, limits: &[&str]) -> &'static str {
+    let has = |set: &[&str]| limits.iter().any(|l| set.contains(l));
+    let an1726 = p.analytic() == "AN1726";
+    let kinds = [
+        an1726 && has(&HANDSHAKE_HIDDEN),
+        p == Pattern::BackgroundTransmission && has(&["background_state_inferred"]),
+        has(&DEVICE_UNKNOWN),
+        has(&["no_app_identity"]),
+    ]
+    .iter()
+    .filter(|k| **k)
+    .count();
+    match kinds {
+        0 => "high",
+        1 => "medium",
+        _ => "low",
+    }
+}
 
 struct Parts(Vec<ScorePart>);
 
@@ -96,6 +113,11 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
         .as_ref()
         .and_then(|i| i.mdm.as_ref())
         .map(|(m, _)| m.clone());
+    // Device state is what the detection rests on: without an MDM record
+    // (also when no inventory was given) that is a limit.
+    if mdm.is_none() && !limits.iter().any(|l| DEVICE_UNKNOWN.contains(l)) {
+        add_limit(&mut limits, "no_mdm_record");
+    }
     let supervised = mdm.as_ref().and_then(|m| m.supervised);
     let managed = mdm.as_ref().and_then(|m| m.managed);
     let name = w.name.clone();
@@ -431,13 +453,20 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
         return None;
     }
     limits.sort_unstable();
-    let soft = limits.iter().filter(|l| SOFT_LIMITS.contains(l)).count();
-    let confidence = match soft {
-        0 => "high",
-        1 => "medium",
-        _ => "low",
-    };
+    let confidence = confidence(w.pattern, &limits);
     let id = detection_id(w.pattern, &w.key, w.start);
+    // The address most sessions went to (a name reached both through the
+    // proxy and directly has both); ties go to the first seen.
+    let mut counts: hashbrown::HashMap<(std::net::IpAddr, u16), usize> = hashbrown::HashMap::new();
+    let (mut dst, mut best) = (w.dst, 0);
+    for e in entries {
+        let a = (e.tuple.dst_ip, e.tuple.dst_port);
+        let n = counts.entry(a).or_default();
+        *n += 1;
+        if *n > best {
+            (best, dst) = (*n, a);
+        }
+    }
     let flow_ids: Vec<String> = entries
         .iter()
         .take(d.s.max_flow_ids)
@@ -476,9 +505,9 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
         destination: Destination {
             name,
             sni: w.sni,
-            ip: w.dst.0,
-            port: w.dst.1,
-            via_proxy: w.via_proxy,
+            ip: dst.0,
+            port: dst.1,
+            via_proxy: w.via_proxy && dst == w.dst,
         },
         ja4: w.ja4,
         window_start: w.start,

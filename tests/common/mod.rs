@@ -14,10 +14,10 @@ pub fn fixture(rel: &str) -> PathBuf {
     root().join("fixtures").join(rel)
 }
 
-/// Every capture under `fixtures/shared` and `fixtures/local`, sorted.
+/// Every capture under `fixtures/shared`, `local`, `devices` and `detect`, sorted.
 pub fn all_captures() -> Vec<PathBuf> {
     let mut v = Vec::new();
-    for dir in ["shared", "local"] {
+    for dir in ["shared", "local", "devices", "detect"] {
         let d = fixture(dir);
         for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
             let p = e.unwrap().path();
