@@ -527,6 +527,10 @@ impl RawConfig {
                 &self.inspection.proxy_addresses,
                 Cidr::parse,
             )?,
+            inspection_configured: !(self.inspection.ca_sha256.is_empty()
+                && self.inspection.ca_files.is_empty()
+                && self.inspection.proxy_addresses.is_empty()
+                && ja3s.is_empty()),
             proxy_ja3s: ja3s,
             proxy_learn_destinations: if self.inspection.proxy_learn_destinations == 0 {
                 u32::MAX

@@ -51,6 +51,9 @@ pub struct DetectSettings {
     pub proxy_addresses: Vec<Cidr>,
     pub proxy_ja3s: Vec<String>,
     pub proxy_learn_destinations: u32,
+    /// Some inspection CA is configured (else nothing can be seen inspected
+    /// and no bypass can be told).
+    pub inspection_configured: bool,
     pub min_score: u8,
     pub max_keys: usize,
     pub max_sessions_per_key: usize,
@@ -83,6 +86,7 @@ impl Default for DetectSettings {
             proxy_addresses: Vec::new(),
             proxy_ja3s: Vec::new(),
             proxy_learn_destinations: 5,
+            inspection_configured: false,
             min_score: 0,
             max_keys: 100_000,
             max_sessions_per_key: 512,
@@ -306,7 +310,7 @@ impl Inspection {
 pub struct Entry {
     pub ts: Timestamp,
     pub end_ts: Timestamp,
-    pub flow_id: String,
+    pub flow_id: u64,
     pub tuple: Tuple,
     pub outcome: Option<Outcome>,
     pub client_alerts: Vec<u8>,
@@ -314,11 +318,17 @@ pub struct Entry {
     /// Inspection as known when the session ended (a proxy fingerprint
     /// learned later is applied when the window is evaluated).
     pub inspection: Option<Inspection>,
+    /// Only for a hidden chain of unknown inspection (a proxy fingerprint
+    /// learnt later may still tell).
     pub ja3s: Option<String>,
-    pub version: Option<String>,
     pub orig_payload: u64,
     pub resp_payload: u64,
     pub first_payload: [Option<PayloadFeatures>; 2],
+}
+
+/// A flow_id (16 hex digits) as a number: windows hold many, for long.
+pub fn flow_id_num(id: &str) -> u64 {
+    u64::from_str_radix(id, 16).unwrap_or_else(|_| hash_str(id))
 }
 
 /// A key's open window.
@@ -362,13 +372,13 @@ pub struct Detector {
     deadlines: BTreeMap<(Timestamp, u64), (Pattern, String)>,
     next_id: u64,
     /// (device, JA4) → destinations it completed handshakes with.
-    established: HashMap<(String, String), HashSet<String>>,
+    established: HashMap<u64, HashSet<u64>>,
     /// device → destination → inspected sessions.
-    inspected: HashMap<String, HashMap<String, u32>>,
+    inspected: HashMap<u64, HashMap<u64, u32>>,
     /// device → recent (connection start, destination hash).
     activity: HashMap<String, VecDeque<(Timestamp, u64)>>,
     /// JA3S → destinations whose chain showed an inspection CA with it.
-    ja3s_seen: HashMap<String, HashSet<String>>,
+    ja3s_seen: HashMap<String, HashSet<u64>>,
     pub counters: BTreeMap<&'static str, u64>,
     /// `--evidence`: detections' flows to cut out after the replay.
     pub evidence: bool,
@@ -383,6 +393,13 @@ fn hash_str(s: &str) -> u64 {
             .build_hasher();
     h.write(s.as_bytes());
     h.finish()
+}
+
+fn hash_pair(a: &str, b: &str) -> u64 {
+    hash_str(a)
+        ^ hash_str(b)
+            .rotate_left(17)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 impl Detector {
@@ -523,29 +540,56 @@ impl Detector {
             let i = self.inspection_of(&s, t);
             inspection = Some(i);
             let ja4 = t.ja4.clone().unwrap_or_default();
+            // Device-level facts are kept by hash (no allocation per
+            // session), at most `max_keys` devices and 256 destinations each.
+            let max_keys = self.s.max_keys;
+            let full = |n: usize| n >= max_keys;
             if t.outcome == Outcome::Established {
-                let e = self
-                    .established
-                    .entry((dev.clone(), ja4.clone()))
-                    .or_default();
-                if e.len() < DESTS_PER_DEVICE {
-                    e.insert(dest.clone());
+                let k = hash_pair(&dev, &ja4);
+                let n = self.established.len();
+                match self.established.get_mut(&k) {
+                    Some(e) if e.len() < DESTS_PER_DEVICE => {
+                        e.insert(dest_hash);
+                    }
+                    Some(_) => {}
+                    None if !full(n) => {
+                        self.established.insert(k, HashSet::from_iter([dest_hash]));
+                    }
+                    None => self.count("devices_over_cap"),
                 }
             }
             if i.inspected() {
-                let m = self.inspected.entry(dev.clone()).or_default();
-                if let Some(c) = m.get_mut(&dest) {
-                    *c += 1;
-                } else if m.len() < DESTS_PER_DEVICE {
-                    m.insert(dest.clone(), 1);
+                let k = hash_str(&dev);
+                let n = self.inspected.len();
+                match self.inspected.get_mut(&k) {
+                    Some(m) => {
+                        if let Some(c) = m.get_mut(&dest_hash) {
+                            *c += 1;
+                        } else if m.len() < DESTS_PER_DEVICE {
+                            m.insert(dest_hash, 1);
+                        }
+                    }
+                    None if !full(n) => {
+                        self.inspected
+                            .insert(k, HashMap::from_iter([(dest_hash, 1)]));
+                    }
+                    None => self.count("devices_over_cap"),
                 }
             }
             if i == Inspection::Ca
                 && let (Some(j), Some(name)) = (&t.ja3s, s.name())
             {
-                let set = self.ja3s_seen.entry(j.clone()).or_default();
-                if set.len() < DESTS_PER_DEVICE {
-                    set.insert(name.to_string());
+                let n = self.ja3s_seen.len();
+                match self.ja3s_seen.get_mut(j) {
+                    Some(set) if set.len() < DESTS_PER_DEVICE => {
+                        set.insert(hash_str(name));
+                    }
+                    Some(_) => {}
+                    None if !full(n) => {
+                        self.ja3s_seen
+                            .insert(j.clone(), HashSet::from_iter([hash_str(name)]));
+                    }
+                    None => self.count("devices_over_cap"),
                 }
             }
             if matches!(
@@ -559,7 +603,13 @@ impl Detector {
                     inspection,
                 );
             }
-            if t.outcome == Outcome::Established && s.name().is_some() {
+            // Only sessions seen uninspected can make a bypass; the
+            // inspected ones to the same destination are counted per device.
+            if t.outcome == Outcome::Established
+                && i == Inspection::NotInspected
+                && s.name().is_some()
+                && self.s.inspection_configured
+            {
                 self.enter(
                     Pattern::DestinationBypass,
                     format!("{dev} {dest}"),
@@ -624,25 +674,27 @@ impl Detector {
     /// Adds the session to its window, opening one if needed.
     fn enter(&mut self, p: Pattern, key: String, s: &Session, inspection: Option<Inspection>) {
         let k = (p, key);
-        if !self.windows.contains_key(&k) {
-            if self.windows.len() >= self.s.max_keys {
-                self.count("keys_over_cap");
-                return;
-            }
-            let id = self.next_id;
-            self.next_id += 1;
-            let start = s.ts;
-            self.deadlines.insert(
-                (Timestamp(start.0.saturating_add(self.s.window)), id),
-                k.clone(),
-            );
-            let t = s.tls.as_ref();
-            self.windows.insert(
-                k.clone(),
-                Window {
+        let open = self.windows.len();
+        let w = match self.windows.entry(k) {
+            hashbrown::hash_map::Entry::Occupied(o) => o.into_mut(),
+            hashbrown::hash_map::Entry::Vacant(v) => {
+                if open >= self.s.max_keys {
+                    *self.counters.entry("keys_over_cap").or_default() += 1;
+                    return;
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                let start = s.ts;
+                self.deadlines.insert(
+                    (Timestamp(start.0.saturating_add(self.s.window)), id),
+                    v.key().clone(),
+                );
+                let t = s.tls.as_ref();
+                let key = v.key().1.clone();
+                v.insert(Window {
                     id,
                     pattern: p,
-                    key: k.1.clone(),
+                    key,
                     start,
                     device: s.device.clone(),
                     device_key: s.device_key(),
@@ -655,13 +707,10 @@ impl Detector {
                     entries: Vec::new(),
                     sessions: 0,
                     limits: Vec::new(),
-                },
-            );
-        }
-        let cap = self.s.max_sessions_per_key;
-        let Some(w) = self.windows.get_mut(&k) else {
-            return;
+                })
+            }
         };
+        let cap = self.s.max_sessions_per_key;
         w.sessions += 1;
         for l in &s.limits {
             if !w.limits.contains(l) {
@@ -676,14 +725,15 @@ impl Detector {
         w.entries.push(Entry {
             ts: s.ts,
             end_ts: s.end_ts,
-            flow_id: s.flow_id.clone(),
+            flow_id: flow_id_num(&s.flow_id),
             tuple: s.tuple.clone(),
             outcome: t.map(|t| t.outcome),
             client_alerts: t.map(|t| t.client_alerts.clone()).unwrap_or_default(),
             client_alert_hidden: t.is_some_and(|t| t.client_alert_hidden),
             inspection,
-            ja3s: t.and_then(|t| t.ja3s.clone()),
-            version: t.and_then(|t| t.version.clone()),
+            ja3s: t
+                .filter(|_| inspection == Some(Inspection::Unknown))
+                .and_then(|t| t.ja3s.clone()),
             orig_payload: s.orig_payload,
             resp_payload: s.resp_payload,
             first_payload: s.first_payload,
@@ -697,15 +747,25 @@ impl Detector {
 
     /// Destinations other than `dest` the device + JA4 completed handshakes with.
     pub fn completed_elsewhere(&self, dev: &str, ja4: &str, dest: &str) -> usize {
+        let h = hash_str(dest);
         self.established
-            .get(&(dev.to_string(), ja4.to_string()))
-            .map_or(0, |d| d.iter().filter(|x| *x != dest).count())
+            .get(&hash_pair(dev, ja4))
+            .map_or(0, |d| d.iter().filter(|x| **x != h).count())
+    }
+
+    /// Inspected sessions of the device to `dest`.
+    pub fn inspected_to(&self, dev: &str, dest: &str) -> u32 {
+        self.inspected
+            .get(&hash_str(dev))
+            .and_then(|m| m.get(&hash_str(dest)).copied())
+            .unwrap_or(0)
     }
 
     /// Inspected sessions of the device to destinations other than `dest`.
     pub fn inspected_elsewhere(&self, dev: &str, dest: &str) -> u32 {
-        self.inspected.get(dev).map_or(0, |m| {
-            m.iter().filter(|(d, _)| *d != dest).map(|(_, c)| *c).sum()
+        let h = hash_str(dest);
+        self.inspected.get(&hash_str(dev)).map_or(0, |m| {
+            m.iter().filter(|(d, _)| **d != h).map(|(_, c)| *c).sum()
         })
     }
 

@@ -100,9 +100,33 @@ fn add_limit(limits: &mut Vec<&'static str>, l: &'static str) {
     }
 }
 
+/// A cheap first look: can this window make a detection at all? (Most
+/// windows hold one session of an ordinary connection; they need no context.)
+fn may_fire(d: &Detector, w: &Window) -> bool {
+    match w.pattern {
+        Pattern::RepeatedHandshakeRejection => {
+            w.sessions >= u64::from(d.s.rejection_min_handshakes)
+        }
+        Pattern::DestinationBypass => {
+            w.entries
+                .iter()
+                .filter(|e| e.inspection == Some(Inspection::NotInspected))
+                .count() as u64
+                >= u64::from(d.s.bypass_min_sessions)
+        }
+        Pattern::BackgroundTransmission => {
+            w.entries.len() as u64 >= u64::from(d.s.beacon_min_connections)
+                || w.entries
+                    .iter()
+                    .any(|e| e.end_ts.since(e.ts) >= d.s.persistent_min_duration)
+        }
+        Pattern::OpaquePersistentSession | Pattern::OpaqueEncryptedChannel => true,
+    }
+}
+
 /// Evaluates a closed window; `None` when it does not make a detection.
 pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
-    if w.entries.is_empty() {
+    if w.entries.is_empty() || !may_fire(d, &w) {
         return None;
     }
     let mut limits = w.limits.clone();
@@ -228,10 +252,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
                 .get(Inspection::NotInspected.name())
                 .copied()
                 .unwrap_or(0);
-            let inspected: u64 = entries
-                .iter()
-                .filter(|e| inspection(d, e).is_some_and(Inspection::inspected))
-                .count() as u64;
+            let inspected = u64::from(d.inspected_to(&w.device_key, &w.dest_key));
             let elsewhere = d.inspected_elsewhere(&w.device_key, &w.dest_key);
             if not < d.s.bypass_min_sessions as u64
                 || inspected > 0
@@ -470,7 +491,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
     let flow_ids: Vec<String> = entries
         .iter()
         .take(d.s.max_flow_ids)
-        .map(|e| e.flow_id.clone())
+        .map(|e| crate::record::hex_u64(e.flow_id))
         .collect();
     let evidence_file = d
         .evidence
