@@ -180,19 +180,15 @@ impl Baseline {
                         let (Some(id), Some(outcome)) = (s("flow_id"), s("outcome")) else {
                             continue;
                         };
-                        let dest = s("sni").or_else(|| {
-                            s("proxy_connect").map(|c| {
-                                c.rsplit_once(':').map_or(c.clone(), |(h, _)| h.to_string())
-                            })
-                        });
-                        let dest = match dest {
-                            Some(d) => d.to_ascii_lowercase(),
-                            None => format!(
-                                "{}:{}",
-                                s("dst_ip").unwrap_or_default(),
-                                v.get("dst_port").and_then(|p| p.as_u64()).unwrap_or(0)
-                            ),
-                        };
+                        // Keyed exactly as the detector keys a session.
+                        let name = s("sni")
+                            .map(|n| super::normal_name(&n))
+                            .or_else(|| s("proxy_connect").map(|c| super::connect_host(&c)));
+                        let ip = s("dst_ip")
+                            .and_then(|i| i.parse().ok())
+                            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+                        let port = v.get("dst_port").and_then(|p| p.as_u64()).unwrap_or(0) as u16;
+                        let dest = super::destination_key(name.as_deref(), ip, port);
                         let insp = match v.get("inspected").and_then(|x| x.as_bool()) {
                             Some(true) => "inspected",
                             Some(false) => "not_inspected",

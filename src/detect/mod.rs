@@ -141,6 +141,31 @@ pub struct Session {
     pub tls: Option<TlsFacts>,
 }
 
+/// A destination name as keys use it: lower case, no trailing dot.
+pub fn normal_name(n: &str) -> String {
+    n.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The host of a CONNECT target (`host:port`, `[v6]:port`), as a name.
+pub fn connect_host(target: &str) -> String {
+    let host = match target.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => target,
+    };
+    normal_name(host.trim_start_matches('[').trim_end_matches(']'))
+}
+
+/// How detections and baselines key a destination: the SNI, else the
+/// CONNECT host, else `ip:port` (`[v6]:port`). Both must agree, or a
+/// baseline would never be found.
+pub fn destination_key(name: Option<&str>, ip: IpAddr, port: u16) -> String {
+    match (name, ip) {
+        (Some(n), _) => n.to_string(),
+        (None, IpAddr::V6(a)) => format!("[{a}]:{port}"),
+        (None, a) => format!("{a}:{port}"),
+    }
+}
+
 impl TlsFacts {
     pub fn new(t: &TlsRecord) -> TlsFacts {
         TlsFacts {
@@ -228,13 +253,7 @@ impl Session {
 
     /// The destination's key: the name, else `ip:port`.
     pub fn dest_key(&self) -> String {
-        match self.name() {
-            Some(n) => n.to_string(),
-            None => match self.tuple.dst_ip {
-                IpAddr::V6(a) => format!("[{a}]:{}", self.tuple.dst_port),
-                a => format!("{a}:{}", self.tuple.dst_port),
-            },
-        }
+        destination_key(self.name(), self.tuple.dst_ip, self.tuple.dst_port)
     }
 
     pub fn duration(&self) -> Nanos {
@@ -777,5 +796,25 @@ impl Detector {
         self.activity
             .get(dev)
             .is_some_and(|a| a.iter().any(|(t, d)| *d != h && *t >= from && *t < ts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destination_keys() {
+        assert_eq!(normal_name("API.Pinned.Example."), "api.pinned.example");
+        assert_eq!(connect_host("Mail.Corp.Example:443"), "mail.corp.example");
+        assert_eq!(connect_host("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(connect_host("host.example"), "host.example");
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(destination_key(None, v6, 8443), "[2001:db8::1]:8443");
+        assert_eq!(
+            destination_key(None, "10.0.0.1".parse().unwrap(), 80),
+            "10.0.0.1:80"
+        );
+        assert_eq!(destination_key(Some("a.example"), v6, 1), "a.example");
     }
 }
