@@ -3,6 +3,7 @@
 //! (`--app-events`) and the JA4 fingerprints seen with an app before.
 //! Enrichment raises or lowers a score; it never proves anything.
 
+use super::names::is_under;
 use crate::correlate::inputs::app_events::{AppEvent, AppLifecycle};
 use crate::correlate::inputs::catalog::AppProfile;
 use crate::record::DeviceObject;
@@ -48,22 +49,14 @@ pub enum Background {
 }
 
 fn pinned(app: &AppProfile, name: &str) -> bool {
-    app.pinned_domains.iter().any(|p| {
-        name == p.domain
-            || (p.include_subdomains
-                && name.len() > p.domain.len()
-                && name.ends_with(&p.domain)
-                && name.as_bytes()[name.len() - p.domain.len() - 1] == b'.')
-    })
+    app.pinned_domains
+        .iter()
+        .any(|p| name == p.domain || (p.include_subdomains && is_under(name, &p.domain)))
 }
 
 fn knows(app: &AppProfile, name: &str) -> bool {
     app.domains.iter().any(|d| match d.strip_prefix("*.") {
-        Some(suffix) => {
-            name.len() > suffix.len()
-                && name.ends_with(suffix)
-                && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
-        }
+        Some(suffix) => is_under(name, suffix),
         None => name == d,
     })
 }

@@ -40,13 +40,16 @@ impl DomainPattern {
     pub fn matches(&self, name: &str) -> bool {
         match self {
             DomainPattern::Exact(d) => name == d,
-            DomainPattern::Under(d) => {
-                name.len() > d.len() + 1
-                    && name.ends_with(d.as_str())
-                    && name.as_bytes()[name.len() - d.len() - 1] == b'.'
-            }
+            DomainPattern::Under(d) => is_under(name, d),
         }
     }
+}
+
+/// Is `name` a subdomain of `suffix` (not `suffix` itself)?
+pub fn is_under(name: &str, suffix: &str) -> bool {
+    name.len() > suffix.len() + 1
+        && name.ends_with(suffix)
+        && name.as_bytes()[name.len() - suffix.len() - 1] == b'.'
 }
 
 /// Does any pattern cover `name`?
