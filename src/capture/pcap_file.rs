@@ -118,6 +118,20 @@ pub struct CaptureReader {
 /// Blocks remembered for reuse (bounded: queue depth plus a few).
 const RECYCLE: usize = 16;
 
+/// `raw`, decompressed when its first bytes say gzip or zstd (captures,
+/// and the record files `baseline build` reads).
+pub fn decompressed(raw: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
+    let mut buffered = BufReader::with_capacity(256 << 10, raw);
+    let head = buffered.fill_buf()?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?)
+    } else {
+        Box::new(buffered)
+    })
+}
+
 impl CaptureReader {
     /// Opens a file (or `-` for standard input); gzip and zstd are detected
     /// from the first bytes.
@@ -132,15 +146,7 @@ impl CaptureReader {
     }
 
     pub fn from_reader(name: String, raw: Box<dyn Read + Send>) -> Result<Self, CaptureError> {
-        let mut buffered = BufReader::with_capacity(256 << 10, raw);
-        let head = buffered.fill_buf()?;
-        let input: Box<dyn Read + Send> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::read::MultiGzDecoder::new(buffered))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?)
-        } else {
-            Box::new(buffered)
-        };
+        let input = decompressed(raw)?;
         Ok(CaptureReader {
             name,
             input,

@@ -112,19 +112,9 @@ pub struct BuildReport {
 fn open(path: &Path) -> Result<Box<dyn BufRead>, String> {
     let f =
         std::fs::File::open(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let mut b = BufReader::with_capacity(256 << 10, f);
-    let head = b
-        .fill_buf()
+    let r = crate::capture::pcap_file::decompressed(Box::new(f))
         .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    Ok(if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let d = zstd::stream::read::Decoder::with_buffer(b)
-            .map_err(|e| format!("{}: not zstd: {e}", path.display()))?;
-        Box::new(BufReader::new(d))
-    } else if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(b)))
-    } else {
-        Box::new(b)
-    })
+    Ok(Box::new(BufReader::with_capacity(256 << 10, r)))
 }
 
 impl Baseline {
