@@ -16,6 +16,42 @@
 
 use crate::app::features::PayloadFeatures;
 
+/// Why a sample is not fully encrypted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exemption {
+    KnownProtocol,
+    TooShort,
+    Popcount,
+    PrintablePrefix,
+    PrintableShare,
+    PrintableRun,
+    Entropy,
+}
+
+impl Exemption {
+    /// The rule's name (README).
+    pub fn name(self) -> &'static str {
+        self.names().0
+    }
+
+    /// Its counter in `stats.detections`.
+    pub fn counter(self) -> &'static str {
+        self.names().1
+    }
+
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Exemption::KnownProtocol => ("known_protocol", "opaque_exempt_known_protocol"),
+            Exemption::TooShort => ("too_short", "opaque_exempt_too_short"),
+            Exemption::Popcount => ("popcount", "opaque_exempt_popcount"),
+            Exemption::PrintablePrefix => ("printable_prefix", "opaque_exempt_printable_prefix"),
+            Exemption::PrintableShare => ("printable_share", "opaque_exempt_printable_share"),
+            Exemption::PrintableRun => ("printable_run", "opaque_exempt_printable_run"),
+            Exemption::Entropy => ("entropy", "opaque_exempt_entropy"),
+        }
+    }
+}
+
 /// The first rule that exempts the sample, or `None` when it looks fully
 /// encrypted.
 pub fn exemption(
@@ -23,36 +59,33 @@ pub fn exemption(
     service: Option<&str>,
     min_bytes: u32,
     entropy_ratio: f64,
-) -> Option<&'static str> {
-    if service.is_some() {
-        return Some("known_protocol");
-    }
-    if f.len < min_bytes {
-        return Some("too_short");
-    }
-    if f.popcount <= 3.4 || f.popcount >= 4.6 {
-        return Some("popcount");
-    }
-    if f.printable_prefix >= 6 {
-        return Some("printable_prefix");
-    }
-    if f.printable_frac > 0.5 {
-        return Some("printable_share");
-    }
-    if f.printable_run > 20 {
-        return Some("printable_run");
-    }
+) -> Option<Exemption> {
     let max = (f.len as f64).log2().min(8.0);
-    if f.entropy < entropy_ratio * max {
-        return Some("entropy");
-    }
-    None
+    let rules = [
+        (service.is_some(), Exemption::KnownProtocol),
+        (f.len < min_bytes, Exemption::TooShort),
+        (f.popcount <= 3.4 || f.popcount >= 4.6, Exemption::Popcount),
+        (f.printable_prefix >= 6, Exemption::PrintablePrefix),
+        (f.printable_frac > 0.5, Exemption::PrintableShare),
+        (f.printable_run > 20, Exemption::PrintableRun),
+        (f.entropy < entropy_ratio * max, Exemption::Entropy),
+    ];
+    rules.iter().find(|(hit, _)| *hit).map(|(_, e)| *e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::app::features::features;
+
+    fn exemption(
+        f: &PayloadFeatures,
+        service: Option<&str>,
+        min: u32,
+        ratio: f64,
+    ) -> Option<&'static str> {
+        super::exemption(f, service, min, ratio).map(Exemption::name)
+    }
 
     fn random(n: usize) -> Vec<u8> {
         let mut x = 0x9e37_79b9u32;

@@ -674,18 +674,7 @@ impl Detector {
                     let key = format!("{dev} {}", s.dest_key());
                     self.enter(Pattern::OpaqueEncryptedChannel, key, &s, inspection);
                 }
-                Some(rule) => {
-                    let k = match rule {
-                        "popcount" => "opaque_exempt_popcount",
-                        "printable_prefix" => "opaque_exempt_printable_prefix",
-                        "printable_share" => "opaque_exempt_printable_share",
-                        "printable_run" => "opaque_exempt_printable_run",
-                        "too_short" => "opaque_exempt_too_short",
-                        "entropy" => "opaque_exempt_entropy",
-                        _ => "opaque_exempt_known_protocol",
-                    };
-                    self.count(k);
-                }
+                Some(rule) => self.count(rule.counter()),
             }
         }
     }
