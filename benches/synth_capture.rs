@@ -8,7 +8,7 @@
 //! `cargo run --release --example synth_capture -- OUT.pcap MIN_BYTES FILE...`
 
 use blindspot::capture::linktype;
-use blindspot::capture::pcap_file::CaptureReader;
+use blindspot::capture::pcap_file::{CaptureReader, pcap_header, pcap_record_header};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
@@ -87,14 +87,7 @@ fn main() {
     let copies = min_bytes.div_ceil(per_copy.max(1));
     let out = std::fs::File::create(&args[1]).expect("create output");
     let mut w = BufWriter::with_capacity(1 << 20, out);
-    let mut hdr = Vec::new();
-    hdr.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    hdr.extend_from_slice(&2u16.to_le_bytes());
-    hdr.extend_from_slice(&4u16.to_le_bytes());
-    hdr.extend_from_slice(&[0; 8]);
-    hdr.extend_from_slice(&262_144u32.to_le_bytes());
-    hdr.extend_from_slice(&1u32.to_le_bytes());
-    w.write_all(&hdr).unwrap();
+    w.write_all(&pcap_header(false, 1)).unwrap();
     let start_ns = 1_700_000_000u64 * 1_000_000_000;
     let mut packets = 0u64;
     let mut data = Vec::new();
@@ -105,12 +98,8 @@ fn main() {
             data.extend_from_slice(&f.data);
             rewrite(&mut data, c as u32 + 1);
             let t = shift + f.rel_ns;
-            w.write_all(&((t / 1_000_000_000) as u32).to_le_bytes())
+            w.write_all(&pcap_record_header(false, t, data.len() as u32, f.wire_len))
                 .unwrap();
-            w.write_all(&(((t % 1_000_000_000) / 1000) as u32).to_le_bytes())
-                .unwrap();
-            w.write_all(&(data.len() as u32).to_le_bytes()).unwrap();
-            w.write_all(&f.wire_len.to_le_bytes()).unwrap();
             w.write_all(&data).unwrap();
             packets += 1;
         }

@@ -118,6 +118,31 @@ pub struct CaptureReader {
 /// Blocks remembered for reuse (bounded: queue depth plus a few).
 const RECYCLE: usize = 16;
 
+/// A little-endian pcap file header (snap length 262144).
+pub fn pcap_header(nanos: bool, linktype: u32) -> [u8; 24] {
+    let mut h = [0u8; 24];
+    let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+    h[0..4].copy_from_slice(&magic.to_le_bytes());
+    h[4..6].copy_from_slice(&2u16.to_le_bytes());
+    h[6..8].copy_from_slice(&4u16.to_le_bytes());
+    h[16..20].copy_from_slice(&262_144u32.to_le_bytes());
+    h[20..24].copy_from_slice(&linktype.to_le_bytes());
+    h
+}
+
+/// A little-endian pcap record header: `ns` since the epoch, written in
+/// the file's unit (nanoseconds, else microseconds).
+pub fn pcap_record_header(nanos: bool, ns: u64, caplen: u32, wire_len: u32) -> [u8; 16] {
+    let frac = ns % 1_000_000_000;
+    let frac = if nanos { frac } else { frac / 1000 };
+    let mut h = [0u8; 16];
+    h[0..4].copy_from_slice(&((ns / 1_000_000_000) as u32).to_le_bytes());
+    h[4..8].copy_from_slice(&(frac as u32).to_le_bytes());
+    h[8..12].copy_from_slice(&caplen.to_le_bytes());
+    h[12..16].copy_from_slice(&wire_len.to_le_bytes());
+    h
+}
+
 /// `raw`, decompressed when its first bytes say gzip or zstd (captures,
 /// and the record files `baseline build` reads).
 pub fn decompressed(raw: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {

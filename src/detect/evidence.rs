@@ -5,7 +5,7 @@
 //! `max_file_bytes` per file; what is left out is counted.
 
 use super::{EvidenceWant, Tuple};
-use crate::capture::pcap_file::CaptureReader;
+use crate::capture::pcap_file::{CaptureReader, pcap_header, pcap_record_header};
 use crate::decode::Decoder;
 use crate::decode::defrag::DefragLimits;
 use crate::flow::key::{Addr, FlowKey};
@@ -137,28 +137,21 @@ pub fn write(
                     }
                     *n += 1;
                     rep.packets += 1;
-                    let ns = p.ts.as_nanos();
-                    o.bytes
-                        .extend_from_slice(&((ns / 1_000_000_000) as u32).to_le_bytes());
-                    o.bytes
-                        .extend_from_slice(&((ns % 1_000_000_000) as u32).to_le_bytes());
-                    o.bytes
-                        .extend_from_slice(&(frame.len() as u32).to_le_bytes());
-                    o.bytes.extend_from_slice(&f.wire_len.to_le_bytes());
+                    o.bytes.extend_from_slice(&pcap_record_header(
+                        true,
+                        p.ts.as_nanos(),
+                        frame.len() as u32,
+                        f.wire_len,
+                    ));
                     o.bytes.extend_from_slice(frame);
                 }
             }
         }
     }
     for (w, o) in wants.iter().zip(outs) {
-        // pcap, nanosecond timestamps (magic a1b23c4d), little endian.
+        // pcap with nanosecond timestamps.
         let mut file = Vec::with_capacity(24 + o.bytes.len());
-        file.extend_from_slice(&0xa1b2_3c4du32.to_le_bytes());
-        file.extend_from_slice(&2u16.to_le_bytes());
-        file.extend_from_slice(&4u16.to_le_bytes());
-        file.extend_from_slice(&[0; 8]);
-        file.extend_from_slice(&262_144u32.to_le_bytes());
-        file.extend_from_slice(&u32::from(o.linktype.unwrap_or(1)).to_le_bytes());
+        file.extend_from_slice(&pcap_header(true, u32::from(o.linktype.unwrap_or(1))));
         file.extend_from_slice(&o.bytes);
         let path = dir.join(&w.file);
         std::fs::write(&path, file)
