@@ -28,6 +28,7 @@
 //! event is skipped with a [`LoadError`] at its line.
 
 use super::jsondoc::{bare_message, kind, shown, strip_bom};
+use super::leases::Errors;
 use super::{LoadError, Loaded, read_text};
 use crate::time::{NANOS_PER_SEC, Timestamp};
 use serde::Deserialize;
@@ -77,6 +78,8 @@ fn parse(file: &str, text: &str) -> Result<Loaded<AppEvent>, LoadError> {
         message,
     };
     let mut out = Loaded::default();
+    // Skipped entries: at most MAX_ERRORS listed, the rest counted.
+    let mut errs = Errors::new(file);
     let mut first = true;
     for (i, raw) in strip_bom(text).lines().enumerate() {
         let n = i + 1;
@@ -96,8 +99,7 @@ fn parse(file: &str, text: &str) -> Result<Loaded<AppEvent>, LoadError> {
                     ),
                 ));
             }
-            out.errors
-                .push(fail(n, format!("not a JSON object; {SHAPE}")));
+            errs.push(n, format!("not a JSON object; {SHAPE}"));
             continue;
         };
         let event = match parsed {
@@ -115,9 +117,10 @@ fn parse(file: &str, text: &str) -> Result<Loaded<AppEvent>, LoadError> {
         first = false;
         match event {
             Ok(ev) => out.items.push(ev),
-            Err(m) => out.errors.push(fail(n, m)),
+            Err(m) => errs.push(n, m),
         }
     }
+    out.errors = errs.finish();
     // Stable: events with the same time stay in file order.
     out.items.sort_by_key(|e| e.ts);
     Ok(out)

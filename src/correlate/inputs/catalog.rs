@@ -49,6 +49,7 @@
 //! token `NSAllowsArbitraryLoads`.
 
 use super::jsondoc::{self, Doc, Root, kind, nonempty, shown, text};
+use super::leases::Errors;
 use super::{LoadError, Loaded, read_text};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -118,17 +119,19 @@ fn parse(file: &str, text: &str) -> Result<Loaded<AppProfile>, LoadError> {
     };
     let doc = jsondoc::open(text).map_err(|(line, m)| fail(line, format!("{m}; {SHAPES}")))?;
     let mut out = Loaded::default();
+    // Skipped entries: at most MAX_ERRORS listed, the rest counted.
+    let mut errs = Errors::new(file);
     let (shape, entries): (Shape, Vec<Range<usize>>) = match &doc.root {
         Root::Object(members) => {
             if let Some(apps) = jsondoc::find(members, "apps") {
                 for m in members.iter().filter(|m| m.key != "apps") {
-                    out.errors.push(fail(
-                        Some(doc.line(m.key_at)),
+                    errs.push(
+                        doc.line(m.key_at),
                         format!(
                             "unknown key {} at the top level (blindspot's catalog shape has only \"apps\")",
                             shown(&m.key)
                         ),
-                    ));
+                    );
                 }
                 let at = apps.value.start;
                 let elements = match doc.text.as_bytes().get(at) {
@@ -187,11 +190,10 @@ fn parse(file: &str, text: &str) -> Result<Loaded<AppProfile>, LoadError> {
         };
         match result {
             Ok(app) => out.items.push(app),
-            Err(m) => out
-                .errors
-                .push(fail(Some(line), format!("app {} skipped: {m}", n + 1))),
+            Err(m) => errs.push(line, format!("app {} skipped: {m}", n + 1)),
         }
     }
+    out.errors = errs.finish();
     Ok(out)
 }
 
@@ -714,6 +716,21 @@ mod tests {
         );
         assert_eq!(a.domains, ["cdn.x.example"]);
         assert_eq!(a.source, "mobsf");
+    }
+
+    #[test]
+    fn skipped_apps_are_listed_up_to_the_cap() {
+        use super::super::leases::MAX_ERRORS;
+        let apps = vec!["{\"name\": \"no id\"}"; MAX_ERRORS + 10].join(",\n");
+        let got = parse("c.json", &format!("{{\"apps\": [\n{apps}\n]}}")).unwrap();
+        assert!(got.items.is_empty());
+        assert_eq!(got.errors.len(), MAX_ERRORS + 1);
+        assert_eq!(got.errors[0].line, Some(2));
+        assert!(
+            got.errors[MAX_ERRORS].message.starts_with("10 more"),
+            "{}",
+            got.errors[MAX_ERRORS]
+        );
     }
 
     #[test]

@@ -204,8 +204,8 @@ fn sniff(text: &str) -> Sniffed {
     Sniffed::Empty
 }
 
-/// Errors for skipped entries, capped at [`MAX_ERRORS`] (also used by the
-/// RADIUS reader).
+/// Errors for skipped entries, capped at [`MAX_ERRORS`] (every input
+/// reader lists its skipped entries through one).
 pub(super) struct Errors<'f> {
     pub(super) file: &'f str,
     list: Vec<LoadError>,

@@ -70,6 +70,7 @@
 //! skipped on its own, with an error at its device's line.
 
 use super::jsondoc::{self, Doc, Root, kind, nonempty, shown, text};
+use super::leases::Errors;
 use super::{LoadError, Loaded, parse_mac, read_text};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -132,6 +133,8 @@ fn parse(file: &str, text: &str) -> Result<Loaded<MdmDevice>, LoadError> {
     };
     let doc = jsondoc::open(text).map_err(|(line, m)| fail(line, format!("{m}; {SHAPES}")))?;
     let mut out = Loaded::default();
+    // Skipped entries: at most MAX_ERRORS listed, the rest counted.
+    let mut errs = Errors::new(file);
     let (shape, entries) = match &doc.root {
         Root::Object(members) => {
             // The first of these keys present decides.
@@ -154,13 +157,13 @@ fn parse(file: &str, text: &str) -> Result<Loaded<MdmDevice>, LoadError> {
             };
             if shape == Shape::Blindspot {
                 for m in members.iter().filter(|m| m.key != "devices") {
-                    out.errors.push(fail(
-                        Some(doc.line(m.key_at)),
+                    errs.push(
+                        doc.line(m.key_at),
                         format!(
                             "unknown key {} at the top level (blindspot's MDM shape has only \"devices\")",
                             shown(&m.key)
                         ),
-                    ));
+                    );
                 }
             }
             let entries = if key == "mobile_device" {
@@ -202,16 +205,14 @@ fn parse(file: &str, text: &str) -> Result<Loaded<MdmDevice>, LoadError> {
         match result {
             Ok((device, app_errors)) => {
                 for m in app_errors {
-                    out.errors
-                        .push(fail(Some(line), format!("device {}: {m}", n + 1)));
+                    errs.push(line, format!("device {}: {m}", n + 1));
                 }
                 out.items.push(device);
             }
-            Err(m) => out
-                .errors
-                .push(fail(Some(line), format!("device {} skipped: {m}", n + 1))),
+            Err(m) => errs.push(line, format!("device {} skipped: {m}", n + 1)),
         }
     }
+    out.errors = errs.finish();
     Ok(out)
 }
 
