@@ -25,6 +25,7 @@ pub struct RawConfig {
     pub devices: RawDevices,
     pub detections: RawDetections,
     pub evidence: RawEvidence,
+    pub capture: RawCapture,
     /// Where the text came from (for error messages and relative paths).
     #[serde(skip)]
     pub origin: Origin,
@@ -278,6 +279,14 @@ pub struct RawOutput {
     pub flush_interval_ms: u64,
     /// zstd compression level for `.zst` outputs (1–19).
     pub zstd_level: i32,
+    /// Sensor output folder: close a file at this size (bytes)...
+    pub rotate_bytes: u64,
+    /// ... or at this age (seconds).
+    pub rotate_interval_s: u64,
+    /// Sensor output folder: file name prefix.
+    pub prefix: String,
+    /// Bytes of records the sensor's sink holds while writes fail.
+    pub max_pending_bytes: usize,
 }
 
 impl Default for RawOutput {
@@ -285,6 +294,39 @@ impl Default for RawOutput {
         RawOutput {
             flush_interval_ms: 1000,
             zstd_level: 3,
+            rotate_bytes: 256 << 20,
+            rotate_interval_s: 3600,
+            prefix: "blindspot".into(),
+            max_pending_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Sensor mode (`blindspot capture`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCapture {
+    pub ring_block_size: usize,
+    pub ring_blocks: usize,
+    pub block_timeout_ms: u32,
+    pub promiscuous: bool,
+    pub stats_interval_s: u64,
+    pub drain_timeout_s: u64,
+    pub max_backlog_records: usize,
+    pub user: Option<String>,
+}
+
+impl Default for RawCapture {
+    fn default() -> Self {
+        RawCapture {
+            ring_block_size: 4 << 20,
+            ring_blocks: 16,
+            block_timeout_ms: 50,
+            promiscuous: false,
+            stats_interval_s: 60,
+            drain_timeout_s: 15,
+            max_backlog_records: 65536,
+            user: None,
         }
     }
 }
@@ -308,12 +350,28 @@ pub struct Config {
     pub evidence_dir: Option<std::path::PathBuf>,
     /// `--baseline FILE`, loaded (command line only).
     pub baseline: Option<std::sync::Arc<crate::detect::baseline::Baseline>>,
+    pub capture: CaptureSettings,
 }
 
 impl Default for Config {
     fn default() -> Self {
         RawConfig::default().validate().expect("defaults are valid")
     }
+}
+
+/// Sensor settings (config `[capture]` and the output keys).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaptureSettings {
+    pub ring: crate::capture::live::RingSettings,
+    pub stats_interval: std::time::Duration,
+    pub drain_timeout: std::time::Duration,
+    /// Records a worker holds while the correlator is behind; more are dropped and counted.
+    pub max_backlog_records: usize,
+    pub user: Option<String>,
+    pub rotation: crate::output::rotate::Rotation,
+    pub prefix: String,
+    /// Bytes of records the sink holds while writes fail; then it stops taking more.
+    pub max_pending_bytes: usize,
 }
 
 /// A configuration problem, with the key (and line, when the file has one).
@@ -343,6 +401,76 @@ fn range<T: PartialOrd + std::fmt::Display + Copy>(
 }
 
 impl RawConfig {
+    fn capture_settings(&self) -> Result<CaptureSettings, ConfigError> {
+        let c = &self.capture;
+        let o = &self.output;
+        let block = c.ring_block_size;
+        // A block holds at least one whole frame of 64 KiB (GRO/loopback sizes).
+        if !block.is_power_of_two() || block < 1 << 17 {
+            return Err(ConfigError(format!(
+                "capture.ring_block_size = {block} must be a power of two of at least 131072 (a block holds a whole 64 KiB frame): use 1048576 or 4194304, say"
+            )));
+        }
+        range("capture.ring_block_size", block, 1 << 17, 1 << 30)?;
+        let blocks = range("capture.ring_blocks", c.ring_blocks, 2, 65_536)?;
+        if (block as u128) * (blocks as u128) > 16u128 << 30 {
+            return Err(ConfigError(format!(
+                "capture.ring_block_size × capture.ring_blocks = {} bytes is over 16 GiB per ring: lower one of them",
+                block as u128 * blocks as u128
+            )));
+        }
+        if o.prefix.is_empty() || o.prefix.contains(['/', '\\', '\0']) {
+            return Err(ConfigError(format!(
+                "output.prefix = {:?} must be a non-empty file name part without '/'",
+                o.prefix
+            )));
+        }
+        let s = std::time::Duration::from_secs;
+        Ok(CaptureSettings {
+            ring: crate::capture::live::RingSettings {
+                block_size: block,
+                blocks,
+                block_timeout_ms: range("capture.block_timeout_ms", c.block_timeout_ms, 1, 10_000)?,
+                promiscuous: c.promiscuous,
+            },
+            stats_interval: s(range(
+                "capture.stats_interval_s",
+                c.stats_interval_s,
+                1,
+                86_400,
+            )?),
+            drain_timeout: s(range(
+                "capture.drain_timeout_s",
+                c.drain_timeout_s,
+                1,
+                3_600,
+            )?),
+            max_backlog_records: range(
+                "capture.max_backlog_records",
+                c.max_backlog_records,
+                1,
+                100_000_000,
+            )?,
+            user: c.user.clone().filter(|u| !u.is_empty()),
+            rotation: crate::output::rotate::Rotation {
+                max_bytes: range("output.rotate_bytes", o.rotate_bytes, 4096, 1 << 40)?,
+                max_age: s(range(
+                    "output.rotate_interval_s",
+                    o.rotate_interval_s,
+                    1,
+                    604_800,
+                )?),
+            },
+            prefix: o.prefix.clone(),
+            max_pending_bytes: range(
+                "output.max_pending_bytes",
+                o.max_pending_bytes,
+                1 << 20,
+                1 << 34,
+            )?,
+        })
+    }
+
     pub fn parse(text: &str, source: &str) -> Result<RawConfig, ConfigError> {
         let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
             let place = match e.span() {
@@ -615,6 +743,7 @@ impl RawConfig {
                 1000,
             )?,
             zstd_level: range("output.zstd_level", self.output.zstd_level, 1, 19)?,
+            capture: self.capture_settings()?,
             inspection: std::sync::Arc::new(self.inspection()?),
             device_limits: crate::correlate::devices::DeviceLimits {
                 max_ips: range("devices.max_ips", self.devices.max_ips, 1, 100_000_000)?,

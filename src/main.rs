@@ -60,6 +60,52 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         evidence: Option<PathBuf>,
     },
+    /// Capture live from network interfaces (sensor mode) and write records until SIGTERM or SIGINT.
+    ///
+    /// The records are those of `replay`, plus a `coverage` and a `stats`
+    /// record every `capture.stats_interval_s`. Needs CAP_NET_RAW (and
+    /// CAP_NET_ADMIN for --promiscuous) to open the interfaces; then drops
+    /// every capability (and becomes `--user` when started as root).
+    /// SIGHUP reopens the output. Exit status: 0 after a clean drain; 1 for
+    /// bad configuration, an interface or output that cannot be opened, or a
+    /// drain that did not finish within `capture.drain_timeout_s`.
+    Capture {
+        /// Interface to capture on (repeatable: each is read by every worker through its own ring).
+        #[arg(short = 'i', long = "interface", required = true, value_name = "IFACE")]
+        interfaces: Vec<String>,
+        /// Where records go: `-` for standard output; a folder (existing, or a path ending in `/`) for rotated files `PREFIX-YYYYMMDDTHHMMSSZ-NNNNNN.jsonl.zst` (see the README); any other path is one file, appended to and reopened on SIGHUP (zstd when it ends in `.zst`).
+        #[arg(short, long, value_name = "PATH", default_value = "-")]
+        output: String,
+        /// Write plain JSON Lines files into an output folder. [default: zstd]
+        #[arg(long)]
+        plain: bool,
+        /// Worker threads, each with its own ring per interface (AF_PACKET fanout by flow hash). [default: pipeline.workers from the config, 2]
+        #[arg(short, long, value_name = "N")]
+        workers: Option<usize>,
+        /// TOML configuration file ([capture] and [output] keys; see the README). [default: built-in defaults]
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Put the interfaces in promiscuous mode (not needed on a SPAN port that sends only mirrored traffic). [default: capture.promiscuous, false]
+        #[arg(long)]
+        promiscuous: bool,
+        /// Read through libpcap instead of AF_PACKET (needs a build with `--features libpcap`; one worker).
+        #[arg(long)]
+        pcap: bool,
+        /// BPF filter in tcpdump syntax, compiled by libpcap (implies --pcap).
+        #[arg(long, value_name = "EXPR")]
+        filter: Option<String>,
+        /// After opening the interfaces, become this user (when started as root). [default: capture.user, or stay]
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// Stop after this many seconds, as on SIGTERM. [default: run until a signal]
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<f64>,
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Baseline from `blindspot baseline build` (as for replay).
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+    },
     /// Baseline commands: learn what is normal per client fingerprint and destination.
     Baseline {
         #[command(subcommand)]
@@ -186,6 +232,34 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
     })
 }
 
+/// The configuration with the command line's overrides and input files.
+fn setup(
+    config: Option<&PathBuf>,
+    workers: Option<usize>,
+    inputs: &InputArgs,
+    baseline: Option<&PathBuf>,
+) -> Result<Config, ()> {
+    let mut cfg = load_config(config).map_err(|e| eprintln!("blindspot: {e}"))?;
+    if let Some(w) = workers {
+        if w > 64 {
+            eprintln!("blindspot: --workers {w} is out of range: use 0 to 64");
+            return Err(());
+        }
+        cfg.workers = w;
+    }
+    cfg.device_inputs = std::sync::Arc::new(load_inputs(inputs)?);
+    if let Some(b) = baseline {
+        match blindspot::detect::baseline::Baseline::load(b) {
+            Ok(b) => cfg.baseline = Some(std::sync::Arc::new(b)),
+            Err(e) => {
+                eprintln!("blindspot: {e}");
+                return Err(());
+            }
+        }
+    }
+    Ok(cfg)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -229,6 +303,44 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_ERROR)
             }
         },
+        Cmd::Capture {
+            interfaces,
+            output,
+            plain,
+            workers,
+            config,
+            promiscuous,
+            pcap,
+            filter,
+            user,
+            duration,
+            inputs,
+            baseline,
+        } => {
+            let Ok(mut cfg) = setup(config.as_ref(), workers, &inputs, baseline.as_ref()) else {
+                return ExitCode::from(EXIT_ERROR);
+            };
+            cfg.capture.ring.promiscuous |= promiscuous;
+            if user.is_some() {
+                cfg.capture.user = user;
+            }
+            let duration = match duration {
+                Some(d) if d.is_finite() && d > 0.0 && d < 1e9 => {
+                    Some(std::time::Duration::from_secs_f64(d))
+                }
+                Some(d) => {
+                    eprintln!(
+                        "blindspot: --duration {d} is out of range: use a positive number of seconds"
+                    );
+                    return ExitCode::from(EXIT_ERROR);
+                }
+                None => None,
+            };
+            capture(
+                &cfg,
+                blindspot_sensor_options(interfaces, output, plain, pcap, filter, duration),
+            )
+        }
         Cmd::Replay {
             files,
             output,
@@ -238,33 +350,9 @@ fn main() -> ExitCode {
             baseline,
             evidence,
         } => {
-            let mut cfg = match load_config(config.as_ref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("blindspot: {e}");
-                    return ExitCode::from(EXIT_ERROR);
-                }
+            let Ok(mut cfg) = setup(config.as_ref(), workers, &inputs, baseline.as_ref()) else {
+                return ExitCode::from(EXIT_ERROR);
             };
-            if let Some(w) = workers {
-                if w > 64 {
-                    eprintln!("blindspot: --workers {w} is out of range: use 0 to 64");
-                    return ExitCode::from(EXIT_ERROR);
-                }
-                cfg.workers = w;
-            }
-            match load_inputs(&inputs) {
-                Ok(i) => cfg.device_inputs = std::sync::Arc::new(i),
-                Err(()) => return ExitCode::from(EXIT_ERROR),
-            }
-            if let Some(b) = &baseline {
-                match blindspot::detect::baseline::Baseline::load(b) {
-                    Ok(b) => cfg.baseline = Some(std::sync::Arc::new(b)),
-                    Err(e) => {
-                        eprintln!("blindspot: {e}");
-                        return ExitCode::from(EXIT_ERROR);
-                    }
-                }
-            }
             cfg.evidence_dir = evidence;
             match pipeline::replay(&files, &cfg, &output) {
                 Ok(outcome) => {
@@ -294,4 +382,68 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+type SensorOptions = blindspot::sensor::SensorOptions;
+#[cfg(not(target_os = "linux"))]
+type SensorOptions = ();
+
+fn blindspot_sensor_options(
+    interfaces: Vec<String>,
+    output: String,
+    plain: bool,
+    pcap: bool,
+    filter: Option<String>,
+    duration: Option<std::time::Duration>,
+) -> SensorOptions {
+    #[cfg(target_os = "linux")]
+    {
+        blindspot::sensor::SensorOptions {
+            interfaces,
+            output,
+            plain,
+            libpcap: pcap || filter.is_some(),
+            filter,
+            duration,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (interfaces, output, plain, pcap, filter, duration);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn capture(cfg: &Config, opts: SensorOptions) -> ExitCode {
+    match blindspot::sensor::run(cfg, &opts) {
+        Ok(out) if out.drain_timed_out => {
+            eprintln!(
+                "blindspot: the drain did not finish within capture.drain_timeout_s ({} s): the last records may be lost",
+                cfg.capture.drain_timeout.as_secs()
+            );
+            ExitCode::from(EXIT_ERROR)
+        }
+        Ok(out) => {
+            let drops = out.stats.drops.values().sum::<u64>();
+            eprintln!(
+                "blindspot: stopped: {} packets, {} dropped (kernel {}, internal {})",
+                out.stats.packets,
+                drops,
+                out.stats.drops.get("kernel").copied().unwrap_or(0),
+                out.stats.drops.get("internal").copied().unwrap_or(0)
+            );
+            ExitCode::from(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("blindspot: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn capture(_cfg: &Config, _opts: SensorOptions) -> ExitCode {
+    eprintln!("blindspot: live capture is only built for Linux; replay capture files instead");
+    ExitCode::from(EXIT_ERROR)
 }

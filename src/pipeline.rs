@@ -187,48 +187,16 @@ impl Reader {
 
     /// The reader's part of the stats record.
     fn stats(&self, table: &TableStats) -> StatsRecord {
-        let d = &self.decoder.stats;
-        let fr = &self.decoder.defrag.stats;
-        let mut skipped = BTreeMap::new();
-        for s in Skip::ALL {
-            skipped.insert(s.name(), d.skipped[s as usize]);
-        }
-        let fragments = BTreeMap::from([
-            ("reassembled", d.fragments_reassembled),
-            ("timed_out", fr.timed_out),
-            ("dropped_cap", fr.dropped_cap),
-            ("dropped_malformed", fr.dropped_malformed),
-        ]);
-        let flows = BTreeMap::from([
-            ("created", table.created),
-            ("ended_closed", table.ended[0]),
-            ("ended_timeout", table.ended[1]),
-            ("ended_reused", table.ended[2]),
-            ("evicted", table.ended[3]),
-            ("ended_end_of_input", table.ended[4]),
-            ("active_max", table.active_max),
-        ]);
-        let reassembly = BTreeMap::from([
-            ("gaps", table.reassembly_gaps),
-            ("missed_bytes", table.reassembly_missed_bytes),
-            ("stopped_parsers_done", table.reassembly_stopped),
-        ]);
-        StatsRecord {
-            kind: "stats",
-            ts: self.now,
-            packets: self.packets,
-            bytes: self.bytes,
-            skipped,
-            fragments,
-            flows,
-            reassembly,
-            drops: BTreeMap::from([("internal", 0)]),
-            files: self.files.clone(),
-            records: BTreeMap::new(),
-            tls: BTreeMap::new(),
-            devices: BTreeMap::new(),
-            detections: BTreeMap::new(),
-        }
+        let mut s = counters(
+            &self.decoder.stats,
+            &self.decoder.defrag.stats,
+            table,
+            self.now,
+        );
+        s.packets = self.packets;
+        s.bytes = self.bytes;
+        s.files = self.files.clone();
+        s
     }
 
     fn outcome(self, stats: StatsRecord) -> Outcome {
@@ -238,6 +206,51 @@ impl Reader {
             stats,
             evidence: None,
         }
+    }
+}
+
+/// A stats record holding the decode, fragment and flow-table counters
+/// (the packet counts, files and the correlator's counts are filled in by
+/// the caller).
+pub fn counters(
+    d: &crate::decode::DecodeStats,
+    fr: &crate::decode::defrag::DefragStats,
+    table: &TableStats,
+    now: Timestamp,
+) -> StatsRecord {
+    let mut skipped = BTreeMap::new();
+    for s in Skip::ALL {
+        skipped.insert(s.name(), d.skipped[s as usize]);
+    }
+    let fragments = BTreeMap::from([
+        ("reassembled", d.fragments_reassembled),
+        ("timed_out", fr.timed_out),
+        ("dropped_cap", fr.dropped_cap),
+        ("dropped_malformed", fr.dropped_malformed),
+    ]);
+    let flows = BTreeMap::from([
+        ("created", table.created),
+        ("ended_closed", table.ended[0]),
+        ("ended_timeout", table.ended[1]),
+        ("ended_reused", table.ended[2]),
+        ("evicted", table.ended[3]),
+        ("ended_end_of_input", table.ended[4]),
+        ("active_max", table.active_max),
+    ]);
+    let reassembly = BTreeMap::from([
+        ("gaps", table.reassembly_gaps),
+        ("missed_bytes", table.reassembly_missed_bytes),
+        ("stopped_parsers_done", table.reassembly_stopped),
+    ]);
+    StatsRecord {
+        kind: "stats",
+        ts: now,
+        skipped,
+        fragments,
+        flows,
+        reassembly,
+        drops: BTreeMap::from([("internal", 0)]),
+        ..StatsRecord::default()
     }
 }
 
@@ -291,16 +304,22 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Repl
     Ok((reader.outcome(stats), wants))
 }
 
-/// The last records of a replay: coverage, then stats (which counts it).
+/// The last records of a replay: the detections still open, coverage, then
+/// stats (which counts it).
 fn finish(corr: &mut Correlator, stats: &mut StatsRecord) {
     corr.finish_detections();
+    totals(corr, stats);
+}
+
+/// Writes a coverage record and the completed stats record (which counts it).
+pub fn totals(corr: &mut Correlator, stats: &mut StatsRecord) {
     let coverage = corr.coverage(stats);
     corr.push([Record::Coverage(Box::new(coverage))]);
     corr.fill_stats(stats);
     corr.push([Record::Stats(Box::new(stats.clone()))]);
 }
 
-fn correlator(cfg: &Config) -> Correlator {
+pub fn correlator(cfg: &Config) -> Correlator {
     let inputs = &cfg.device_inputs;
     let apps = crate::detect::context::Apps::new(inputs.apps.clone(), &inputs.app_events);
     let detector = crate::detect::Detector::new(

@@ -95,6 +95,25 @@ pub struct StatsRecord {
     /// were not opaque (`opaque_exempt_*`), and what the detection tables
     /// refused at their caps.
     pub detections: BTreeMap<&'static str, u64>,
+    /// Live capture: each ring's kernel counters (absent in replay).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capture: Vec<crate::capture::live::RingStats>,
+    /// Live capture: each worker's hand-off to the correlator (absent in replay).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub queues: Vec<QueueStats>,
+    /// Live capture: what the output did (absent in replay).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub output: BTreeMap<&'static str, u64>,
+}
+
+/// A worker's queue to the correlator (live capture).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Records (and device evidence) dropped because the backlog was full.
+    pub dropped: u64,
+    /// The most records the backlog held.
+    pub backlog_max: u64,
 }
 
 /// One per TLS connection (a TCP flow whose client spoke TLS first).

@@ -62,6 +62,22 @@ impl Timestamp {
     pub fn plus(self, d: Nanos) -> Timestamp {
         Timestamp(self.0.saturating_add(d))
     }
+
+    /// The wall clock (live capture: timeouts follow it).
+    pub fn now() -> Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// `20261121T101500Z`: UTC to the second, for file names.
+    pub fn compact(self) -> String {
+        let full = self.to_string();
+        let (date, time) = full.split_once('T').unwrap_or((&full, ""));
+        let hms: String = time.chars().take(8).filter(|c| *c != ':').collect();
+        format!("{}T{hms}Z", date.replace('-', ""))
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -208,6 +224,14 @@ pub fn nanos_to_secs_f64(n: Nanos) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compact_names_the_second() {
+        let t = Timestamp::from_civil(2026, 11, 21, 10, 15, 7)
+            .unwrap()
+            .plus(123);
+        assert_eq!(t.compact(), "20261121T101507Z");
+    }
 
     #[test]
     fn formats_rfc3339_micros() {

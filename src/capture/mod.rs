@@ -5,6 +5,11 @@
 //! and the frames found in it. Replay reads pcap and pcapng files
 //! ([`pcap_file`]); the live sources of the sensor mode share this shape.
 
+#[cfg(target_os = "linux")]
+pub mod afpacket;
+#[cfg(feature = "libpcap")]
+pub mod libpcap;
+pub mod live;
 pub mod pcap_file;
 
 use crate::time::Timestamp;

@@ -152,6 +152,12 @@ impl Correlator {
         }
     }
 
+    /// Live capture: evaluates the detection windows that ended before `now`.
+    pub fn advance_detections(&mut self, now: crate::time::Timestamp) {
+        let found = self.detector.advance(now);
+        self.write_detections(found);
+    }
+
     /// End of input: evaluates every open detection window.
     pub fn finish_detections(&mut self) {
         let found = self.detector.finish();

@@ -77,6 +77,14 @@ pub struct DefragStats {
     pub dropped_malformed: u64,
 }
 
+impl DefragStats {
+    pub fn merge(&mut self, o: &DefragStats) {
+        self.timed_out += o.timed_out;
+        self.dropped_cap += o.dropped_cap;
+        self.dropped_malformed += o.dropped_malformed;
+    }
+}
+
 pub struct Defrag {
     limits: DefragLimits,
     partial: HashMap<Key, Partial>,

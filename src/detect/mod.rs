@@ -504,6 +504,16 @@ impl Detector {
         out
     }
 
+    /// Evaluates the windows that closed before `now` (live capture, where
+    /// the wall clock moves on without sessions).
+    pub fn advance(&mut self, now: Timestamp) -> Vec<crate::record::DetectionRecord> {
+        let mut out = Vec::new();
+        if self.s.enabled {
+            self.close_until(now, &mut out);
+        }
+        out
+    }
+
     /// Evaluates every open window (end of input), in a fixed order.
     pub fn finish(&mut self) -> Vec<crate::record::DetectionRecord> {
         let mut out = Vec::new();

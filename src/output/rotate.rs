@@ -1,0 +1,442 @@
+//! The sensor's output: JSON Lines for months.
+//!
+//! Three targets:
+//!
+//! - a folder: files `PREFIX-YYYYMMDDTHHMMSSZ-NNNNNN.jsonl.zst` (or `.jsonl`),
+//!   rotated by size and by age. The file being written carries an extra
+//!   `.open` suffix and is renamed when it is closed, so a log shipper that
+//!   picks up `*.jsonl.zst` sees each file once, whole. A file left `.open`
+//!   by a crash is renamed at the next start (its frames are all readable).
+//! - a file: written in append mode and reopened on `SIGHUP` (for logrotate).
+//! - standard output.
+//!
+//! Records arrive in blocks of whole lines and are written as one zstd frame
+//! (or one plain write) per flush, at least once a second, so a crash loses
+//! at most the last second. A write that fails (disk full) is cut back to the
+//! last whole frame and retried; the lines stay in memory up to a cap, and
+//! while they do the sink takes no more blocks, so the queues before it fill
+//! and their drops are counted in `stats`.
+
+use crate::time::Timestamp;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// What the sink did, read by the correlator for the `stats` record.
+#[derive(Debug, Default)]
+pub struct OutputCounters {
+    pub bytes: AtomicU64,
+    pub files_closed: AtomicU64,
+    pub reopens: AtomicU64,
+    pub write_errors: AtomicU64,
+    /// Bytes of records waiting to be written (held by a failing write).
+    pub pending_bytes: AtomicU64,
+    /// The longest a block waited between the correlator and the sink
+    /// since the correlator last read this.
+    pub sink_lag_ms: AtomicU64,
+}
+
+impl OutputCounters {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Stdout,
+    File {
+        path: PathBuf,
+        zst: bool,
+    },
+    Dir {
+        dir: PathBuf,
+        prefix: String,
+        zst: bool,
+    },
+}
+
+impl Target {
+    /// `-` is standard output; an existing folder, or a path ending in `/`,
+    /// is a rotated folder (zstd unless `plain`); anything else is one file
+    /// (zstd when it ends in `.zst`).
+    pub fn parse(spec: &str, prefix: &str, plain: bool) -> Target {
+        if spec == "-" {
+            return Target::Stdout;
+        }
+        let path = PathBuf::from(spec);
+        if spec.ends_with('/') || path.is_dir() {
+            Target::Dir {
+                dir: path,
+                prefix: prefix.to_string(),
+                zst: !plain,
+            }
+        } else {
+            let zst = path.extension().is_some_and(|e| e == "zst");
+            Target::File { path, zst }
+        }
+    }
+}
+
+/// When a folder's file is closed and the next begun.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_bytes: u64,
+    pub max_age: Duration,
+}
+
+struct Open {
+    file: File,
+    /// The name it is written under (`.open` for a folder's file).
+    path: PathBuf,
+    /// The name it gets when closed (folder only).
+    final_path: Option<PathBuf>,
+    /// Bytes of whole frames in the file: a failed write is cut back to here.
+    len: u64,
+    opened: Instant,
+}
+
+pub struct LiveSink {
+    target: Target,
+    rotation: Rotation,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    open: Option<Open>,
+    /// Lines not yet written.
+    pending: Vec<u8>,
+    frame: Vec<u8>,
+    seq: u64,
+    pub counters: Arc<OutputCounters>,
+}
+
+/// Lines held before a flush is forced by size.
+const FLUSH_BYTES: usize = 4 << 20;
+
+impl LiveSink {
+    pub fn new(target: Target, rotation: Rotation, zstd_level: i32) -> io::Result<LiveSink> {
+        let zst = matches!(
+            target,
+            Target::File { zst: true, .. } | Target::Dir { zst: true, .. }
+        );
+        if let Target::Dir { dir, .. } = &target {
+            std::fs::create_dir_all(dir).map_err(|e| named(dir, e))?;
+            recover(dir)?;
+        }
+        let mut sink = LiveSink {
+            target,
+            rotation,
+            zstd: if zst {
+                Some(zstd::bulk::Compressor::new(zstd_level)?)
+            } else {
+                None
+            },
+            open: None,
+            pending: Vec::with_capacity(1 << 20),
+            frame: Vec::new(),
+            seq: 0,
+            counters: Arc::default(),
+        };
+        // Fail now, at start, if the output cannot be created at all.
+        sink.ensure_open()?;
+        Ok(sink)
+    }
+
+    /// The file being written (for messages).
+    pub fn current(&self) -> String {
+        match (&self.target, &self.open) {
+            (Target::Stdout, _) => "standard output".into(),
+            (_, Some(o)) => o.path.display().to_string(),
+            (Target::File { path, .. }, None) => path.display().to_string(),
+            (Target::Dir { dir, .. }, None) => dir.display().to_string(),
+        }
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Adds lines; they are written by the next [`flush`](Self::flush).
+    pub fn write(&mut self, block: &[u8]) {
+        self.pending.extend_from_slice(block);
+        self.counters
+            .pending_bytes
+            .store(self.pending.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Enough is pending to write a frame now, whatever the timer says.
+    pub fn should_flush(&self) -> bool {
+        self.pending.len() >= FLUSH_BYTES
+    }
+
+    fn ensure_open(&mut self) -> io::Result<()> {
+        if self.open.is_some() {
+            return Ok(());
+        }
+        let (path, final_path, append) = match &self.target {
+            Target::Stdout => return Ok(()),
+            Target::File { path, .. } => (path.clone(), None, true),
+            Target::Dir { dir, prefix, zst } => {
+                self.seq += 1;
+                let name = format!(
+                    "{prefix}-{}-{:06}.jsonl{}",
+                    Timestamp::now().compact(),
+                    self.seq,
+                    if *zst { ".zst" } else { "" }
+                );
+                let fin = dir.join(&name);
+                (dir.join(format!("{name}.open")), Some(fin), false)
+            }
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(&path)
+            .map_err(|e| named(&path, e))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.open = Some(Open {
+            file,
+            path,
+            final_path,
+            len,
+            opened: Instant::now(),
+        });
+        Ok(())
+    }
+
+    /// Writes what is pending as one frame. On failure the file is cut back
+    /// to its last whole frame and the lines stay pending for a retry.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if !matches!(self.target, Target::Stdout)
+            && let Err(e) = self.ensure_open()
+        {
+            OutputCounters::add(&self.counters.write_errors, 1);
+            return Err(e);
+        }
+        let bytes = match &mut self.zstd {
+            Some(z) => {
+                self.frame.clear();
+                self.frame
+                    .reserve(zstd::zstd_safe::compress_bound(self.pending.len()));
+                z.compress_to_buffer(&self.pending, &mut self.frame)?;
+                &self.frame
+            }
+            None => &self.pending,
+        };
+        let n = bytes.len() as u64;
+        if matches!(self.target, Target::Stdout) {
+            let mut out = io::stdout().lock();
+            out.write_all(bytes)?;
+            out.flush()?;
+        } else {
+            let Some(open) = self.open.as_mut() else {
+                return Ok(());
+            };
+            let result = open.file.write_all(bytes).and_then(|()| open.file.flush());
+            if let Err(e) = result {
+                OutputCounters::add(&self.counters.write_errors, 1);
+                // Cut the partial frame off, so the file stays readable.
+                let _ = open.file.set_len(open.len);
+                return Err(named(&open.path, e));
+            }
+            open.len += n;
+        }
+        OutputCounters::add(&self.counters.bytes, n);
+        self.pending.clear();
+        self.counters.pending_bytes.store(0, Ordering::Relaxed);
+        self.rotate_if_due()
+    }
+
+    /// Closes the folder's file when it is big or old enough.
+    pub fn rotate_if_due(&mut self) -> io::Result<()> {
+        let due = match (&self.target, &self.open) {
+            (Target::Dir { .. }, Some(o)) => {
+                o.len >= self.rotation.max_bytes
+                    || (o.len > 0 && o.opened.elapsed() >= self.rotation.max_age)
+            }
+            _ => false,
+        };
+        if due { self.close() } else { Ok(()) }
+    }
+
+    /// Closes the current file (renaming a folder's file to its final name).
+    fn close(&mut self) -> io::Result<()> {
+        if let Some(o) = self.open.take() {
+            let _ = o.file.sync_data();
+            if let Some(fin) = &o.final_path {
+                std::fs::rename(&o.path, fin).map_err(|e| named(&o.path, e))?;
+            }
+            OutputCounters::add(&self.counters.files_closed, 1);
+        }
+        Ok(())
+    }
+
+    /// `SIGHUP`: writes what is pending, closes and opens the output again
+    /// (a folder starts its next file; a file is reopened by name).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.close()?;
+        OutputCounters::add(&self.counters.reopens, 1);
+        self.ensure_open()
+    }
+
+    /// Writes everything and closes.
+    pub fn finish(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.close()
+    }
+}
+
+fn named(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// Renames `*.open` files a crash left in `dir` to their final names.
+fn recover(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| named(dir, e))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "open") {
+            let fin = path.with_extension("");
+            if !fin.exists() {
+                std::fs::rename(&path, &fin).map_err(|e| named(&path, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn folder_rotates_by_size_and_files_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let rot = Rotation {
+            max_bytes: 100,
+            max_age: Duration::from_secs(3600),
+        };
+        let mut s = LiveSink::new(
+            Target::parse(dir.path().to_str().unwrap(), "rec", false),
+            rot,
+            3,
+        )
+        .unwrap();
+        // Padding that does not compress (xorshift), so each frame passes 100 bytes.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..5 {
+            let pad: String = (0..200)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b'a' + (x % 26) as u8)
+                })
+                .collect();
+            s.write(format!("{{\"n\":{i},\"pad\":\"{pad}\"}}\n").as_bytes());
+            s.flush().unwrap();
+        }
+        s.write(b"{\"n\":5}\n");
+        s.flush().unwrap();
+        // The open file is not yet a `.jsonl.zst`.
+        let open: Vec<String> = names(dir.path())
+            .into_iter()
+            .filter(|n| n.ends_with(".open"))
+            .collect();
+        // Each padded write passed 100 bytes and closed its file; the last,
+        // small one is still being written, under its `.open` name.
+        assert_eq!(open.len(), 1, "{open:?}");
+        s.finish().unwrap();
+        let files = names(dir.path());
+        assert_eq!(files.len(), 6, "{files:?}");
+        let mut all = Vec::new();
+        for (i, f) in files.iter().enumerate() {
+            assert!(
+                f.starts_with("rec-") && f.ends_with(&format!("-{:06}.jsonl.zst", i + 1)),
+                "{f}"
+            );
+            all.extend(zstd::decode_all(File::open(dir.path().join(f)).unwrap()).unwrap());
+        }
+        let text = String::from_utf8(all).unwrap();
+        let ns: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["n"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ns, vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_crashed_open_file_is_recovered_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path()
+                .join("rec-20260101T000000Z-000001.jsonl.zst.open"),
+            b"x",
+        )
+        .unwrap();
+        let s = LiveSink::new(
+            Target::parse(dir.path().to_str().unwrap(), "rec", false),
+            Rotation {
+                max_bytes: 1 << 20,
+                max_age: Duration::from_secs(60),
+            },
+            3,
+        )
+        .unwrap();
+        drop(s);
+        let files = names(dir.path());
+        assert!(
+            files.contains(&"rec-20260101T000000Z-000001.jsonl.zst".to_string()),
+            "{files:?}"
+        );
+    }
+
+    #[test]
+    fn file_target_appends_and_reopens_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let mut s = LiveSink::new(
+            Target::parse(path.to_str().unwrap(), "x", false),
+            Rotation {
+                max_bytes: 1,
+                max_age: Duration::from_secs(1),
+            },
+            3,
+        )
+        .unwrap();
+        s.write(b"{\"a\":1}\n");
+        s.flush().unwrap();
+        // logrotate moves the file away, then sends SIGHUP.
+        std::fs::rename(&path, dir.path().join("out.jsonl.1")).unwrap();
+        s.reopen().unwrap();
+        s.write(b"{\"a\":2}\n");
+        s.finish().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out.jsonl.1")).unwrap(),
+            "{\"a\":1}\n"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":2}\n");
+    }
+}

@@ -1,0 +1,686 @@
+//! Sensor mode: `blindspot capture`, the live pipeline.
+//!
+//! ```text
+//!  worker 0: ring(s) ─ decode ─ flow table ─┐  (AF_PACKET fanout: the kernel
+//!  worker 1: ring(s) ─ decode ─ flow table ─┼─▶ correlator ─▶ sink ─▶ files
+//!  ...                                      ┘   hashes each connection to one worker)
+//! ```
+//!
+//! The stages are those of replay, with three differences. Each worker owns
+//! its rings (one per interface) and decodes its own packets: there is no
+//! reader thread. Timeouts follow the wall clock: every tick a worker
+//! advances its table to the later of its last packet time and the wall
+//! clock less one second (packets wait up to a ring block's timeout before
+//! they are read). And nothing waits for a slow stage: a worker that cannot
+//! hand its records to the correlator keeps them in a bounded backlog and
+//! counts what does not fit (`stats.queues`), so the rings keep draining and
+//! flow state stays right; the kernel counts what the rings could not take
+//! (`stats.capture`).
+//!
+//! Every `capture.stats_interval_s` the correlator writes a `coverage` and a
+//! `stats` record with the totals since start. `SIGTERM`/`SIGINT` end the
+//! run: workers flush every open flow, the correlator closes every detection
+//! window, the sink writes and closes, within `capture.drain_timeout_s`.
+//! `SIGHUP` reopens the output.
+
+pub mod privilege;
+
+use crate::app::evidence::Evidence;
+use crate::capture::FrameRef;
+use crate::capture::live::{LiveSource, RingStats};
+use crate::config::{CaptureSettings, Config};
+use crate::correlate::Correlator;
+use crate::decode::defrag::DefragStats;
+use crate::decode::{self, DecodeStats, Decoder};
+use crate::flow::table::{FlowTable, TableStats};
+use crate::output::rotate::{LiveSink, OutputCounters, Target};
+use crate::record::{QueueStats, Record, StatsRecord};
+use crate::time::{NANOS_PER_SEC, Timestamp};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How often a worker advances its timers and hands records on.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What `blindspot capture` was asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct SensorOptions {
+    pub interfaces: Vec<String>,
+    pub output: String,
+    /// Write plain JSON Lines into an output folder (default zstd).
+    pub plain: bool,
+    /// Read through libpcap (feature `libpcap`) instead of AF_PACKET.
+    pub libpcap: bool,
+    /// BPF filter expression (libpcap only).
+    pub filter: Option<String>,
+    /// Stop after this long, as on `SIGTERM` (tests, benchmarks).
+    pub duration: Option<Duration>,
+}
+
+/// How a capture ended.
+#[derive(Debug)]
+pub struct SensorOutcome {
+    /// The last stats record.
+    pub stats: StatsRecord,
+    /// The drain did not finish within the timeout: the last records may be lost.
+    pub drain_timed_out: bool,
+}
+
+/// Shared between the main thread and the workers.
+#[derive(Default)]
+struct Control {
+    stop: AtomicBool,
+    /// Bumped every stats interval; workers answer with a snapshot.
+    epoch: AtomicU64,
+}
+
+/// A worker's counters since start.
+#[derive(Clone, Debug, Default)]
+struct Snapshot {
+    worker: usize,
+    epoch: u64,
+    packets: u64,
+    bytes: u64,
+    decode: DecodeStats,
+    defrag: DefragStats,
+    table: TableStats,
+    rings: Vec<RingStats>,
+    queue: QueueStats,
+}
+
+enum Live {
+    /// One tick of a worker: its device evidence and finished records, the
+    /// packet time it has reached, and when it handed them on.
+    Tick(Tick),
+    Stats(Box<Snapshot>),
+    Done(Box<Snapshot>),
+}
+
+struct Tick {
+    worker: usize,
+    now: Timestamp,
+    sent: Instant,
+    evidence: Vec<Evidence>,
+    records: Vec<Record>,
+}
+
+/// Runs the sensor until a signal (or `duration`).
+pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> {
+    let settings = cfg.capture.clone();
+    let workers = cfg.workers.max(1);
+    // Sources first, while privileged.
+    let sources: Vec<Box<dyn LiveSource>> = open_sources(opts, workers, &settings)?;
+    let workers = sources.len();
+
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while draining ends the process at once.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&term))
+            .map_err(|e| format!("signal handler: {e}"))?;
+        signal_hook::flag::register(sig, Arc::clone(&term))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
+        .map_err(|e| format!("signal handler: {e}"))?;
+
+    let who = privilege::drop_to(settings.user.as_deref())?;
+
+    let target = Target::parse(&opts.output, &settings.prefix, opts.plain);
+    let sink = LiveSink::new(target, settings.rotation, cfg.zstd_level)
+        .map_err(|e| format!("cannot open the output: {e}"))?;
+    eprintln!(
+        "blindspot: capturing on {} ({} worker{}, {}), uid {} gid {}, no capabilities; records to {}",
+        opts.interfaces.join(", "),
+        workers,
+        if workers == 1 { "" } else { "s" },
+        if opts.libpcap {
+            "libpcap".to_string()
+        } else {
+            format!(
+                "AF_PACKET TPACKET_V3, {} × {} KiB per ring",
+                settings.ring.blocks,
+                settings.ring.block_size >> 10
+            )
+        },
+        who.uid,
+        who.gid,
+        sink.current()
+    );
+
+    let ctl = Arc::new(Control::default());
+    let counters = Arc::clone(&sink.counters);
+    let (live_tx, live_rx) = bounded::<Live>(cfg.queue_batches * workers * 4);
+    let (sink_tx, sink_rx) = bounded::<(Instant, Vec<u8>)>(cfg.queue_batches);
+    let (done_tx, done_rx) = bounded::<std::io::Result<()>>(1);
+    let flush = Duration::from_millis(cfg.flush_interval_ms);
+    let max_pending = settings.max_pending_bytes;
+    let hup_sink = Arc::clone(&hup);
+    thread::Builder::new()
+        .name("sink".into())
+        .spawn(move || {
+            let r = run_sink(sink_rx, sink, &hup_sink, flush, max_pending);
+            let _ = done_tx.send(r);
+        })
+        .map_err(|e| format!("cannot start the sink thread: {e}"))?;
+    let corr = crate::pipeline::correlator(cfg);
+    let slack = cfg.flow.tcp_idle;
+    let corr_counters = Arc::clone(&counters);
+    let corr_thread = thread::Builder::new()
+        .name("correlator".into())
+        .spawn(move || run_correlator(corr, live_rx, sink_tx, workers, corr_counters, slack, flush))
+        .map_err(|e| format!("cannot start the correlator thread: {e}"))?;
+    for (i, src) in sources.into_iter().enumerate() {
+        let tx = live_tx.clone();
+        let ctl = Arc::clone(&ctl);
+        let table = FlowTable::new(cfg.flow, workers);
+        let decoder = Decoder::new(cfg.defrag);
+        let cap = settings.max_backlog_records;
+        thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || Worker::new(i, tx, cap).run(src, decoder, table, &ctl))
+            .map_err(|e| format!("cannot start worker thread {i}: {e}"))?;
+    }
+    drop(live_tx);
+
+    let started = Instant::now();
+    let mut last_stats = Instant::now();
+    loop {
+        thread::sleep(TICK);
+        let elapsed = opts.duration.is_some_and(|d| started.elapsed() >= d);
+        if term.load(Ordering::Relaxed) || elapsed {
+            break;
+        }
+        if last_stats.elapsed() >= settings.stats_interval {
+            last_stats = Instant::now();
+            ctl.epoch.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    ctl.stop.store(true, Ordering::Release);
+    match done_rx.recv_timeout(settings.drain_timeout) {
+        Ok(r) => {
+            let stats = corr_thread.join().unwrap_or_default();
+            r.map_err(|e| format!("output: {e}"))?;
+            Ok(SensorOutcome {
+                stats,
+                drain_timed_out: false,
+            })
+        }
+        Err(_) => Ok(SensorOutcome {
+            stats: StatsRecord::default(),
+            drain_timed_out: true,
+        }),
+    }
+}
+
+fn open_sources(
+    opts: &SensorOptions,
+    workers: usize,
+    settings: &CaptureSettings,
+) -> Result<Vec<Box<dyn LiveSource>>, String> {
+    if opts.interfaces.is_empty() {
+        return Err("name at least one interface with -i".into());
+    }
+    if opts.libpcap {
+        #[cfg(feature = "libpcap")]
+        {
+            let p = crate::capture::libpcap::open(
+                &opts.interfaces,
+                opts.filter.as_deref(),
+                settings.ring.block_size * settings.ring.blocks,
+                settings.ring.promiscuous,
+            )?;
+            return Ok(vec![Box::new(p)]);
+        }
+        #[cfg(not(feature = "libpcap"))]
+        return Err(
+            "this blindspot was built without libpcap: rebuild with `cargo build --release --features libpcap` (needs libpcap-dev), or capture with AF_PACKET (leave out --pcap and --filter)"
+                .into(),
+        );
+    }
+    if opts.filter.is_some() {
+        return Err("--filter needs --pcap (libpcap compiles the expression)".into());
+    }
+    Ok(
+        crate::capture::afpacket::open(&opts.interfaces, workers, settings.ring)?
+            .into_iter()
+            .map(|r| Box::new(r) as Box<dyn LiveSource>)
+            .collect(),
+    )
+}
+
+/// A worker's hand-off to the correlator, which never blocks the rings.
+struct Worker {
+    idx: usize,
+    tx: Sender<Live>,
+    backlog: VecDeque<Live>,
+    backlog_records: usize,
+    max_backlog: usize,
+    queue: QueueStats,
+}
+
+fn record_count(m: &Live) -> usize {
+    match m {
+        Live::Tick(t) => t.evidence.len() + t.records.len(),
+        Live::Stats(_) | Live::Done(_) => 0,
+    }
+}
+
+impl Worker {
+    fn new(idx: usize, tx: Sender<Live>, max_backlog: usize) -> Worker {
+        Worker {
+            idx,
+            tx,
+            backlog: VecDeque::new(),
+            backlog_records: 0,
+            max_backlog,
+            queue: QueueStats {
+                queue: format!("worker-{idx}"),
+                ..QueueStats::default()
+            },
+        }
+    }
+
+    fn queue(&mut self, msg: Live) {
+        self.pump();
+        let msg = if self.backlog.is_empty() {
+            match self.tx.try_send(msg) {
+                Ok(()) => return,
+                Err(TrySendError::Full(m)) => m,
+                Err(TrySendError::Disconnected(_)) => return,
+            }
+        } else {
+            msg
+        };
+        let n = record_count(&msg);
+        if n > 0 && self.backlog_records + n > self.max_backlog {
+            self.queue.dropped += n as u64;
+            return;
+        }
+        self.backlog_records += n;
+        self.queue.backlog_max = self.queue.backlog_max.max(self.backlog_records as u64);
+        self.backlog.push_back(msg);
+    }
+
+    /// Hands on what the backlog holds, as far as the channel takes it.
+    fn pump(&mut self) {
+        while let Some(m) = self.backlog.pop_front() {
+            let n = record_count(&m);
+            match self.tx.try_send(m) {
+                Ok(()) => self.backlog_records -= n,
+                Err(TrySendError::Full(m)) => {
+                    self.backlog.push_front(m);
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn run(
+        mut self,
+        mut src: Box<dyn LiveSource>,
+        mut decoder: Decoder,
+        mut table: FlowTable,
+        ctl: &Control,
+    ) {
+        let mut out = Vec::new();
+        let mut extra = Vec::new();
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        let mut last_ts = Timestamp::ZERO;
+        let mut last_tick = Instant::now();
+        let mut epoch_seen = 0;
+        let mut error_reported: Option<Instant> = None;
+        loop {
+            let stop = ctl.stop.load(Ordering::Acquire);
+            let polled = src.poll(TICK, &mut |f| {
+                packets += 1;
+                bytes += u64::from(f.wire_len);
+                last_ts = last_ts.max(f.ts);
+                let frame = FrameRef {
+                    ts: f.ts,
+                    offset: 0,
+                    caplen: f.data.len() as u32,
+                    wire_len: f.wire_len,
+                    linktype: f.linktype,
+                };
+                extra.clear();
+                if let Some(p) = decoder.decode(f.data, &frame, &mut extra) {
+                    table.process(&p, decode::payload(&p, f.data, &extra), &mut out);
+                }
+            });
+            if let Err(e) = polled {
+                if error_reported.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                    eprintln!(
+                        "blindspot: worker {}: capture error: {e}; retrying",
+                        self.idx
+                    );
+                    error_reported = Some(Instant::now());
+                }
+                thread::sleep(TICK);
+            }
+            if last_tick.elapsed() < TICK && !stop {
+                continue;
+            }
+            last_tick = Instant::now();
+            let now = last_ts.max(Timestamp(Timestamp::now().0.saturating_sub(NANOS_PER_SEC)));
+            if stop {
+                table.drain(now.max(Timestamp::now()), &mut out);
+            } else {
+                table.advance(now, &mut out);
+            }
+            // Every tick, empty or not: the correlator releases records in
+            // packet-time order once every worker is past them.
+            self.queue(Live::Tick(Tick {
+                worker: self.idx,
+                now,
+                sent: Instant::now(),
+                evidence: std::mem::take(&mut decoder.evidence),
+                records: std::mem::take(&mut out),
+            }));
+            let epoch = ctl.epoch.load(Ordering::Relaxed);
+            if epoch != epoch_seen || stop {
+                epoch_seen = epoch;
+                let snap = Box::new(Snapshot {
+                    worker: self.idx,
+                    epoch,
+                    packets,
+                    bytes,
+                    decode: decoder.stats.clone(),
+                    defrag: decoder.defrag.stats.clone(),
+                    table: table.stats.clone(),
+                    rings: src.stats(),
+                    queue: self.queue.clone(),
+                });
+                if stop {
+                    // Draining: wait for the correlator rather than drop.
+                    for m in std::mem::take(&mut self.backlog) {
+                        let _ = self.tx.send(m);
+                    }
+                    let _ = self.tx.send(Live::Done(snap));
+                    return;
+                }
+                self.queue(Live::Stats(snap));
+            }
+            self.pump();
+        }
+    }
+}
+
+/// Puts the workers' ticks back in packet-time order, as replay's chunks
+/// are: once every worker has reached time T, the evidence of all ticks up
+/// to T is applied in packet-time order, then their records are resolved.
+/// So device lookups do not depend on which worker saw the DHCP or ARP.
+struct Watermark {
+    reached: Vec<Timestamp>,
+    held: Vec<Tick>,
+}
+
+impl Watermark {
+    fn new(workers: usize) -> Self {
+        Watermark {
+            reached: vec![Timestamp::ZERO; workers],
+            held: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, t: Tick) {
+        self.reached[t.worker] = self.reached[t.worker].max(t.now);
+        self.held.push(t);
+    }
+
+    fn finished(&mut self, worker: usize) {
+        self.reached[worker] = Timestamp(u64::MAX);
+    }
+
+    fn release(&mut self, corr: &mut Correlator) {
+        let mark = self
+            .reached
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(Timestamp::ZERO);
+        // Every worker has handed on all its evidence up to `mark`: apply
+        // it in packet-time order, from every tick held...
+        let mut evidence = Vec::new();
+        for t in &mut self.held {
+            let (now, later): (Vec<Evidence>, Vec<Evidence>) = std::mem::take(&mut t.evidence)
+                .into_iter()
+                .partition(|e| e.ts <= mark);
+            evidence.extend(now);
+            t.evidence = later;
+        }
+        evidence.sort_by_key(|e| e.ts);
+        corr.evidence(&evidence);
+        // ... then resolve the records of the ticks up to `mark`.
+        if !self.held.iter().any(|t| t.now <= mark) {
+            return;
+        }
+        let (mut ready, keep): (Vec<Tick>, Vec<Tick>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|t| t.now <= mark);
+        self.held = keep;
+        ready.sort_by_key(|t| (t.now, t.worker));
+        for t in ready {
+            // Evidence after `mark` in a released tick (its worker ran ahead).
+            if !t.evidence.is_empty() {
+                corr.evidence(&t.evidence);
+            }
+            corr.push(t.records);
+        }
+    }
+}
+
+/// The totals of every worker's latest snapshot.
+fn merge(snaps: &[Snapshot], now: Timestamp) -> StatsRecord {
+    let mut decode = DecodeStats::default();
+    let mut defrag = DefragStats::default();
+    let mut table = TableStats::default();
+    for s in snaps {
+        decode.merge(&s.decode);
+        defrag.merge(&s.defrag);
+        table.merge(&s.table);
+    }
+    let mut st = crate::pipeline::counters(&decode, &defrag, &table, now);
+    st.packets = snaps.iter().map(|s| s.packets).sum();
+    st.bytes = snaps.iter().map(|s| s.bytes).sum();
+    st.capture = snaps.iter().flat_map(|s| s.rings.iter().cloned()).collect();
+    st.capture
+        .sort_by(|a, b| (&a.interface, a.worker).cmp(&(&b.interface, b.worker)));
+    st.queues = snaps.iter().map(|s| s.queue.clone()).collect();
+    st.drops = BTreeMap::from([
+        ("internal", st.queues.iter().map(|q| q.dropped).sum()),
+        ("kernel", st.capture.iter().map(|r| r.drops).sum()),
+    ]);
+    st
+}
+
+fn output_counters(c: &OutputCounters, queued: usize, lag_ms: u64) -> BTreeMap<&'static str, u64> {
+    BTreeMap::from([
+        ("queue_lag_ms", lag_ms),
+        ("sink_lag_ms", c.sink_lag_ms.swap(0, Ordering::Relaxed)),
+        ("bytes", OutputCounters::get(&c.bytes)),
+        ("files_closed", OutputCounters::get(&c.files_closed)),
+        ("reopens", OutputCounters::get(&c.reopens)),
+        ("write_errors", OutputCounters::get(&c.write_errors)),
+        ("pending_bytes", OutputCounters::get(&c.pending_bytes)),
+        ("queued_blocks", queued as u64),
+    ])
+}
+
+fn run_correlator(
+    mut corr: Correlator,
+    rx: Receiver<Live>,
+    sink: Sender<(Instant, Vec<u8>)>,
+    workers: usize,
+    counters: Arc<OutputCounters>,
+    slack: u64,
+    flush: Duration,
+) -> StatsRecord {
+    let mut snaps: Vec<Snapshot> = (0..workers)
+        .map(|worker| Snapshot {
+            worker,
+            ..Snapshot::default()
+        })
+        .collect();
+    let mut emitted_epoch = 0;
+    let mut done = 0;
+    let mut last_send = Instant::now();
+    // The longest records waited between a worker and the correlator
+    // since the last stats record.
+    let mut lag_ms = 0u64;
+    let send = |corr: &mut Correlator, last_send: &mut Instant| {
+        *last_send = Instant::now();
+        sink.send((Instant::now(), corr.take())).is_ok()
+    };
+    let mut order = Watermark::new(workers);
+    while done < workers {
+        match rx.recv_timeout(TICK) {
+            Ok(Live::Tick(t)) => {
+                lag_ms = lag_ms.max(t.sent.elapsed().as_millis() as u64);
+                order.add(t);
+                order.release(&mut corr);
+            }
+            Ok(Live::Stats(s)) => {
+                let w = s.worker;
+                snaps[w] = *s;
+                let epoch = snaps.iter().map(|s| s.epoch).min().unwrap_or(0);
+                if epoch > emitted_epoch {
+                    emitted_epoch = epoch;
+                    let mut st = merge(&snaps, Timestamp::now());
+                    st.output = output_counters(&counters, sink.len(), lag_ms);
+                    lag_ms = 0;
+                    crate::pipeline::totals(&mut corr, &mut st);
+                    if !send(&mut corr, &mut last_send) {
+                        return StatsRecord::default();
+                    }
+                }
+            }
+            Ok(Live::Done(s)) => {
+                let w = s.worker;
+                snaps[w] = *s;
+                done += 1;
+                order.finished(w);
+                order.release(&mut corr);
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        // Detection windows close with the wall clock, less the longest a
+        // flow's record can lag its start (the TCP idle timeout).
+        corr.advance_detections(Timestamp(Timestamp::now().0.saturating_sub(slack)));
+        if let Some(block) = corr.full_block() {
+            last_send = Instant::now();
+            if sink.send((Instant::now(), block)).is_err() {
+                return StatsRecord::default();
+            }
+        } else if corr.has_pending()
+            && last_send.elapsed() >= flush
+            && !send(&mut corr, &mut last_send)
+        {
+            return StatsRecord::default();
+        }
+    }
+    let mut st = merge(&snaps, Timestamp::now());
+    st.output = output_counters(&counters, sink.len(), lag_ms);
+    corr.finish_detections();
+    crate::pipeline::totals(&mut corr, &mut st);
+    let _ = sink.send((Instant::now(), corr.take()));
+    st
+}
+
+fn run_sink(
+    rx: Receiver<(Instant, Vec<u8>)>,
+    mut sink: LiveSink,
+    hup: &AtomicBool,
+    flush: Duration,
+    max_pending: usize,
+) -> std::io::Result<()> {
+    let mut last_flush = Instant::now();
+    let mut failing: Option<(Instant, Instant)> = None; // (since, last report)
+    let report = |sink: &LiveSink,
+                  r: std::io::Result<()>,
+                  failing: &mut Option<(Instant, Instant)>| {
+        match r {
+            Ok(()) => {
+                if let Some((since, _)) = failing.take() {
+                    eprintln!(
+                        "blindspot: writing to {} again after {} s",
+                        sink.current(),
+                        since.elapsed().as_secs()
+                    );
+                }
+            }
+            Err(e) => {
+                let now = Instant::now();
+                let due = failing.is_none_or(|(_, last)| now - last >= Duration::from_secs(60));
+                if due {
+                    eprintln!(
+                        "blindspot: cannot write {}: {e}; retrying every second, {} KiB of records held (free space, or fix the output)",
+                        sink.current(),
+                        sink.pending_len() >> 10
+                    );
+                }
+                let since = failing.map_or(now, |(s, _)| s);
+                *failing = Some((
+                    since,
+                    if due {
+                        now
+                    } else {
+                        failing.map_or(now, |f| f.1)
+                    },
+                ));
+            }
+        }
+    };
+    loop {
+        if hup.swap(false, Ordering::Relaxed) {
+            let r = sink.reopen();
+            if r.is_ok() {
+                eprintln!("blindspot: SIGHUP: output reopened: {}", sink.current());
+            }
+            report(&sink, r, &mut failing);
+        }
+        if sink.pending_len() < max_pending {
+            match rx.recv_timeout(TICK) {
+                Ok((sent, block)) => {
+                    let waited = sent.elapsed().as_millis() as u64;
+                    sink.counters
+                        .sink_lag_ms
+                        .fetch_max(waited, Ordering::Relaxed);
+                    sink.write(&block);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            thread::sleep(TICK);
+        }
+        let wait = if failing.is_some() {
+            Duration::from_secs(1)
+        } else {
+            flush
+        };
+        if last_flush.elapsed() >= wait || (failing.is_none() && sink.should_flush()) {
+            last_flush = Instant::now();
+            let r = sink.flush().and_then(|()| sink.rotate_if_due());
+            report(&sink, r, &mut failing);
+        }
+    }
+    loop {
+        let r = sink.finish();
+        let ok = r.is_ok();
+        report(&sink, r, &mut failing);
+        if ok {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_secs(1));
+    }
+}
