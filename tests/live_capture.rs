@@ -414,3 +414,242 @@ fn a_flood_reports_its_drops_and_memory_stays_bounded() {
     let flows = &last["flows"];
     assert!(flows["active_max"].as_u64().unwrap() <= 2000 + 2);
 }
+
+/// A `/proc/PID/status` field.
+fn status_field(pid: u32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+fn assert_unprivileged(pid: u32, uid: &str) {
+    assert_eq!(
+        status_field(pid, "Uid:")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        [uid; 4]
+    );
+    for set in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+        assert_eq!(
+            status_field(pid, set),
+            "0000000000000000",
+            "{set} of the sensor"
+        );
+    }
+    assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
+}
+
+#[test]
+fn root_start_drops_to_the_user_and_every_capability() {
+    let Some(v) = Veth::new("pu") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // The output folder belongs to the user the sensor becomes.
+    assert!(sh(&["chown", "nobody", out.to_str().unwrap()]));
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let sensor = Sensor::start(&v, &["--user", "nobody", "-o", out.to_str().unwrap()]);
+    let pid = sensor.child.id();
+    // Every thread, not just the main one.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let tid: u32 = task.unwrap().file_name().to_string_lossy().parse().unwrap();
+        assert_unprivileged(tid, "65534");
+    }
+    tcpreplay(
+        &v,
+        &["--pps", "5000"],
+        &[common::fixture("local/tls12-curl-nginx.pcap")],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    sensor.stop();
+    let files: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = zstd::decode_all(std::fs::File::open(&files[0]).unwrap()).unwrap();
+    let recs = common::parse_lines(&text);
+    assert_eq!(common::of_type(&recs, "tls")[0]["outcome"], "established");
+}
+
+#[test]
+fn an_unprivileged_start_with_ambient_capabilities_drops_them() {
+    // What the systemd unit does: a non-root user with CAP_NET_RAW and
+    // CAP_NET_ADMIN as ambient capabilities, no_new_privs set.
+    let Some(v) = Veth::new("pa") else { return };
+    if !sh(&["setpriv", "--version"]) {
+        eprintln!("SKIPPED: setpriv (util-linux) is not installed");
+        return;
+    }
+    let mut child = v
+        .command("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=+net_raw,+net_admin",
+            "--ambient-caps=+net_raw,+net_admin",
+            "--no-new-privs",
+            env!("CARGO_BIN_EXE_blindspot"),
+            "capture",
+            "-i",
+            &v.b,
+            "-o",
+            "-",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        first.contains("uid 65534") && first.contains("no capabilities"),
+        "{first}"
+    );
+    assert_unprivileged(child.id(), "65534");
+    sh(&["kill", "-TERM", &child.id().to_string()]);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn sighup_starts_a_new_file_and_nothing_is_lost() {
+    let Some(v) = Veth::new("hu") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out/");
+    let sensor = Sensor::start(&v, &["-o", out.to_str().unwrap()]);
+    let files = [
+        common::fixture("local/tls12-curl-nginx.pcap"),
+        common::fixture("local/tls13-curl-nginx-download.pcap"),
+    ];
+    tcpreplay(&v, &["--pps", "5000"], &files[..1]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sh(&["kill", "-HUP", &sensor.child.id().to_string()]));
+    std::thread::sleep(Duration::from_millis(500));
+    tcpreplay(&v, &["--pps", "5000"], &files[1..]);
+    std::thread::sleep(Duration::from_millis(300));
+    let err = sensor.stop();
+    assert!(
+        err.iter().any(|l| l.contains("SIGHUP: output reopened")),
+        "{err:?}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let mut recs = Vec::new();
+    for n in &names {
+        assert!(
+            n.starts_with("blindspot-") && n.ends_with(".jsonl.zst"),
+            "{n}"
+        );
+        recs.extend(common::parse_lines(
+            &zstd::decode_all(std::fs::File::open(out.join(n)).unwrap()).unwrap(),
+        ));
+    }
+    // Both connections, once each, across the two files.
+    assert_eq!(common::of_type(&recs, "tls").len(), 2);
+    let stats = recs.iter().rfind(|r| r["type"] == "stats").unwrap();
+    assert_eq!(stats["output"]["reopens"], 1);
+    assert_eq!(stats["records"]["tls"], 2);
+}
+
+#[test]
+fn a_full_disk_is_reported_and_retried_without_losing_records() {
+    let Some(v) = Veth::new("df") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("small");
+    std::fs::create_dir(&out).unwrap();
+    if !sh(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=16k",
+        "tmpfs",
+        out.to_str().unwrap(),
+    ]) {
+        eprintln!("SKIPPED: cannot mount a tmpfs");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            sh(&["umount", "-l", self.0.to_str().unwrap()]);
+        }
+    }
+    let _guard = Unmount(out.clone());
+    let sensor = Sensor::start(&v, &["--plain", "-o", &format!("{}/", out.display())]);
+    // Far more than 16 KiB of plain records.
+    tcpreplay(&v, &["--pps", "5000"], &ethernet_fixtures());
+    std::thread::sleep(Duration::from_millis(2500));
+    // The operator frees space; the sink writes what it held.
+    assert!(sh(&[
+        "mount",
+        "-o",
+        "remount,size=64m",
+        out.to_str().unwrap()
+    ]));
+    std::thread::sleep(Duration::from_millis(1500));
+    let err = sensor.stop();
+    assert!(
+        err.iter().any(|l| l.contains("No space left on device")),
+        "{err:?}"
+    );
+    assert!(err.iter().any(|l| l.contains("again after")), "{err:?}");
+    let mut recs = Vec::new();
+    for e in std::fs::read_dir(&out).unwrap() {
+        recs.extend(read_records(&e.unwrap().path()));
+    }
+    let stats = recs.iter().rfind(|r| r["type"] == "stats").unwrap();
+    assert!(stats["output"]["write_errors"].as_u64().unwrap() >= 1);
+    // Every record counted was written, whole (each line parsed above).
+    for kind in ["flow", "tls", "dhcp"] {
+        assert_eq!(
+            common::of_type(&recs, kind).len() as u64,
+            stats["records"][kind].as_u64().unwrap(),
+            "{kind}"
+        );
+    }
+    assert_eq!(stats["drops"]["internal"], 0);
+}
+
+#[cfg(feature = "libpcap")]
+#[test]
+fn libpcap_capture_applies_the_bpf_filter() {
+    let Some(v) = Veth::new("lp") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.jsonl");
+    let sensor = Sensor::start(&v, &["--filter", "tcp", "-o", live.to_str().unwrap()]);
+    let files = [
+        common::fixture("local/dhcp-dnsmasq-dhclient.pcap"),
+        common::fixture("local/tls12-curl-nginx.pcap"),
+    ];
+    tcpreplay(&v, &["--pps", "5000"], &files);
+    std::thread::sleep(Duration::from_millis(500));
+    sensor.stop();
+    let captured = read_records(&live);
+    // The filter let only TCP through: the DHCP exchange is not there, the
+    // TLS connection is, with the records replay gives.
+    assert!(common::of_type(&captured, "dhcp").is_empty());
+    assert!(
+        common::of_type(&captured, "flow")
+            .iter()
+            .all(|f| f["proto"] == "tcp")
+    );
+    let want = multiset(
+        &common::replay(&[files[1].as_path()], 1),
+        connection_records,
+    );
+    assert_eq!(multiset(&captured, connection_records), want);
+    let stats = captured.iter().rfind(|r| r["type"] == "stats").unwrap();
+    assert_eq!(stats["capture"][0]["drops"], 0);
+}

@@ -1,6 +1,7 @@
 //! Live source through libpcap (cargo feature `libpcap`): for BPF filter
 //! expressions (`--filter`) and for systems without AF_PACKET. One handle per
-//! interface, read by a single worker (libpcap has no fanout).
+//! interface, read by a single worker (libpcap has no fanout), non-blocking
+//! with a 5 ms nap when every handle is idle.
 
 use super::live::{LiveFrame, LiveSource, RingStats};
 use crate::time::Timestamp;
@@ -23,7 +24,6 @@ pub fn open(
     buffer_bytes: usize,
     promiscuous: bool,
 ) -> Result<Pcap, String> {
-    let several = interfaces.len() > 1;
     let mut handles = Vec::new();
     for iface in interfaces {
         let fail = |e: pcap::Error| format!("cannot capture on {iface} with libpcap: {e}");
@@ -39,9 +39,10 @@ pub fn open(
             cap.filter(expr, true)
                 .map_err(|e| format!("--filter {expr:?} on {iface}: {e}"))?;
         }
-        if several {
-            cap = cap.setnonblock().map_err(fail)?;
-        }
+        // Non-blocking: libpcap's read timeout does not start on Linux until
+        // a packet arrives, so a blocking read could wait forever on a quiet
+        // interface and the worker would never see a stop request.
+        cap = cap.setnonblock().map_err(fail)?;
         let linktype = u16::try_from(cap.get_datalink().0).unwrap_or(u16::MAX);
         handles.push(Handle {
             interface: iface.clone(),
@@ -61,7 +62,6 @@ impl LiveSource for Pcap {
         f: &mut dyn FnMut(LiveFrame<'_>),
     ) -> std::io::Result<usize> {
         let mut seen = 0;
-        let several = self.handles.len() > 1;
         for h in &mut self.handles {
             // Up to a bounded number per handle, so no interface starves the others.
             for _ in 0..4096 {
@@ -84,7 +84,7 @@ impl LiveSource for Pcap {
                 }
             }
         }
-        if seen == 0 && several {
+        if seen == 0 {
             // Non-blocking handles: a short nap instead of a busy loop.
             std::thread::sleep(timeout.min(Duration::from_millis(5)));
         }

@@ -177,9 +177,9 @@ impl LiveSink {
         if self.open.is_some() {
             return Ok(());
         }
-        let (path, final_path, append) = match &self.target {
+        let (path, final_path) = match &self.target {
             Target::Stdout => return Ok(()),
-            Target::File { path, .. } => (path.clone(), None, true),
+            Target::File { path, .. } => (path.clone(), None),
             Target::Dir { dir, prefix, zst } => {
                 self.seq += 1;
                 let name = format!(
@@ -189,14 +189,14 @@ impl LiveSink {
                     if *zst { ".zst" } else { "" }
                 );
                 let fin = dir.join(&name);
-                (dir.join(format!("{name}.open")), Some(fin), false)
+                (dir.join(format!("{name}.open")), Some(fin))
             }
         };
+        // Append mode: after a failed write is cut back, the next one lands
+        // at the new end, not past it.
         let file = OpenOptions::new()
             .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
+            .append(true)
             .open(&path)
             .map_err(|e| named(&path, e))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
