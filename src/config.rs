@@ -351,6 +351,8 @@ pub struct Config {
     /// `--baseline FILE`, loaded (command line only).
     pub baseline: Option<std::sync::Arc<crate::detect::baseline::Baseline>>,
     pub capture: CaptureSettings,
+    /// Draw replay's progress line (set when stderr is a terminal).
+    pub progress: bool,
 }
 
 impl Default for Config {
@@ -744,6 +746,7 @@ impl RawConfig {
             )?,
             zstd_level: range("output.zstd_level", self.output.zstd_level, 1, 19)?,
             capture: self.capture_settings()?,
+            progress: false,
             inspection: std::sync::Arc::new(self.inspection()?),
             device_limits: crate::correlate::devices::DeviceLimits {
                 max_ips: range("devices.max_ips", self.devices.max_ips, 1, 100_000_000)?,

@@ -354,6 +354,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_ERROR);
             };
             cfg.evidence_dir = evidence;
+            cfg.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             match pipeline::replay(&files, &cfg, &output) {
                 Ok(outcome) => {
                     for u in &outcome.unusable {

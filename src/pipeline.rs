@@ -94,10 +94,12 @@ pub struct Reader {
     pub files: Vec<FileStats>,
     pub outcome_unusable: Vec<String>,
     pub outcome_damaged: Vec<String>,
+    /// On a terminal: the progress line.
+    pub progress: Option<crate::output::progress::Progress>,
 }
 
 impl Reader {
-    pub fn new(cfg: &Config) -> Self {
+    pub fn new(cfg: &Config, files: &[PathBuf]) -> Self {
         Reader {
             decoder: Decoder::new(cfg.defrag),
             seq: 0,
@@ -107,6 +109,9 @@ impl Reader {
             files: Vec::new(),
             outcome_unusable: Vec::new(),
             outcome_damaged: Vec::new(),
+            progress: cfg
+                .progress
+                .then(|| crate::output::progress::Progress::new(files)),
         }
     }
 
@@ -126,6 +131,8 @@ impl Reader {
     ) -> Result<(), OutputError> {
         let mut packets = Vec::with_capacity(8192);
         let mut extra = Vec::new();
+        // Bytes of the files read whole, for the progress line.
+        let mut files_done = 0u64;
         for path in files {
             let name = path.display().to_string();
             let mut fs = FileStats {
@@ -162,6 +169,9 @@ impl Reader {
                         evidence.clear();
                         self.decoder.evidence = evidence;
                         self.seq += 1;
+                        if let Some(p) = &mut self.progress {
+                            p.update(files_done + reader.raw_bytes(), self.packets);
+                        }
                         r?;
                     }
                     Ok(None) => break,
@@ -180,7 +190,11 @@ impl Reader {
                     }
                 }
             }
+            files_done += reader.raw_bytes();
             self.files.push(fs);
+        }
+        if let Some(p) = &mut self.progress {
+            p.finish();
         }
         Ok(())
     }
@@ -278,7 +292,7 @@ pub fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<Outcome, 
 type Replayed = (Outcome, Vec<crate::detect::EvidenceWant>);
 
 fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Replayed, OutputError> {
-    let mut reader = Reader::new(cfg);
+    let mut reader = Reader::new(cfg, files);
     let mut table = FlowTable::new(cfg.flow, 1);
     let mut corr = correlator(cfg);
     let mut out = Vec::new();
@@ -362,7 +376,7 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
         );
         work_txs.push(tx);
     }
-    let mut reader = Reader::new(cfg);
+    let mut reader = Reader::new(cfg, files);
     let mut pending: Vec<Vec<Packet>> = (0..n).map(|_| Vec::new()).collect();
     let mut extras: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
     let mut seq = 0u64;

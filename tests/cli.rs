@@ -141,3 +141,31 @@ fn several_files_are_one_timeline() {
     let sep = of_type(&replay(&[&a], 2), "flow").len() + of_type(&replay(&[&b], 2), "flow").len();
     assert_eq!(of_type(&both, "flow").len(), sep);
 }
+
+#[test]
+fn replay_shows_progress_on_a_terminal_and_nothing_when_piped() {
+    let file = common::fixture("local/tls13-curl-nginx-download.pcap");
+    let cmd = format!(
+        "{} replay {} -o /dev/null",
+        env!("CARGO_BIN_EXE_blindspot"),
+        file.display()
+    );
+    // `script` runs the command on a pseudo-terminal.
+    let Ok(out) = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+    else {
+        eprintln!("SKIPPED: script (util-linux) is not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("(100%), 1601 packets"), "{text:?}");
+    assert!(text.contains("ETA 0:00"), "{text:?}");
+    assert!(text.contains(&format!("of {:.1} MiB", size as f64 / 1048576.0)), "{text:?}");
+    // Piped: stderr stays empty.
+    let piped = common::blindspot(&["replay", file.to_str().unwrap(), "-o", "/dev/null"]);
+    assert!(piped.status.success());
+    assert!(piped.stderr.is_empty(), "{}", String::from_utf8_lossy(&piped.stderr));
+}

@@ -113,6 +113,23 @@ pub struct CaptureReader {
     pub skipped_frames: u64,
     /// Blocks handed out recently, reused when no worker holds them any more.
     recent: Vec<Arc<Vec<u8>>>,
+    /// Bytes read from the file itself (before decompression), for progress.
+    raw_read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts the bytes a reader hands out.
+struct Counted<R> {
+    inner: R,
+    n: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n
+            .fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(k)
+    }
 }
 
 /// Blocks remembered for reuse (bounded: queue depth plus a few).
@@ -171,7 +188,11 @@ impl CaptureReader {
     }
 
     pub fn from_reader(name: String, raw: Box<dyn Read + Send>) -> Result<Self, CaptureError> {
-        let input = decompressed(raw)?;
+        let raw_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let input = decompressed(Box::new(Counted {
+            inner: raw,
+            n: Arc::clone(&raw_read),
+        }))?;
         Ok(CaptureReader {
             name,
             input,
@@ -183,7 +204,13 @@ impl CaptureReader {
             chunk_size: CHUNK_SIZE,
             skipped_frames: 0,
             recent: Vec::new(),
+            raw_read,
         })
+    }
+
+    /// Bytes read from the file so far (compressed bytes for .gz/.zst).
+    pub fn raw_bytes(&self) -> u64 {
+        self.raw_read.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Smaller blocks, for tests that exercise records cut by a block boundary.
