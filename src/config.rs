@@ -793,6 +793,39 @@ mod tests {
     }
 
     #[test]
+    fn capture_and_rotation_keys_are_read_and_checked() {
+        let ok = "[capture]\nring_block_size = 1048576\nring_blocks = 8\nstats_interval_s = 5\nuser = \"blindspot\"\n[output]\nrotate_bytes = 1000000\nrotate_interval_s = 60\nprefix = \"edge1\"\n";
+        let c = RawConfig::parse(ok, "s.toml").unwrap().validate().unwrap();
+        assert_eq!(c.capture.ring.block_size, 1 << 20);
+        assert_eq!(c.capture.ring.blocks, 8);
+        assert_eq!(c.capture.stats_interval, std::time::Duration::from_secs(5));
+        assert_eq!(c.capture.user.as_deref(), Some("blindspot"));
+        assert_eq!(c.capture.rotation.max_bytes, 1_000_000);
+        assert_eq!(c.capture.prefix, "edge1");
+        let bad = |text: &str| {
+            RawConfig::parse(text, "s.toml")
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .0
+        };
+        let e = bad("[capture]\nring_block_size = 100000\n");
+        assert!(
+            e.contains("capture.ring_block_size = 100000 must be a power of two"),
+            "{e}"
+        );
+        let e = bad("[capture]\nring_block_size = 1073741824\nring_blocks = 64\n");
+        assert!(e.contains("over 16 GiB per ring"), "{e}");
+        let e = bad("[output]\nprefix = \"../x\"\n");
+        assert!(e.contains("output.prefix"), "{e}");
+        let e = bad("[capture]\nstats_interval_s = 0\n");
+        assert!(
+            e.contains("capture.stats_interval_s = 0 is out of range"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_key_names_key_and_line() {
         let e = RawConfig::parse("[flow]\nmax_flows = 10\ntcp_idle_timeout = 5\n", "b.toml")
             .unwrap_err();

@@ -163,9 +163,37 @@ fn replay_shows_progress_on_a_terminal_and_nothing_when_piped() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("(100%), 1601 packets"), "{text:?}");
     assert!(text.contains("ETA 0:00"), "{text:?}");
-    assert!(text.contains(&format!("of {:.1} MiB", size as f64 / 1048576.0)), "{text:?}");
+    assert!(
+        text.contains(&format!("of {:.1} MiB", size as f64 / 1048576.0)),
+        "{text:?}"
+    );
     // Piped: stderr stays empty.
     let piped = common::blindspot(&["replay", file.to_str().unwrap(), "-o", "/dev/null"]);
     assert!(piped.status.success());
-    assert!(piped.stderr.is_empty(), "{}", String::from_utf8_lossy(&piped.stderr));
+    assert!(
+        piped.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+}
+
+#[test]
+fn capture_on_a_missing_interface_is_one_line_and_status_1() {
+    let out = common::blindspot(&["capture", "-i", "no-such-if0", "-o", "-"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "blindspot: interface no-such-if0 does not exist (see `ip link`)"
+    );
+    // --filter needs libpcap; without the feature the error says how to get it.
+    if !cfg!(feature = "libpcap") {
+        let out = common::blindspot(&["capture", "-i", "lo", "--filter", "tcp"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--features libpcap"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
