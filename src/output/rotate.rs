@@ -388,6 +388,36 @@ mod tests {
     }
 
     #[test]
+    fn folder_rotates_by_age_but_not_while_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let rot = Rotation {
+            max_bytes: 1 << 30,
+            max_age: Duration::from_millis(30),
+        };
+        let mut s = LiveSink::new(
+            Target::parse(dir.path().to_str().unwrap(), "rec", true),
+            rot,
+            3,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        // Old but empty: kept (no empty files while the link is quiet).
+        s.rotate_if_due().unwrap();
+        assert_eq!(names(dir.path()).len(), 1);
+        s.write(b"{\"a\":1}\n");
+        s.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        s.rotate_if_due().unwrap();
+        let files = names(dir.path());
+        assert_eq!(files.len(), 1);
+        assert!(files[0].ends_with("-000001.jsonl"), "{files:?}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(&files[0])).unwrap(),
+            "{\"a\":1}\n"
+        );
+    }
+
+    #[test]
     fn a_crashed_open_file_is_recovered_at_start() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
