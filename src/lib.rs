@@ -30,6 +30,6 @@ pub mod flow;
 pub mod output;
 pub mod pipeline;
 pub mod record;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 pub mod sensor;
 pub mod time;

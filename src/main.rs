@@ -385,9 +385,9 @@ fn main() -> ExitCode {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 type SensorOptions = blindspot::sensor::SensorOptions;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(unix))]
 type SensorOptions = ();
 
 fn blindspot_sensor_options(
@@ -398,7 +398,7 @@ fn blindspot_sensor_options(
     filter: Option<String>,
     duration: Option<std::time::Duration>,
 ) -> SensorOptions {
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     {
         blindspot::sensor::SensorOptions {
             interfaces,
@@ -409,13 +409,13 @@ fn blindspot_sensor_options(
             duration,
         }
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(unix))]
     {
         let _ = (interfaces, output, plain, pcap, filter, duration);
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 fn capture(cfg: &Config, opts: SensorOptions) -> ExitCode {
     match blindspot::sensor::run(cfg, &opts) {
         Ok(out) if out.drain_timed_out => {
@@ -443,8 +443,10 @@ fn capture(cfg: &Config, opts: SensorOptions) -> ExitCode {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(unix))]
 fn capture(_cfg: &Config, _opts: SensorOptions) -> ExitCode {
-    eprintln!("blindspot: live capture is only built for Linux; replay capture files instead");
+    eprintln!(
+        "blindspot: live capture is only built for Unix systems; replay capture files instead"
+    );
     ExitCode::from(EXIT_ERROR)
 }

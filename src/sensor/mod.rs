@@ -134,7 +134,7 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
     let sink = LiveSink::new(target, settings.rotation, cfg.zstd_level)
         .map_err(|e| format!("cannot open the output: {e}"))?;
     eprintln!(
-        "blindspot: capturing on {} ({} worker{}, {}), uid {} gid {}, no capabilities; records to {}",
+        "blindspot: capturing on {} ({} worker{}, {}), uid {} gid {}{}; records to {}",
         opts.interfaces.join(", "),
         workers,
         if workers == 1 { "" } else { "s" },
@@ -149,6 +149,11 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
         },
         who.uid,
         who.gid,
+        if cfg!(target_os = "linux") {
+            ", no capabilities"
+        } else {
+            ""
+        },
         sink.current()
     );
 
@@ -245,12 +250,20 @@ fn open_sources(
     if opts.filter.is_some() {
         return Err("--filter needs --pcap (libpcap compiles the expression)".into());
     }
-    Ok(
-        crate::capture::afpacket::open(&opts.interfaces, workers, settings.ring)?
-            .into_iter()
-            .map(|r| Box::new(r) as Box<dyn LiveSource>)
-            .collect(),
-    )
+    #[cfg(target_os = "linux")]
+    {
+        Ok(
+            crate::capture::afpacket::open(&opts.interfaces, workers, settings.ring)?
+                .into_iter()
+                .map(|r| Box::new(r) as Box<dyn LiveSource>)
+                .collect(),
+        )
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (workers, settings);
+        Err("AF_PACKET is Linux-only: capture with --pcap (a build with --features libpcap)".into())
+    }
 }
 
 /// A worker's hand-off to the correlator, which never blocks the rings.

@@ -1,6 +1,6 @@
 //! Least privilege: once the capture sockets are open, the process needs no
-//! privilege at all. It becomes the configured user (when started as root),
-//! clears every capability set, and sets `no_new_privs`.
+//! privilege at all. It becomes the configured user (when started as root)
+//! and, on Linux, clears every capability set and sets `no_new_privs`.
 //!
 //! Capabilities are per thread in Linux: this runs on the main thread before
 //! any other thread is started, so every thread inherits the empty sets.
@@ -38,15 +38,19 @@ pub fn drop_to(user: Option<&str>) -> Result<Dropped, String> {
             }
         }
     }
-    for set in [
-        caps::CapSet::Ambient,
-        caps::CapSet::Effective,
-        caps::CapSet::Inheritable,
-        caps::CapSet::Permitted,
-    ] {
-        caps::clear(None, set).map_err(|e| format!("clearing capabilities ({set:?}): {e}"))?;
+    #[cfg(target_os = "linux")]
+    {
+        for set in [
+            caps::CapSet::Ambient,
+            caps::CapSet::Effective,
+            caps::CapSet::Inheritable,
+            caps::CapSet::Permitted,
+        ] {
+            caps::clear(None, set).map_err(|e| format!("clearing capabilities ({set:?}): {e}"))?;
+        }
+        nix::sys::prctl::set_no_new_privs()
+            .map_err(|e| format!("prctl(PR_SET_NO_NEW_PRIVS): {e}"))?;
     }
-    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("prctl(PR_SET_NO_NEW_PRIVS): {e}"))?;
     Ok(Dropped {
         uid: Uid::effective().as_raw(),
         gid: Gid::effective().as_raw(),
