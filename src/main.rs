@@ -70,15 +70,8 @@ enum Cmd {
     /// bad configuration, an interface or output that cannot be opened, or a
     /// drain that did not finish within `capture.drain_timeout_s`.
     Capture {
-        /// Interface to capture on (repeatable: each is read by every worker through its own ring).
-        #[arg(short = 'i', long = "interface", required = true, value_name = "IFACE")]
-        interfaces: Vec<String>,
-        /// Where records go: `-` for standard output; a folder (existing, or a path ending in `/`) for rotated files `PREFIX-YYYYMMDDTHHMMSSZ-NNNNNN.jsonl.zst` (see the README); any other path is one file, appended to and reopened on SIGHUP (zstd when it ends in `.zst`).
-        #[arg(short, long, value_name = "PATH", default_value = "-")]
-        output: String,
-        /// Write plain JSON Lines files into an output folder. [default: zstd]
-        #[arg(long)]
-        plain: bool,
+        #[command(flatten)]
+        sensor: SensorArgs,
         /// Worker threads, each with its own ring per interface (AF_PACKET fanout by flow hash). [default: pipeline.workers from the config, 2]
         #[arg(short, long, value_name = "N")]
         workers: Option<usize>,
@@ -88,18 +81,9 @@ enum Cmd {
         /// Put the interfaces in promiscuous mode (not needed on a SPAN port that sends only mirrored traffic). [default: capture.promiscuous, false]
         #[arg(long)]
         promiscuous: bool,
-        /// Read through libpcap instead of AF_PACKET (needs a build with `--features libpcap`; one worker).
-        #[arg(long)]
-        pcap: bool,
-        /// BPF filter in tcpdump syntax, compiled by libpcap (implies --pcap).
-        #[arg(long, value_name = "EXPR")]
-        filter: Option<String>,
         /// After opening the interfaces, become this user (when started as root). [default: capture.user, or stay]
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
-        /// Stop after this many seconds, as on SIGTERM. [default: run until a signal]
-        #[arg(long, value_name = "SECONDS")]
-        duration: Option<f64>,
         #[command(flatten)]
         inputs: InputArgs,
         /// Baseline from `blindspot baseline build` (as for replay).
@@ -116,6 +100,29 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+}
+
+/// What `capture` reads and where its records go.
+#[derive(clap::Args)]
+struct SensorArgs {
+    /// Interface to capture on (repeatable: each is read by every worker through its own ring).
+    #[arg(short = 'i', long = "interface", required = true, value_name = "IFACE")]
+    interfaces: Vec<String>,
+    /// Where records go: `-` for standard output; a folder (existing, or a path ending in `/`) for rotated files `PREFIX-YYYYMMDDTHHMMSSZ-NNNNNN.jsonl.zst` (see the README); any other path is one file, appended to and reopened on SIGHUP (zstd when it ends in `.zst`).
+    #[arg(short, long, value_name = "PATH", default_value = "-")]
+    output: String,
+    /// Write plain JSON Lines files into an output folder. [default: zstd]
+    #[arg(long)]
+    plain: bool,
+    /// Read through libpcap instead of AF_PACKET (needs a build with `--features libpcap`; one worker).
+    #[arg(long)]
+    pcap: bool,
+    /// BPF filter in tcpdump syntax, compiled by libpcap (implies --pcap).
+    #[arg(long, value_name = "EXPR")]
+    filter: Option<String>,
+    /// Stop after this many seconds, as on SIGTERM. [default: run until a signal]
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
 }
 
 /// Device and app knowledge from files (each option repeatable).
@@ -304,16 +311,11 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Capture {
-            interfaces,
-            output,
-            plain,
+            sensor,
             workers,
             config,
             promiscuous,
-            pcap,
-            filter,
             user,
-            duration,
             inputs,
             baseline,
         } => {
@@ -324,22 +326,7 @@ fn main() -> ExitCode {
             if user.is_some() {
                 cfg.capture.user = user;
             }
-            let duration = match duration {
-                Some(d) if d.is_finite() && d > 0.0 && d < 1e9 => {
-                    Some(std::time::Duration::from_secs_f64(d))
-                }
-                Some(d) => {
-                    eprintln!(
-                        "blindspot: --duration {d} is out of range: use a positive number of seconds"
-                    );
-                    return ExitCode::from(EXIT_ERROR);
-                }
-                None => None,
-            };
-            capture(
-                &cfg,
-                blindspot_sensor_options(interfaces, output, plain, pcap, filter, duration),
-            )
+            capture(&cfg, sensor)
         }
         Cmd::Replay {
             files,
@@ -386,37 +373,27 @@ fn main() -> ExitCode {
 }
 
 #[cfg(unix)]
-type SensorOptions = blindspot::sensor::SensorOptions;
-#[cfg(not(unix))]
-type SensorOptions = ();
-
-fn blindspot_sensor_options(
-    interfaces: Vec<String>,
-    output: String,
-    plain: bool,
-    pcap: bool,
-    filter: Option<String>,
-    duration: Option<std::time::Duration>,
-) -> SensorOptions {
-    #[cfg(unix)]
-    {
-        blindspot::sensor::SensorOptions {
-            interfaces,
-            output,
-            plain,
-            libpcap: pcap || filter.is_some(),
-            filter,
-            duration,
+fn capture(cfg: &Config, a: SensorArgs) -> ExitCode {
+    let duration = match a.duration {
+        Some(d) if d.is_finite() && d > 0.0 && d < 1e9 => {
+            Some(std::time::Duration::from_secs_f64(d))
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (interfaces, output, plain, pcap, filter, duration);
-    }
-}
-
-#[cfg(unix)]
-fn capture(cfg: &Config, opts: SensorOptions) -> ExitCode {
+        Some(d) => {
+            eprintln!(
+                "blindspot: --duration {d} is out of range: use a positive number of seconds"
+            );
+            return ExitCode::from(EXIT_ERROR);
+        }
+        None => None,
+    };
+    let opts = blindspot::sensor::SensorOptions {
+        interfaces: a.interfaces,
+        output: a.output,
+        plain: a.plain,
+        libpcap: a.pcap || a.filter.is_some(),
+        filter: a.filter,
+        duration,
+    };
     match blindspot::sensor::run(cfg, &opts) {
         Ok(out) if out.drain_timed_out => {
             eprintln!(
@@ -444,7 +421,7 @@ fn capture(cfg: &Config, opts: SensorOptions) -> ExitCode {
 }
 
 #[cfg(not(unix))]
-fn capture(_cfg: &Config, _opts: SensorOptions) -> ExitCode {
+fn capture(_cfg: &Config, _args: SensorArgs) -> ExitCode {
     eprintln!(
         "blindspot: live capture is only built for Unix systems; replay capture files instead"
     );

@@ -481,11 +481,9 @@ impl Watermark {
             .partition(|t| t.now <= mark);
         self.held = keep;
         ready.sort_by_key(|t| (t.now, t.worker));
+        // A released tick's evidence is all applied above: its times are at
+        // most the tick's `now`, which is at most `mark`.
         for t in ready {
-            // Evidence after `mark` in a released tick (its worker ran ahead).
-            if !t.evidence.is_empty() {
-                corr.evidence(&t.evidence);
-            }
             corr.push(t.records);
         }
     }
@@ -549,9 +547,9 @@ fn run_correlator(
     // The longest records waited between a worker and the correlator
     // since the last stats record.
     let mut lag_ms = 0u64;
-    let send = |corr: &mut Correlator, last_send: &mut Instant| {
+    let send = |block: Vec<u8>, last_send: &mut Instant| {
         *last_send = Instant::now();
-        sink.send((Instant::now(), corr.take())).is_ok()
+        sink.send((*last_send, block)).is_ok()
     };
     let mut order = Watermark::new(workers);
     while done < workers {
@@ -571,7 +569,7 @@ fn run_correlator(
                     st.output = output_counters(&counters, sink.len(), lag_ms);
                     lag_ms = 0;
                     crate::pipeline::totals(&mut corr, &mut st);
-                    if !send(&mut corr, &mut last_send) {
+                    if !send(corr.take(), &mut last_send) {
                         return StatsRecord::default();
                     }
                 }
@@ -589,14 +587,12 @@ fn run_correlator(
         // Detection windows close with the wall clock, less the longest a
         // flow's record can lag its start (the TCP idle timeout).
         corr.advance_detections(Timestamp(Timestamp::now().0.saturating_sub(slack)));
-        if let Some(block) = corr.full_block() {
-            last_send = Instant::now();
-            if sink.send((Instant::now(), block)).is_err() {
-                return StatsRecord::default();
-            }
-        } else if corr.has_pending()
-            && last_send.elapsed() >= flush
-            && !send(&mut corr, &mut last_send)
+        // A full block goes at once, a partial one once a flush interval has passed.
+        let block = corr
+            .full_block()
+            .or_else(|| (corr.has_pending() && last_send.elapsed() >= flush).then(|| corr.take()));
+        if let Some(block) = block
+            && !send(block, &mut last_send)
         {
             return StatsRecord::default();
         }
