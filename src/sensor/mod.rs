@@ -628,24 +628,16 @@ fn run_sink(
                 }
             }
             Err(e) => {
+                // Reported when the failure starts, then once a minute.
                 let now = Instant::now();
-                let due = failing.is_none_or(|(_, last)| now - last >= Duration::from_secs(60));
-                if due {
+                if failing.is_none_or(|(_, last)| now - last >= Duration::from_secs(60)) {
                     eprintln!(
                         "blindspot: cannot write {}: {e}; retrying every second, {} KiB of records held (free space, or fix the output)",
                         sink.current(),
                         sink.pending_len() >> 10
                     );
+                    *failing = Some((failing.map_or(now, |(since, _)| since), now));
                 }
-                let since = failing.map_or(now, |(s, _)| s);
-                *failing = Some((
-                    since,
-                    if due {
-                        now
-                    } else {
-                        failing.map_or(now, |f| f.1)
-                    },
-                ));
             }
         }
     };
