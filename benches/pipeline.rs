@@ -3,6 +3,7 @@
 //! reassembly while the parsers want bytes, first-payload features).
 //! TLS: ClientHello parse + JA3 + JA4 on every ClientHello of the shared
 //! captures.
+//! Per connection: first-payload features over 1 KiB samples.
 //! Run: `cargo bench --bench pipeline`.
 
 use blindspot::app::tls::hello::ClientHello;
@@ -147,5 +148,29 @@ fn bench_tls(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_tls);
+/// First-payload features (the flow record's `first_payload`) over 1 KiB
+/// samples of real capture bytes: headers, TLS records, random payload.
+fn bench_features(c: &mut Criterion) {
+    let chunks = load(MIX);
+    let bytes: Vec<u8> = chunks
+        .iter()
+        .flat_map(|c| c.frames.iter().flat_map(|f| c.frame_bytes(f)))
+        .copied()
+        .collect();
+    let samples: Vec<&[u8]> = bytes.chunks_exact(1024).step_by(7).take(256).collect();
+    let mut g = c.benchmark_group("per_connection");
+    g.throughput(Throughput::Elements(samples.len() as u64));
+    g.bench_function("first_payload_features_1k", |b| {
+        b.iter(|| {
+            samples
+                .iter()
+                .filter_map(|s| blindspot::app::features::features(s))
+                .map(|f| f.printable_run)
+                .sum::<u32>()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_tls, bench_features);
 criterion_main!(benches);

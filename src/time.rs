@@ -80,31 +80,44 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// RFC 3339, UTC, microseconds: `2024-05-01T12:34:56.123456Z`, into a
+    /// fixed buffer without the formatting machinery (every record carries
+    /// two or more of these).
+    fn rfc3339(self) -> [u8; 27] {
+        fn put(digits: &mut [u8], mut v: u64) {
+            for c in digits.iter_mut().rev() {
+                *c = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        let secs = self.as_secs();
+        let rem = secs % 86_400;
+        // u64 nanoseconds end in 2554: the year has four digits.
+        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let mut b = *b"0000-00-00T00:00:00.000000Z";
+        put(&mut b[0..4], y as u64);
+        put(&mut b[5..7], u64::from(m));
+        put(&mut b[8..10], u64::from(d));
+        put(&mut b[11..13], rem / 3600);
+        put(&mut b[14..16], (rem / 60) % 60);
+        put(&mut b[17..19], rem % 60);
+        put(&mut b[20..26], (self.0 % NANOS_PER_SEC) / 1_000);
+        b
+    }
+}
+
 impl fmt::Display for Timestamp {
     /// RFC 3339, UTC, microseconds: `2024-05-01T12:34:56.123456Z`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.as_secs();
-        let micros = (self.0 % NANOS_PER_SEC) / 1_000;
-        let days = (secs / 86_400) as i64;
-        let rem = secs % 86_400;
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            y,
-            m,
-            d,
-            rem / 3600,
-            (rem / 60) % 60,
-            rem % 60,
-            micros
-        )
+        f.write_str(std::str::from_utf8(&self.rfc3339()).map_err(|_| fmt::Error)?)
     }
 }
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let b = self.rfc3339();
+        s.serialize_str(std::str::from_utf8(&b).map_err(serde::ser::Error::custom)?)
     }
 }
 
@@ -243,6 +256,15 @@ mod tests {
         assert_eq!(
             Timestamp::from_secs(951_782_400).to_string(),
             "2000-02-29T00:00:00.000000Z"
+        );
+        // The last instant a u64 of nanoseconds holds: still four year digits.
+        assert_eq!(
+            Timestamp(u64::MAX).to_string(),
+            "2554-07-21T23:34:33.709551Z"
+        );
+        assert_eq!(
+            serde_json::to_string(&Timestamp::from_secs(86_399)).unwrap(),
+            "\"1970-01-01T23:59:59.000000Z\""
         );
     }
 

@@ -58,47 +58,123 @@ pub fn features(data: &[u8]) -> Option<PayloadFeatures> {
     if data.is_empty() {
         return None;
     }
-    // Four interleaved histograms break the store-to-load chains of
-    // repeated bytes; the longest printable run is kept branch-free.
-    let mut h4 = [[0u32; 256]; 4];
-    let mut run = 0u32;
-    let mut best_run = 0u32;
-    let mut quads = data.chunks_exact(4);
-    for q in &mut quads {
-        for (k, &b) in q.iter().enumerate() {
-            h4[k][b as usize] += 1;
-            run = (run + 1) * printable(b) as u32;
-            best_run = best_run.max(run);
+    let hist = histogram(data);
+    let (printable_prefix, printable_run) = printable_runs(data);
+    let printable_n: u32 = hist[0x20..=0x7e].iter().sum();
+    let bits: u64 = hist
+        .iter()
+        .enumerate()
+        .map(|(v, c)| u64::from((v as u8).count_ones()) * u64::from(*c))
+        .sum();
+    // Four sums: one long chain of dependent float additions is slower
+    // than the lookups it adds up.
+    let mut acc = [0f64; 4];
+    for c in hist.chunks_exact(4) {
+        for (a, c) in acc.iter_mut().zip(c) {
+            *a += clog2c(*c);
         }
     }
-    for &b in quads.remainder() {
-        h4[0][b as usize] += 1;
-        run = (run + 1) * printable(b) as u32;
-        best_run = best_run.max(run);
-    }
-    let mut hist = [0u32; 256];
-    for (i, h) in hist.iter_mut().enumerate() {
-        *h = h4[0][i] + h4[1][i] + h4[2][i] + h4[3][i];
-    }
-    let mut bits = 0u64;
-    let mut printable_n = 0u32;
-    for (v, c) in hist.iter().enumerate() {
-        bits += (v as u8).count_ones() as u64 * *c as u64;
-        if printable(v as u8) {
-            printable_n += c;
-        }
-    }
+    let sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     let n = data.len() as f64;
-    let sum: f64 = hist.iter().map(|c| clog2c(*c)).sum();
     let entropy = n.log2() - sum / n;
     Some(PayloadFeatures {
         len: data.len() as u32,
         entropy: round3(entropy.max(0.0)),
         popcount: round3(bits as f64 / n),
         printable_frac: round3(printable_n as f64 / n),
-        printable_prefix: data.iter().take_while(|b| printable(**b)).count() as u32,
-        printable_run: best_run,
+        printable_prefix,
+        printable_run,
     })
+}
+
+/// Byte counts. Four interleaved 16-bit tables per 64 KiB piece break the
+/// store-to-load chains of repeated bytes and stay small to clear.
+fn histogram(data: &[u8]) -> [u32; 256] {
+    let mut hist = [0u32; 256];
+    for piece in data.chunks(1 << 16) {
+        let mut h4 = [[0u16; 256]; 4];
+        let mut quads = piece.chunks_exact(4);
+        for q in &mut quads {
+            h4[0][q[0] as usize] += 1;
+            h4[1][q[1] as usize] += 1;
+            h4[2][q[2] as usize] += 1;
+            h4[3][q[3] as usize] += 1;
+        }
+        for &b in quads.remainder() {
+            h4[0][b as usize] += 1;
+        }
+        for (i, h) in hist.iter_mut().enumerate() {
+            *h += u32::from(h4[0][i])
+                + u32::from(h4[1][i])
+                + u32::from(h4[2][i])
+                + u32::from(h4[3][i]);
+        }
+    }
+    hist
+}
+
+/// Bit `i` set when byte `i` of the block (at most 64 bytes) is printable.
+fn printable_mask(block: &[u8]) -> u64 {
+    let mut words = block.chunks_exact(8);
+    let mut m = 0u64;
+    for (k, w) in (&mut words).enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        m |= printable8(u64::from_le_bytes(b)) << (8 * k);
+    }
+    let done = block.len() - words.remainder().len();
+    for (i, &x) in words.remainder().iter().enumerate() {
+        m |= u64::from(printable(x)) << (done + i);
+    }
+    m
+}
+
+/// Eight bytes at once (SWAR): bit `i` of the result is set when byte `i`
+/// (little-endian) is in 0x20..=0x7e.
+fn printable8(w: u64) -> u64 {
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let lo7 = w | HI; // each byte's low 7 bits, with a guard bit against borrows
+    let ge_20 = lo7.wrapping_sub(0x2020_2020_2020_2020); // high bit: low7 >= 0x20
+    let eq_7f = lo7.wrapping_sub(0x7f7f_7f7f_7f7f_7f7f); // high bit: low7 == 0x7f
+    let p = ge_20 & !eq_7f & !w & HI; // and the byte's own high bit clear
+    // Gather the eight high bits into the top byte: bit 8i+7 lands on 56+i.
+    ((p >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+}
+
+/// Leading printable bytes and the longest printable run, 64 bytes at a
+/// time from each block's mask: a run is inside one block, or carried from
+/// the blocks before into this one's leading bits.
+fn printable_runs(data: &[u8]) -> (u32, u32) {
+    let mut prefix = None;
+    let mut run = 0u32; // the run that reaches the end of the blocks so far
+    let mut best = 0u32;
+    for (k, block) in data.chunks(64).enumerate() {
+        let m = printable_mask(block);
+        let len = block.len() as u32;
+        // Bits past `len` are clear, so `lead` <= `len`.
+        let lead = m.trailing_ones();
+        if lead == len {
+            run += len;
+            best = best.max(run);
+            continue;
+        }
+        if prefix.is_none() {
+            prefix = Some(k as u32 * 64 + lead);
+        }
+        best = best.max(run + lead);
+        // The longest run of set bits: r rounds of `x &= x >> 1` clear it.
+        if m.count_ones() > best {
+            let (mut x, mut r) = (m, 0);
+            while x != 0 {
+                x &= x >> 1;
+                r += 1;
+            }
+            best = best.max(r);
+        }
+        // The run reaching the block's last byte goes on into the next.
+        run = (m << (64 - len)).leading_ones();
+    }
+    (prefix.unwrap_or(data.len() as u32), best)
 }
 
 /// Collects the first `cap` bytes of one direction.
@@ -193,6 +269,107 @@ mod tests {
             (0.0, 1.0, 4)
         );
         assert!(features(&[]).is_none());
+    }
+
+    /// The plain definitions, byte by byte.
+    fn reference(data: &[u8]) -> PayloadFeatures {
+        let n = data.len() as f64;
+        let mut hist = [0u64; 256];
+        for &b in data {
+            hist[b as usize] += 1;
+        }
+        let entropy: f64 = hist
+            .iter()
+            .filter(|c| **c > 0)
+            .map(|&c| {
+                let p = c as f64 / n;
+                -p * p.log2()
+            })
+            .sum();
+        let (mut run, mut best) = (0u32, 0u32);
+        for &b in data {
+            run = if printable(b) { run + 1 } else { 0 };
+            best = best.max(run);
+        }
+        PayloadFeatures {
+            len: data.len() as u32,
+            entropy: round3(entropy.max(0.0)),
+            popcount: round3(data.iter().map(|b| b.count_ones() as f64).sum::<f64>() / n),
+            printable_frac: round3(data.iter().filter(|b| printable(**b)).count() as f64 / n),
+            printable_prefix: data.iter().take_while(|b| printable(**b)).count() as u32,
+            printable_run: best,
+        }
+    }
+
+    #[test]
+    fn equals_the_plain_definitions() {
+        // Lengths around the 64-byte blocks and the 64 KiB pieces; byte
+        // mixes from all-printable to random; runs across block edges.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let lens = [
+            1, 2, 63, 64, 65, 127, 128, 129, 200, 1023, 1024, 4096, 65_535, 65_536, 70_001,
+        ];
+        for (i, &len) in lens.iter().enumerate() {
+            for mix in 0..4u64 {
+                let data: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let r = next();
+                        match mix {
+                            0 => b'a' + (r % 26) as u8,
+                            1 if r % 97 == 0 => b'\n',
+                            1 => b' ' + (r % 95) as u8,
+                            2 => r as u8,
+                            _ if (r >> 8) % 5 == 0 => (r % 32) as u8,
+                            _ => b'A' + (r % 40) as u8,
+                        }
+                    })
+                    .collect();
+                let got = features(&data).unwrap();
+                let want = reference(&data);
+                assert_eq!(got.len, want.len, "len {len} mix {mix} case {i}");
+                assert_eq!(
+                    (
+                        got.popcount,
+                        got.printable_frac,
+                        got.printable_prefix,
+                        got.printable_run
+                    ),
+                    (
+                        want.popcount,
+                        want.printable_frac,
+                        want.printable_prefix,
+                        want.printable_run
+                    ),
+                    "len {len} mix {mix}"
+                );
+                assert!(
+                    (got.entropy - want.entropy).abs() <= 0.0011,
+                    "len {len} mix {mix}: {got:?} {want:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn eight_bytes_at_once() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut w = [b'a'; 8];
+                w[pos] = b;
+                let want = 0xff & !(u64::from(!printable(b)) << pos);
+                assert_eq!(
+                    printable8(u64::from_le_bytes(w)),
+                    want,
+                    "byte {b:#x} at {pos}"
+                );
+            }
+        }
     }
 
     #[test]

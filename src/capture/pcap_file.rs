@@ -232,18 +232,20 @@ impl CaptureReader {
             if self.eof && self.carry.is_empty() {
                 return Ok(None);
             }
-            let mut buf = self.fresh_buffer();
-            buf.extend_from_slice(&self.carry);
-            let base_offset = self.carry_offset;
             // Always read something past the carried bytes, so a record longer
             // than a block still completes.
             let target = self.chunk_size.max(self.carry.len() + (64 << 10));
-            while buf.len() < target && !self.eof {
-                let want = (target - buf.len()) as u64;
-                // `read_to_end` fills spare capacity without zeroing it first.
-                match (&mut self.input).take(want).read_to_end(&mut buf) {
+            let mut buf = self.fresh_buffer(target);
+            buf[..self.carry.len()].copy_from_slice(&self.carry);
+            let mut filled = self.carry.len();
+            let base_offset = self.carry_offset;
+            // Straight into the block: a read this large bypasses the
+            // BufReader, and the block is already initialised, so there is
+            // neither a second copy nor a memset per read.
+            while filled < target && !self.eof {
+                match self.input.read(&mut buf[filled..target]) {
                     Ok(0) => self.eof = true,
-                    Ok(_) => {}
+                    Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         self.eof = true;
@@ -252,8 +254,9 @@ impl CaptureReader {
                     }
                 }
             }
+            let buf_filled = &buf[..filled];
             let mut frames = Vec::new();
-            let consumed = match self.parse_frames(&buf, base_offset, &mut frames) {
+            let consumed = match self.parse_frames(buf_filled, base_offset, &mut frames) {
                 Ok(c) => c,
                 Err(e) => {
                     // Deliver what parsed, then the error.
@@ -263,7 +266,8 @@ impl CaptureReader {
                     return Ok(Some(self.share(buf, frames)));
                 }
             };
-            self.carry = buf[consumed..].to_vec();
+            self.carry.clear();
+            self.carry.extend_from_slice(&buf[consumed..filled]);
             self.carry_offset = base_offset + consumed as u64;
             if self.eof && !self.carry.is_empty() {
                 let err = if self.format.is_none() && base_offset == 0 && consumed == 0 {
@@ -296,17 +300,18 @@ impl CaptureReader {
 
     /// A buffer for the next block: one the workers have finished with, if
     /// any (no allocation, no page faults), else a new one.
-    fn fresh_buffer(&mut self) -> Vec<u8> {
-        let want = self.chunk_size + self.carry.len();
+    fn fresh_buffer(&mut self, want: usize) -> Vec<u8> {
         if let Some(i) = self.recent.iter().position(|a| Arc::strong_count(a) == 1) {
             let arc = self.recent.swap_remove(i);
             if let Ok(mut v) = Arc::try_unwrap(arc) {
-                v.clear();
-                v.reserve(want);
+                // Kept at full length: its bytes are initialised already.
+                if v.len() < want {
+                    v.resize(want, 0);
+                }
                 return v;
             }
         }
-        Vec::with_capacity(want)
+        vec![0; want]
     }
 
     /// Wraps a block for sharing, remembering it for reuse once released.
