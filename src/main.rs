@@ -2,6 +2,13 @@
 //! Errors become one line on stderr and an exit status; a closed stdout
 //! (`blindspot replay x.pcap | head`) ends the run quietly.
 
+/// mimalloc: records are built on the flow workers and freed on the
+/// correlator, and glibc's per-thread arenas made that cross-thread traffic
+/// cost the threaded replay about a quarter more CPU than one thread
+/// (`benches/throughput.sh`; the README's Speed section).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use blindspot::config::{Config, RawConfig};
 use blindspot::correlate::devices::DeviceInputs;
 use blindspot::pipeline;
