@@ -435,18 +435,45 @@ impl Record {
 
     /// Appends the record as one JSON line.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        use crate::output::json::write;
         let r = match self {
-            Record::Flow(f) => serde_json::to_writer(&mut *out, f),
-            Record::Tls(t) => serde_json::to_writer(&mut *out, t),
-            Record::Dhcp(d) => serde_json::to_writer(&mut *out, d),
-            Record::Device(d) => serde_json::to_writer(&mut *out, d),
-            Record::Coverage(c) => serde_json::to_writer(&mut *out, c),
-            Record::Detection(d) => serde_json::to_writer(&mut *out, d),
-            Record::Stats(s) => serde_json::to_writer(&mut *out, s),
+            Record::Flow(f) => write(out, f),
+            Record::Tls(t) => write(out, t),
+            Record::Dhcp(d) => write(out, d),
+            Record::Device(d) => write(out, d),
+            Record::Coverage(c) => write(out, c),
+            Record::Detection(d) => write(out, d),
+            Record::Stats(s) => write(out, s),
         };
-        // Serialising these plain structs into a Vec cannot fail.
+        // These plain structs have string keys only: writing cannot fail.
         debug_assert!(r.is_ok());
+        // Debug builds (every test run) check each record against serde_json.
+        #[cfg(debug_assertions)]
+        self.check_json(out);
         out.push(b'\n');
+    }
+
+    /// The line just written equals serde_json's rendering of the record.
+    #[cfg(debug_assertions)]
+    fn check_json(&self, out: &[u8]) {
+        let theirs = match self {
+            Record::Flow(f) => serde_json::to_vec(f),
+            Record::Tls(t) => serde_json::to_vec(t),
+            Record::Dhcp(d) => serde_json::to_vec(d),
+            Record::Device(d) => serde_json::to_vec(d),
+            Record::Coverage(c) => serde_json::to_vec(c),
+            Record::Detection(d) => serde_json::to_vec(d),
+            Record::Stats(s) => serde_json::to_vec(s),
+        }
+        .unwrap_or_default();
+        let ours = out
+            .get(out.len().saturating_sub(theirs.len())..)
+            .unwrap_or(out);
+        assert_eq!(
+            String::from_utf8_lossy(ours),
+            String::from_utf8_lossy(&theirs),
+            "output::json and serde_json differ"
+        );
     }
 }
 

@@ -7,6 +7,7 @@
 //! `zstdcat` reads a file that is still being written and a crash loses at
 //! most the last interval.
 
+pub mod json;
 pub mod progress;
 pub mod rotate;
 pub mod zstd_framed;
