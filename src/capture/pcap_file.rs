@@ -113,6 +113,8 @@ pub struct CaptureReader {
     pub skipped_frames: u64,
     /// Blocks handed out recently, reused when no worker holds them any more.
     recent: Vec<Arc<Vec<u8>>>,
+    /// Frames in the last block (the next block's first guess).
+    last_frames: usize,
     /// Bytes read from the file itself (before decompression), for progress.
     raw_read: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -204,6 +206,7 @@ impl CaptureReader {
             chunk_size: CHUNK_SIZE,
             skipped_frames: 0,
             recent: Vec::new(),
+            last_frames: 0,
             raw_read,
         })
     }
@@ -255,7 +258,8 @@ impl CaptureReader {
                 }
             }
             let buf_filled = &buf[..filled];
-            let mut frames = Vec::new();
+            // About as many frames as the last block had: no regrowth.
+            let mut frames = Vec::with_capacity(self.last_frames + 64);
             let consumed = match self.parse_frames(buf_filled, base_offset, &mut frames) {
                 Ok(c) => c,
                 Err(e) => {
@@ -316,6 +320,7 @@ impl CaptureReader {
 
     /// Wraps a block for sharing, remembering it for reuse once released.
     fn share(&mut self, buf: Vec<u8>, frames: Vec<FrameRef>) -> Chunk {
+        self.last_frames = frames.len();
         let data = Arc::new(buf);
         if self.recent.len() >= RECYCLE {
             self.recent.remove(0);

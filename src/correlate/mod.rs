@@ -171,7 +171,10 @@ impl Correlator {
 
     /// Whatever is buffered, even a partial block.
     pub fn take(&mut self) -> Vec<u8> {
-        std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES + 4096))
+        // A chunk's records are written before the block is looked at, so
+        // size the next block for what the last one held: no regrowth.
+        let cap = self.block.len().max(BLOCK_BYTES) + 4096;
+        std::mem::replace(&mut self.block, Vec::with_capacity(cap))
     }
 
     /// The coverage record of the run so far, from the finished stats.

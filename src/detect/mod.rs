@@ -162,7 +162,24 @@ pub fn destination_key(name: Option<&str>, ip: IpAddr, port: u16) -> String {
     match (name, ip) {
         (Some(n), _) => n.to_string(),
         (None, IpAddr::V6(a)) => format!("[{a}]:{port}"),
-        (None, a) => format!("{a}:{port}"),
+        (None, IpAddr::V4(a)) => {
+            let mut k = String::with_capacity(21);
+            push_ipv4(&mut k, a);
+            k.push(':');
+            k.push_str(itoa::Buffer::new().format(port));
+            k
+        }
+    }
+}
+
+/// Dotted quad, as `Ipv4Addr`'s `Display` writes it, without the
+/// formatting machinery (every session makes keys from addresses).
+fn push_ipv4(k: &mut String, a: std::net::Ipv4Addr) {
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            k.push('.');
+        }
+        k.push_str(itoa::Buffer::new().format(o));
     }
 }
 
@@ -247,7 +264,15 @@ impl Session {
     pub fn device_key(&self) -> String {
         match self.device.info.as_ref().and_then(|i| i.mac.clone()) {
             Some(m) => m,
-            None => format!("ip:{}", self.device.ip.unwrap_or(self.tuple.src_ip)),
+            None => match self.device.ip.unwrap_or(self.tuple.src_ip) {
+                IpAddr::V4(a) => {
+                    let mut k = String::with_capacity(18);
+                    k.push_str("ip:");
+                    push_ipv4(&mut k, a);
+                    k
+                }
+                a => format!("ip:{a}"),
+            },
         }
     }
 
@@ -402,6 +427,18 @@ pub struct Detector {
     /// `--evidence`: detections' flows to cut out after the replay.
     pub evidence: bool,
     pub wants: Vec<EvidenceWant>,
+}
+
+/// A window key: its parts joined by spaces.
+fn key_of(parts: &[&str]) -> String {
+    let mut k = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(' ');
+        }
+        k.push_str(p);
+    }
+    k
 }
 
 fn hash_str(s: &str) -> u64 {
@@ -627,9 +664,10 @@ impl Detector {
             ) {
                 self.enter(
                     Pattern::RepeatedHandshakeRejection,
-                    format!("{dev} {ja4} {dest}"),
+                    key_of(&[&dev, &ja4, &dest]),
                     &s,
                     inspection,
+                    (&dev, &dest),
                 );
             }
             // Only sessions seen uninspected can make a bypass; the
@@ -641,9 +679,10 @@ impl Detector {
             {
                 self.enter(
                     Pattern::DestinationBypass,
-                    format!("{dev} {dest}"),
+                    key_of(&[&dev, &dest]),
                     &s,
                     inspection,
+                    (&dev, &dest),
                 );
             }
             if t.outcome == Outcome::Established
@@ -652,9 +691,10 @@ impl Detector {
             {
                 self.enter(
                     Pattern::OpaquePersistentSession,
-                    format!("{dev} {ja4} {dest}"),
+                    key_of(&[&dev, &ja4, &dest]),
                     &s,
                     inspection,
+                    (&dev, &dest),
                 );
             }
         }
@@ -666,9 +706,10 @@ impl Detector {
         if !infrastructure {
             self.enter(
                 Pattern::BackgroundTransmission,
-                format!("{dev} {dest}"),
+                key_of(&[&dev, &dest]),
                 &s,
                 inspection,
+                (&dev, &dest),
             );
         }
         if s.service.is_none()
@@ -681,8 +722,14 @@ impl Detector {
                 self.s.opaque_min_entropy_ratio,
             ) {
                 None => {
-                    let key = format!("{dev} {}", s.dest_key());
-                    self.enter(Pattern::OpaqueEncryptedChannel, key, &s, inspection);
+                    let key = key_of(&[&dev, &dest]);
+                    self.enter(
+                        Pattern::OpaqueEncryptedChannel,
+                        key,
+                        &s,
+                        inspection,
+                        (&dev, &dest),
+                    );
                 }
                 Some(rule) => self.count(rule.counter()),
             }
@@ -690,7 +737,15 @@ impl Detector {
     }
 
     /// Adds the session to its window, opening one if needed.
-    fn enter(&mut self, p: Pattern, key: String, s: &Session, inspection: Option<Inspection>) {
+    /// `dev` and `dest`: the session's device and destination keys.
+    fn enter(
+        &mut self,
+        p: Pattern,
+        key: String,
+        s: &Session,
+        inspection: Option<Inspection>,
+        (dev, dest): (&str, &str),
+    ) {
         let k = (p, key);
         let open = self.windows.len();
         let w = match self.windows.entry(k) {
@@ -715,8 +770,8 @@ impl Detector {
                     key,
                     start,
                     device: s.device.clone(),
-                    device_key: s.device_key(),
-                    dest_key: s.dest_key(),
+                    device_key: dev.to_string(),
+                    dest_key: dest.to_string(),
                     name: s.name().map(str::to_string),
                     sni: t.and_then(|t| t.sni.clone()),
                     dst: (s.tuple.dst_ip, s.tuple.dst_port),
