@@ -140,7 +140,7 @@ impl Correlator {
             self.pending_tls.clear();
         }
         if !self.sessions.is_empty() {
-            let found = self.detector.push(std::mem::take(&mut self.sessions));
+            let found = self.detector.push(&mut self.sessions);
             self.write_detections(found);
         }
     }

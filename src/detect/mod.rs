@@ -527,13 +527,15 @@ impl Detector {
 
     /// Takes one chunk's sessions (any order: they are sorted here) and
     /// returns the detections of the windows they closed.
-    pub fn push(&mut self, mut sessions: Vec<Session>) -> Vec<crate::record::DetectionRecord> {
+    /// `sessions` is left empty, its capacity kept for the next chunk.
+    pub fn push(&mut self, sessions: &mut Vec<Session>) -> Vec<crate::record::DetectionRecord> {
         if !self.s.enabled {
+            sessions.clear();
             return Vec::new();
         }
         sessions.sort_by(|a, b| (a.ts, &a.flow_id).cmp(&(b.ts, &b.flow_id)));
         let mut out = Vec::new();
-        for s in sessions {
+        for s in sessions.drain(..) {
             // Windows whose time has passed close before a later session is added.
             self.close_until(s.ts, &mut out);
             self.add(s);
