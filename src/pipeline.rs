@@ -352,15 +352,31 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
     let (corr_tx, corr_rx) = bounded::<ToCorrelator>(cfg.queue_batches * n.max(1));
     let (sink_tx, sink_rx) = bounded::<Vec<u8>>(cfg.queue_batches);
     let (stats_tx, stats_rx) = bounded::<StatsRecord>(1);
+    // Emptied buffers go back to the thread that fills them: memory freed on
+    // another thread is slow to come back to the allocating one, which then
+    // keeps faulting in fresh pages.
+    let (spare_packets_tx, spare_packets_rx) =
+        bounded::<Vec<Packet>>(cfg.queue_batches * n.max(1) * 2);
+    let (spare_blocks_tx, spare_blocks_rx) = bounded::<Vec<u8>>(4);
 
     let sink_thread = thread::Builder::new()
         .name("sink".into())
-        .spawn(move || run_sink(sink_rx, sink))
+        .spawn(move || run_sink(sink_rx, sink, spare_blocks_tx))
         .expect("spawn sink thread");
     let corr = correlator(cfg);
     let corr_thread = thread::Builder::new()
         .name("correlator".into())
-        .spawn(move || run_correlator(corr, corr_rx, sink_tx, stats_rx, n, interval))
+        .spawn(move || {
+            run_correlator(
+                corr,
+                corr_rx,
+                sink_tx,
+                stats_rx,
+                n,
+                interval,
+                spare_blocks_rx,
+            )
+        })
         .expect("spawn correlator thread");
     let mut work_txs: Vec<Sender<Work>> = Vec::with_capacity(n);
     let mut workers = Vec::with_capacity(n);
@@ -368,10 +384,11 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
         let (tx, rx) = bounded::<Work>(cfg.queue_batches);
         let ctx = corr_tx.clone();
         let settings = cfg.flow;
+        let spare = spare_packets_tx.clone();
         workers.push(
             thread::Builder::new()
                 .name(format!("worker-{i}"))
-                .spawn(move || run_worker(rx, ctx, FlowTable::new(settings, n)))
+                .spawn(move || run_worker(rx, ctx, FlowTable::new(settings, n), spare))
                 .expect("spawn worker thread"),
         );
         work_txs.push(tx);
@@ -404,7 +421,9 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
                 extra: std::mem::take(&mut extras[w]),
                 packets: std::mem::replace(
                     &mut pending[w],
-                    Vec::with_capacity(packets.len() / n + 16),
+                    spare_packets_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(packets.len() / n + 16)),
                 ),
                 now,
                 seq,
@@ -441,15 +460,22 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
     Ok((reader.outcome(final_stats), wants))
 }
 
-fn run_worker(rx: Receiver<Work>, tx: Sender<ToCorrelator>, mut table: FlowTable) -> TableStats {
+fn run_worker(
+    rx: Receiver<Work>,
+    tx: Sender<ToCorrelator>,
+    mut table: FlowTable,
+    spare: Sender<Vec<Packet>>,
+) -> TableStats {
     let mut out = Vec::new();
     for work in rx {
         let seq = match work {
-            Work::Batch(b) => {
+            Work::Batch(mut b) => {
                 for p in &b.packets {
                     table.process(p, decode::payload(p, &b.chunk, &b.extra), &mut out);
                 }
                 table.advance(b.now, &mut out);
+                b.packets.clear();
+                let _ = spare.try_send(b.packets);
                 b.seq
             }
             Work::End(now) => {
@@ -520,6 +546,7 @@ fn run_correlator(
     stats_rx: Receiver<StatsRecord>,
     workers: usize,
     interval: std::time::Duration,
+    spare_blocks: Receiver<Vec<u8>>,
 ) -> (StatsRecord, Vec<crate::detect::EvidenceWant>) {
     let mut order = InOrder {
         workers,
@@ -533,6 +560,9 @@ fn run_correlator(
                 order.evidence.insert(seq, ev);
             }
             Ok(ToCorrelator::Records(seq, recs)) => {
+                while let Ok(b) = spare_blocks.try_recv() {
+                    corr.recycle(b);
+                }
                 order.add(seq, recs);
                 order.release(&mut corr, false);
                 if let Some(block) = corr.full_block()
@@ -557,11 +587,15 @@ fn run_correlator(
     (stats, std::mem::take(&mut corr.detector.wants))
 }
 
-fn run_sink(rx: Receiver<Vec<u8>>, mut sink: Sink) -> io::Result<()> {
+fn run_sink(rx: Receiver<Vec<u8>>, mut sink: Sink, spare: Sender<Vec<u8>>) -> io::Result<()> {
     let interval = sink.interval();
     loop {
         match rx.recv_timeout(interval) {
-            Ok(block) => sink.write(&block)?,
+            Ok(mut block) => {
+                sink.write(&block)?;
+                block.clear();
+                let _ = spare.try_send(block);
+            }
             Err(RecvTimeoutError::Timeout) => sink.flush_if_due()?,
             Err(RecvTimeoutError::Disconnected) => break,
         }

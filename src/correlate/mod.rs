@@ -23,6 +23,8 @@ pub const BLOCK_BYTES: usize = 256 << 10;
 
 pub struct Correlator {
     block: Vec<u8>,
+    /// Emptied blocks the sink gave back.
+    spare: Vec<Vec<u8>>,
     inspection: Arc<Inspection>,
     pub devices: Devices,
     pub counts: BTreeMap<&'static str, u64>,
@@ -41,6 +43,7 @@ impl Correlator {
     pub fn new(inspection: Arc<Inspection>, devices: Devices, detector: Detector) -> Self {
         Correlator {
             block: Vec::with_capacity(BLOCK_BYTES + 4096),
+            spare: Vec::new(),
             inspection,
             devices,
             counts: BTreeMap::new(),
@@ -174,7 +177,22 @@ impl Correlator {
         // A chunk's records are written before the block is looked at, so
         // size the next block for what the last one held: no regrowth.
         let cap = self.block.len().max(BLOCK_BYTES) + 4096;
-        std::mem::replace(&mut self.block, Vec::with_capacity(cap))
+        let next = match self.spare.pop() {
+            Some(mut b) => {
+                b.reserve(cap);
+                b
+            }
+            None => Vec::with_capacity(cap),
+        };
+        std::mem::replace(&mut self.block, next)
+    }
+
+    /// An emptied block back from the sink, for reuse (at most a few kept).
+    pub fn recycle(&mut self, mut block: Vec<u8>) {
+        if self.spare.len() < 4 {
+            block.clear();
+            self.spare.push(block);
+        }
     }
 
     /// The coverage record of the run so far, from the finished stats.
