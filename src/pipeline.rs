@@ -166,6 +166,7 @@ impl Reader {
                         self.bytes += chunk.frames.iter().map(|f| f.wire_len as u64).sum::<u64>();
                         let mut evidence = std::mem::take(&mut self.decoder.evidence);
                         let r = handle(&chunk, &packets, &extra, self.now, &mut evidence);
+                        reader.recycle(chunk);
                         evidence.clear();
                         self.decoder.evidence = evidence;
                         self.seq += 1;
@@ -305,6 +306,7 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Repl
         corr.push(out.drain(..));
         if let Some(block) = corr.full_block() {
             sink.write(&block).map_err(OutputError)?;
+            corr.recycle(block);
         }
         sink.flush_if_due().map_err(OutputError)
     })?;

@@ -115,6 +115,8 @@ pub struct CaptureReader {
     recent: Vec<Arc<Vec<u8>>>,
     /// Frames in the last block (the next block's first guess).
     last_frames: usize,
+    /// A frame list handed back by [`CaptureReader::recycle`].
+    spare_frames: Vec<FrameRef>,
     /// Bytes read from the file itself (before decompression), for progress.
     raw_read: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -207,6 +209,7 @@ impl CaptureReader {
             skipped_frames: 0,
             recent: Vec::new(),
             last_frames: 0,
+            spare_frames: Vec::new(),
             raw_read,
         })
     }
@@ -258,8 +261,10 @@ impl CaptureReader {
                 }
             }
             let buf_filled = &buf[..filled];
-            // About as many frames as the last block had: no regrowth.
-            let mut frames = Vec::with_capacity(self.last_frames + 64);
+            // The last block's list, emptied; about as many frames as it had.
+            let mut frames = std::mem::take(&mut self.spare_frames);
+            frames.clear();
+            frames.reserve(self.last_frames + 64);
             let consumed = match self.parse_frames(buf_filled, base_offset, &mut frames) {
                 Ok(c) => c,
                 Err(e) => {
@@ -316,6 +321,12 @@ impl CaptureReader {
             }
         }
         vec![0; want]
+    }
+
+    /// Takes a block back once it has been handled, to reuse its frame
+    /// list: a list freed and allocated again per block costs fresh pages.
+    pub fn recycle(&mut self, chunk: Chunk) {
+        self.spare_frames = chunk.frames;
     }
 
     /// Wraps a block for sharing, remembering it for reuse once released.
