@@ -32,16 +32,20 @@ size=$(stat -c %s "$big")
 packets=$($bin replay "$big" -w 0 -o - | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packets"])')
 cat "$big" > /dev/null
 
-# best-of-3 wall time (s) and peak RSS (KiB) of a command
+# best-of-3 wall time (s, from a monotonic clock: /usr/bin/time's 10 ms
+# steps are too coarse for the shorter runs) and peak RSS (KiB) of a command
 measure() {
-  local best=999999 rss=0 t r
-  for _ in 1 2 3; do
-    /usr/bin/time -f '%e %M' -o bench-data/.time "$@" > /dev/null
-    read -r t r < bench-data/.time
-    best=$(python3 -c "print(min($best, $t))")
-    rss=$r
-  done
-  echo "$best $rss"
+  python3 - "$@" <<'PY'
+import subprocess, sys, time
+best, rss = 1e9, 0
+for _ in range(3):
+    t = time.perf_counter()
+    subprocess.run(["/usr/bin/time", "-f", "%M", "-o", "bench-data/.rss"] + sys.argv[1:],
+                   stdout=subprocess.DEVNULL, check=True)
+    best = min(best, time.perf_counter() - t)
+    rss = max(rss, int(open("bench-data/.rss").read().split()[-1]))
+print(f"{best:.4f} {rss}")
+PY
 }
 
 report() { # name seconds rss
@@ -49,7 +53,7 @@ report() { # name seconds rss
 import sys
 name, s, rss, size, pk, cat = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
 s = max(s, 0.01); cat = max(cat, 0.01)
-print(f"{name:<28} {s:7.2f} s  {size/s/1e9:6.2f} GB/s  {pk/s/1e6:6.2f} Mpkt/s  {cat/s:5.3f}x cat  peak RSS {rss/1024:7.1f} MiB")
+print(f"{name:<28} {s:7.3f} s  {size/s/1e9:6.2f} GB/s  {pk/s/1e6:6.2f} Mpkt/s  {cat/s:5.3f}x cat  peak RSS {rss/1024:7.1f} MiB")
 PY
 }
 
@@ -79,12 +83,12 @@ read -r cat_s cat_rss < <(measure cat "$tls_file")
 echo
 echo "file: $tls_file  $(python3 -c "print(f'{$size/2**30:.2f} GiB')")  $packets packets (TLS handshakes + bulk data)"
 report "cat > /dev/null" "$cat_s" "$cat_rss"
-read -r tf0 _ < <(measure $bin replay "$tls_file" -w 0 -o /dev/null -c "$flows_only")
-report "flows only, --workers 0" "$tf0" 0
-read -r ts0 _ < <(measure $bin replay "$tls_file" -w 0 -o /dev/null)
-report "flows+TLS, --workers 0" "$ts0" 0
-read -r tf2 _ < <(measure $bin replay "$tls_file" -w 2 -o /dev/null -c "$flows_only")
-report "flows only, --workers 2" "$tf2" 0
-read -r ts2 _ < <(measure $bin replay "$tls_file" -w 2 -o /dev/null)
-report "flows+TLS, --workers 2" "$ts2" 0
+read -r tf0 m < <(measure $bin replay "$tls_file" -w 0 -o /dev/null -c "$flows_only")
+report "flows only, --workers 0" "$tf0" "$m"
+read -r ts0 m < <(measure $bin replay "$tls_file" -w 0 -o /dev/null)
+report "flows+TLS, --workers 0" "$ts0" "$m"
+read -r tf2 m < <(measure $bin replay "$tls_file" -w 2 -o /dev/null -c "$flows_only")
+report "flows only, --workers 2" "$tf2" "$m"
+read -r ts2 m < <(measure $bin replay "$tls_file" -w 2 -o /dev/null)
+report "flows+TLS, --workers 2" "$ts2" "$m"
 python3 -c "print(f'TLS-heavy file: TLS cost vs flows only: one thread {($ts0-$tf0)/$tf0*100:.0f}%, --workers 2 {($ts2-$tf2)/$tf2*100:.0f}% (target <= 25%)')"
