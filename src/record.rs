@@ -409,7 +409,10 @@ pub struct DetectionRecord {
     pub evidence_file: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// Serialises as the record itself (untagged: each record carries its own
+/// `type` field).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
 pub enum Record {
     Flow(Box<FlowRecord>),
     Tls(Box<TlsRecord>),
@@ -435,44 +438,17 @@ impl Record {
 
     /// Appends the record as one JSON line.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        use crate::output::json::write;
-        #[cfg(debug_assertions)]
         let start = out.len();
-        let r = match self {
-            Record::Flow(f) => write(out, f),
-            Record::Tls(t) => write(out, t),
-            Record::Dhcp(d) => write(out, d),
-            Record::Device(d) => write(out, d),
-            Record::Coverage(c) => write(out, c),
-            Record::Detection(d) => write(out, d),
-            Record::Stats(s) => write(out, s),
-        };
+        let r = crate::output::json::write(out, self);
         // These plain structs have string keys only: writing cannot fail.
         debug_assert!(r.is_ok());
         // Debug builds (every test run) check each record against serde_json.
-        #[cfg(debug_assertions)]
-        self.check_json(out.get(start..).unwrap_or_default());
-        out.push(b'\n');
-    }
-
-    /// The line just written (`ours`) equals serde_json's rendering of the record.
-    #[cfg(debug_assertions)]
-    fn check_json(&self, ours: &[u8]) {
-        let theirs = match self {
-            Record::Flow(f) => serde_json::to_vec(f),
-            Record::Tls(t) => serde_json::to_vec(t),
-            Record::Dhcp(d) => serde_json::to_vec(d),
-            Record::Device(d) => serde_json::to_vec(d),
-            Record::Coverage(c) => serde_json::to_vec(c),
-            Record::Detection(d) => serde_json::to_vec(d),
-            Record::Stats(s) => serde_json::to_vec(s),
-        }
-        .unwrap_or_default();
-        assert_eq!(
-            String::from_utf8_lossy(ours),
-            String::from_utf8_lossy(&theirs),
+        debug_assert_eq!(
+            String::from_utf8_lossy(out.get(start..).unwrap_or_default()),
+            String::from_utf8_lossy(&serde_json::to_vec(self).unwrap_or_default()),
             "output::json and serde_json differ"
         );
+        out.push(b'\n');
     }
 }
 
