@@ -113,9 +113,8 @@ pub struct CaptureReader {
     pub skipped_frames: u64,
     /// Blocks handed out recently, reused when no worker holds them any more.
     recent: Vec<Arc<Vec<u8>>>,
-    /// Frames in the last block (the next block's first guess).
-    last_frames: usize,
-    /// A frame list handed back by [`CaptureReader::recycle`].
+    /// A frame list handed back by [`CaptureReader::recycle`]: its
+    /// capacity is about what the next block needs.
     spare_frames: Vec<FrameRef>,
     /// Bytes read from the file itself (before decompression), for progress.
     raw_read: Arc<std::sync::atomic::AtomicU64>,
@@ -208,7 +207,6 @@ impl CaptureReader {
             chunk_size: CHUNK_SIZE,
             skipped_frames: 0,
             recent: Vec::new(),
-            last_frames: 0,
             spare_frames: Vec::new(),
             raw_read,
         })
@@ -261,10 +259,9 @@ impl CaptureReader {
                 }
             }
             let buf_filled = &buf[..filled];
-            // The last block's list, emptied; about as many frames as it had.
+            // The last block's list, emptied: no regrowth.
             let mut frames = std::mem::take(&mut self.spare_frames);
             frames.clear();
-            frames.reserve(self.last_frames + 64);
             let consumed = match self.parse_frames(buf_filled, base_offset, &mut frames) {
                 Ok(c) => c,
                 Err(e) => {
@@ -331,7 +328,6 @@ impl CaptureReader {
 
     /// Wraps a block for sharing, remembering it for reuse once released.
     fn share(&mut self, buf: Vec<u8>, frames: Vec<FrameRef>) -> Chunk {
-        self.last_frames = frames.len();
         let data = Arc::new(buf);
         if self.recent.len() >= RECYCLE {
             self.recent.remove(0);

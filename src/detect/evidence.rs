@@ -146,6 +146,7 @@ pub fn write(
                     o.bytes.extend_from_slice(frame);
                 }
             }
+            r.recycle(chunk);
         }
     }
     for (w, o) in wants.iter().zip(outs) {
