@@ -159,27 +159,38 @@ pub fn connect_host(target: &str) -> String {
 /// CONNECT host, else `ip:port` (`[v6]:port`). Both must agree, or a
 /// baseline would never be found.
 pub fn destination_key(name: Option<&str>, ip: IpAddr, port: u16) -> String {
-    match (name, ip) {
-        (Some(n), _) => n.to_string(),
-        (None, IpAddr::V6(a)) => format!("[{a}]:{port}"),
-        (None, IpAddr::V4(a)) => {
-            let mut k = String::with_capacity(21);
-            push_ipv4(&mut k, a);
-            k.push(':');
-            k.push_str(itoa::Buffer::new().format(port));
-            k
-        }
+    if let Some(n) = name {
+        return n.to_string();
     }
+    let mut k = String::with_capacity(48);
+    if ip.is_ipv6() {
+        k.push('[');
+        push_ip(&mut k, ip);
+        k.push(']');
+    } else {
+        push_ip(&mut k, ip);
+    }
+    k.push(':');
+    k.push_str(itoa::Buffer::new().format(port));
+    k
 }
 
-/// Dotted quad, as `Ipv4Addr`'s `Display` writes it, without the
-/// formatting machinery (every session makes keys from addresses).
-fn push_ipv4(k: &mut String, a: std::net::Ipv4Addr) {
-    for (i, o) in a.octets().into_iter().enumerate() {
-        if i > 0 {
-            k.push('.');
+/// An address as `Display` writes it; IPv4 without the formatting
+/// machinery (every session makes keys from addresses).
+fn push_ip(k: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    k.push('.');
+                }
+                k.push_str(itoa::Buffer::new().format(o));
+            }
         }
-        k.push_str(itoa::Buffer::new().format(o));
+        IpAddr::V6(a) => {
+            use std::fmt::Write;
+            let _ = write!(k, "{a}");
+        }
     }
 }
 
@@ -264,15 +275,11 @@ impl Session {
     pub fn device_key(&self) -> String {
         match self.device.info.as_ref().and_then(|i| i.mac.clone()) {
             Some(m) => m,
-            None => match self.device.ip.unwrap_or(self.tuple.src_ip) {
-                IpAddr::V4(a) => {
-                    let mut k = String::with_capacity(18);
-                    k.push_str("ip:");
-                    push_ipv4(&mut k, a);
-                    k
-                }
-                a => format!("ip:{a}"),
-            },
+            None => {
+                let mut k = String::from("ip:");
+                push_ip(&mut k, self.device.ip.unwrap_or(self.tuple.src_ip));
+                k
+            }
         }
     }
 
