@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Every channel is a bounded crossbeam channel carrying batches (one per
-//! 4 MiB chunk per worker), so a slow stage makes the reader wait: replay
+//! 512 KiB chunk per worker), so a slow stage makes the reader wait: replay
 //! never drops. Packet bytes are not copied: a batch holds a reference to the
 //! chunk they lie in. With `workers = 0` the same stages run on one thread
 //! with no channels at all.

@@ -21,8 +21,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Bytes read per block. Large enough that the per-block costs (a channel
-/// message per worker, an allocation) vanish against the per-packet ones.
-pub const CHUNK_SIZE: usize = 4 << 20;
+/// message per worker, a sort of the block's sessions) vanish against the
+/// per-packet ones; small enough that the blocks in flight between the
+/// reader and the workers stay in the caches and take few fresh pages.
+/// Measured on the 1 GiB throughput file (two workers): 4 MiB blocks 0.50 s,
+/// 1 MiB 0.38 s, 512 KiB 0.36 s, 256 KiB 0.41 s; one thread the same
+/// within noise.
+pub const CHUNK_SIZE: usize = 512 << 10;
 /// Largest pcap record or pcapng block accepted (the largest snap length
 /// tools use is 256 KiB; TSO/GRO captures stay below 64 KiB + headers).
 pub const MAX_RECORD_LEN: usize = 1 << 20;
