@@ -65,29 +65,14 @@ pub fn features(data: &[u8]) -> Option<PayloadFeatures> {
     if data.is_empty() {
         return None;
     }
-    let hist = histogram(data);
     let (printable_prefix, printable_run) = printable_runs(data);
-    let printable_n: u32 = hist[0x20..=0x7e].iter().sum();
-    let bits: u64 = hist
-        .iter()
-        .zip(POPCOUNT)
-        .map(|(c, p)| u64::from(*c) * u64::from(p))
-        .sum();
-    // Four sums: one long chain of dependent float additions is slower
-    // than the lookups it adds up.
-    let table = clog2c_table();
-    let mut acc = [0f64; 4];
-    for c in hist.chunks_exact(4) {
-        for (a, &c) in acc.iter_mut().zip(c) {
-            *a += table
-                .get(c as usize)
-                .copied()
-                .unwrap_or_else(|| clog2c_exact(c));
-        }
-    }
-    let sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    let Sums {
+        bits,
+        printable: printable_n,
+        clog2c,
+    } = histogram_sums(data);
     let n = data.len() as f64;
-    let entropy = n.log2() - sum / n;
+    let entropy = n.log2() - clog2c / n;
     Some(PayloadFeatures {
         len: data.len() as u32,
         entropy: round3(entropy.max(0.0)),
@@ -98,9 +83,23 @@ pub fn features(data: &[u8]) -> Option<PayloadFeatures> {
     })
 }
 
-/// Byte counts. Four interleaved 16-bit tables per 64 KiB piece break the
-/// store-to-load chains of repeated bytes and stay small to clear.
-fn histogram(data: &[u8]) -> [u32; 256] {
+/// What the byte counts add up to.
+struct Sums {
+    /// Set bits over all bytes.
+    bits: u64,
+    /// Printable bytes.
+    printable: u64,
+    /// Σ c·log₂c over the byte values' counts c.
+    clog2c: f64,
+}
+
+/// Counts the bytes, then sums over the 256 counts in one pass. Four
+/// interleaved 16-bit tables per 64 KiB piece break the store-to-load
+/// chains of repeated bytes and stay small to clear. The float sum is four
+/// local accumulators: one long chain of dependent additions (or an array
+/// the compiler keeps in memory) is slower than the lookups it adds up.
+fn histogram_sums(data: &[u8]) -> Sums {
+    let table = clog2c_table();
     let mut hist = [0u32; 256];
     for piece in data.chunks(1 << 16) {
         let mut h4 = [[0u16; 256]; 4];
@@ -121,7 +120,39 @@ fn histogram(data: &[u8]) -> [u32; 256] {
                 + u32::from(h4[3][i]);
         }
     }
-    hist
+    // Counts fit the table when the sample does; the exact c·log₂c (a
+    // function call, which makes the compiler keep the sums in memory)
+    // only for larger configured samples.
+    let (bits, clog2c) = if data.len() < table.len() {
+        bin_sums(&hist, |c| table[c as usize])
+    } else {
+        bin_sums(&hist, clog2c_exact)
+    };
+    Sums {
+        bits,
+        printable: hist[0x20..=0x7e].iter().map(|&c| u64::from(c)).sum(),
+        clog2c,
+    }
+}
+
+/// Σ c·popcount(byte) and Σ f(c) over the 256 counts, the float sum in
+/// four local accumulators.
+#[inline(always)]
+fn bin_sums(hist: &[u32; 256], f: impl Fn(u32) -> f64) -> (u64, f64) {
+    let mut bits = 0u64;
+    let (mut a0, mut a1, mut a2, mut a3) = (0f64, 0f64, 0f64, 0f64);
+    for (i, c) in hist.chunks_exact(4).enumerate() {
+        let b = 4 * i;
+        bits += u64::from(c[0]) * u64::from(POPCOUNT[b])
+            + u64::from(c[1]) * u64::from(POPCOUNT[b + 1])
+            + u64::from(c[2]) * u64::from(POPCOUNT[b + 2])
+            + u64::from(c[3]) * u64::from(POPCOUNT[b + 3]);
+        a0 += f(c[0]);
+        a1 += f(c[1]);
+        a2 += f(c[2]);
+        a3 += f(c[3]);
+    }
+    (bits, (a0 + a1) + (a2 + a3))
 }
 
 /// Bit `i` set when byte `i` of the block (at most 64 bytes) is printable.

@@ -947,8 +947,14 @@ mod tests {
             let mut want = v.clone();
             want.sort_by(|a, b| (a.ts, &a.flow_id).cmp(&(b.ts, &b.flow_id)));
             sort_sessions(&mut v, &mut order);
-            let got: Vec<_> = v.iter().map(|s| (s.ts, &s.flow_id, s.tuple.src_port)).collect();
-            let want: Vec<_> = want.iter().map(|s| (s.ts, &s.flow_id, s.tuple.src_port)).collect();
+            let got: Vec<_> = v
+                .iter()
+                .map(|s| (s.ts, &s.flow_id, s.tuple.src_port))
+                .collect();
+            let want: Vec<_> = want
+                .iter()
+                .map(|s| (s.ts, &s.flow_id, s.tuple.src_port))
+                .collect();
             assert_eq!(got, want, "n = {n}");
         }
     }
