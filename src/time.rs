@@ -85,24 +85,36 @@ impl Timestamp {
     /// fixed buffer without the formatting machinery (every record carries
     /// two or more of these).
     fn rfc3339(self) -> [u8; 27] {
-        fn put(digits: &mut [u8], mut v: u64) {
-            for c in digits.iter_mut().rev() {
-                *c = b'0' + (v % 10) as u8;
-                v /= 10;
+        /// "00" to "99": two digits per lookup instead of a division each.
+        const PAIRS: [[u8; 2]; 100] = {
+            let mut t = [[0u8; 2]; 100];
+            let mut i = 0;
+            while i < 100 {
+                t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+                i += 1;
             }
+            t
+        };
+        fn put2(b: &mut [u8], at: usize, v: u64) {
+            b[at..at + 2].copy_from_slice(&PAIRS[(v % 100) as usize]);
         }
         let secs = self.as_secs();
         let rem = secs % 86_400;
         // u64 nanoseconds end in 2554: the year has four digits.
         let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+        let y = y as u64;
+        let micros = (self.0 % NANOS_PER_SEC) / 1_000;
         let mut b = *b"0000-00-00T00:00:00.000000Z";
-        put(&mut b[0..4], y as u64);
-        put(&mut b[5..7], u64::from(m));
-        put(&mut b[8..10], u64::from(d));
-        put(&mut b[11..13], rem / 3600);
-        put(&mut b[14..16], (rem / 60) % 60);
-        put(&mut b[17..19], rem % 60);
-        put(&mut b[20..26], (self.0 % NANOS_PER_SEC) / 1_000);
+        put2(&mut b, 0, y / 100);
+        put2(&mut b, 2, y);
+        put2(&mut b, 5, u64::from(m));
+        put2(&mut b, 8, u64::from(d));
+        put2(&mut b, 11, rem / 3600);
+        put2(&mut b, 14, (rem / 60) % 60);
+        put2(&mut b, 17, rem % 60);
+        put2(&mut b, 20, micros / 10_000);
+        put2(&mut b, 22, micros / 100);
+        put2(&mut b, 24, micros);
         b
     }
 }
@@ -266,6 +278,33 @@ mod tests {
             serde_json::to_string(&Timestamp::from_secs(86_399)).unwrap(),
             "\"1970-01-01T23:59:59.000000Z\""
         );
+    }
+
+    #[test]
+    fn every_digit_position_matches_format() {
+        // Instants spread over the whole u64 range (a prime step), each
+        // digit written by lookup checked against `format!`'s padding.
+        let mut t = 0u64;
+        while let Some(next) = t.checked_add(1_000_000_007_000_003) {
+            let ts = Timestamp(t);
+            let secs = ts.as_secs();
+            let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+            let r = secs % 86_400;
+            let want = format!(
+                "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+                r / 3600,
+                r / 60 % 60,
+                r % 60,
+                t % NANOS_PER_SEC / 1000
+            );
+            assert_eq!(ts.to_string(), want);
+            assert_eq!(
+                Timestamp::parse_rfc3339(&want).map(|p| p.as_nanos()),
+                Some(t - t % 1000),
+                "{want}"
+            );
+            t = next;
+        }
     }
 
     #[test]
