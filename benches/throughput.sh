@@ -7,7 +7,8 @@
 # Builds bench-data/synth.pcap (>= MIN_BYTES; delete bench-data/ after the
 # fixtures change) from the real fixtures with
 # addresses rewritten per copy and times shifted (benches/synth_capture.rs),
-# then times, best of 3 each: cat; replay --workers 0 (one thread, no
+# then times, best of 5 each (the machine is shared: a noisy second can
+# spoil three runs in a row): cat; replay --workers 0 (one thread, no
 # channels) and --workers 2 (the default pipeline), each flows only
 # (tls.enabled = false) and with TLS parsing; and reports
 # GB/s, packets/s, the ratio to cat, and peak RSS. A half-size file is
@@ -32,13 +33,13 @@ size=$(stat -c %s "$big")
 packets=$($bin replay "$big" -w 0 -o - | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packets"])')
 cat "$big" > /dev/null
 
-# best-of-3 wall time (s, from a monotonic clock: /usr/bin/time's 10 ms
+# best-of-5 wall time (s, from a monotonic clock: /usr/bin/time's 10 ms
 # steps are too coarse for the shorter runs) and peak RSS (KiB) of a command
 measure() {
   python3 - "$@" <<'PY'
 import subprocess, sys, time
 best, rss = 1e9, 0
-for _ in range(3):
+for _ in range(5):
     t = time.perf_counter()
     subprocess.run(["/usr/bin/time", "-f", "%M", "-o", "bench-data/.rss"] + sys.argv[1:],
                    stdout=subprocess.DEVNULL, check=True)
