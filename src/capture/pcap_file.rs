@@ -242,8 +242,13 @@ impl CaptureReader {
                 return Ok(None);
             }
             // Always read something past the carried bytes, so a record longer
-            // than a block still completes.
-            let target = self.chunk_size.max(self.carry.len() + (64 << 10));
+            // than a block still completes; at least twice the carry, so a
+            // record up to MAX_RECORD_LEN takes one or two passes, not one
+            // pass (and one copy of the carry) per 64 KiB.
+            let target = self
+                .chunk_size
+                .max(self.carry.len() + (64 << 10))
+                .max(self.carry.len().saturating_mul(2));
             let mut buf = self.fresh_buffer(target);
             buf[..self.carry.len()].copy_from_slice(&self.carry);
             let mut filled = self.carry.len();
@@ -616,6 +621,28 @@ mod tests {
                 Ok(None) => return (out, None),
                 Err(e) => return (out, Some(e)),
             }
+        }
+    }
+
+    #[test]
+    fn records_longer_than_a_block_complete() {
+        // Up to the largest record accepted, around small ones, with the
+        // default block size and a tiny one.
+        let big: Vec<u8> = (0..MAX_RECORD_LEN - 16).map(|i| (i % 251) as u8).collect();
+        let mid = vec![7u8; CHUNK_SIZE + 1];
+        let frames = [
+            (1, 0, &b"head"[..]),
+            (2, 0, &big[..]),
+            (3, 0, &mid[..]),
+            (4, 0, &b"tail"[..]),
+        ];
+        for chunk in [CHUNK_SIZE, 64] {
+            let (got, err) = read_all(pcap_bytes(false, false, &frames), chunk);
+            assert!(err.is_none(), "{err:?}");
+            let lens: Vec<usize> = got.iter().map(|f| f.1.len()).collect();
+            assert_eq!(lens, [4, big.len(), mid.len(), 4], "chunk {chunk}");
+            assert_eq!(got[1].1, big);
+            assert_eq!(got[3].1, b"tail");
         }
     }
 
