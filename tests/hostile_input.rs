@@ -13,24 +13,11 @@ use blindspot::decode::{self, Decoder};
 use blindspot::detect::context::Apps;
 use blindspot::detect::{DetectSettings, Detector};
 use blindspot::flow::FlowSettings;
+use blindspot::flow::key::SplitMix;
 use blindspot::flow::table::FlowTable;
 use blindspot::time::Timestamp;
 use common::*;
 use std::sync::Arc;
-
-struct SplitMix(u64);
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn read_chunks(bytes: Vec<u8>, chunk: usize) -> (Vec<Chunk>, bool) {
     let mut r = match CaptureReader::from_reader("t".into(), Box::new(std::io::Cursor::new(bytes)))
@@ -72,7 +59,7 @@ fn mutated_real_frames_never_panic_and_the_table_stays_capped() {
                             for _ in 0..1 + rng.below(6) {
                                 let i = rng.below(m.len());
                                 if let Some(b) = m.get_mut(i) {
-                                    *b = rng.next() as u8;
+                                    *b = rng.next_u64() as u8;
                                 }
                             }
                         }
@@ -84,7 +71,7 @@ fn mutated_real_frames_never_panic_and_the_table_stays_capped() {
                                 *b = [0, 0xff, 0x7f, 0x80, 1][rng.below(5)];
                             }
                         }
-                        _ => m.extend((0..rng.below(64)).map(|_| rng.next() as u8)),
+                        _ => m.extend((0..rng.below(64)).map(|_| rng.next_u64() as u8)),
                     }
                     let frame = FrameRef {
                         ts: Timestamp(f.ts.0 + rng.below(1000) as u64),
@@ -138,7 +125,7 @@ fn random_bytes_on_every_link_type_never_panic() {
     let lts = [0u16, 1, 12, 14, 101, 108, 113, 228, 229, 276, 999];
     for i in 0..200_000 {
         let len = rng.below(120);
-        let mut m: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let mut m: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         // Make many of them look like IP so the deeper layers are reached.
         if len > 20 && i % 2 == 0 {
             m[0] = 0x45;
@@ -169,7 +156,7 @@ fn truncated_and_corrupted_files_always_end() {
             let mut b = bytes.clone();
             for _ in 0..1 + rng.below(8) {
                 let i = rng.below(b.len());
-                b[i] = rng.next() as u8;
+                b[i] = rng.next_u64() as u8;
             }
             let (_, _) = read_chunks(b, 4096);
         }
@@ -193,7 +180,7 @@ fn hostile_device_evidence_never_panics_and_the_history_stays_capped() {
     let mut out = Vec::new();
     for i in 0..100_000u64 {
         let len = rng.below(400);
-        let mut m: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let mut m: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         match i % 4 {
             // DHCPv4: BOOTREPLY, Ethernet, magic cookie, an ACK option.
             0 if len > 244 => {

@@ -180,6 +180,24 @@ fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// splitmix64 (Steele, Lea and Flood): a small generator, the same
+/// sequence for the same seed in every run. The randomized tests draw their
+/// cases from it so that a failure can be replayed.
+#[derive(Clone, Debug)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        mix64(self.0)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
 fn base64_encode(data: &[u8], out: &mut String) {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode_string(data, out);

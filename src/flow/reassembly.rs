@@ -225,6 +225,7 @@ impl Reassembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::key::SplitMix;
 
     fn collect(r: &mut Reassembler, seq: u32, data: &[u8], out: &mut Vec<u8>, gaps: &mut u64) {
         r.segment(seq, data, &mut |e| match e {
@@ -233,41 +234,26 @@ mod tests {
         });
     }
 
-    /// A small, obviously right PRNG so the randomized tests are repeatable.
-    struct SplitMix(u64);
-    impl SplitMix {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n.max(1)
-        }
-    }
-
     /// Reorders, duplicates and overlaps segments of a known stream (around
     /// a sequence-number wrap) and checks the delivered bytes against it.
     #[test]
     fn randomized_reorder_duplicate_overlap_matches_original() {
         for seed in 0..300u64 {
             let mut rng = SplitMix(seed);
-            let len = 1 + rng.below(6000) as usize;
-            let stream: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let len = 1 + rng.below(6000);
+            let stream: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
             let isn = if seed % 3 == 0 {
                 u32::MAX - rng.below(3000) as u32
             } else {
-                rng.next() as u32
+                rng.next_u64() as u32
             };
             // Cut into segments, some overlapping their neighbours.
             let mut segs: Vec<(usize, usize)> = Vec::new();
             let mut pos = 0;
             while pos < len {
-                let n = 1 + rng.below(300) as usize;
+                let n = 1 + rng.below(300);
                 let back = if pos > 0 && rng.below(4) == 0 {
-                    rng.below(pos.min(50) as u64) as usize
+                    rng.below(pos.min(50))
                 } else {
                     0
                 };
@@ -278,12 +264,12 @@ mod tests {
             }
             // Duplicates.
             for _ in 0..rng.below(8) {
-                let i = rng.below(segs.len() as u64) as usize;
+                let i = rng.below(segs.len());
                 segs.push(segs[i]);
             }
             // Local reordering (bounded distance, as on a real path).
             for i in 0..segs.len() {
-                let j = (i + rng.below(6) as usize).min(segs.len() - 1);
+                let j = (i + rng.below(6)).min(segs.len() - 1);
                 segs.swap(i, j);
             }
             let mut r = Reassembler::new(ReassemblyLimits {
