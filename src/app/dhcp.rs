@@ -17,6 +17,8 @@ const MAX_TEXT: usize = 255;
 const SNAME: std::ops::Range<usize> = 44..108;
 const FILE: std::ops::Range<usize> = 108..236;
 const OPTIONS: usize = 240;
+/// The first 6 bytes of `chaddr`: the client's MAC when `hlen` is 6.
+const CHADDR: std::ops::Range<usize> = 28..34;
 const MAGIC: [u8; 4] = [99, 130, 83, 99];
 
 /// The DHCP part of a `dhcp` record.
@@ -212,9 +214,13 @@ pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
         }
     }
     let mtype = opts.msg_type().and_then(type_name);
-    let chaddr = msg.chaddr();
-    let client_mac = (msg.hlen() == 6 && chaddr.len() >= 6)
-        .then(|| crate::record::mac_string(chaddr[..6].try_into().expect("6 bytes")));
+    // chaddr is read from the fixed field, never through `Message::chaddr()`:
+    // dhcproto 0.15 slices its 16-byte array by the wire's `hlen`, and a
+    // packet with `hlen` above 16 panicked it (Suricata clamps the same way).
+    let client_mac = (payload[2] == 6)
+        .then(|| payload[CHADDR].try_into().ok())
+        .flatten()
+        .map(crate::record::mac_string);
     let mut info = DhcpInfo {
         op: payload[0],
         message_type: mtype.map(|t| t.0),
@@ -285,6 +291,26 @@ mod tests {
         assert_eq!(d.malformed_options, [80, 81]);
         assert_eq!(d.options, [53, 80, 81, 12]);
         assert_eq!(d.hostname.as_deref(), Some("abc"));
+    }
+
+    /// Regression (issue 15): `hlen` above 16 made dhcproto's `chaddr()`
+    /// panic and killed the worker; every `hlen` now decodes, with a MAC only
+    /// for 6.
+    #[test]
+    fn any_hardware_address_length_is_survived() {
+        let mut p = vec![0u8; 300];
+        p[0] = 1;
+        p[1] = 1;
+        p[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 0x17]);
+        p[236..240].copy_from_slice(&MAGIC);
+        p[240..244].copy_from_slice(&[53, 1, 1, 255]);
+        for hlen in 0..=255u8 {
+            p[2] = hlen;
+            let d = parse(&p).expect("a DHCP message whatever its hlen");
+            assert_eq!(d.message_type, Some("DISCOVER"));
+            let want = (hlen == 6).then(|| "02:00:00:00:00:17".to_string());
+            assert_eq!(d.client_mac, want, "hlen {hlen}");
+        }
     }
 
     #[test]
