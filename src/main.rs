@@ -274,7 +274,36 @@ fn setup(
     Ok(cfg)
 }
 
+/// A panic anywhere ends the whole process at once, with one line naming
+/// the thread. A worker that died alone would leave a live sensor running
+/// blind (no records, no stats) and exiting 0; aborting instead lets systemd
+/// (`Restart=on-failure`) start it again, and a replay never writes a partial
+/// result that looks whole. Exit status: killed by SIGABRT (134 in a shell).
+fn die_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        // One line, without newlines from the message.
+        let msg = msg.replace('\n', " ");
+        eprintln!(
+            "blindspot: fatal: thread '{}' panicked{place}: {msg}; stopping (a bug: please report it with this line)",
+            thread.name().unwrap_or("unnamed")
+        );
+        std::process::abort();
+    }));
+}
+
 fn main() -> ExitCode {
+    die_on_panic();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Baseline {

@@ -218,3 +218,38 @@ fn capture_on_a_missing_interface_is_one_line_and_status_1() {
         );
     }
 }
+
+/// Issue 15: a panic in replay (made on purpose by a debug-build hook on
+/// the first packet) ends the run at once with one line naming the thread
+/// and a non-zero status, never a partial output that looks whole: on a
+/// worker thread, and with `--workers 0` on the main thread.
+#[test]
+fn a_panic_in_replay_is_one_line_naming_the_thread_and_a_failure() {
+    let file = common::fixture("local/tls12-curl-nginx.pcap");
+    for (workers, thread) in [("2", "worker-"), ("0", "main")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_blindspot"))
+            .args(["replay", file.to_str().unwrap(), "--workers", workers])
+            .env("BLINDSPOT_TEST_PANIC", "1")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        #[cfg(unix)]
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(6),
+            "aborted (SIGABRT)"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(
+            lines[0].starts_with(&format!("blindspot: fatal: thread '{thread}")),
+            "{err}"
+        );
+        assert!(lines[0].contains("panicked at src/flow/table.rs:"), "{err}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("\"type\":\"stats\""),
+            "no stats record: the output must not look whole"
+        );
+    }
+}
