@@ -217,6 +217,7 @@ pub struct RawFlow {
     pub max_flows: usize,
     pub tcp_idle_timeout_s: u64,
     pub tcp_attempt_timeout_s: u64,
+    pub tcp_close_linger_ms: u64,
     pub tcp_closed_timeout_s: u64,
     pub udp_idle_timeout_s: u64,
     pub first_payload_bytes: usize,
@@ -229,6 +230,7 @@ impl Default for RawFlow {
             max_flows: d.max_flows,
             tcp_idle_timeout_s: d.tcp_idle / NANOS_PER_SEC,
             tcp_attempt_timeout_s: d.tcp_attempt / NANOS_PER_SEC,
+            tcp_close_linger_ms: d.tcp_close_linger / (NANOS_PER_SEC / 1000),
             tcp_closed_timeout_s: d.tcp_closed / NANOS_PER_SEC,
             udp_idle_timeout_s: d.udp_idle / NANOS_PER_SEC,
             first_payload_bytes: d.first_payload_bytes,
@@ -292,7 +294,7 @@ pub struct RawOutput {
 impl Default for RawOutput {
     fn default() -> Self {
         RawOutput {
-            flush_interval_ms: 1000,
+            flush_interval_ms: 250,
             zstd_level: 3,
             rotate_bytes: 256 << 20,
             rotate_interval_s: 3600,
@@ -699,6 +701,12 @@ impl RawConfig {
                     1,
                     86_400,
                 )? * s,
+                tcp_close_linger: range(
+                    "flow.tcp_close_linger_ms",
+                    f.tcp_close_linger_ms,
+                    0,
+                    5_000,
+                )? * (s / 1000),
                 tcp_closed: range(
                     "flow.tcp_closed_timeout_s",
                     f.tcp_closed_timeout_s,

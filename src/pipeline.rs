@@ -251,6 +251,7 @@ pub fn counters(
         ("evicted", table.ended[3]),
         ("ended_end_of_input", table.ended[4]),
         ("active_max", table.active_max),
+        ("late_packets", table.late_packets),
     ]);
     let reassembly = BTreeMap::from([
         ("gaps", table.reassembly_gaps),

@@ -109,10 +109,15 @@ struct Sensor {
 
 impl Sensor {
     fn start(v: &Veth, args: &[&str]) -> Sensor {
+        Sensor::start_with_env(v, args, &[])
+    }
+
+    fn start_with_env(v: &Veth, args: &[&str], env: &[(&str, &str)]) -> Sensor {
         let mut child = v
             .command(env!("CARGO_BIN_EXE_blindspot"))
             .args(["capture", "-i", &v.b])
             .args(args)
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -620,6 +625,149 @@ fn a_full_disk_is_reported_and_retried_without_losing_records() {
         );
     }
     assert_eq!(stats["drops"]["internal"], 0);
+}
+
+/// Issue 15: a panic on a worker (here made on purpose by a debug-build
+/// hook on the first packet) ends the whole sensor within a second, with a
+/// non-zero status and one line naming the thread, so that systemd restarts
+/// it; before, the worker died alone and the sensor ran on blind.
+#[test]
+fn a_worker_panic_ends_the_sensor_at_once() {
+    let Some(v) = Veth::new("pa") else { return };
+    let mut sensor = Sensor::start_with_env(&v, &[], &[("BLINDSPOT_TEST_PANIC", "1")]);
+    tcpreplay(
+        &v,
+        &["--pps", "100"],
+        &[common::fixture("local/tls12-curl-nginx.pcap")],
+    );
+    let sent = Instant::now();
+    let status = loop {
+        if let Some(s) = sensor.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "the sensor still runs a second after its worker panicked"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let err = sensor.stderr_thread.take().unwrap().join().unwrap();
+    assert!(!status.success(), "{status}");
+    let fatal: Vec<&String> = err.iter().filter(|l| l.contains("fatal")).collect();
+    assert_eq!(fatal.len(), 1, "{err:?}");
+    assert!(
+        fatal[0].starts_with("blindspot: fatal: thread 'worker-0' panicked at src/flow/table.rs:"),
+        "{}",
+        fatal[0]
+    );
+    assert!(fatal[0].contains("BLINDSPOT_TEST_PANIC"), "{}", fatal[0]);
+}
+
+/// Reads the records of a zstd file cut anywhere (a sensor killed while
+/// writing): every whole frame's lines.
+fn read_cut_zstd(path: &Path) -> Vec<Value> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).unwrap();
+    let mut d = zstd::stream::read::Decoder::new(f).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1 << 16];
+    while let Ok(n) = d.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    // A line cut by the kill is not a record.
+    let end = out.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    common::parse_lines(&out[..end])
+}
+
+/// Issue 15: `kill -9` of a sensor under steady traffic loses at most the
+/// last second of finished connections. Connections (a real curl/nginx TLS
+/// exchange, its addresses made unique per loop by tcpreplay) are sent
+/// steadily while tcpdump records them; the sensor is killed mid-stream. A
+/// replay of tcpdump's capture says which connections had closed (their
+/// last packet) more than a second before the kill: each has its flow
+/// record on disk.
+#[test]
+fn kill_9_under_load_loses_at_most_the_last_second() {
+    let Some(v) = Veth::new("k9") else { return };
+    if !sh(&["tcpdump", "--version"]) {
+        eprintln!("SKIPPED kill -9 test: tcpdump is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out/");
+    let pcap = dir.path().join("sent.pcap");
+    let mut dump = v
+        .command("tcpdump")
+        .args(["-i", &v.b, "-w", pcap.to_str().unwrap(), "-U", "-n"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sensor = Sensor::start(&v, &["-o", out.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(500));
+    // About 60 connections a second, for about 6 seconds.
+    let mut replay = v
+        .command("tcpreplay")
+        .args(["-i", &v.a, "--pps", "900", "--loop", "400", "--unique-ip"])
+        .arg(common::fixture("local/tls12-curl-nginx.pcap"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let killed_at = blindspot::time::Timestamp::now();
+    sensor.child.kill().unwrap(); // SIGKILL
+    sensor.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = replay.kill();
+    let _ = replay.wait();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sh(&["kill", "-INT", &dump.id().to_string()]));
+    dump.wait().unwrap();
+
+    let mut on_disk = Vec::new();
+    for e in std::fs::read_dir(&out).unwrap() {
+        on_disk.extend(read_cut_zstd(&e.unwrap().path()));
+    }
+    let tuple = |r: &Value| {
+        format!(
+            "{}:{}-{}:{}",
+            r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"]
+        )
+    };
+    let written: std::collections::BTreeSet<String> = common::of_type(&on_disk, "flow")
+        .into_iter()
+        .map(tuple)
+        .collect();
+    let truth = common::replay(&[pcap.as_path()], 1);
+    let second = 1_000_000_000;
+    let mut due = 0;
+    let mut lost = Vec::new();
+    for f in common::of_type(&truth, "flow") {
+        let end = blindspot::time::Timestamp::parse_rfc3339(f["end_ts"].as_str().unwrap()).unwrap();
+        if f["end_reason"] == "closed" && end.0 + second < killed_at.0 {
+            due += 1;
+            if !written.contains(&tuple(f)) {
+                lost.push(format!(
+                    "{} ended {:.3} s before the kill",
+                    tuple(f),
+                    (killed_at.0 - end.0) as f64 / 1e9
+                ));
+            }
+        }
+    }
+    assert!(
+        due >= 100,
+        "only {due} connections closed before the kill: too little traffic to judge"
+    );
+    assert!(
+        lost.is_empty(),
+        "{} of {due} closed connections lost: {lost:?}",
+        lost.len()
+    );
 }
 
 #[cfg(feature = "libpcap")]

@@ -7,6 +7,8 @@ pub mod tcp;
 
 use crate::time::{NANOS_PER_SEC, Nanos};
 
+const NANOS_PER_MS: Nanos = NANOS_PER_SEC / 1000;
+
 /// Flow-table settings (config section `[flow]`, documented in the README).
 #[derive(Clone, Copy, Debug)]
 pub struct FlowSettings {
@@ -17,7 +19,16 @@ pub struct FlowSettings {
     pub tcp_idle: Nanos,
     /// TCP timeout while only a SYN was seen (default 30 s).
     pub tcp_attempt: Nanos,
-    /// Linger after both FINs or a RST, for trailing ACKs (default 5 s, Zeek's `tcp_close_delay`).
+    /// After a RST, or both FINs not yet both acknowledged, packets are
+    /// still counted in the flow for this long after the last one, then its
+    /// record is written (default 250 ms: a packet racing the close crosses
+    /// it within a round trip, and a sensor killed a second after a close
+    /// has written it). A close whose FINs are both acknowledged is written
+    /// at that acknowledgement.
+    pub tcp_close_linger: Nanos,
+    /// After the record of a closed connection, its trailing packets are
+    /// absorbed (counted in `late_packets`) for this long instead of
+    /// starting a new flow (default 5 s, Zeek's `tcp_close_delay`).
     pub tcp_closed: Nanos,
     /// UDP idle timeout (default 60 s, Zeek's `udp_inactivity_timeout`).
     pub udp_idle: Nanos,
@@ -34,6 +45,7 @@ impl Default for FlowSettings {
             max_flows: 500_000,
             tcp_idle: 300 * NANOS_PER_SEC,
             tcp_attempt: 30 * NANOS_PER_SEC,
+            tcp_close_linger: 250 * NANOS_PER_MS,
             tcp_closed: 5 * NANOS_PER_SEC,
             udp_idle: 60 * NANOS_PER_SEC,
             first_payload_bytes: 1024,

@@ -26,6 +26,7 @@ use crate::record::{
 };
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
+use std::collections::VecDeque;
 
 const WHEEL_SLOTS: u64 = 1024;
 
@@ -113,7 +114,7 @@ impl Flow {
 
     fn timeout(&self, s: &FlowSettings) -> Nanos {
         match self.key.proto {
-            PROTO_TCP if self.closed() => s.tcp_closed,
+            PROTO_TCP if self.closed() => s.tcp_close_linger,
             PROTO_TCP
                 if self.tcp.resp == EpState::Inactive && self.tcp.orig == EpState::SynSent =>
             {
@@ -154,6 +155,9 @@ pub struct TableStats {
     pub reassembly_gaps: u64,
     pub reassembly_missed_bytes: u64,
     pub reassembly_stopped: u64,
+    /// Packets of connections already written at close, absorbed within
+    /// `tcp_closed` of the close (the record does not count them).
+    pub late_packets: u64,
 }
 
 impl TableStats {
@@ -167,6 +171,7 @@ impl TableStats {
         self.reassembly_gaps += o.reassembly_gaps;
         self.reassembly_missed_bytes += o.reassembly_missed_bytes;
         self.reassembly_stopped += o.reassembly_stopped;
+        self.late_packets += o.late_packets;
     }
 }
 
@@ -178,6 +183,14 @@ struct WheelEntry {
     generation: u64,
 }
 
+/// A connection written at close: its tuple absorbs trailing packets until
+/// `until` instead of starting a new flow.
+struct Closed {
+    hash: u64,
+    canon: FlowKey,
+    until: Timestamp,
+}
+
 pub struct FlowTable {
     settings: FlowSettings,
     max_flows: usize,
@@ -186,7 +199,20 @@ pub struct FlowTable {
     wheel_sec: Option<u64>,
     next_gen: u64,
     tls_ctx: TlsCtx,
+    /// Connections written at close, and the same in order of `until`
+    /// (packet time only moves forward here, so that is insertion order);
+    /// at most `max_flows` of them, the oldest forgotten first.
+    closed: HashTable<Closed>,
+    closed_order: VecDeque<(Timestamp, u64, FlowKey)>,
+    /// Flows that closed, by the time their linger ends (packet time only
+    /// moves forward, so push order is deadline order, near enough: a late
+    /// one only waits for the one before it).
+    closing: VecDeque<(Timestamp, WheelEntry)>,
     pub stats: TableStats,
+    /// Debug builds only: `BLINDSPOT_TEST_PANIC` set makes the first packet
+    /// panic the worker, so the tests can prove that a panic ends the process.
+    #[cfg(debug_assertions)]
+    test_panic: bool,
 }
 
 impl FlowTable {
@@ -204,7 +230,12 @@ impl FlowTable {
             wheel_sec: None,
             next_gen: 0,
             tls_ctx: TlsCtx::default(),
+            closed: HashTable::new(),
+            closed_order: VecDeque::new(),
+            closing: VecDeque::new(),
             stats: TableStats::default(),
+            #[cfg(debug_assertions)]
+            test_panic: std::env::var_os("BLINDSPOT_TEST_PANIC").is_some(),
         }
     }
 
@@ -233,6 +264,22 @@ impl FlowTable {
 
     /// Moves packet time forward: ends the flows whose timeout has passed.
     pub fn advance(&mut self, now: Timestamp, out: &mut Vec<Record>) {
+        self.forget_closed(|until| until < now);
+        while let Some(&(deadline, e)) = self.closing.front() {
+            if deadline >= now {
+                break;
+            }
+            self.closing.pop_front();
+            let Some(f) = self.find(&e) else { continue };
+            if f.expired(now, &self.settings) {
+                let f = self.remove(e.hash, &e.canon).expect("found above");
+                self.finish(f, EndReason::Closed, out);
+            } else if f.closed() {
+                // Trailing packets moved its linger on.
+                let deadline = f.last.plus(f.timeout(&self.settings));
+                self.closing.push_back((deadline, e));
+            }
+        }
         let sec = now.as_secs();
         let from = match self.wheel_sec {
             None => {
@@ -272,6 +319,49 @@ impl FlowTable {
         self.wheel_sec = Some(sec);
     }
 
+    /// Forgets the oldest closed tuples while `done(until)` holds.
+    fn forget_closed(&mut self, mut done: impl FnMut(Timestamp) -> bool) {
+        while let Some(&(until, hash, canon)) = self.closed_order.front() {
+            if !done(until) {
+                break;
+            }
+            self.closed_order.pop_front();
+            // Only the entry this one put there: the tuple may have closed again since.
+            if let Ok(e) = self
+                .closed
+                .find_entry(hash, |c| c.canon == canon && c.until == until)
+            {
+                e.remove();
+            }
+        }
+    }
+
+    /// A new connection on a closed tuple: its packets are its own.
+    fn forget_tuple(&mut self, hash: u64, canon: &FlowKey) {
+        if let Ok(e) = self.closed.find_entry(hash, |c| c.canon == *canon) {
+            e.remove();
+        }
+    }
+
+    /// Remembers a connection written at close, for its trailing packets.
+    fn remember_closed(&mut self, hash: u64, canon: FlowKey, until: Timestamp) {
+        match self.closed.find_mut(hash, |c| c.canon == canon) {
+            Some(c) => c.until = until,
+            None => {
+                self.closed
+                    .insert_unique(hash, Closed { hash, canon, until }, |c| c.hash);
+            }
+        }
+        self.closed_order.push_back((until, hash, canon));
+        let cap = self.max_flows;
+        let mut over = self.closed_order.len().saturating_sub(cap);
+        self.forget_closed(|_| {
+            let forget = over > 0;
+            over = over.saturating_sub(1);
+            forget
+        });
+    }
+
     /// Ends every flow (end of input), oldest first so output is stable.
     pub fn drain(&mut self, now: Timestamp, out: &mut Vec<Record>) {
         let mut all: Vec<Flow> = self.flows.drain().collect();
@@ -287,6 +377,9 @@ impl FlowTable {
         for s in &mut self.wheel {
             s.clear();
         }
+        self.closed.clear();
+        self.closed_order.clear();
+        self.closing.clear();
     }
 
     /// Makes room: ends the flow scheduled soonest.
@@ -370,6 +463,10 @@ impl FlowTable {
 
     /// Accounts one packet. `payload` is its transport payload as captured.
     pub fn process(&mut self, p: &Packet, payload: &[u8], out: &mut Vec<Record>) {
+        #[cfg(debug_assertions)]
+        if self.test_panic {
+            panic!("BLINDSPOT_TEST_PANIC is set: a deliberate panic on the first packet");
+        }
         self.stats.packets += 1;
         self.advance(p.ts, out);
         let (canon, lower_is_src) = p.key.canonical();
@@ -381,10 +478,23 @@ impl FlowTable {
             Continues,
             Ends(EndReason),
         }
+        let fresh_syn = p.key.proto == PROTO_TCP && p.tcp_flags & (SYN | ACK | RST) == SYN;
         let existing = match self.flows.find(hash, |f| f.canon == canon) {
-            None => Existing::Absent,
+            None => {
+                // A connection written at close absorbs its trailing packets;
+                // a new SYN on its ports starts the next connection.
+                if !self.closed.is_empty()
+                    && let Ok(c) = self.closed.find_entry(hash, |c| c.canon == canon)
+                {
+                    if !fresh_syn && p.ts <= c.get().until {
+                        self.stats.late_packets += 1;
+                        return;
+                    }
+                    c.remove();
+                }
+                Existing::Absent
+            }
             Some(f) => {
-                let fresh_syn = p.key.proto == PROTO_TCP && p.tcp_flags & (SYN | ACK | RST) == SYN;
                 if f.expired(p.ts, &self.settings) {
                     Existing::Ends(f.idle_end())
                 } else if fresh_syn && f.closed() {
@@ -400,6 +510,14 @@ impl FlowTable {
             Existing::Ends(r) => {
                 let f = self.remove(hash, &canon).expect("found above");
                 self.finish(f, r, out);
+                if r == EndReason::Closed {
+                    // Written now; this packet trails it, unless it opens the next connection.
+                    if !fresh_syn {
+                        self.stats.late_packets += 1;
+                        return;
+                    }
+                    self.forget_tuple(hash, &canon);
+                }
                 self.create(p, hash, canon, lower_is_src, out);
             }
         }
@@ -407,7 +525,8 @@ impl FlowTable {
         let Some(flow) = self.flows.find_mut(hash, |f| f.canon == canon) else {
             return;
         };
-        let mut reschedule = None;
+        let mut closing = None;
+        let mut close_now = false;
         let d = if lower_is_src == flow.orig_is_lower {
             Direction::ToServer
         } else {
@@ -482,9 +601,18 @@ impl FlowTable {
             if p.tcp_flags & (FIN | RST) != 0 {
                 flow.app.on_close(d, p.tcp_flags & RST != 0, p.ts);
             }
-            if flow.closed() && !was_closed {
-                // Reschedule with the short linger timeout.
-                reschedule = Some((flow.generation, p.ts.plus(settings.tcp_closed)));
+            let both_fins_acked =
+                flow.tcp
+                    .note_close(d, p.tcp_flags, p.seq, p.payload_wire_len, p.ack);
+            if both_fins_acked {
+                // The last packet of a normal close: written at once, so a
+                // sensor killed a second later has written it.
+                close_now = true;
+            } else if flow.closed() && !was_closed {
+                // A reset, or FINs not yet acknowledged: written
+                // `tcp_close_linger` after the last packet (packets racing
+                // the RST still count), off the one-second wheel.
+                closing = Some(flow.generation);
             }
         } else if p.key.proto == PROTO_UDP
             && let Some(body) = dhcp_body(p.key.sport, p.key.dport, payload)
@@ -522,20 +650,28 @@ impl FlowTable {
             flow.app
                 .on_stream(d, StreamEvent::Data(payload), p.ts, &mut self.tls_ctx);
         }
-        if let Some((generation, deadline)) = reschedule {
-            self.schedule(
+        if close_now {
+            let f = self.remove(hash, &canon).expect("found above");
+            self.finish(f, EndReason::Closed, out);
+            return;
+        }
+        if let Some(generation) = closing {
+            self.closing.push_back((
+                p.ts.plus(settings.tcp_close_linger),
                 WheelEntry {
                     hash,
                     canon,
                     generation,
                 },
-                deadline,
-            );
+            ));
         }
     }
 
     fn finish(&mut self, mut f: Flow, reason: EndReason, out: &mut Vec<Record>) {
         self.stats.ended[reason as usize] += 1;
+        if reason == EndReason::Closed {
+            self.remember_closed(f.hash, f.canon, f.last.plus(self.settings.tcp_closed));
+        }
         for i in 0..2 {
             let d = Direction::from_index(i);
             if let Some(mut s) = f.streams[i].take() {
@@ -743,5 +879,146 @@ fn dhcp_body(sport: u16, dport: u16, payload: &[u8]) -> Option<DhcpBody> {
         (67 | 68, 67 | 68) => crate::app::dhcp::parse(payload).map(DhcpBody::V4),
         (546 | 547, 546 | 547) => crate::app::dhcp6::parse(payload).map(DhcpBody::V6),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::key::Addr;
+
+    const MS: u64 = 1_000_000;
+
+    /// A TCP packet between 10.0.0.1:40000 (client) and 10.0.0.2:443.
+    fn tcp(ms: u64, to_server: bool, flags: u8, seq: u32, ack: u32) -> Packet {
+        let (c, s) = (Addr::v4([10, 0, 0, 1]), Addr::v4([10, 0, 0, 2]));
+        let key = if to_server {
+            FlowKey {
+                src: c,
+                dst: s,
+                sport: 40000,
+                dport: 443,
+                proto: PROTO_TCP,
+                vlan: [0, 0],
+            }
+        } else {
+            FlowKey {
+                src: s,
+                dst: c,
+                sport: 443,
+                dport: 40000,
+                proto: PROTO_TCP,
+                vlan: [0, 0],
+            }
+        };
+        Packet {
+            ts: Timestamp(1_000_000_000 * MS + ms * MS),
+            key,
+            wire_len: 60,
+            ip_len: 40,
+            tcp_flags: flags,
+            seq,
+            ack,
+            window: 1000,
+            ..Packet::default()
+        }
+    }
+
+    fn run(t: &mut FlowTable, packets: &[Packet]) -> Vec<Record> {
+        let mut out = Vec::new();
+        for p in packets {
+            t.process(p, &[], &mut out);
+        }
+        out
+    }
+
+    fn flow_packets(r: &Record) -> (u64, u64, &'static str) {
+        let Record::Flow(f) = r else {
+            panic!("not a flow record")
+        };
+        (f.orig.packets, f.resp.packets, f.end_reason)
+    }
+
+    fn handshake() -> Vec<Packet> {
+        vec![
+            tcp(0, true, SYN, 100, 0),
+            tcp(1, false, SYN | ACK, 500, 101),
+            tcp(2, true, ACK, 101, 501),
+        ]
+    }
+
+    /// A close whose two FINs are acknowledged is written at the last ACK,
+    /// not after a linger: a sensor killed a second later has written it.
+    #[test]
+    fn acknowledged_close_is_written_at_the_last_ack() {
+        let mut t = FlowTable::new(FlowSettings::default(), 1);
+        let mut p = handshake();
+        p.push(tcp(10, true, FIN | ACK, 101, 501));
+        p.push(tcp(11, false, FIN | ACK, 501, 102));
+        assert!(
+            run(&mut t, &p).is_empty(),
+            "not written before the last ACK"
+        );
+        let out = run(&mut t, &[tcp(12, true, ACK, 102, 502)]);
+        assert_eq!(
+            out.iter().map(flow_packets).collect::<Vec<_>>(),
+            [(4, 2, "closed")]
+        );
+        assert_eq!(t.active(), 0);
+        // A retransmitted ACK is absorbed: counted, no new flow.
+        assert!(run(&mut t, &[tcp(300, true, ACK, 102, 502)]).is_empty());
+        assert_eq!(
+            (t.active(), t.stats.late_packets, t.stats.created),
+            (0, 1, 1)
+        );
+        // Past `tcp_closed`, a stray packet is a flow of its own again.
+        let out = run(&mut t, &[tcp(6_000, true, ACK, 102, 502)]);
+        assert!(out.is_empty());
+        assert_eq!(
+            (t.active(), t.stats.late_packets, t.stats.created),
+            (1, 1, 2)
+        );
+    }
+
+    /// A reset lingers `tcp_close_linger` after the last packet: packets
+    /// racing it still count, later ones are absorbed, a new SYN is a new
+    /// connection.
+    #[test]
+    fn reset_lingers_then_absorbs_then_reuses() {
+        let mut t = FlowTable::new(FlowSettings::default(), 1);
+        let mut p = handshake();
+        p.push(tcp(10, true, RST | ACK, 101, 501));
+        p.push(tcp(200, false, ACK, 501, 101)); // crossed the RST
+        p.push(tcp(201, true, RST, 101, 0));
+        assert!(run(&mut t, &p).is_empty());
+        // 250 ms after the last packet (201 ms), on the next packet time.
+        let mut out = Vec::new();
+        t.advance(tcp(450, true, 0, 0, 0).ts, &mut out);
+        assert!(out.is_empty(), "written before its linger ended");
+        t.advance(tcp(452, true, 0, 0, 0).ts, &mut out);
+        assert_eq!(
+            out.iter().map(flow_packets).collect::<Vec<_>>(),
+            [(4, 2, "closed")]
+        );
+        assert!(run(&mut t, &[tcp(900, false, RST, 501, 0)]).is_empty());
+        assert_eq!((t.active(), t.stats.late_packets), (0, 1));
+        assert!(run(&mut t, &[tcp(1_000, true, SYN, 9_000, 0)]).is_empty());
+        assert_eq!((t.active(), t.stats.created), (1, 2));
+    }
+
+    /// A packet after the linger, before any advance, ends the flow itself
+    /// (the packet's own time decides), and is absorbed.
+    #[test]
+    fn late_packet_ends_the_lingering_flow_by_its_own_time() {
+        let mut t = FlowTable::new(FlowSettings::default(), 1);
+        let mut p = handshake();
+        p.push(tcp(10, true, RST | ACK, 101, 501));
+        p.push(tcp(2_000, false, ACK, 501, 101));
+        let out = run(&mut t, &p);
+        assert_eq!(
+            out.iter().map(flow_packets).collect::<Vec<_>>(),
+            [(3, 1, "closed")]
+        );
+        assert_eq!((t.active(), t.stats.late_packets), (0, 1));
     }
 }

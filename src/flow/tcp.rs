@@ -122,6 +122,10 @@ pub struct TcpState {
     pub resp: EpState,
     /// Highest sequence end seen with payload, per direction (retransmission test).
     pub max_end: [Option<u32>; 2],
+    /// Per direction: the acknowledgement number that covers its first FIN.
+    fin_ack: [Option<u32>; 2],
+    /// Per direction: the peer acknowledged that FIN.
+    fin_acked: [bool; 2],
 }
 
 impl TcpState {
@@ -222,6 +226,30 @@ impl TcpState {
             (EpState::Inactive, _) if ack || payload_len > 0 => *me = EpState::Partial,
             _ => {}
         }
+    }
+
+    /// Follows each side's FIN and the peer's acknowledgement of it; true
+    /// once both FINs are acknowledged: the close is complete, and this is
+    /// normally the connection's last packet.
+    pub fn note_close(
+        &mut self,
+        d: Direction,
+        flags: u8,
+        seq: u32,
+        payload_len: u32,
+        ack: u32,
+    ) -> bool {
+        let (me, peer) = (d.index(), 1 - d.index());
+        if flags & FIN != 0 && self.fin_ack[me].is_none() {
+            self.fin_ack[me] = Some(seq.wrapping_add(payload_len).wrapping_add(1));
+        }
+        if flags & ACK != 0
+            && let Some(want) = self.fin_ack[peer]
+            && ack.wrapping_sub(want) as i32 >= 0
+        {
+            self.fin_acked[peer] = true;
+        }
+        self.fin_acked == [true, true]
     }
 
     /// Zeek's `conn_state` for this connection.

@@ -10,8 +10,10 @@
 //! its rings (one per interface) and decodes its own packets: there is no
 //! reader thread. Timeouts follow the wall clock: every tick a worker
 //! advances its table to the later of its last packet time and the wall
-//! clock less one second (packets wait up to a ring block's timeout before
-//! they are read). And nothing waits for a slow stage: a worker that cannot
+//! clock less a ring block's timeout and a tick (how long a packet can wait
+//! before it is read). A record reaches the file within about half a second
+//! of its connection's close (the close linger, a tick, the sink's flush), so
+//! a `kill -9` loses at most the last second of finished connections. And nothing waits for a slow stage: a worker that cannot
 //! hand its records to the correlator keeps them in a bounded backlog and
 //! counts what does not fit (`stats.queues`), so the rings keep draining and
 //! flow state stays right; the kernel counts what the rings could not take
@@ -35,7 +37,7 @@ use crate::decode::{self, DecodeStats, Decoder};
 use crate::flow::table::{FlowTable, TableStats};
 use crate::output::rotate::{LiveSink, OutputCounters, Target};
 use crate::record::{QueueStats, Record, StatsRecord};
-use crate::time::{NANOS_PER_SEC, Timestamp};
+use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -177,7 +179,7 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
     let corr_counters = Arc::clone(&counters);
     let corr_thread = thread::Builder::new()
         .name("correlator".into())
-        .spawn(move || run_correlator(corr, live_rx, sink_tx, workers, corr_counters, slack, flush))
+        .spawn(move || run_correlator(corr, live_rx, sink_tx, workers, corr_counters, slack))
         .map_err(|e| format!("cannot start the correlator thread: {e}"))?;
     for (i, src) in sources.into_iter().enumerate() {
         let tx = live_tx.clone();
@@ -185,9 +187,10 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
         let table = FlowTable::new(cfg.flow, workers);
         let decoder = Decoder::new(cfg.defrag);
         let cap = settings.max_backlog_records;
+        let block_timeout = u64::from(settings.ring.block_timeout_ms);
         thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || Worker::new(i, tx, cap).run(src, decoder, table, &ctl))
+            .spawn(move || Worker::new(i, tx, cap, block_timeout).run(src, decoder, table, &ctl))
             .map_err(|e| format!("cannot start worker thread {i}: {e}"))?;
     }
     drop(live_tx);
@@ -274,6 +277,7 @@ struct Worker {
     backlog_records: usize,
     max_backlog: usize,
     queue: QueueStats,
+    block_timeout_ms: u64,
 }
 
 fn record_count(m: &Live) -> usize {
@@ -284,13 +288,14 @@ fn record_count(m: &Live) -> usize {
 }
 
 impl Worker {
-    fn new(idx: usize, tx: Sender<Live>, max_backlog: usize) -> Worker {
+    fn new(idx: usize, tx: Sender<Live>, max_backlog: usize, block_timeout_ms: u64) -> Worker {
         Worker {
             idx,
             tx,
             backlog: VecDeque::new(),
             backlog_records: 0,
             max_backlog,
+            block_timeout_ms,
             queue: QueueStats {
                 queue: format!("worker-{idx}"),
                 ..QueueStats::default()
@@ -351,6 +356,9 @@ impl Worker {
         let mut last_tick = Instant::now();
         let mut epoch_seen = 0;
         let mut error_reported: Option<Instant> = None;
+        // How far packet time may trail the wall clock: a packet waits up
+        // to a ring block's timeout in the kernel, then up to a tick here.
+        let lag = Duration::from_millis(self.block_timeout_ms) + TICK;
         loop {
             let stop = ctl.stop.load(Ordering::Acquire);
             let polled = src.poll(TICK, &mut |f| {
@@ -383,7 +391,9 @@ impl Worker {
                 continue;
             }
             last_tick = Instant::now();
-            let now = last_ts.max(Timestamp(Timestamp::now().0.saturating_sub(NANOS_PER_SEC)));
+            let now = last_ts.max(Timestamp(
+                Timestamp::now().0.saturating_sub(lag.as_nanos() as u64),
+            ));
             if stop {
                 table.drain(now.max(Timestamp::now()), &mut out);
             } else {
@@ -533,7 +543,6 @@ fn run_correlator(
     workers: usize,
     counters: Arc<OutputCounters>,
     slack: u64,
-    flush: Duration,
 ) -> StatsRecord {
     let mut snaps: Vec<Snapshot> = (0..workers)
         .map(|worker| Snapshot {
@@ -587,10 +596,11 @@ fn run_correlator(
         // Detection windows close with the wall clock, less the longest a
         // flow's record can lag its start (the TCP idle timeout).
         corr.advance_detections(Timestamp(Timestamp::now().0.saturating_sub(slack)));
-        // A full block goes at once, a partial one once a flush interval has passed.
+        // A full block goes at once, a partial one every tick: the sink
+        // batches, and a record closed a second ago is on disk by then.
         let block = corr
             .full_block()
-            .or_else(|| (corr.has_pending() && last_send.elapsed() >= flush).then(|| corr.take()));
+            .or_else(|| (corr.has_pending() && last_send.elapsed() >= TICK).then(|| corr.take()));
         if let Some(block) = block
             && !send(block, &mut last_send)
         {
