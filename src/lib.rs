@@ -27,6 +27,8 @@ pub mod correlate;
 pub mod decode;
 pub mod detect;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod output;
 pub mod pipeline;
 pub mod record;

@@ -254,8 +254,13 @@ impl Baseline {
     pub fn load(path: &Path) -> Result<Baseline, String> {
         let place = path.display();
         let raw = std::fs::read(path).map_err(|e| format!("{place}: cannot read: {e}"))?;
+        Self::from_bytes(&raw, &place.to_string())
+    }
+
+    /// A baseline file's bytes; `place` names the file in errors.
+    pub fn from_bytes(raw: &[u8], place: &str) -> Result<Baseline, String> {
         let mut json = Vec::new();
-        zstd::stream::read::Decoder::new(&raw[..])
+        zstd::stream::read::Decoder::new(raw)
             .and_then(|mut d| d.by_ref().take(1 << 30).read_to_end(&mut json))
             .map_err(|e| {
                 format!("{place}: not a baseline file (zstd: {e}); make one with `blindspot baseline build`")

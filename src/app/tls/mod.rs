@@ -28,8 +28,10 @@ pub const MAX_HANDSHAKE: usize = 64 << 10;
 /// Largest record length accepted (2^14 plus the 2048 bytes of expansion
 /// TLS 1.2 allows); anything longer means this is not TLS.
 pub const MAX_RECORD: usize = (1 << 14) + 2048;
-const MAX_HELLOS: usize = 4;
-const MAX_ALERTS: usize = 16;
+/// Hellos kept per side (a HelloRetryRequest makes two); the rest are dropped.
+pub const MAX_HELLOS: usize = 4;
+/// Alerts kept per connection.
+pub const MAX_ALERTS: usize = 16;
 
 pub const CT_CCS: u8 = 20;
 pub const CT_ALERT: u8 = 21;

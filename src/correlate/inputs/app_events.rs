@@ -68,10 +68,11 @@ struct Line {
 
 pub fn load(path: &Path) -> Result<Loaded<AppEvent>, LoadError> {
     let text = read_text(path)?;
-    parse(&path.display().to_string(), &text)
+    parse_str(&text, &path.display().to_string())
 }
 
-fn parse(file: &str, text: &str) -> Result<Loaded<AppEvent>, LoadError> {
+/// Parses the text of the file; `file` names it in errors.
+pub fn parse_str(text: &str, file: &str) -> Result<Loaded<AppEvent>, LoadError> {
     let fail = |line: usize, message: String| LoadError {
         file: file.to_string(),
         line: Some(line),
@@ -191,7 +192,7 @@ mod tests {
     use super::*;
 
     fn load_str(text: &str) -> Result<Loaded<AppEvent>, LoadError> {
-        parse("e.jsonl", text)
+        parse_str(text, "e.jsonl")
     }
 
     #[test]
@@ -280,7 +281,7 @@ mod tests {
     fn mutated_examples_do_not_panic() {
         for original in FIXTURES {
             crate::correlate::inputs::for_each_mutation(original, |text| {
-                let _ = parse("f", text);
+                let _ = parse_str(text, "f");
             });
         }
     }

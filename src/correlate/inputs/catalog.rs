@@ -102,7 +102,7 @@ const ARBITRARY_LOADS: &str = "NSAllowsArbitraryLoads";
 
 pub fn load(path: &Path) -> Result<Loaded<AppProfile>, LoadError> {
     let text = read_text(path)?;
-    parse(&path.display().to_string(), &text)
+    parse_str(&text, &path.display().to_string())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -111,7 +111,8 @@ enum Shape {
     Mobsf,
 }
 
-fn parse(file: &str, text: &str) -> Result<Loaded<AppProfile>, LoadError> {
+/// Parses the text of the file; `file` names it in errors.
+pub fn parse_str(text: &str, file: &str) -> Result<Loaded<AppProfile>, LoadError> {
     let fail = |line: Option<usize>, message: String| LoadError {
         file: file.to_string(),
         line,
@@ -600,7 +601,7 @@ mod tests {
     use super::*;
 
     fn load_str(text: &str) -> Result<Loaded<AppProfile>, LoadError> {
-        parse("c.json", text)
+        parse_str(text, "c.json")
     }
 
     const PLIST: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -722,7 +723,7 @@ mod tests {
     fn skipped_apps_are_listed_up_to_the_cap() {
         use super::super::leases::MAX_ERRORS;
         let apps = vec!["{\"name\": \"no id\"}"; MAX_ERRORS + 10].join(",\n");
-        let got = parse("c.json", &format!("{{\"apps\": [\n{apps}\n]}}")).unwrap();
+        let got = parse_str(&format!("{{\"apps\": [\n{apps}\n]}}"), "c.json").unwrap();
         assert!(got.items.is_empty());
         assert_eq!(got.errors.len(), MAX_ERRORS + 1);
         assert_eq!(got.errors[0].line, Some(2));
@@ -794,7 +795,7 @@ mod tests {
     fn mutated_examples_do_not_panic() {
         for original in FIXTURES {
             crate::correlate::inputs::for_each_mutation(original, |text| {
-                let _ = parse("f", text);
+                let _ = parse_str(text, "f");
             });
         }
     }

@@ -122,10 +122,11 @@ enum Shape {
 
 pub fn load(path: &Path) -> Result<Loaded<MdmDevice>, LoadError> {
     let text = read_text(path)?;
-    parse(&path.display().to_string(), &text)
+    parse_str(&text, &path.display().to_string())
 }
 
-fn parse(file: &str, text: &str) -> Result<Loaded<MdmDevice>, LoadError> {
+/// Parses the text of the file; `file` names it in errors.
+pub fn parse_str(text: &str, file: &str) -> Result<Loaded<MdmDevice>, LoadError> {
     let fail = |line: Option<usize>, message: String| LoadError {
         file: file.to_string(),
         line,
@@ -629,7 +630,7 @@ mod tests {
     use super::*;
 
     fn load_str(text: &str) -> Result<Loaded<MdmDevice>, LoadError> {
-        parse("t.json", text)
+        parse_str(text, "t.json")
     }
 
     #[test]
@@ -768,7 +769,7 @@ mod tests {
     fn mutated_examples_do_not_panic() {
         for original in FIXTURES {
             crate::correlate::inputs::for_each_mutation(original, |text| {
-                let _ = parse("f", text);
+                let _ = parse_str(text, "f");
             });
         }
     }
