@@ -74,6 +74,15 @@ pub fn duid_mac(duid: &[u8]) -> Option<[u8; 6]> {
 /// A DHCPv6 message from a UDP payload; `None` when it is not one.
 pub fn parse(payload: &[u8]) -> Option<Dhcp6Info> {
     let code = *payload.first()?;
+    // dhcproto trusts some options' lengths (see `length_fits`); hand it
+    // only the options before the first one whose length does not fit.
+    let header = if matches!(code, 12 | 13) {
+        RELAY_HEADER
+    } else {
+        MESSAGE_HEADER
+    };
+    let sound = header + payload.get(header..).map_or(0, |o| sound_options(o, 0));
+    let payload = &payload[..sound.min(payload.len())];
     // Relay messages (12, 13) wrap the client's message in option 9; open one level.
     let (msg, relayed) = if matches!(code, 12 | 13) {
         let relay = RelayMessage::decode(&mut Decoder::new(payload)).ok()?;
@@ -116,6 +125,78 @@ pub fn parse(payload: &[u8]) -> Option<Dhcp6Info> {
         }
     }
     Some(info)
+}
+
+/// msg-type and transaction-id.
+const MESSAGE_HEADER: usize = 4;
+/// msg-type, hop-count, link-address and peer-address (RFC 8415 §9).
+const RELAY_HEADER: usize = 34;
+/// Relay messages nested in relay messages opened (each level is a
+/// recursion in dhcproto); a deeper one is cut like a malformed option.
+const MAX_RELAY_DEPTH: u8 = 8;
+
+/// Can dhcproto 0.15 decode an option of this code and body length? It
+/// reads the fixed fields of Authentication (11), Status Code (13), Vendor
+/// Class (16) and Vendor-specific Information (17) and then `len - fixed`
+/// bytes: a shorter body underflowed that subtraction (a panic with
+/// overflow checks on). It reads Preference (7), Elapsed Time (8), Server
+/// Unicast (12), Rapid Commit (14), Reconfigure Message (19) and
+/// Reconfigure Accept (20) as fixed-size fields without looking at `len`:
+/// another length shifts it onto bytes that are no option header. Both
+/// found by the `dhcp6` and `device_evidence` fuzzers.
+fn length_fits(code: u16, len: usize) -> bool {
+    match code {
+        11 => len >= 11,
+        13 => len >= 2,
+        16 | 17 => len >= 4,
+        7 | 19 => len == 1,
+        8 => len == 2,
+        12 => len == 16,
+        14 | 20 => len == 0,
+        _ => true,
+    }
+}
+
+/// Options that dhcproto opens, decoding the options after this many fixed
+/// bytes of the body: IA_NA, IA_TA, IAADDR, Relay Message (always read as a
+/// relay message), Vendor-specific Information, IA_PD, IAPREFIX.
+fn nested_at(code: u16) -> Option<usize> {
+    match code {
+        3 | 25 => Some(12),
+        4 | 17 => Some(4),
+        5 => Some(24),
+        9 => Some(RELAY_HEADER),
+        26 => Some(25),
+        _ => None,
+    }
+}
+
+/// Length of the leading options of `opts` that dhcproto decodes as the
+/// options they are: the walk stops before the first option (or option
+/// holding one, at any depth) whose length does not fit its code (see
+/// [`length_fits`]). A truncated last option is left in: dhcproto stops at it.
+fn sound_options(opts: &[u8], depth: u8) -> usize {
+    let mut at = 0;
+    while let Some(h) = opts.get(at..at + 4) {
+        let code = u16::from_be_bytes([h[0], h[1]]);
+        let len = u16::from_be_bytes([h[2], h[3]]) as usize;
+        if !length_fits(code, len) {
+            return at;
+        }
+        let Some(body) = opts.get(at + 4..at + 4 + len) else {
+            return opts.len();
+        };
+        if let Some(fixed) = nested_at(code)
+            && let Some(inner) = body.get(fixed..)
+        {
+            let too_deep = code == 9 && depth >= MAX_RELAY_DEPTH;
+            if too_deep || sound_options(inner, depth + u8::from(code == 9)) < inner.len() {
+                return at;
+            }
+        }
+        at += 4 + len;
+    }
+    opts.len()
 }
 
 fn push_addrs<'a>(opts: impl Iterator<Item = &'a DhcpOption>, out: &mut Vec<IaAddress>) {
@@ -178,6 +259,63 @@ mod tests {
         );
         assert_eq!(fqdn_name(b"\x00\x06iph").as_deref(), None);
         assert_eq!(fqdn_name(b""), None);
+    }
+
+    /// Regression (fuzz, `fuzz/regressions/dhcp6/`): an option whose length
+    /// does not fit its code made dhcproto subtract past zero, or read on
+    /// from the wrong offset into a Vendor Class of length 0. The options
+    /// before it are kept, at the top level and inside an IA_NA; a relayed
+    /// message holding one is cut whole.
+    #[test]
+    fn options_whose_length_does_not_fit_are_cut() {
+        let client_id = [0, 1, 0, 2, 0xab, 0xcd];
+        let cases = [
+            (11u16, 1u8),
+            (13, 1),
+            (16, 1),
+            (17, 3),
+            (7, 0),
+            (8, 1),
+            (12, 4),
+            (14, 1),
+            (19, 0),
+            (20, 2),
+        ];
+        for (code, len) in cases {
+            let mut bad = code.to_be_bytes().to_vec();
+            bad.extend_from_slice(&[0, len]);
+            bad.extend(std::iter::repeat_n(0xff, len as usize));
+            bad.extend_from_slice(&[0, 16, 0, 0, 0, 16, 0, 0]);
+            let top = [&[7, 1, 2, 3][..], &client_id, &bad].concat();
+            let d = parse(&top).expect("the message up to the bad option");
+            assert_eq!(d.client_duid.as_deref(), Some("abcd"), "code {code}");
+            let ia = [&[0, 3, 0, (12 + bad.len()) as u8][..], &[0; 12], &bad].concat();
+            let nested = [&[7, 1, 2, 3][..], &client_id, &ia].concat();
+            assert_eq!(
+                parse(&nested).expect("a REPLY").client_duid.as_deref(),
+                Some("abcd")
+            );
+            let relay = [&[12, 0][..], &[0; 32], &[0, 9, 0, top.len() as u8], &top].concat();
+            assert!(
+                parse(&relay).is_none(),
+                "code {code}: the relayed message is cut"
+            );
+        }
+        let mut deep = [&[1, 1, 2, 3][..], &client_id].concat();
+        for _ in 0..40 {
+            deep = [
+                &[12, 0][..],
+                &[0; 32],
+                &(9u16).to_be_bytes(),
+                &(deep.len() as u16).to_be_bytes(),
+                &deep,
+            ]
+            .concat();
+        }
+        assert!(
+            parse(&deep).is_none(),
+            "relays nested past the cap are not opened"
+        );
     }
 
     #[test]
