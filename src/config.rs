@@ -9,10 +9,12 @@ use crate::decode::defrag::DefragLimits;
 use crate::flow::FlowSettings;
 use crate::flow::reassembly::ReassemblyLimits;
 use crate::time::NANOS_PER_SEC;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-#[derive(Debug, Default, Deserialize)]
+/// Serialize: a test lists the numeric keys from the defaults, to hold the
+/// README's table to every one of them.
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     pub pipeline: RawPipeline,
@@ -56,7 +58,7 @@ impl Origin {
 }
 
 /// The enterprise TLS-inspection proxy's CA(s).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawInspection {
     /// SHA-256 (64 hex digits) of an inspection CA certificate (DER) or of
@@ -89,7 +91,7 @@ impl Default for RawInspection {
 }
 
 /// The detections' thresholds and lists (README, "Detections").
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawDetections {
     pub enabled: bool,
@@ -145,7 +147,7 @@ impl Default for RawDetections {
 }
 
 /// `--evidence` caps.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawEvidence {
     pub max_packets_per_flow: u32,
@@ -164,7 +166,7 @@ impl Default for RawEvidence {
 
 /// Caps of the correlator's device tables (what they refuse is counted in
 /// `stats.devices`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawDevices {
     /// Addresses with an IP → MAC history.
@@ -186,7 +188,7 @@ impl Default for RawDevices {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTls {
     /// Parse TLS in every TCP flow (false: flow records only).
@@ -199,7 +201,7 @@ impl Default for RawTls {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawPipeline {
     /// Flow worker threads; 0 = everything on the reading thread.
@@ -217,7 +219,7 @@ impl Default for RawPipeline {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawFlow {
     pub max_flows: usize,
@@ -242,7 +244,7 @@ impl Default for RawFlow {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawReassembly {
     pub max_segments: usize,
@@ -259,7 +261,7 @@ impl Default for RawReassembly {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawFragments {
     pub max_datagrams: usize,
@@ -278,7 +280,7 @@ impl Default for RawFragments {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawOutput {
     /// Flush (and end a zstd frame) at least this often, milliseconds.
@@ -309,7 +311,7 @@ impl Default for RawOutput {
 }
 
 /// Sensor mode (`blindspot capture`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawCapture {
     pub ring_block_size: usize,

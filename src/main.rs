@@ -88,7 +88,7 @@ enum Cmd {
         /// Put the interfaces in promiscuous mode (not needed on a SPAN port that sends only mirrored traffic). [default: capture.promiscuous, false]
         #[arg(long)]
         promiscuous: bool,
-        /// After opening the interfaces, become this user (when started as root). [default: capture.user, or stay]
+        /// After opening the interfaces, become this user (when started as root); an empty name or one that is uid 0 is refused. [default: capture.user, or stay]
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
         #[command(flatten)]
@@ -225,7 +225,7 @@ enum BaselineCmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Validate a configuration file: exit 0 if it is usable, else 1 with the key and line at fault.
+    /// Validate a configuration file: exit 0 if it is usable, else 1 after listing every problem, one line each with its key and line, in line order.
     Check {
         /// The TOML file to check.
         file: PathBuf,
