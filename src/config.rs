@@ -993,6 +993,32 @@ mod tests {
     }
 
     #[test]
+    fn capture_user_is_checked_once_for_config_and_command_line() {
+        assert!(check_user("").unwrap_err().starts_with("is empty"));
+        assert!(check_user("root").unwrap_err().starts_with("is uid 0"));
+        // Not root, or not on this machine: left to the privilege drop.
+        assert_eq!(check_user("nobody"), Ok(()));
+        assert_eq!(check_user("no-such-user-here"), Ok(()));
+    }
+
+    #[test]
+    fn problems_without_a_line_come_last_and_defaults_have_none() {
+        let text = "[flow]\nmax_flows = 0\n[pipeline]\nworkers = 99\n";
+        let mut raw = RawConfig::parse(text, "p.toml").unwrap();
+        // A default that a later key makes wrong has no line of its own.
+        raw.capture.ring_blocks = 1;
+        let e = raw.validate().unwrap_err();
+        assert_eq!(
+            e.0,
+            [
+                "p.toml:2: flow.max_flows = 0 is out of range: use a value from 1 to 100000000",
+                "p.toml:4: pipeline.workers = 99 is out of range: use a value from 0 to 64",
+                "p.toml: capture.ring_blocks = 1 is out of range: use a value from 2 to 65536",
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_key_names_key_and_line() {
         let e = RawConfig::parse("[flow]\nmax_flows = 10\ntcp_idle_timeout = 5\n", "b.toml")
             .unwrap_err();
