@@ -253,3 +253,37 @@ fn a_panic_in_replay_is_one_line_naming_the_thread_and_a_failure() {
         );
     }
 }
+
+#[test]
+fn input_and_baseline_files_that_are_devices_or_fifos_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("leases.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cap = fixture("shared/foxio-dhcp-dora.pcapng");
+    let cap = cap.to_str().unwrap();
+    let what = "an input file (lease file, RADIUS detail, inventory, catalog or app events)";
+    for (file, kind) in [
+        ("/dev/zero", "a character device"),
+        (fifo.to_str().unwrap(), "a FIFO"),
+    ] {
+        let o = blindspot(&["replay", "--leases", file, cap]);
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(
+            stderr(&o).lines().next().unwrap(),
+            format!("blindspot: error: {file}: {kind}, not a regular file: give {what}")
+        );
+        assert!(o.stdout.is_empty());
+    }
+    let o = blindspot(&["replay", "--baseline", "/dev/zero", cap]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "blindspot: /dev/zero: a character device, not a regular file: give a baseline file\n"
+    );
+}
