@@ -180,7 +180,9 @@ impl Reader {
                         let msg = format!("{name}: {e}");
                         fs.error = Some(e.to_string());
                         match e {
-                            CaptureError::NotACapture { .. } | CaptureError::Io(_)
+                            CaptureError::Empty
+                            | CaptureError::NotACapture { .. }
+                            | CaptureError::Io(_)
                                 if fs.frames == 0 =>
                             {
                                 self.outcome_unusable.push(msg)
