@@ -16,6 +16,11 @@
 //! last whole frame and retried; the lines stay in memory up to a cap, and
 //! while they do the sink takes no more blocks, so the queues before it fill
 //! and their drops are counted in `stats`.
+//!
+//! A folder's file is only published with something in it: a `SIGHUP` while
+//! the current file is still empty keeps it, and an empty file is removed
+//! rather than renamed when closed (or found after a crash), so every
+//! `.jsonl.zst` in the folder is a valid zstd stream.
 
 use crate::time::Timestamp;
 use std::fs::{File, OpenOptions};
@@ -268,11 +273,16 @@ impl LiveSink {
         if due { self.close() } else { Ok(()) }
     }
 
-    /// Closes the current file (renaming a folder's file to its final name).
+    /// Closes the current file: a folder's file is renamed to its final
+    /// name, or removed if nothing was written to it.
     fn close(&mut self) -> io::Result<()> {
         if let Some(o) = self.open.take() {
             let _ = o.file.sync_data();
             if let Some(fin) = &o.final_path {
+                if o.len == 0 {
+                    std::fs::remove_file(&o.path).map_err(|e| named(&o.path, e))?;
+                    return Ok(());
+                }
                 std::fs::rename(&o.path, fin).map_err(|e| named(&o.path, e))?;
             }
             OutputCounters::add(&self.counters.files_closed, 1);
@@ -281,12 +291,18 @@ impl LiveSink {
     }
 
     /// `SIGHUP`: writes what is pending, closes and opens the output again
-    /// (a folder starts its next file; a file is reopened by name).
+    /// (a folder starts its next file, unless the current one is still
+    /// empty; a file is reopened by name).
     pub fn reopen(&mut self) -> io::Result<()> {
         self.flush()?;
-        self.close()?;
+        let empty_folder_file = matches!(self.target, Target::Dir { .. })
+            && self.open.as_ref().is_some_and(|o| o.len == 0);
+        if !empty_folder_file {
+            self.close()?;
+            self.ensure_open()?;
+        }
         OutputCounters::add(&self.counters.reopens, 1);
-        self.ensure_open()
+        Ok(())
     }
 
     /// Writes everything and closes.
@@ -300,13 +316,17 @@ fn named(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// Renames `*.open` files a crash left in `dir` to their final names.
+/// Renames `*.open` files a crash left in `dir` to their final names, and
+/// removes those with nothing in them.
 fn recover(dir: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| named(dir, e))? {
-        let path = entry?.path();
+        let entry = entry?;
+        let path = entry.path();
         if path.extension().is_some_and(|e| e == "open") {
             let fin = path.with_extension("");
-            if !fin.exists() {
+            if entry.metadata()?.len() == 0 {
+                std::fs::remove_file(&path).map_err(|e| named(&path, e))?;
+            } else if !fin.exists() {
                 std::fs::rename(&path, &fin).map_err(|e| named(&path, e))?;
             }
         }
@@ -426,6 +446,14 @@ mod tests {
             b"x",
         )
         .unwrap();
+        // One with nothing in it (a crash before the first flush) is not
+        // published: an empty `.jsonl.zst` is not a valid zstd stream.
+        std::fs::write(
+            dir.path()
+                .join("rec-20260101T000001Z-000001.jsonl.zst.open"),
+            b"",
+        )
+        .unwrap();
         let s = LiveSink::new(
             Target::parse(dir.path().to_str().unwrap(), "rec", false),
             Rotation {
@@ -440,6 +468,54 @@ mod tests {
         assert!(
             files.contains(&"rec-20260101T000000Z-000001.jsonl.zst".to_string()),
             "{files:?}"
+        );
+        assert!(
+            !files.iter().any(|f| f.starts_with("rec-20260101T000001Z")),
+            "{files:?}"
+        );
+    }
+
+    #[test]
+    fn a_sighup_with_nothing_written_leaves_no_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let rot = Rotation {
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(3600),
+        };
+        let mut s = LiveSink::new(
+            Target::parse(dir.path().to_str().unwrap(), "rec", false),
+            rot,
+            3,
+        )
+        .unwrap();
+        // Nothing written yet: the file begun at start is kept.
+        s.reopen().unwrap();
+        s.reopen().unwrap();
+        assert_eq!(names(dir.path()).len(), 1, "{:?}", names(dir.path()));
+        s.write(b"{\"a\":1}\n");
+        s.reopen().unwrap();
+        // The first file is published, the second begun; a SIGHUP now keeps it.
+        s.reopen().unwrap();
+        let files = names(dir.path());
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files[0].ends_with("-000001.jsonl.zst"), "{files:?}");
+        assert!(files[1].ends_with("-000002.jsonl.zst.open"), "{files:?}");
+        // Closed with nothing in it, the second file is removed.
+        s.finish().unwrap();
+        let files = names(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        let path = dir.path().join(&files[0]);
+        assert_eq!(
+            zstd::decode_all(File::open(&path).unwrap()).unwrap(),
+            b"{\"a\":1}\n"
+        );
+        let c = &s.counters;
+        assert_eq!(OutputCounters::get(&c.reopens), 4);
+        assert_eq!(OutputCounters::get(&c.files_closed), 1);
+        // Bytes on disk, compressed.
+        assert_eq!(
+            OutputCounters::get(&c.bytes),
+            std::fs::metadata(&path).unwrap().len()
         );
     }
 
