@@ -33,11 +33,17 @@ use std::time::{Duration, Instant};
 /// What the sink did, read by the correlator for the `stats` record.
 #[derive(Debug, Default)]
 pub struct OutputCounters {
+    /// Bytes written to the output, as they are on disk (compressed for
+    /// zstd), counted once each write has succeeded.
     pub bytes: AtomicU64,
+    /// Folder files closed and published under their final name.
     pub files_closed: AtomicU64,
     pub reopens: AtomicU64,
+    /// Writes that failed (an output that could not be opened for one included).
     pub write_errors: AtomicU64,
-    /// Bytes of records waiting to be written (held by a failing write).
+    /// Bytes of records held because a write failed (uncompressed); 0 once
+    /// a write succeeds again. Records waiting for the next flush in
+    /// normal operation are not counted.
     pub pending_bytes: AtomicU64,
     /// The longest a block waited between the correlator and the sink
     /// since the correlator last read this.
@@ -114,6 +120,8 @@ pub struct LiveSink {
     open: Option<Open>,
     /// Lines not yet written.
     pending: Vec<u8>,
+    /// The last write failed: `pending` is held for a retry.
+    held: bool,
     frame: Vec<u8>,
     seq: u64,
     pub counters: Arc<OutputCounters>,
@@ -142,6 +150,7 @@ impl LiveSink {
             },
             open: None,
             pending: Vec::with_capacity(1 << 20),
+            held: false,
             frame: Vec::new(),
             seq: 0,
             counters: Arc::default(),
@@ -168,9 +177,11 @@ impl LiveSink {
     /// Adds lines; they are written by the next [`flush`](Self::flush).
     pub fn write(&mut self, block: &[u8]) {
         self.pending.extend_from_slice(block);
-        self.counters
-            .pending_bytes
-            .store(self.pending.len() as u64, Ordering::Relaxed);
+        if self.held {
+            self.counters
+                .pending_bytes
+                .store(self.pending.len() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Enough is pending to write a frame now, whatever the timer says.
@@ -216,16 +227,37 @@ impl LiveSink {
     }
 
     /// Writes what is pending as one frame. On failure the file is cut back
-    /// to its last whole frame and the lines stay pending for a retry.
+    /// to its last whole frame and the lines stay pending for a retry. The
+    /// counters change here only: bytes after a write that succeeded, an
+    /// error for one that failed, and what is held meanwhile.
     pub fn flush(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if !matches!(self.target, Target::Stdout)
-            && let Err(e) = self.ensure_open()
-        {
-            OutputCounters::add(&self.counters.write_errors, 1);
-            return Err(e);
+        match self.write_pending() {
+            Ok(n) => {
+                OutputCounters::add(&self.counters.bytes, n);
+                self.pending.clear();
+                self.held = false;
+                self.counters.pending_bytes.store(0, Ordering::Relaxed);
+            }
+            Err(e) => {
+                OutputCounters::add(&self.counters.write_errors, 1);
+                self.held = true;
+                self.counters
+                    .pending_bytes
+                    .store(self.pending.len() as u64, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        self.rotate_if_due()
+    }
+
+    /// Writes `pending` as one frame (or one plain write), whole or not at
+    /// all; returns the bytes written.
+    fn write_pending(&mut self) -> io::Result<u64> {
+        if !matches!(self.target, Target::Stdout) {
+            self.ensure_open()?;
         }
         let bytes = match &mut self.zstd {
             Some(z) => {
@@ -238,27 +270,23 @@ impl LiveSink {
             None => &self.pending,
         };
         let n = bytes.len() as u64;
-        if matches!(self.target, Target::Stdout) {
-            let mut out = io::stdout().lock();
-            out.write_all(bytes)?;
-            out.flush()?;
-        } else {
-            let Some(open) = self.open.as_mut() else {
-                return Ok(());
-            };
-            let result = open.file.write_all(bytes).and_then(|()| open.file.flush());
-            if let Err(e) = result {
-                OutputCounters::add(&self.counters.write_errors, 1);
-                // Cut the partial frame off, so the file stays readable.
-                let _ = open.file.set_len(open.len);
-                return Err(named(&open.path, e));
+        match self.open.as_mut() {
+            None => {
+                let mut out = io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()?;
             }
-            open.len += n;
+            Some(open) => {
+                let result = open.file.write_all(bytes).and_then(|()| open.file.flush());
+                if let Err(e) = result {
+                    // Cut the partial frame off, so the file stays readable.
+                    let _ = open.file.set_len(open.len);
+                    return Err(named(&open.path, e));
+                }
+                open.len += n;
+            }
         }
-        OutputCounters::add(&self.counters.bytes, n);
-        self.pending.clear();
-        self.counters.pending_bytes.store(0, Ordering::Relaxed);
-        self.rotate_if_due()
+        Ok(n)
     }
 
     /// Closes the folder's file when it is big or old enough.
@@ -517,6 +545,47 @@ mod tests {
             OutputCounters::get(&c.bytes),
             std::fs::metadata(&path).unwrap().len()
         );
+    }
+
+    #[test]
+    fn failed_writes_are_counted_and_what_they_hold() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            eprintln!("SKIPPED: no /dev/full");
+            return;
+        }
+        let mut s = LiveSink::new(
+            Target::File {
+                path: full.into(),
+                zst: true,
+            },
+            Rotation {
+                max_bytes: 1 << 20,
+                max_age: Duration::from_secs(3600),
+            },
+            3,
+        )
+        .unwrap();
+        let c = Arc::clone(&s.counters);
+        let line = b"{\"a\":1}\n";
+        s.write(line);
+        // Waiting for the next flush is not being held by a failure.
+        assert_eq!(OutputCounters::get(&c.pending_bytes), 0);
+        for failures in 1..=3u64 {
+            assert!(s.flush().is_err());
+            assert_eq!(OutputCounters::get(&c.write_errors), failures);
+            assert_eq!(OutputCounters::get(&c.bytes), 0);
+            assert_eq!(
+                OutputCounters::get(&c.pending_bytes),
+                failures * line.len() as u64
+            );
+            // Lines that arrive while writes fail are held too.
+            s.write(line);
+            assert_eq!(
+                OutputCounters::get(&c.pending_bytes),
+                (failures + 1) * line.len() as u64
+            );
+        }
     }
 
     #[test]
