@@ -41,9 +41,10 @@ struct Cli {
 enum Cmd {
     /// Read capture files and write one record per flow as JSON Lines.
     ///
-    /// Exit status: 0 when every file was read whole; 1 for unusable input,
-    /// a bad config or an output error; 3 when a capture was truncated or
-    /// damaged (the records up to the damage are written, and a warning names
+    /// Exit status: 0 when every file was read whole; 1 for unusable input
+    /// (not a capture, an empty file), a bad config or an output error; 3
+    /// when a capture was truncated or damaged, compressed or not, however
+    /// short (the records up to the damage are written, and a warning names
     /// the file and byte offset).
     Replay {
         /// pcap or pcapng files (plain, .gz or .zst), read in the order given as one timeline; `-` reads standard input.
