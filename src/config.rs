@@ -9,10 +9,12 @@ use crate::decode::defrag::DefragLimits;
 use crate::flow::FlowSettings;
 use crate::flow::reassembly::ReassemblyLimits;
 use crate::time::NANOS_PER_SEC;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-#[derive(Debug, Default, Deserialize)]
+/// Serialize: a test lists the numeric keys from the defaults, to hold the
+/// README's table to every one of them.
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     pub pipeline: RawPipeline,
@@ -36,21 +38,27 @@ pub struct Origin {
     pub name: String,
     pub text: String,
     pub dir: Option<std::path::PathBuf>,
+    /// Byte offset of each key the text sets, by dotted name.
+    pub keys: std::collections::HashMap<String, usize>,
 }
 
 impl Origin {
-    /// `file:line` of a byte offset.
-    fn place(&self, offset: usize) -> String {
-        let line = self.text[..offset.min(self.text.len())]
+    /// The line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
             .matches('\n')
             .count()
-            + 1;
-        format!("{}:{line}", self.name)
+            + 1
+    }
+
+    /// The line that sets `key` (dotted), if the text sets it.
+    fn key_line(&self, key: &str) -> Option<usize> {
+        self.keys.get(key).map(|&o| self.line(o))
     }
 }
 
 /// The enterprise TLS-inspection proxy's CA(s).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawInspection {
     /// SHA-256 (64 hex digits) of an inspection CA certificate (DER) or of
@@ -83,7 +91,7 @@ impl Default for RawInspection {
 }
 
 /// The detections' thresholds and lists (README, "Detections").
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawDetections {
     pub enabled: bool,
@@ -139,7 +147,7 @@ impl Default for RawDetections {
 }
 
 /// `--evidence` caps.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawEvidence {
     pub max_packets_per_flow: u32,
@@ -158,7 +166,7 @@ impl Default for RawEvidence {
 
 /// Caps of the correlator's device tables (what they refuse is counted in
 /// `stats.devices`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawDevices {
     /// Addresses with an IP → MAC history.
@@ -180,7 +188,7 @@ impl Default for RawDevices {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTls {
     /// Parse TLS in every TCP flow (false: flow records only).
@@ -193,7 +201,7 @@ impl Default for RawTls {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawPipeline {
     /// Flow worker threads; 0 = everything on the reading thread.
@@ -211,7 +219,7 @@ impl Default for RawPipeline {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawFlow {
     pub max_flows: usize,
@@ -238,7 +246,7 @@ impl Default for RawFlow {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawReassembly {
     pub max_segments: usize,
@@ -255,7 +263,7 @@ impl Default for RawReassembly {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawFragments {
     pub max_datagrams: usize,
@@ -274,7 +282,7 @@ impl Default for RawFragments {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawOutput {
     /// Flush (and end a zstd frame) at least this often, milliseconds.
@@ -305,7 +313,7 @@ impl Default for RawOutput {
 }
 
 /// Sensor mode (`blindspot capture`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawCapture {
     pub ring_block_size: usize,
@@ -378,101 +386,198 @@ pub struct CaptureSettings {
     pub max_pending_bytes: usize,
 }
 
-/// A configuration problem, with the key (and line, when the file has one).
+/// Every problem found in a configuration, each one line (`FILE:LINE:
+/// message`, or `FILE: message` where no line applies), in line order.
+/// A TOML syntax error is one problem (the parser stops there).
 #[derive(Debug)]
-pub struct ConfigError(pub String);
+pub struct ConfigError(pub Vec<String>);
+
+impl ConfigError {
+    fn one(message: String) -> ConfigError {
+        ConfigError(vec![message])
+    }
+}
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.0.join("\n"))
     }
 }
 
 impl std::error::Error for ConfigError {}
 
-fn range<T: PartialOrd + std::fmt::Display + Copy>(
-    key: &str,
-    v: T,
-    lo: T,
-    hi: T,
-) -> Result<T, ConfigError> {
-    if v < lo || v > hi {
-        return Err(ConfigError(format!(
-            "{key} = {v} is out of range: use a value from {lo} to {hi}"
-        )));
+/// Largest config file read.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Largest inspection CA file (PEM) read; a CA certificate is a few KiB.
+pub const MAX_CA_FILE_BYTES: u64 = 1 << 20;
+
+/// Whether `name` may be `capture.user` / `--user`: the user the sensor
+/// becomes after opening the rings. An empty name, or one that resolves to
+/// uid 0, would leave the sensor root, so both are refused. The error
+/// follows `KEY = "NAME" ` in a message. A name that does not exist here is
+/// left to the privilege drop, which says so.
+pub fn check_user(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty: name a non-root user (such as blindspot), or leave it out".into());
     }
-    Ok(v)
+    #[cfg(unix)]
+    if let Ok(Some(u)) = nix::unistd::User::from_name(name)
+        && u.uid.is_root()
+    {
+        return Err(
+            "is uid 0: the sensor would stay root; name a non-root user (such as blindspot)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Problems found while validating, each with its line where known.
+struct Problems<'a> {
+    origin: &'a Origin,
+    found: Vec<(Option<usize>, String)>,
+}
+
+impl<'a> Problems<'a> {
+    fn new(origin: &'a Origin) -> Self {
+        Problems {
+            origin,
+            found: Vec::new(),
+        }
+    }
+
+    fn at(&mut self, line: Option<usize>, message: String) {
+        let name = &self.origin.name;
+        let text = match (name.is_empty(), line) {
+            (true, _) => message,
+            (false, Some(l)) => format!("{name}:{l}: {message}"),
+            (false, None) => format!("{name}: {message}"),
+        };
+        self.found.push((line, text));
+    }
+
+    /// A problem with `key` (dotted), at its line when the file sets it.
+    fn key(&mut self, key: &str, message: String) {
+        let line = self.origin.key_line(key);
+        self.at(line, message);
+    }
+
+    /// A problem with a value whose span the parser kept (0..0: a default).
+    fn span(&mut self, span: std::ops::Range<usize>, message: String) {
+        let line = (span.end != 0).then(|| self.origin.line(span.start));
+        self.at(line, message);
+    }
+
+    /// `v` when it is within `lo..=hi`; else a problem, and `lo` (so that
+    /// what is built from it stays in range).
+    fn range<T: PartialOrd + std::fmt::Display + Copy>(
+        &mut self,
+        key: &str,
+        v: T,
+        lo: T,
+        hi: T,
+    ) -> T {
+        if v < lo || v > hi {
+            self.key(
+                key,
+                format!("{key} = {v} is out of range: use a value from {lo} to {hi}"),
+            );
+            return lo;
+        }
+        v
+    }
+
+    /// Every problem in line order (those without a line last).
+    fn finish(mut self) -> Result<(), ConfigError> {
+        if self.found.is_empty() {
+            return Ok(());
+        }
+        self.found
+            .sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
+        Err(ConfigError(
+            self.found.into_iter().map(|(_, m)| m).collect(),
+        ))
+    }
 }
 
 impl RawConfig {
-    fn capture_settings(&self) -> Result<CaptureSettings, ConfigError> {
+    fn capture_settings(&self, p: &mut Problems) -> CaptureSettings {
         let c = &self.capture;
         let o = &self.output;
-        let block = c.ring_block_size;
+        let mut block = c.ring_block_size;
         // A block holds at least one whole frame of 64 KiB (GRO/loopback sizes).
         if !block.is_power_of_two() || block < 1 << 17 {
-            return Err(ConfigError(format!(
-                "capture.ring_block_size = {block} must be a power of two of at least 131072 (a block holds a whole 64 KiB frame): use 1048576 or 4194304, say"
-            )));
+            p.key(
+                "capture.ring_block_size",
+                format!(
+                    "capture.ring_block_size = {block} must be a power of two of at least 131072 (a block holds a whole 64 KiB frame): use 1048576 or 4194304, say"
+                ),
+            );
+            block = 1 << 17;
         }
-        range("capture.ring_block_size", block, 1 << 17, 1 << 30)?;
-        let blocks = range("capture.ring_blocks", c.ring_blocks, 2, 65_536)?;
+        let block = p.range("capture.ring_block_size", block, 1 << 17, 1 << 30);
+        let blocks = p.range("capture.ring_blocks", c.ring_blocks, 2, 65_536);
         if (block as u128) * (blocks as u128) > 16u128 << 30 {
-            return Err(ConfigError(format!(
-                "capture.ring_block_size × capture.ring_blocks = {} bytes is over 16 GiB per ring: lower one of them",
-                block as u128 * blocks as u128
-            )));
+            let key = if self.origin.key_line("capture.ring_blocks").is_some() {
+                "capture.ring_blocks"
+            } else {
+                "capture.ring_block_size"
+            };
+            p.key(
+                key,
+                format!(
+                    "capture.ring_block_size × capture.ring_blocks = {} bytes is over 16 GiB per ring: lower one of them",
+                    block as u128 * blocks as u128
+                ),
+            );
         }
         if o.prefix.is_empty() || o.prefix.contains(['/', '\\', '\0']) {
-            return Err(ConfigError(format!(
-                "output.prefix = {:?} must be a non-empty file name part without '/'",
-                o.prefix
-            )));
+            p.key(
+                "output.prefix",
+                format!(
+                    "output.prefix = {:?} must be a non-empty file name part without '/'",
+                    o.prefix
+                ),
+            );
+        }
+        if let Some(u) = &c.user
+            && let Err(e) = check_user(u)
+        {
+            p.key("capture.user", format!("capture.user = {u:?} {e}"));
         }
         let s = std::time::Duration::from_secs;
-        Ok(CaptureSettings {
+        CaptureSettings {
             ring: crate::capture::live::RingSettings {
                 block_size: block,
                 blocks,
-                block_timeout_ms: range("capture.block_timeout_ms", c.block_timeout_ms, 1, 10_000)?,
+                block_timeout_ms: p.range(
+                    "capture.block_timeout_ms",
+                    c.block_timeout_ms,
+                    1,
+                    10_000,
+                ),
                 promiscuous: c.promiscuous,
             },
-            stats_interval: s(range(
-                "capture.stats_interval_s",
-                c.stats_interval_s,
-                1,
-                86_400,
-            )?),
-            drain_timeout: s(range(
-                "capture.drain_timeout_s",
-                c.drain_timeout_s,
-                1,
-                3_600,
-            )?),
-            max_backlog_records: range(
+            stats_interval: s(p.range("capture.stats_interval_s", c.stats_interval_s, 1, 86_400)),
+            drain_timeout: s(p.range("capture.drain_timeout_s", c.drain_timeout_s, 1, 3_600)),
+            max_backlog_records: p.range(
                 "capture.max_backlog_records",
                 c.max_backlog_records,
                 1,
                 100_000_000,
-            )?,
-            user: c.user.clone().filter(|u| !u.is_empty()),
+            ),
+            user: c.user.clone(),
             rotation: crate::output::rotate::Rotation {
-                max_bytes: range("output.rotate_bytes", o.rotate_bytes, 4096, 1 << 40)?,
-                max_age: s(range(
-                    "output.rotate_interval_s",
-                    o.rotate_interval_s,
-                    1,
-                    604_800,
-                )?),
+                max_bytes: p.range("output.rotate_bytes", o.rotate_bytes, 4096, 1 << 40),
+                max_age: s(p.range("output.rotate_interval_s", o.rotate_interval_s, 1, 604_800)),
             },
             prefix: o.prefix.clone(),
-            max_pending_bytes: range(
+            max_pending_bytes: p.range(
                 "output.max_pending_bytes",
                 o.max_pending_bytes,
                 1 << 20,
                 1 << 34,
-            )?,
-        })
+            ),
+        }
     }
 
     pub fn parse(text: &str, source: &str) -> Result<RawConfig, ConfigError> {
@@ -484,21 +589,33 @@ impl RawConfig {
                 }
                 None => source.to_string(),
             };
-            ConfigError(format!("{place}: {}", e.message().trim()))
+            ConfigError::one(format!("{place}: {}", e.message().trim()))
         })?;
         raw.origin = Origin {
             name: source.to_string(),
             text: text.to_string(),
             dir: None,
+            keys: key_offsets(text),
         };
         Ok(raw)
     }
 
+    /// Reads and parses a config file of at most [`MAX_CONFIG_BYTES`].
     pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!(
-                "{}: cannot read the config file: {e}",
-                path.display()
+        let bytes = crate::bounded::read_file(
+            path,
+            &crate::bounded::Bound {
+                limit: MAX_CONFIG_BYTES,
+                what: "a TOML config file",
+                fix: "check that the path names the config (a config is a few KiB)",
+            },
+        )
+        .map_err(ConfigError::one)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            ConfigError::one(format!(
+                "{}: not UTF-8 text (bad byte at offset {}): a config is a TOML file",
+                path.display(),
+                e.utf8_error().valid_up_to()
             ))
         })?;
         let mut raw = Self::parse(&text, &path.display().to_string())?;
@@ -506,18 +623,21 @@ impl RawConfig {
         Ok(raw)
     }
 
-    fn inspection(&self) -> Result<crate::correlate::inspection::Inspection, ConfigError> {
+    fn inspection(&self, p: &mut Problems) -> crate::correlate::inspection::Inspection {
         use crate::correlate::inspection::{Inspection, InspectionCa};
         let mut cas = Vec::new();
         for (i, h) in self.inspection.ca_sha256.iter().enumerate() {
             let v = h.get_ref().trim().to_ascii_lowercase().replace(':', "");
             if v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(ConfigError(format!(
-                    "{}: inspection.ca_sha256[{i}] = {:?} is not a SHA-256: give 64 hex digits \
-                     (`openssl x509 -outform der | sha256sum`)",
-                    self.origin.place(h.span().start),
-                    h.get_ref()
-                )));
+                p.span(
+                    h.span(),
+                    format!(
+                        "inspection.ca_sha256[{i}] = {:?} is not a SHA-256: give 64 hex digits \
+                         (`openssl x509 -outform der | sha256sum`)",
+                        h.get_ref()
+                    ),
+                );
+                continue;
             }
             cas.push(InspectionCa::from_hash(v));
         }
@@ -526,266 +646,313 @@ impl RawConfig {
                 Some(d) => d.join(f.get_ref()),
                 None => std::path::PathBuf::from(f.get_ref()),
             };
-            let ca = std::fs::read(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| InspectionCa::from_pem(&pem))
-                .map_err(|e| {
-                    ConfigError(format!(
-                        "{}: inspection.ca_files[{i}] = {:?}: {}: {e}",
-                        self.origin.place(f.span().start),
-                        f.get_ref(),
-                        path.display()
-                    ))
-                })?;
-            cas.extend(ca);
+            let bound = crate::bounded::Bound {
+                limit: MAX_CA_FILE_BYTES,
+                what: "a PEM file of inspection CA certificates",
+                fix: "give a file with only the inspection CA certificates",
+            };
+            // Read errors start with the path; PEM errors do not.
+            let ca = crate::bounded::read_file(&path, &bound).and_then(|pem| {
+                InspectionCa::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+            });
+            match ca {
+                Ok(ca) => cas.extend(ca),
+                Err(e) => p.span(
+                    f.span(),
+                    format!("inspection.ca_files[{i}] = {:?}: {e}", f.get_ref()),
+                ),
+            }
         }
-        Ok(Inspection { cas })
+        Inspection { cas }
     }
 
-    /// Parses each entry of a list of strings, naming the key, index and line
-    /// of the first bad one.
+    /// Parses each entry of a list of strings; each bad one is a problem
+    /// naming the key, index and line.
     fn list<T>(
         &self,
+        p: &mut Problems,
         key: &str,
         items: &[toml::Spanned<String>],
         parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Vec<T>, ConfigError> {
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                parse(v.get_ref()).map_err(|e| {
-                    let span = v.span();
-                    let place = if span.end == 0 {
-                        self.origin.name.clone()
-                    } else {
-                        self.origin.place(span.start)
-                    };
-                    ConfigError(format!("{place}: {key}[{i}]: {e}"))
-                })
-            })
-            .collect()
+    ) -> Vec<T> {
+        let mut good = Vec::with_capacity(items.len());
+        for (i, v) in items.iter().enumerate() {
+            match parse(v.get_ref()) {
+                Ok(t) => good.push(t),
+                Err(e) => p.span(v.span(), format!("{key}[{i}]: {e}")),
+            }
+        }
+        good
     }
 
-    fn detect(&self) -> Result<crate::detect::DetectSettings, ConfigError> {
+    fn detect(&self, p: &mut Problems) -> crate::detect::DetectSettings {
         use crate::detect::names::{Cidr, DomainPattern};
         let d = &self.detections;
         let s = NANOS_PER_SEC;
-        let ratio = |key: &str, v: f64| {
+        let ratio = |p: &mut Problems, key: &str, v: f64| {
             if (0.0..=1.0).contains(&v) {
-                Ok(v)
+                v
             } else {
-                Err(ConfigError(format!(
-                    "{key} = {v} is out of range: use a value from 0 to 1"
-                )))
+                p.key(
+                    key,
+                    format!("{key} = {v} is out of range: use a value from 0 to 1"),
+                );
+                0.0
             }
         };
-        let ja3s = self.list("inspection.proxy_ja3s", &self.inspection.proxy_ja3s, |v| {
-            let v = v.trim().to_ascii_lowercase();
-            if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Ok(v)
-            } else {
-                Err(format!("{v:?} is not a JA3S: give its 32-hex-digit MD5"))
+        let ja3s = self.list(
+            p,
+            "inspection.proxy_ja3s",
+            &self.inspection.proxy_ja3s,
+            |v| {
+                let v = v.trim().to_ascii_lowercase();
+                if v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    Ok(v)
+                } else {
+                    Err(format!("{v:?} is not a JA3S: give its 32-hex-digit MD5"))
+                }
+            },
+        );
+        for (i, &port) in d.os_channel_ports.iter().enumerate() {
+            if port == 0 {
+                p.key(
+                    "detections.os_channel_ports",
+                    format!(
+                        "detections.os_channel_ports[{i}] = 0 is out of range: use a value from 1 to 65535"
+                    ),
+                );
             }
-        })?;
-        Ok(crate::detect::DetectSettings {
+        }
+        let learn = p.range(
+            "inspection.proxy_learn_destinations",
+            self.inspection.proxy_learn_destinations,
+            0,
+            1_000_000,
+        );
+        crate::detect::DetectSettings {
             enabled: d.enabled,
-            window: range("detections.window_s", d.window_s, 60, 7 * 86_400)? * s,
-            rejection_min_handshakes: range(
+            window: p.range("detections.window_s", d.window_s, 60, 7 * 86_400) * s,
+            rejection_min_handshakes: p.range(
                 "detections.rejection_min_handshakes",
                 d.rejection_min_handshakes,
                 1,
                 10_000,
-            )?,
+            ),
             bypass_domains: self.list(
+                p,
                 "detections.bypass_domains",
                 &d.bypass_domains,
                 DomainPattern::parse,
-            )?,
-            bypass_min_sessions: range(
+            ),
+            bypass_min_sessions: p.range(
                 "detections.bypass_min_sessions",
                 d.bypass_min_sessions,
                 1,
                 10_000,
-            )?,
-            bypass_min_inspected_elsewhere: range(
+            ),
+            bypass_min_inspected_elsewhere: p.range(
                 "detections.bypass_min_inspected_elsewhere",
                 d.bypass_min_inspected_elsewhere,
                 1,
                 10_000,
-            )?,
-            persistent_min_duration: range(
+            ),
+            persistent_min_duration: p.range(
                 "detections.persistent_min_duration_s",
                 d.persistent_min_duration_s,
                 1,
                 7 * 86_400,
-            )? * s,
-            beacon_min_connections: range(
+            ) * s,
+            beacon_min_connections: p.range(
                 "detections.beacon_min_connections",
                 d.beacon_min_connections,
                 3,
                 100_000,
-            )?,
-            beacon_min_score: ratio("detections.beacon_min_score", d.beacon_min_score)?,
-            background_quiet: range(
+            ),
+            beacon_min_score: ratio(p, "detections.beacon_min_score", d.beacon_min_score),
+            background_quiet: p.range(
                 "detections.background_quiet_s",
                 d.background_quiet_s,
                 1,
                 86_400,
-            )? * s,
-            opaque_min_payload_bytes: range(
+            ) * s,
+            opaque_min_payload_bytes: p.range(
                 "detections.opaque_min_payload_bytes",
                 d.opaque_min_payload_bytes,
                 1,
                 65_536,
-            )?,
+            ),
             opaque_min_entropy_ratio: ratio(
+                p,
                 "detections.opaque_min_entropy_ratio",
                 d.opaque_min_entropy_ratio,
-            )?,
+            ),
             os_channel_ports: d.os_channel_ports.clone(),
             os_channel_cidrs: self.list(
+                p,
                 "detections.os_channel_cidrs",
                 &d.os_channel_cidrs,
                 Cidr::parse,
-            )?,
+            ),
             os_channel_domains: self.list(
+                p,
                 "detections.os_channel_domains",
                 &d.os_channel_domains,
                 DomainPattern::parse,
-            )?,
+            ),
             proxy_addresses: self.list(
+                p,
                 "inspection.proxy_addresses",
                 &self.inspection.proxy_addresses,
                 Cidr::parse,
-            )?,
+            ),
             inspection_configured: !(self.inspection.ca_sha256.is_empty()
                 && self.inspection.ca_files.is_empty()
                 && self.inspection.proxy_addresses.is_empty()
                 && ja3s.is_empty()),
             proxy_ja3s: ja3s,
-            proxy_learn_destinations: if self.inspection.proxy_learn_destinations == 0 {
-                u32::MAX
-            } else {
-                self.inspection.proxy_learn_destinations
-            },
-            min_score: range("detections.min_score", d.min_score, 0, 100)?,
-            max_keys: range("detections.max_keys", d.max_keys, 1, 100_000_000)?,
-            max_sessions_per_key: range(
+            proxy_learn_destinations: if learn == 0 { u32::MAX } else { learn },
+            min_score: p.range("detections.min_score", d.min_score, 0, 100),
+            max_keys: p.range("detections.max_keys", d.max_keys, 1, 100_000_000),
+            max_sessions_per_key: p.range(
                 "detections.max_sessions_per_key",
                 d.max_sessions_per_key,
                 3,
                 1_000_000,
-            )?,
-            max_flow_ids: range("detections.max_flow_ids", d.max_flow_ids, 1, 100_000)?,
-        })
+            ),
+            max_flow_ids: p.range("detections.max_flow_ids", d.max_flow_ids, 1, 100_000),
+        }
     }
 
+    /// The validated configuration, or every problem found (in line order).
     pub fn validate(&self) -> Result<Config, ConfigError> {
+        let mut problems = Problems::new(&self.origin);
+        let p = &mut problems;
         let f = &self.flow;
         let s = NANOS_PER_SEC;
-        Ok(Config {
-            workers: range("pipeline.workers", self.pipeline.workers, 0, 64)?,
-            queue_batches: range(
+        let config = Config {
+            workers: p.range("pipeline.workers", self.pipeline.workers, 0, 64),
+            queue_batches: p.range(
                 "pipeline.queue_batches",
                 self.pipeline.queue_batches,
                 1,
                 1024,
-            )?,
+            ),
             flow: FlowSettings {
-                max_flows: range("flow.max_flows", f.max_flows, 1, 100_000_000)?,
-                tcp_idle: range("flow.tcp_idle_timeout_s", f.tcp_idle_timeout_s, 1, 86_400)? * s,
-                tcp_attempt: range(
+                max_flows: p.range("flow.max_flows", f.max_flows, 1, 100_000_000),
+                tcp_idle: p.range("flow.tcp_idle_timeout_s", f.tcp_idle_timeout_s, 1, 86_400) * s,
+                tcp_attempt: p.range(
                     "flow.tcp_attempt_timeout_s",
                     f.tcp_attempt_timeout_s,
                     1,
                     86_400,
-                )? * s,
-                tcp_close_linger: range(
+                ) * s,
+                tcp_close_linger: p.range(
                     "flow.tcp_close_linger_ms",
                     f.tcp_close_linger_ms,
                     0,
                     5_000,
-                )? * (s / 1000),
-                tcp_closed: range(
+                ) * (s / 1000),
+                tcp_closed: p.range(
                     "flow.tcp_closed_timeout_s",
                     f.tcp_closed_timeout_s,
                     0,
                     3_600,
-                )? * s,
-                udp_idle: range("flow.udp_idle_timeout_s", f.udp_idle_timeout_s, 1, 86_400)? * s,
-                first_payload_bytes: range(
+                ) * s,
+                udp_idle: p.range("flow.udp_idle_timeout_s", f.udp_idle_timeout_s, 1, 86_400) * s,
+                first_payload_bytes: p.range(
                     "flow.first_payload_bytes",
                     f.first_payload_bytes,
                     0,
                     65_536,
-                )?,
+                ),
                 tls: self.tls.enabled,
                 reassembly: ReassemblyLimits {
-                    max_segments: range(
+                    max_segments: p.range(
                         "reassembly.max_segments",
                         self.reassembly.max_segments,
                         1,
                         4096,
-                    )?,
-                    max_bytes: range(
+                    ),
+                    max_bytes: p.range(
                         "reassembly.max_bytes",
                         self.reassembly.max_bytes,
                         1,
                         16 << 20,
-                    )?,
+                    ),
                 },
             },
             defrag: DefragLimits {
-                max_datagrams: range(
+                // 0: no reassembly; every fragment is counted in
+                // stats.fragments.dropped_cap and dropped.
+                max_datagrams: p.range(
                     "fragments.max_datagrams",
                     self.fragments.max_datagrams,
                     0,
                     1_000_000,
-                )?,
-                max_bytes: range("fragments.max_bytes", self.fragments.max_bytes, 0, 1 << 30)?,
-                timeout: range("fragments.timeout_s", self.fragments.timeout_s, 1, 600)? * s,
+                ),
+                max_bytes: p.range("fragments.max_bytes", self.fragments.max_bytes, 1, 1 << 30),
+                timeout: p.range("fragments.timeout_s", self.fragments.timeout_s, 1, 600) * s,
             },
-            flush_interval_ms: range(
+            flush_interval_ms: p.range(
                 "output.flush_interval_ms",
                 self.output.flush_interval_ms,
                 10,
                 1000,
-            )?,
-            zstd_level: range("output.zstd_level", self.output.zstd_level, 1, 19)?,
-            capture: self.capture_settings()?,
+            ),
+            zstd_level: p.range("output.zstd_level", self.output.zstd_level, 1, 19),
+            capture: self.capture_settings(p),
             progress: false,
-            inspection: std::sync::Arc::new(self.inspection()?),
+            inspection: std::sync::Arc::new(self.inspection(p)),
             device_limits: crate::correlate::devices::DeviceLimits {
-                max_ips: range("devices.max_ips", self.devices.max_ips, 1, 100_000_000)?,
-                max_bindings_per_ip: range(
+                max_ips: p.range("devices.max_ips", self.devices.max_ips, 1, 100_000_000),
+                max_bindings_per_ip: p.range(
                     "devices.max_bindings_per_ip",
                     self.devices.max_bindings_per_ip,
                     1,
                     65_536,
-                )?,
-                max_macs: range("devices.max_macs", self.devices.max_macs, 1, 100_000_000)?,
+                ),
+                max_macs: p.range("devices.max_macs", self.devices.max_macs, 1, 100_000_000),
             },
             device_inputs: Default::default(),
-            detect: std::sync::Arc::new(self.detect()?),
+            detect: std::sync::Arc::new(self.detect(p)),
             evidence_limits: crate::detect::evidence::EvidenceLimits {
-                max_packets_per_flow: range(
+                max_packets_per_flow: p.range(
                     "evidence.max_packets_per_flow",
                     self.evidence.max_packets_per_flow,
                     1,
                     100_000,
-                )?,
-                max_file_bytes: range(
+                ),
+                max_file_bytes: p.range(
                     "evidence.max_file_bytes",
                     self.evidence.max_file_bytes,
                     1024,
                     1 << 30,
-                )?,
+                ),
             },
             evidence_dir: None,
             baseline: None,
-        })
+        };
+        problems.finish().map(|()| config)
     }
+}
+
+/// Byte offset of each key the text sets, by dotted name (`flow.max_flows`):
+/// where a problem with a plain value is reported. Only called on text that
+/// parsed.
+fn key_offsets(text: &str) -> std::collections::HashMap<String, usize> {
+    let mut keys = std::collections::HashMap::new();
+    let Ok(root) = toml::de::DeTable::parse(text) else {
+        return keys;
+    };
+    for (k, v) in root.get_ref() {
+        keys.insert(k.get_ref().to_string(), k.span().start);
+        if let toml::de::DeValue::Table(t) = v.get_ref() {
+            for (k2, _) in t {
+                keys.insert(format!("{}.{}", k.get_ref(), k2.get_ref()), k2.span().start);
+            }
+        }
+    }
+    keys
 }
 
 #[cfg(test)]
@@ -815,7 +982,7 @@ mod tests {
                 .unwrap()
                 .validate()
                 .unwrap_err()
-                .0
+                .to_string()
         };
         let e = bad("[capture]\nring_block_size = 100000\n");
         assert!(
@@ -834,22 +1001,56 @@ mod tests {
     }
 
     #[test]
+    fn capture_user_is_checked_once_for_config_and_command_line() {
+        assert!(check_user("").unwrap_err().starts_with("is empty"));
+        assert!(check_user("root").unwrap_err().starts_with("is uid 0"));
+        // Not root, or not on this machine: left to the privilege drop.
+        assert_eq!(check_user("nobody"), Ok(()));
+        assert_eq!(check_user("no-such-user-here"), Ok(()));
+    }
+
+    #[test]
+    fn problems_without_a_line_come_last_and_defaults_have_none() {
+        let text = "[flow]\nmax_flows = 0\n[pipeline]\nworkers = 99\n";
+        let mut raw = RawConfig::parse(text, "p.toml").unwrap();
+        // A default that a later key makes wrong has no line of its own.
+        raw.capture.ring_blocks = 1;
+        let e = raw.validate().unwrap_err();
+        assert_eq!(
+            e.0,
+            [
+                "p.toml:2: flow.max_flows = 0 is out of range: use a value from 1 to 100000000",
+                "p.toml:4: pipeline.workers = 99 is out of range: use a value from 0 to 64",
+                "p.toml: capture.ring_blocks = 1 is out of range: use a value from 2 to 65536",
+            ]
+        );
+    }
+
+    #[test]
     fn unknown_key_names_key_and_line() {
         let e = RawConfig::parse("[flow]\nmax_flows = 10\ntcp_idle_timeout = 5\n", "b.toml")
             .unwrap_err();
-        assert!(e.0.starts_with("b.toml:3:"), "{}", e.0);
-        assert!(e.0.contains("tcp_idle_timeout"), "{}", e.0);
+        assert!(e.to_string().starts_with("b.toml:3:"), "{}", e.to_string());
+        assert!(
+            e.to_string().contains("tcp_idle_timeout"),
+            "{}",
+            e.to_string()
+        );
     }
 
     #[test]
     fn bad_value_names_key() {
         let e = RawConfig::parse("[flow]\nmax_flows = \"many\"\n", "c.toml").unwrap_err();
-        assert!(e.0.starts_with("c.toml:2:"), "{}", e.0);
+        assert!(e.to_string().starts_with("c.toml:2:"), "{}", e.to_string());
         let e = RawConfig::parse("[pipeline]\nworkers = 1000\n", "d.toml")
             .unwrap()
             .validate()
             .unwrap_err();
-        assert!(e.0.contains("pipeline.workers = 1000"), "{}", e.0);
+        assert!(
+            e.to_string().contains("pipeline.workers = 1000"),
+            "{}",
+            e.to_string()
+        );
     }
 
     #[test]
@@ -861,9 +1062,10 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(
-            e.0.starts_with("e.toml:4: detections.bypass_domains[1]:"),
+            e.to_string()
+                .starts_with("e.toml:4: detections.bypass_domains[1]:"),
             "{}",
-            e.0
+            e.to_string()
         );
         let e = RawConfig::parse(
             "[inspection]\nproxy_addresses = [\"10.0.0.0/40\"]\n",
@@ -873,20 +1075,25 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(
-            e.0.starts_with("f.toml:2: inspection.proxy_addresses[0]:"),
+            e.to_string()
+                .starts_with("f.toml:2: inspection.proxy_addresses[0]:"),
             "{}",
-            e.0
+            e.to_string()
         );
         let e = RawConfig::parse("[detections]\nbeacon_min_score = 1.5\n", "g.toml")
             .unwrap()
             .validate()
             .unwrap_err();
-        assert!(e.0.contains("detections.beacon_min_score = 1.5"), "{}", e.0);
+        assert!(
+            e.to_string().contains("detections.beacon_min_score = 1.5"),
+            "{}",
+            e.to_string()
+        );
         let e = RawConfig::parse("[detections]\nwindow = 5\n", "h.toml").unwrap_err();
         assert!(
-            e.0.starts_with("h.toml:2:") && e.0.contains("window"),
+            e.to_string().starts_with("h.toml:2:") && e.to_string().contains("window"),
             "{}",
-            e.0
+            e.to_string()
         );
         let c = RawConfig::parse(
             "[inspection]\nproxy_addresses = [\"10.77.0.1\"]\n[detections]\nwindow_s = 600\nbypass_domains = [\"*.apple.com\"]\n",

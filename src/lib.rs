@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bounded;
 pub mod capture;
 pub mod config;
 pub mod correlate;

@@ -41,9 +41,10 @@ struct Cli {
 enum Cmd {
     /// Read capture files and write one record per flow as JSON Lines.
     ///
-    /// Exit status: 0 when every file was read whole; 1 for unusable input,
-    /// a bad config or an output error; 3 when a capture was truncated or
-    /// damaged (the records up to the damage are written, and a warning names
+    /// Exit status: 0 when every file was read whole; 1 for unusable input
+    /// (not a capture, an empty file), a bad config or an output error; 3
+    /// when a capture was truncated or damaged, compressed or not, however
+    /// short (the records up to the damage are written, and a warning names
     /// the file and byte offset).
     Replay {
         /// pcap or pcapng files (plain, .gz or .zst), read in the order given as one timeline; `-` reads standard input.
@@ -88,7 +89,7 @@ enum Cmd {
         /// Put the interfaces in promiscuous mode (not needed on a SPAN port that sends only mirrored traffic). [default: capture.promiscuous, false]
         #[arg(long)]
         promiscuous: bool,
-        /// After opening the interfaces, become this user (when started as root). [default: capture.user, or stay]
+        /// After opening the interfaces, become this user (when started as root); an empty name or one that is uid 0 is refused. [default: capture.user, or stay]
         #[arg(long, value_name = "NAME")]
         user: Option<String>,
         #[command(flatten)]
@@ -225,25 +226,27 @@ enum BaselineCmd {
 
 #[derive(Subcommand)]
 enum ConfigCmd {
-    /// Validate a configuration file: exit 0 if it is usable, else 1 with the key and line at fault.
+    /// Validate a configuration file: exit 0 if it is usable, else 1 after listing every problem, one line each with its key and line, in line order.
     Check {
         /// The TOML file to check.
         file: PathBuf,
     },
 }
 
-fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
+/// The configuration, or every problem with it (one line each, in line order).
+fn load_config(path: Option<&PathBuf>) -> Result<Config, Vec<String>> {
     let raw = match path {
-        Some(p) => RawConfig::load(p).map_err(|e| e.to_string())?,
+        Some(p) => RawConfig::load(p).map_err(|e| e.0)?,
         None => RawConfig::default(),
     };
-    raw.validate().map_err(|e| {
-        let name = &raw.origin.name;
-        match path {
-            Some(p) if !e.0.starts_with(name.as_str()) => format!("{}: {e}", p.display()),
-            _ => e.to_string(),
-        }
-    })
+    raw.validate().map_err(|e| e.0)
+}
+
+/// Prints each problem on its own line.
+fn print_problems(problems: &[String]) {
+    for p in problems {
+        eprintln!("blindspot: {p}");
+    }
 }
 
 /// The configuration with the command line's overrides and input files.
@@ -253,7 +256,7 @@ fn setup(
     inputs: &InputArgs,
     baseline: Option<&PathBuf>,
 ) -> Result<Config, ()> {
-    let mut cfg = load_config(config).map_err(|e| eprintln!("blindspot: {e}"))?;
+    let mut cfg = load_config(config).map_err(|e| print_problems(&e))?;
     if let Some(w) = workers {
         if w > 64 {
             eprintln!("blindspot: --workers {w} is out of range: use 0 to 64");
@@ -342,7 +345,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_OK)
             }
             Err(e) => {
-                eprintln!("blindspot: {e}");
+                print_problems(&e);
                 ExitCode::from(EXIT_ERROR)
             }
         },
@@ -355,6 +358,13 @@ fn main() -> ExitCode {
             inputs,
             baseline,
         } => {
+            // The same check as capture.user's, before anything is read.
+            if let Some(u) = &user
+                && let Err(e) = blindspot::config::check_user(u)
+            {
+                eprintln!("blindspot: --user {u:?} {e}");
+                return ExitCode::from(EXIT_ERROR);
+            }
             let Ok(mut cfg) = setup(config.as_ref(), workers, &inputs, baseline.as_ref()) else {
                 return ExitCode::from(EXIT_ERROR);
             };

@@ -180,7 +180,9 @@ impl Reader {
                         let msg = format!("{name}: {e}");
                         fs.error = Some(e.to_string());
                         match e {
-                            CaptureError::NotACapture { .. } | CaptureError::Io(_)
+                            CaptureError::Empty
+                            | CaptureError::NotACapture { .. }
+                            | CaptureError::Io(_)
                                 if fs.frames == 0 =>
                             {
                                 self.outcome_unusable.push(msg)
@@ -330,8 +332,19 @@ fn finish(corr: &mut Correlator, stats: &mut StatsRecord) {
 
 /// Writes a coverage record and the completed stats record (which counts it).
 pub fn totals(corr: &mut Correlator, stats: &mut StatsRecord) {
+    push_coverage(corr, stats);
+    push_stats(corr, stats);
+}
+
+/// The coverage record [`totals`] writes first.
+pub fn push_coverage(corr: &mut Correlator, stats: &StatsRecord) {
     let coverage = corr.coverage(stats);
     corr.push([Record::Coverage(Box::new(coverage))]);
+}
+
+/// The stats record [`totals`] ends with, completed with the correlator's
+/// counts.
+pub fn push_stats(corr: &mut Correlator, stats: &mut StatsRecord) {
     corr.fill_stats(stats);
     corr.push([Record::Stats(Box::new(stats.clone()))]);
 }

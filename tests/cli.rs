@@ -253,3 +253,205 @@ fn a_panic_in_replay_is_one_line_naming_the_thread_and_a_failure() {
         );
     }
 }
+
+#[test]
+fn input_and_baseline_files_that_are_devices_or_fifos_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("leases.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cap = fixture("shared/foxio-dhcp-dora.pcapng");
+    let cap = cap.to_str().unwrap();
+    let what = "an input file (lease file, RADIUS detail, inventory, catalog or app events)";
+    for (file, kind) in [
+        ("/dev/zero", "a character device"),
+        (fifo.to_str().unwrap(), "a FIFO"),
+    ] {
+        let o = blindspot(&["replay", "--leases", file, cap]);
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(
+            stderr(&o).lines().next().unwrap(),
+            format!("blindspot: error: {file}: {kind}, not a regular file: give {what}")
+        );
+        assert!(o.stdout.is_empty());
+    }
+    let o = blindspot(&["replay", "--baseline", "/dev/zero", cap]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "blindspot: /dev/zero: a character device, not a regular file: give a baseline file\n"
+    );
+}
+
+/// `bytes` compressed with gzip and with zstd, with their file extensions.
+fn compressed(bytes: &[u8]) -> [(&'static str, &'static str, Vec<u8>); 2] {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, bytes).unwrap();
+    let zst = zstd::encode_all(bytes, 3).unwrap();
+    [("gz", "gzip", gz.finish().unwrap()), ("zst", "zstd", zst)]
+}
+
+/// The records but the stats one (which names the file and its error).
+fn without_stats(recs: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    recs.iter().filter(|r| r["type"] != "stats").collect()
+}
+
+#[test]
+fn a_cut_compressed_capture_gives_the_records_up_to_the_cut_and_status_3() {
+    let cap = fixture("local/tls13-curl-nginx-download.pcap");
+    let plain = std::fs::read(&cap).unwrap();
+    let whole = replay(&[&cap], 2);
+    let dir = tempfile::tempdir().unwrap();
+    for (ext, kind, bytes) in compressed(&plain) {
+        for percent in [50u64, 90] {
+            let cut = dir.path().join(format!("cut{percent}.pcap.{ext}"));
+            std::fs::write(&cut, &bytes[..bytes.len() * percent as usize / 100]).unwrap();
+            let o = blindspot(&["replay", cut.to_str().unwrap()]);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(3), "{err}");
+            // One warning naming the file and the offset, said to be in the
+            // decompressed stream, and the decompressor's reason.
+            let head = format!(
+                "blindspot: warning: {}: truncated at byte offset ",
+                cut.display()
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+            let rest = err.strip_prefix(&head).unwrap_or_else(|| panic!("{err}"));
+            let (offset, rest) = rest.split_once(' ').unwrap();
+            let offset: usize = offset.parse().unwrap();
+            let rest = rest
+                .strip_prefix(&format!("of the decompressed stream ({kind} data: "))
+                .unwrap_or_else(|| panic!("{err}"));
+            let (_, rest) = rest
+                .split_once("): the last record is incomplete (")
+                .unwrap_or_else(|| panic!("{err}"));
+            let (partial, rest) = rest.split_once(' ').unwrap();
+            let partial: usize = partial.parse().unwrap();
+            assert_eq!(rest, "bytes); records before it were processed\n", "{err}");
+            let recs = parse_lines(&o.stdout);
+            let stats = of_type(&recs, "stats")[0];
+            let error = stats["files"][0]["error"].as_str().unwrap();
+            assert!(error.contains("of the decompressed stream"), "{error}");
+            // Exactly the records of the plain capture cut where the
+            // decompressed stream ends.
+            let plain_cut = dir.path().join("plain-cut.pcap");
+            std::fs::write(&plain_cut, &plain[..offset + partial]).unwrap();
+            let p = blindspot(&["replay", plain_cut.to_str().unwrap()]);
+            assert_eq!(p.status.code(), Some(3), "{}", stderr(&p));
+            assert!(
+                stderr(&p).contains(&format!(
+                    "truncated at byte offset {offset}: the last record is incomplete ({partial} bytes)"
+                )),
+                "{}",
+                stderr(&p)
+            );
+            let from_plain = parse_lines(&p.stdout);
+            assert_eq!(without_stats(&recs), without_stats(&from_plain));
+            assert_eq!(
+                stats["packets"],
+                of_type(&from_plain, "stats")[0]["packets"]
+            );
+            // A prefix of the whole file's records: the same devices and
+            // connections (same flow ids and starts), in the same order, the
+            // cut one ended early.
+            let types = |r: &[serde_json::Value]| -> Vec<String> {
+                r.iter().map(|x| x["type"].to_string()).collect()
+            };
+            assert_eq!(types(&recs), types(&whole), "{ext} {percent}%");
+            for (a, b) in recs.iter().zip(&whole) {
+                match a["type"].as_str().unwrap() {
+                    "device" => assert_eq!(a, b),
+                    "tls" | "flow" => {
+                        for k in ["flow_id", "community_id", "ts", "src_ip", "dst_ip"] {
+                            assert_eq!(a[k], b[k], "{k}");
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let packets = |r: &[serde_json::Value]| of_type(r, "stats")[0]["packets"].as_u64();
+            assert!(packets(&recs) < packets(&whole));
+            assert!(packets(&recs).unwrap() * 100 > packets(&whole).unwrap() * (percent - 30));
+        }
+    }
+}
+
+#[test]
+fn short_and_empty_captures_are_named_with_their_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let o = blindspot(&["replay", path.to_str().unwrap()]);
+        (o.status.code(), stderr(&o), path.display().to_string())
+    };
+    // The start of every capture magic, cut anywhere before byte 24: truncated.
+    let header = std::fs::read(fixture("local/tls13-curl-nginx-download.pcap")).unwrap();
+    let pcapng = std::fs::read(fixture("shared/foxio-dhcp-dora.pcapng")).unwrap();
+    assert_eq!(&header[..4], [0xd4, 0xc3, 0xb2, 0xa1]);
+    assert_eq!(&pcapng[..4], [0x0a, 0x0d, 0x0d, 0x0a]);
+    let magics: [&[u8]; 3] = [
+        &[0xa1, 0xb2, 0xc3, 0xd4],
+        &[0x4d, 0x3c, 0xb2, 0xa1],
+        &[0xa1, 0xb2, 0x3c, 0x4d],
+    ];
+    let mut heads: Vec<Vec<u8>> = vec![header[..24].to_vec(), pcapng[..24].to_vec()];
+    heads.extend(magics.iter().map(|m| [m, &header[4..24]].concat()));
+    for head in &heads {
+        for n in [1, 2, 3, 4, 5, 12, 23] {
+            let (code, err, path) = run("short.pcap", &head[..n]);
+            assert_eq!(
+                err,
+                format!(
+                    "blindspot: warning: {path}: truncated at byte offset 0: the file header is incomplete ({n} bytes); no record could be read\n"
+                ),
+                "{:02x?}",
+                &head[..n]
+            );
+            assert_eq!(code, Some(3), "{err}");
+        }
+    }
+    // The same, compressed: the decompressed stream is short.
+    let zst = zstd::encode_all(&header[..10], 3).unwrap();
+    let (code, err, path) = run("short.pcap.zst", &zst);
+    assert_eq!(
+        err,
+        format!(
+            "blindspot: warning: {path}: truncated at byte offset 0: the file header is incomplete (10 bytes); no record could be read\n"
+        )
+    );
+    assert_eq!(code, Some(3));
+    // Garbage stays garbage, however short.
+    for (bytes, first) in [
+        (&b"x"[..], "78000000"),
+        (b"\xd4\xc3\xb2\xa2", "d4c3b2a2"),
+        (b"GIF89a", "47494638"),
+    ] {
+        let (code, err, path) = run("junk.pcap", bytes);
+        assert_eq!(
+            err,
+            format!(
+                "blindspot: error: {path}: not a pcap or pcapng file (first bytes {first}); give a capture written by tcpdump, tshark or dumpcap, optionally .gz or .zst\n"
+            )
+        );
+        assert_eq!(code, Some(1));
+    }
+    // Empty: named, and no usable input.
+    let (code, err, path) = run("empty.pcap", b"");
+    assert_eq!(
+        err,
+        format!("blindspot: error: {path}: empty capture file\n")
+    );
+    assert_eq!(code, Some(1));
+    let (code, err, path) = run("empty.pcap.gz", &compressed(b"")[0].2);
+    assert_eq!(
+        err,
+        format!("blindspot: error: {path}: empty capture file\n")
+    );
+    assert_eq!(code, Some(1));
+}

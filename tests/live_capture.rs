@@ -567,6 +567,96 @@ fn sighup_starts_a_new_file_and_nothing_is_lost() {
     assert_eq!(stats["records"]["tls"], 2);
 }
 
+/// The files of an output folder, sorted (by name: time opened, then number).
+fn folder_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The last stats record's `output.bytes` counts every byte of the output
+/// before it: what is on disk is that, then one last write (`tail`, a
+/// zstd frame or a plain line) holding the stats record alone.
+fn check_output_bytes(files: &[PathBuf], stats: &Value, zst: bool) {
+    let bytes = stats["output"]["bytes"].as_u64().unwrap();
+    let mut all = Vec::new();
+    for f in files {
+        all.extend(std::fs::read(f).unwrap());
+    }
+    assert!(bytes < all.len() as u64, "{bytes} of {}", all.len());
+    let tail = &all[bytes as usize..];
+    let tail = if zst {
+        zstd::decode_all(tail).expect("the last write is one whole zstd frame")
+    } else {
+        tail.to_vec()
+    };
+    let lines = common::parse_lines(&tail);
+    assert_eq!(lines.len(), 1, "{}", String::from_utf8_lossy(&tail));
+    assert_eq!(&lines[0], stats);
+    // Nothing held, nothing queued, when it was made.
+    assert_eq!(stats["output"]["pending_bytes"], 0);
+    assert_eq!(stats["output"]["queued_blocks"], 0);
+}
+
+/// `zstd -t` accepts every file, and `zstdcat` reads them all as one stream.
+fn check_zstd_files(files: &[PathBuf]) -> Vec<Value> {
+    let mut recs = Vec::new();
+    for f in files {
+        assert!(std::fs::metadata(f).unwrap().len() > 0, "{}", f.display());
+        recs.extend(common::parse_lines(
+            &zstd::decode_all(std::fs::File::open(f).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display())),
+        ));
+    }
+    if sh(&["zstd", "--version"]) {
+        for f in files {
+            let out = Command::new("zstd").arg("-qt").arg(f).output().unwrap();
+            assert!(
+                out.status.success(),
+                "zstd -t {}: {}",
+                f.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let out = Command::new("zstdcat").args(files).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(common::parse_lines(&out.stdout), recs);
+    } else {
+        eprintln!("zstd is not installed: files checked with the zstd crate only");
+    }
+    recs
+}
+
+#[test]
+fn sighups_with_nothing_written_leave_no_invalid_file() {
+    let Some(v) = Veth::new("hz") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out/");
+    let sensor = Sensor::start(&v, &["-o", out.to_str().unwrap()]);
+    // No traffic: the file begun at start is still empty at each SIGHUP.
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(sh(&["kill", "-HUP", &sensor.child.id().to_string()]));
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let err = sensor.stop();
+    let files = folder_files(&out);
+    let recs = check_zstd_files(&files);
+    // One file (no empty ones before it), ending with the stats record.
+    assert_eq!(files.len(), 1, "{files:?} {err:?}");
+    let stats = recs.last().unwrap();
+    assert_eq!(stats["type"], "stats");
+    assert_eq!(stats["output"]["reopens"], 2);
+    check_output_bytes(&files, stats, true);
+}
+
 #[test]
 fn a_full_disk_is_reported_and_retried_without_losing_records() {
     let Some(v) = Veth::new("df") else { return };
@@ -610,12 +700,18 @@ fn a_full_disk_is_reported_and_retried_without_losing_records() {
         "{err:?}"
     );
     assert!(err.iter().any(|l| l.contains("again after")), "{err:?}");
+    let files = folder_files(&out);
     let mut recs = Vec::new();
-    for e in std::fs::read_dir(&out).unwrap() {
-        recs.extend(read_records(&e.unwrap().path()));
+    for f in &files {
+        recs.extend(read_records(f));
     }
-    let stats = recs.iter().rfind(|r| r["type"] == "stats").unwrap();
-    assert!(stats["output"]["write_errors"].as_u64().unwrap() >= 1);
+    let stats = recs.last().unwrap();
+    assert_eq!(stats["type"], "stats");
+    // Each failed write counted (retried every second while the disk was
+    // full), and the bytes counted are those on disk.
+    let errors = stats["output"]["write_errors"].as_u64().unwrap();
+    assert!((1..=10).contains(&errors), "{errors}");
+    check_output_bytes(&files, stats, false);
     // Every record counted was written, whole (each line parsed above).
     for kind in ["flow", "tls", "dhcp"] {
         assert_eq!(

@@ -35,8 +35,18 @@ pub struct Rings {
 
 /// The link type of an interface, from its ARPHRD type in sysfs.
 fn interface_linktype(iface: &str) -> Result<(u16, bool), String> {
+    // An interface name is one path component (and at most 15 bytes).
+    if iface.is_empty() || iface.contains(['/', '\0']) || iface == "." || iface == ".." {
+        return Err(format!(
+            "interface {iface:?} is not an interface name (see `ip link`)"
+        ));
+    }
     let path = format!("/sys/class/net/{iface}/type");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
+    // A sysfs attribute is a few bytes; read one page at most.
+    let mut text = String::new();
+    let read = std::fs::File::open(&path)
+        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, 4096), &mut text));
+    read.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             format!("interface {iface} does not exist (see `ip link`)")
         } else {

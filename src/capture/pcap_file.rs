@@ -9,7 +9,9 @@
 //! gzip and zstd compressed captures are recognised by their magic bytes and
 //! decompressed on the fly. A file cut short (a capture still being written,
 //! a copy interrupted) yields every whole frame and then
-//! [`CaptureError::Truncated`] naming the offset.
+//! [`CaptureError::Truncated`] naming the offset; for a compressed file, the
+//! decompressor's error ends the stream the same way, at an offset in the
+//! decompressed stream.
 
 use super::{Chunk, FrameRef};
 use crate::time::Timestamp;
@@ -37,14 +39,19 @@ pub const MAX_INTERFACES: usize = 1024;
 #[derive(Debug)]
 pub enum CaptureError {
     Io(io::Error),
+    /// The file (or what it decompresses to) has no byte at all.
+    Empty,
     /// Not a pcap or pcapng file (magic not recognised).
     NotACapture {
         magic: [u8; 4],
     },
-    /// The file ends in the middle of a record.
+    /// The file ends in the middle of a record, or of the file header
+    /// (`offset` 0). For a compressed file, `offset` is in the decompressed
+    /// stream and `compressed` says why that stream ended.
     Truncated {
         offset: u64,
         partial: usize,
+        compressed: Option<StreamEnd>,
     },
     /// A record header that cannot be right; reading stops there.
     Corrupt {
@@ -57,15 +64,40 @@ impl fmt::Display for CaptureError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CaptureError::Io(e) => write!(f, "read error: {e}"),
+            CaptureError::Empty => write!(f, "empty capture file"),
             CaptureError::NotACapture { magic } => write!(
                 f,
                 "not a pcap or pcapng file (first bytes {:02x}{:02x}{:02x}{:02x}); give a capture written by tcpdump, tshark or dumpcap, optionally .gz or .zst",
                 magic[0], magic[1], magic[2], magic[3]
             ),
-            CaptureError::Truncated { offset, partial } => write!(
-                f,
-                "truncated at byte offset {offset}: the last record is incomplete ({partial} bytes); records before it were processed"
-            ),
+            CaptureError::Truncated {
+                offset,
+                partial,
+                compressed,
+            } => {
+                write!(f, "truncated at byte offset {offset}")?;
+                if let Some(c) = compressed {
+                    write!(
+                        f,
+                        " of the decompressed stream ({} data: {})",
+                        c.kind, c.cause
+                    )?;
+                }
+                match (offset, partial) {
+                    (0, _) => write!(
+                        f,
+                        ": the file header is incomplete ({partial} bytes); no record could be read"
+                    ),
+                    (_, 0) => write!(
+                        f,
+                        ": it ends between two records; records before it were processed"
+                    ),
+                    _ => write!(
+                        f,
+                        ": the last record is incomplete ({partial} bytes); records before it were processed"
+                    ),
+                }
+            }
             CaptureError::Corrupt { offset, reason } => write!(
                 f,
                 "corrupt record at byte offset {offset}: {reason}; records before it were processed"
@@ -75,6 +107,15 @@ impl fmt::Display for CaptureError {
 }
 
 impl std::error::Error for CaptureError {}
+
+/// Why a compressed capture's decompressed stream ended early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// `gzip` or `zstd`.
+    pub kind: &'static str,
+    /// The decompressor's error (`unexpected end of file`, `incomplete frame`, ...).
+    pub cause: String,
+}
 
 impl From<io::Error> for CaptureError {
     fn from(e: io::Error) -> Self {
@@ -107,6 +148,10 @@ enum Format {
 pub struct CaptureReader {
     name: String,
     input: Box<dyn Read + Send>,
+    /// `gzip` or `zstd` when the file is compressed.
+    compression: Option<&'static str>,
+    /// The decompressor failed: the stream ends there.
+    stream_end: Option<StreamEnd>,
     format: Option<Format>,
     carry: Vec<u8>,
     /// Offset in the (decompressed) stream of `carry[0]`.
@@ -171,14 +216,27 @@ pub fn pcap_record_header(nanos: bool, ns: u64, caplen: u32, wire_len: u32) -> [
 /// `raw`, decompressed when its first bytes say gzip or zstd (captures,
 /// and the record files `baseline build` reads).
 pub fn decompressed(raw: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
+    Ok(decompressed_named(raw)?.0)
+}
+
+/// [`decompressed`], with the compression found (`gzip`, `zstd`, or none).
+fn decompressed_named(
+    raw: Box<dyn Read + Send>,
+) -> io::Result<(Box<dyn Read + Send>, Option<&'static str>)> {
     let mut buffered = BufReader::with_capacity(256 << 10, raw);
     let head = buffered.fill_buf()?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(buffered))
+        (
+            Box::new(flate2::read::MultiGzDecoder::new(buffered)),
+            Some("gzip"),
+        )
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?)
+        (
+            Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+            Some("zstd"),
+        )
     } else {
-        Box::new(buffered)
+        (Box::new(buffered), None)
     })
 }
 
@@ -197,13 +255,15 @@ impl CaptureReader {
 
     pub fn from_reader(name: String, raw: Box<dyn Read + Send>) -> Result<Self, CaptureError> {
         let raw_read = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let input = decompressed(Box::new(Counted {
+        let (input, compression) = decompressed_named(Box::new(Counted {
             inner: raw,
             n: Arc::clone(&raw_read),
         }))?;
         Ok(CaptureReader {
             name,
             input,
+            compression,
+            stream_end: None,
             format: None,
             carry: Vec::new(),
             carry_offset: 0,
@@ -261,6 +321,16 @@ impl CaptureReader {
                     Ok(0) => self.eof = true,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // The compressed data ends early (or is damaged): what
+                    // it decompressed to so far is used, as a plain file
+                    // cut at that point would be.
+                    Err(e) if self.compression.is_some() => {
+                        self.eof = true;
+                        self.stream_end = Some(StreamEnd {
+                            kind: self.compression.unwrap_or_default(),
+                            cause: e.to_string(),
+                        });
+                    }
                     Err(e) => {
                         self.eof = true;
                         self.carry.clear();
@@ -285,17 +355,11 @@ impl CaptureReader {
             self.carry.clear();
             self.carry.extend_from_slice(&buf[consumed..filled]);
             self.carry_offset = base_offset + consumed as u64;
-            if self.eof && !self.carry.is_empty() {
-                let err = if self.format.is_none() && base_offset == 0 && consumed == 0 {
-                    let mut magic = [0u8; 4];
-                    let n = self.carry.len().min(4);
-                    magic[..n].copy_from_slice(&self.carry[..n]);
-                    CaptureError::NotACapture { magic }
-                } else {
-                    CaptureError::Truncated {
-                        offset: self.carry_offset,
-                        partial: self.carry.len(),
-                    }
+            if self.eof && (!self.carry.is_empty() || self.stream_end.is_some()) {
+                let err = CaptureError::Truncated {
+                    offset: self.carry_offset,
+                    partial: self.carry.len(),
+                    compressed: self.stream_end.take(),
                 };
                 self.carry.clear();
                 if frames.is_empty() {
@@ -356,13 +420,10 @@ impl CaptureReader {
         let mut pos = 0usize;
         if self.format.is_none() {
             if buf.len() < 24 {
-                if self.eof && !buf.is_empty() {
-                    let mut magic = [0u8; 4];
-                    let n = buf.len().min(4);
-                    magic[..n].copy_from_slice(&buf[..n]);
-                    if !(magic == [0x0a, 0x0d, 0x0d, 0x0a] || pcap_magic(&magic).is_some()) {
-                        return Err(CaptureError::NotACapture { magic });
-                    }
+                // Shorter than any capture's header. A compressed stream
+                // that ended early is reported as truncated by the caller.
+                if self.eof && self.stream_end.is_none() {
+                    return Err(short_file(buf));
                 }
                 return Ok(0);
             }
@@ -568,6 +629,33 @@ impl CaptureReader {
     }
 }
 
+/// What a whole file shorter than a capture header (24 bytes) is: empty,
+/// cut short when its bytes begin like a capture, or not a capture.
+fn short_file(buf: &[u8]) -> CaptureError {
+    if buf.is_empty() {
+        return CaptureError::Empty;
+    }
+    let n = buf.len().min(4);
+    let mut magic = [0u8; 4];
+    magic[..n].copy_from_slice(&buf[..n]);
+    const MAGICS: [[u8; 4]; 5] = [
+        [0x0a, 0x0d, 0x0d, 0x0a],
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        [0xa1, 0xb2, 0xc3, 0xd4],
+        [0x4d, 0x3c, 0xb2, 0xa1],
+        [0xa1, 0xb2, 0x3c, 0x4d],
+    ];
+    if MAGICS.iter().any(|m| m[..n] == buf[..n]) {
+        CaptureError::Truncated {
+            offset: 0,
+            partial: buf.len(),
+            compressed: None,
+        }
+    } else {
+        CaptureError::NotACapture { magic }
+    }
+}
+
 /// pcap magic → (big-endian, timestamp units per second).
 fn pcap_magic(m: &[u8; 4]) -> Option<(bool, u64)> {
     match m {
@@ -693,7 +781,9 @@ mod tests {
         let (got, err) = read_all(bytes, 1 << 20);
         assert_eq!(got.len(), 1);
         match err {
-            Some(CaptureError::Truncated { offset, partial }) => {
+            Some(CaptureError::Truncated {
+                offset, partial, ..
+            }) => {
                 assert_eq!(offset, 24 + 16 + 10);
                 assert_eq!(partial, 16 + 7);
             }
@@ -731,6 +821,109 @@ mod tests {
             matches!(err, Some(CaptureError::NotACapture { .. })),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn short_files_are_truncated_empty_or_not_a_capture() {
+        let pcap = pcap_bytes(false, false, &[]);
+        let mut pcapng = vec![0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a];
+        pcapng.extend_from_slice(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        let be_nanos = pcap_bytes(true, true, &[]);
+        for head in [&pcap[..], &pcapng[..], &be_nanos[..]] {
+            for n in 1..24 {
+                let (got, err) = read_all(head[..n].to_vec(), 1 << 20);
+                assert!(got.is_empty());
+                match err {
+                    Some(CaptureError::Truncated {
+                        offset: 0,
+                        partial,
+                        compressed: None,
+                    }) if partial == n => {}
+                    other => panic!("{n} bytes of {:02x?}: {other:?}", &head[..4]),
+                }
+            }
+        }
+        let err = read_all(pcap[..7].to_vec(), 1 << 20).1.unwrap();
+        assert_eq!(
+            err.to_string(),
+            "truncated at byte offset 0: the file header is incomplete (7 bytes); no record could be read"
+        );
+        for garbage in [
+            &b"h"[..],
+            b"\xd4\xc3\xb2\xa2",
+            b"\x0a\x0d\x0d\x0b 23 bytes of text.",
+        ] {
+            let (_, err) = read_all(garbage.to_vec(), 1 << 20);
+            assert!(
+                matches!(err, Some(CaptureError::NotACapture { .. })),
+                "{garbage:?}: {err:?}"
+            );
+        }
+        let (_, err) = read_all(Vec::new(), 1 << 20);
+        assert!(matches!(err, Some(CaptureError::Empty)), "{err:?}");
+        // Empty once decompressed, too.
+        let (_, err) = read_all(zstd::encode_all(&b""[..], 3).unwrap(), 1 << 20);
+        assert!(matches!(err, Some(CaptureError::Empty)), "{err:?}");
+    }
+
+    #[test]
+    fn a_cut_compressed_file_yields_its_frames_then_the_decompressed_offset() {
+        let frames: Vec<(u32, u32, Vec<u8>)> = (0..2000u32)
+            .map(|i| {
+                (
+                    i,
+                    i,
+                    (0..(i * 37 % 300) + 1).map(|j| (i ^ j) as u8).collect(),
+                )
+            })
+            .collect();
+        let refs: Vec<(u32, u32, &[u8])> = frames
+            .iter()
+            .map(|(a, b, d)| (*a, *b, d.as_slice()))
+            .collect();
+        let plain = pcap_bytes(false, false, &refs);
+        let (whole, err) = read_all(plain.clone(), 1 << 20);
+        assert!(err.is_none());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::encode_all(io::Cursor::new(&plain), 3).unwrap();
+        for (kind, compressed) in [("gzip", gz), ("zstd", zs)] {
+            for percent in [1, 50, 90] {
+                let cut = compressed[..compressed.len() * percent / 100].to_vec();
+                for chunk in [1 << 20, 4096] {
+                    let (got, err) = read_all(cut.clone(), chunk);
+                    let what = format!("{kind} cut at {percent}%, blocks of {chunk}");
+                    let Some(CaptureError::Truncated {
+                        offset,
+                        partial,
+                        compressed: Some(end),
+                    }) = err
+                    else {
+                        panic!("{what}: {err:?}")
+                    };
+                    assert_eq!(end.kind, kind);
+                    // Every frame before the damage, as in the whole file.
+                    assert_eq!(got[..], whole[..got.len()], "{what}");
+                    // The offset is where the first frame not read begins in
+                    // the decompressed stream, and what follows it is a
+                    // prefix of that frame.
+                    // (0 when not even the file header came out.)
+                    let next_at = 24
+                        + frames[..got.len()]
+                            .iter()
+                            .map(|f| 16 + f.2.len() as u64)
+                            .sum::<u64>();
+                    if !(got.is_empty() && offset == 0) {
+                        assert_eq!(offset, next_at, "{what}");
+                        assert!(partial < 16 + frames[got.len()].2.len(), "{what}");
+                    }
+                    if percent > 1 {
+                        assert!(got.len() * 100 > frames.len() * (percent - 40), "{what}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

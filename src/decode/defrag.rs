@@ -17,7 +17,8 @@ pub const MAX_DATAGRAM: usize = 65_535;
 
 #[derive(Clone, Copy, Debug)]
 pub struct DefragLimits {
-    /// Datagrams being reassembled at once (default 1024).
+    /// Datagrams being reassembled at once (default 1024). 0: no
+    /// reassembly; every fragment is counted in `dropped_cap` and dropped.
     pub max_datagrams: usize,
     /// Bytes held in all (default 8 MiB).
     pub max_bytes: usize,
@@ -133,6 +134,10 @@ impl Defrag {
         wire_len: u32,
     ) -> AddResult {
         self.expire(ts);
+        if self.limits.max_datagrams == 0 {
+            self.stats.dropped_cap += 1;
+            return AddResult::Dropped;
+        }
         let end = frag.offset.saturating_add(bytes.len());
         if end > MAX_DATAGRAM || (frag.more && !bytes.len().is_multiple_of(8)) {
             self.stats.dropped_malformed += 1;
@@ -315,6 +320,32 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert_eq!(d.in_progress(), 0);
+    }
+
+    #[test]
+    fn no_datagrams_means_no_reassembly() {
+        let mut d = Defrag::new(DefragLimits {
+            max_datagrams: 0,
+            ..DefragLimits::default()
+        });
+        let t = Timestamp::from_secs(1);
+        for (offset, more) in [(0, true), (8, false)] {
+            let r = d.add(
+                key(),
+                Fragment {
+                    id: 1,
+                    offset,
+                    more,
+                },
+                &[0u8; 8],
+                t,
+                10,
+            );
+            assert!(matches!(r, AddResult::Dropped), "{r:?}");
+        }
+        assert_eq!(d.stats.dropped_cap, 2);
+        assert_eq!(d.stats.dropped_malformed, 0);
         assert_eq!(d.in_progress(), 0);
     }
 

@@ -24,6 +24,13 @@ const MAX_SAMPLES: usize = 4096;
 /// TLS records waiting for their flow record.
 const MAX_PENDING: usize = 1_000_000;
 const FORMAT: u32 = 1;
+/// Largest baseline file read (zstd-compressed; at [`MAX_KEYS`] keys one is
+/// well under this).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Largest baseline once decompressed.
+pub const MAX_JSON_BYTES: u64 = 1 << 30;
+/// Longest record line `baseline build` reads (records are a few KiB).
+const MAX_LINE_BYTES: u64 = 16 << 20;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Spread {
@@ -148,8 +155,17 @@ impl Baseline {
             loop {
                 line.clear();
                 n += 1;
-                match r.read_line(&mut line) {
+                // A line is read with a bound: a file with no newline (or
+                // /dev/zero) is refused, not held in memory whole.
+                match r.by_ref().take(MAX_LINE_BYTES + 1).read_line(&mut line) {
                     Ok(0) => break,
+                    Ok(k) if k as u64 > MAX_LINE_BYTES => {
+                        return Err(format!(
+                            "{}:{n}: a line longer than {}: not a records file from `blindspot replay`",
+                            path.display(),
+                            crate::bounded::human(MAX_LINE_BYTES)
+                        ));
+                    }
                     Ok(_) => {}
                     Err(e) => return Err(format!("{}:{n}: cannot read: {e}", path.display())),
                 }
@@ -251,9 +267,18 @@ impl Baseline {
         std::fs::write(path, z).map_err(|e| format!("{}: cannot write: {e}", path.display()))
     }
 
+    /// Reads a baseline file: at most [`MAX_FILE_BYTES`] compressed and
+    /// [`MAX_JSON_BYTES`] once decompressed.
     pub fn load(path: &Path) -> Result<Baseline, String> {
         let place = path.display();
-        let raw = std::fs::read(path).map_err(|e| format!("{place}: cannot read: {e}"))?;
+        let raw = crate::bounded::read_file(
+            path,
+            &crate::bounded::Bound {
+                limit: MAX_FILE_BYTES,
+                what: "a baseline file",
+                fix: "build it from fewer records with `blindspot baseline build`",
+            },
+        )?;
         Self::from_bytes(&raw, &place.to_string())
     }
 
@@ -261,10 +286,16 @@ impl Baseline {
     pub fn from_bytes(raw: &[u8], place: &str) -> Result<Baseline, String> {
         let mut json = Vec::new();
         zstd::stream::read::Decoder::new(raw)
-            .and_then(|mut d| d.by_ref().take(1 << 30).read_to_end(&mut json))
+            .and_then(|mut d| d.by_ref().take(MAX_JSON_BYTES + 1).read_to_end(&mut json))
             .map_err(|e| {
                 format!("{place}: not a baseline file (zstd: {e}); make one with `blindspot baseline build`")
             })?;
+        if json.len() as u64 > MAX_JSON_BYTES {
+            return Err(format!(
+                "{place}: decompresses to more than the {} limit for a baseline: build it from fewer records with `blindspot baseline build`",
+                crate::bounded::human(MAX_JSON_BYTES)
+            ));
+        }
         let f: File = serde_json::from_slice(&json).map_err(|e| {
             format!("{place}: not a baseline file ({e}); make one with `blindspot baseline build`")
         })?;

@@ -16,6 +16,11 @@
 //! last whole frame and retried; the lines stay in memory up to a cap, and
 //! while they do the sink takes no more blocks, so the queues before it fill
 //! and their drops are counted in `stats`.
+//!
+//! A folder's file is only published with something in it: a `SIGHUP` while
+//! the current file is still empty keeps it, and an empty file is removed
+//! rather than renamed when closed (or found after a crash), so every
+//! `.jsonl.zst` in the folder is a valid zstd stream.
 
 use crate::time::Timestamp;
 use std::fs::{File, OpenOptions};
@@ -28,11 +33,17 @@ use std::time::{Duration, Instant};
 /// What the sink did, read by the correlator for the `stats` record.
 #[derive(Debug, Default)]
 pub struct OutputCounters {
+    /// Bytes written to the output, as they are on disk (compressed for
+    /// zstd), counted once each write has succeeded.
     pub bytes: AtomicU64,
+    /// Folder files closed and published under their final name.
     pub files_closed: AtomicU64,
     pub reopens: AtomicU64,
+    /// Writes that failed (an output that could not be opened for one included).
     pub write_errors: AtomicU64,
-    /// Bytes of records waiting to be written (held by a failing write).
+    /// Bytes of records held because a write failed (uncompressed); 0 once
+    /// a write succeeds again. Records waiting for the next flush in
+    /// normal operation are not counted.
     pub pending_bytes: AtomicU64,
     /// The longest a block waited between the correlator and the sink
     /// since the correlator last read this.
@@ -109,6 +120,8 @@ pub struct LiveSink {
     open: Option<Open>,
     /// Lines not yet written.
     pending: Vec<u8>,
+    /// The last write failed: `pending` is held for a retry.
+    held: bool,
     frame: Vec<u8>,
     seq: u64,
     pub counters: Arc<OutputCounters>,
@@ -137,6 +150,7 @@ impl LiveSink {
             },
             open: None,
             pending: Vec::with_capacity(1 << 20),
+            held: false,
             frame: Vec::new(),
             seq: 0,
             counters: Arc::default(),
@@ -163,9 +177,11 @@ impl LiveSink {
     /// Adds lines; they are written by the next [`flush`](Self::flush).
     pub fn write(&mut self, block: &[u8]) {
         self.pending.extend_from_slice(block);
-        self.counters
-            .pending_bytes
-            .store(self.pending.len() as u64, Ordering::Relaxed);
+        if self.held {
+            self.counters
+                .pending_bytes
+                .store(self.pending.len() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Enough is pending to write a frame now, whatever the timer says.
@@ -211,16 +227,37 @@ impl LiveSink {
     }
 
     /// Writes what is pending as one frame. On failure the file is cut back
-    /// to its last whole frame and the lines stay pending for a retry.
+    /// to its last whole frame and the lines stay pending for a retry. The
+    /// counters change here only: bytes after a write that succeeded, an
+    /// error for one that failed, and what is held meanwhile.
     pub fn flush(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        if !matches!(self.target, Target::Stdout)
-            && let Err(e) = self.ensure_open()
-        {
-            OutputCounters::add(&self.counters.write_errors, 1);
-            return Err(e);
+        match self.write_pending() {
+            Ok(n) => {
+                OutputCounters::add(&self.counters.bytes, n);
+                self.pending.clear();
+                self.held = false;
+                self.counters.pending_bytes.store(0, Ordering::Relaxed);
+            }
+            Err(e) => {
+                OutputCounters::add(&self.counters.write_errors, 1);
+                self.held = true;
+                self.counters
+                    .pending_bytes
+                    .store(self.pending.len() as u64, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        self.rotate_if_due()
+    }
+
+    /// Writes `pending` as one frame (or one plain write), whole or not at
+    /// all; returns the bytes written.
+    fn write_pending(&mut self) -> io::Result<u64> {
+        if !matches!(self.target, Target::Stdout) {
+            self.ensure_open()?;
         }
         let bytes = match &mut self.zstd {
             Some(z) => {
@@ -233,27 +270,23 @@ impl LiveSink {
             None => &self.pending,
         };
         let n = bytes.len() as u64;
-        if matches!(self.target, Target::Stdout) {
-            let mut out = io::stdout().lock();
-            out.write_all(bytes)?;
-            out.flush()?;
-        } else {
-            let Some(open) = self.open.as_mut() else {
-                return Ok(());
-            };
-            let result = open.file.write_all(bytes).and_then(|()| open.file.flush());
-            if let Err(e) = result {
-                OutputCounters::add(&self.counters.write_errors, 1);
-                // Cut the partial frame off, so the file stays readable.
-                let _ = open.file.set_len(open.len);
-                return Err(named(&open.path, e));
+        match self.open.as_mut() {
+            None => {
+                let mut out = io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()?;
             }
-            open.len += n;
+            Some(open) => {
+                let result = open.file.write_all(bytes).and_then(|()| open.file.flush());
+                if let Err(e) = result {
+                    // Cut the partial frame off, so the file stays readable.
+                    let _ = open.file.set_len(open.len);
+                    return Err(named(&open.path, e));
+                }
+                open.len += n;
+            }
         }
-        OutputCounters::add(&self.counters.bytes, n);
-        self.pending.clear();
-        self.counters.pending_bytes.store(0, Ordering::Relaxed);
-        self.rotate_if_due()
+        Ok(n)
     }
 
     /// Closes the folder's file when it is big or old enough.
@@ -268,11 +301,16 @@ impl LiveSink {
         if due { self.close() } else { Ok(()) }
     }
 
-    /// Closes the current file (renaming a folder's file to its final name).
+    /// Closes the current file: a folder's file is renamed to its final
+    /// name, or removed if nothing was written to it.
     fn close(&mut self) -> io::Result<()> {
         if let Some(o) = self.open.take() {
             let _ = o.file.sync_data();
             if let Some(fin) = &o.final_path {
+                if o.len == 0 {
+                    std::fs::remove_file(&o.path).map_err(|e| named(&o.path, e))?;
+                    return Ok(());
+                }
                 std::fs::rename(&o.path, fin).map_err(|e| named(&o.path, e))?;
             }
             OutputCounters::add(&self.counters.files_closed, 1);
@@ -281,12 +319,18 @@ impl LiveSink {
     }
 
     /// `SIGHUP`: writes what is pending, closes and opens the output again
-    /// (a folder starts its next file; a file is reopened by name).
+    /// (a folder starts its next file, unless the current one is still
+    /// empty; a file is reopened by name).
     pub fn reopen(&mut self) -> io::Result<()> {
         self.flush()?;
-        self.close()?;
+        let empty_folder_file = matches!(self.target, Target::Dir { .. })
+            && self.open.as_ref().is_some_and(|o| o.len == 0);
+        if !empty_folder_file {
+            self.close()?;
+            self.ensure_open()?;
+        }
         OutputCounters::add(&self.counters.reopens, 1);
-        self.ensure_open()
+        Ok(())
     }
 
     /// Writes everything and closes.
@@ -300,13 +344,17 @@ fn named(path: &Path, e: io::Error) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// Renames `*.open` files a crash left in `dir` to their final names.
+/// Renames `*.open` files a crash left in `dir` to their final names, and
+/// removes those with nothing in them.
 fn recover(dir: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| named(dir, e))? {
-        let path = entry?.path();
+        let entry = entry?;
+        let path = entry.path();
         if path.extension().is_some_and(|e| e == "open") {
             let fin = path.with_extension("");
-            if !fin.exists() {
+            if entry.metadata()?.len() == 0 {
+                std::fs::remove_file(&path).map_err(|e| named(&path, e))?;
+            } else if !fin.exists() {
                 std::fs::rename(&path, &fin).map_err(|e| named(&path, e))?;
             }
         }
@@ -426,6 +474,14 @@ mod tests {
             b"x",
         )
         .unwrap();
+        // One with nothing in it (a crash before the first flush) is not
+        // published: an empty `.jsonl.zst` is not a valid zstd stream.
+        std::fs::write(
+            dir.path()
+                .join("rec-20260101T000001Z-000001.jsonl.zst.open"),
+            b"",
+        )
+        .unwrap();
         let s = LiveSink::new(
             Target::parse(dir.path().to_str().unwrap(), "rec", false),
             Rotation {
@@ -441,6 +497,95 @@ mod tests {
             files.contains(&"rec-20260101T000000Z-000001.jsonl.zst".to_string()),
             "{files:?}"
         );
+        assert!(
+            !files.iter().any(|f| f.starts_with("rec-20260101T000001Z")),
+            "{files:?}"
+        );
+    }
+
+    #[test]
+    fn a_sighup_with_nothing_written_leaves_no_empty_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let rot = Rotation {
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(3600),
+        };
+        let mut s = LiveSink::new(
+            Target::parse(dir.path().to_str().unwrap(), "rec", false),
+            rot,
+            3,
+        )
+        .unwrap();
+        // Nothing written yet: the file begun at start is kept.
+        s.reopen().unwrap();
+        s.reopen().unwrap();
+        assert_eq!(names(dir.path()).len(), 1, "{:?}", names(dir.path()));
+        s.write(b"{\"a\":1}\n");
+        s.reopen().unwrap();
+        // The first file is published, the second begun; a SIGHUP now keeps it.
+        s.reopen().unwrap();
+        let files = names(dir.path());
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files[0].ends_with("-000001.jsonl.zst"), "{files:?}");
+        assert!(files[1].ends_with("-000002.jsonl.zst.open"), "{files:?}");
+        // Closed with nothing in it, the second file is removed.
+        s.finish().unwrap();
+        let files = names(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        let path = dir.path().join(&files[0]);
+        assert_eq!(
+            zstd::decode_all(File::open(&path).unwrap()).unwrap(),
+            b"{\"a\":1}\n"
+        );
+        let c = &s.counters;
+        assert_eq!(OutputCounters::get(&c.reopens), 4);
+        assert_eq!(OutputCounters::get(&c.files_closed), 1);
+        // Bytes on disk, compressed.
+        assert_eq!(
+            OutputCounters::get(&c.bytes),
+            std::fs::metadata(&path).unwrap().len()
+        );
+    }
+
+    #[test]
+    fn failed_writes_are_counted_and_what_they_hold() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            eprintln!("SKIPPED: no /dev/full");
+            return;
+        }
+        let mut s = LiveSink::new(
+            Target::File {
+                path: full.into(),
+                zst: true,
+            },
+            Rotation {
+                max_bytes: 1 << 20,
+                max_age: Duration::from_secs(3600),
+            },
+            3,
+        )
+        .unwrap();
+        let c = Arc::clone(&s.counters);
+        let line = b"{\"a\":1}\n";
+        s.write(line);
+        // Waiting for the next flush is not being held by a failure.
+        assert_eq!(OutputCounters::get(&c.pending_bytes), 0);
+        for failures in 1..=3u64 {
+            assert!(s.flush().is_err());
+            assert_eq!(OutputCounters::get(&c.write_errors), failures);
+            assert_eq!(OutputCounters::get(&c.bytes), 0);
+            assert_eq!(
+                OutputCounters::get(&c.pending_bytes),
+                failures * line.len() as u64
+            );
+            // Lines that arrive while writes fail are held too.
+            s.write(line);
+            assert_eq!(
+                OutputCounters::get(&c.pending_bytes),
+                (failures + 1) * line.len() as u64
+            );
+        }
     }
 
     #[test]

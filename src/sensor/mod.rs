@@ -22,7 +22,9 @@
 //! Every `capture.stats_interval_s` the correlator writes a `coverage` and a
 //! `stats` record with the totals since start. `SIGTERM`/`SIGINT` end the
 //! run: workers flush every open flow, the correlator closes every detection
-//! window, the sink writes and closes, within `capture.drain_timeout_s`.
+//! window and waits for the sink to write everything, then writes the last
+//! stats record (whose output counters so match the files) and the sink
+//! closes, within `capture.drain_timeout_s`.
 //! `SIGHUP` reopens the output.
 
 pub mod privilege;
@@ -47,6 +49,15 @@ use std::time::{Duration, Instant};
 
 /// How often a worker advances its timers and hands records on.
 const TICK: Duration = Duration::from_millis(100);
+
+/// What the correlator hands the sink.
+enum ToSink {
+    /// Lines, and when they were sent.
+    Block(Instant, Vec<u8>),
+    /// Write everything received so far (retrying while writes fail), then
+    /// answer: the last stats record is made after that.
+    Sync(Sender<()>),
+}
 
 /// What `blindspot capture` was asked to do.
 #[derive(Clone, Debug, Default)]
@@ -162,7 +173,7 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
     let ctl = Arc::new(Control::default());
     let counters = Arc::clone(&sink.counters);
     let (live_tx, live_rx) = bounded::<Live>(cfg.queue_batches * workers * 4);
-    let (sink_tx, sink_rx) = bounded::<(Instant, Vec<u8>)>(cfg.queue_batches);
+    let (sink_tx, sink_rx) = bounded::<ToSink>(cfg.queue_batches);
     let (done_tx, done_rx) = bounded::<std::io::Result<()>>(1);
     let flush = Duration::from_millis(cfg.flush_interval_ms);
     let max_pending = settings.max_pending_bytes;
@@ -539,7 +550,7 @@ fn output_counters(c: &OutputCounters, queued: usize, lag_ms: u64) -> BTreeMap<&
 fn run_correlator(
     mut corr: Correlator,
     rx: Receiver<Live>,
-    sink: Sender<(Instant, Vec<u8>)>,
+    sink: Sender<ToSink>,
     workers: usize,
     counters: Arc<OutputCounters>,
     slack: u64,
@@ -558,7 +569,7 @@ fn run_correlator(
     let mut lag_ms = 0u64;
     let send = |block: Vec<u8>, last_send: &mut Instant| {
         *last_send = Instant::now();
-        sink.send((*last_send, block)).is_ok()
+        sink.send(ToSink::Block(*last_send, block)).is_ok()
     };
     let mut order = Watermark::new(workers);
     while done < workers {
@@ -608,15 +619,23 @@ fn run_correlator(
         }
     }
     let mut st = merge(&snaps, Timestamp::now());
-    st.output = output_counters(&counters, sink.len(), lag_ms);
     corr.finish_detections();
-    crate::pipeline::totals(&mut corr, &mut st);
-    let _ = sink.send((Instant::now(), corr.take()));
+    crate::pipeline::push_coverage(&mut corr, &st);
+    // The last stats record is written last and alone, once everything
+    // before it is on disk: its output counters then account for every byte
+    // of the output but its own line, and nothing is held or queued.
+    let (ack_tx, ack_rx) = bounded::<()>(1);
+    if send(corr.take(), &mut last_send) && sink.send(ToSink::Sync(ack_tx)).is_ok() {
+        let _ = ack_rx.recv();
+    }
+    st.output = output_counters(&counters, sink.len(), lag_ms);
+    crate::pipeline::push_stats(&mut corr, &mut st);
+    let _ = sink.send(ToSink::Block(Instant::now(), corr.take()));
     st
 }
 
 fn run_sink(
-    rx: Receiver<(Instant, Vec<u8>)>,
+    rx: Receiver<ToSink>,
     mut sink: LiveSink,
     hup: &AtomicBool,
     flush: Duration,
@@ -624,6 +643,8 @@ fn run_sink(
 ) -> std::io::Result<()> {
     let mut last_flush = Instant::now();
     let mut failing: Option<(Instant, Instant)> = None; // (since, last report)
+    // The correlator waits for everything before this to be written.
+    let mut sync: Option<Sender<()>> = None;
     let report = |sink: &LiveSink,
                   r: std::io::Result<()>,
                   failing: &mut Option<(Instant, Instant)>| {
@@ -661,13 +682,14 @@ fn run_sink(
         }
         if sink.pending_len() < max_pending {
             match rx.recv_timeout(TICK) {
-                Ok((sent, block)) => {
+                Ok(ToSink::Block(sent, block)) => {
                     let waited = sent.elapsed().as_millis() as u64;
                     sink.counters
                         .sink_lag_ms
                         .fetch_max(waited, Ordering::Relaxed);
                     sink.write(&block);
                 }
+                Ok(ToSink::Sync(ack)) => sync = Some(ack),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
@@ -679,10 +701,17 @@ fn run_sink(
         } else {
             flush
         };
-        if last_flush.elapsed() >= wait || (failing.is_none() && sink.should_flush()) {
+        if last_flush.elapsed() >= wait
+            || (failing.is_none() && (sink.should_flush() || sync.is_some()))
+        {
             last_flush = Instant::now();
             let r = sink.flush().and_then(|()| sink.rotate_if_due());
             report(&sink, r, &mut failing);
+            if sink.pending_len() == 0
+                && let Some(ack) = sync.take()
+            {
+                let _ = ack.send(());
+            }
         }
     }
     loop {

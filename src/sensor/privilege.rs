@@ -17,6 +17,8 @@ pub struct Dropped {
 /// Becomes `user` (if given; only root can) and drops every capability.
 pub fn drop_to(user: Option<&str>) -> Result<Dropped, String> {
     if let Some(name) = user {
+        // Validation refused these already; checked again where it matters.
+        crate::config::check_user(name).map_err(|e| format!("capture.user {name:?} {e}"))?;
         let u = User::from_name(name)
             .map_err(|e| format!("capture.user {name:?}: cannot look it up: {e}"))?
             .ok_or_else(|| {

@@ -22,6 +22,12 @@ use std::path::Path;
 /// one is refused rather than read into memory).
 pub const MAX_INPUT_BYTES: u64 = 512 << 20;
 
+const INPUT_BOUND: crate::bounded::Bound = crate::bounded::Bound {
+    limit: MAX_INPUT_BYTES,
+    what: "an input file (lease file, RADIUS detail, inventory, catalog or app events)",
+    fix: "split it, or export only the recent part",
+};
+
 /// A problem in an input file, printed as `FILE:LINE: message` (or
 /// `FILE: message` when no line applies).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,22 +64,19 @@ impl<T> Default for Loaded<T> {
     }
 }
 
-/// Reads a whole input file as UTF-8 text, with the size cap.
+/// Reads a whole input file as UTF-8 text, with the size cap (a device or
+/// FIFO is refused, see [`crate::bounded`]).
 pub fn read_text(path: &Path) -> Result<String, LoadError> {
     let err = |message: String| LoadError {
         file: path.display().to_string(),
         line: None,
         message,
     };
-    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    if meta.len() > MAX_INPUT_BYTES {
-        return Err(err(format!(
-            "{} bytes is over the {} byte limit for input files",
-            meta.len(),
-            MAX_INPUT_BYTES
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let bytes = crate::bounded::read_file(path, &INPUT_BOUND).map_err(|e| {
+        // The message starts with the path, which LoadError prints itself.
+        let prefix = format!("{}: ", path.display());
+        err(e.strip_prefix(&prefix).unwrap_or(&e).to_string())
+    })?;
     String::from_utf8(bytes).map_err(|e| {
         err(format!(
             "not UTF-8 text (bad byte at offset {})",
