@@ -129,15 +129,35 @@ fn text(b: &[u8]) -> String {
 
 /// Options that `dhcproto` 0.15 decodes assuming a length (debug
 /// assertions, `len - 3` on a `usize`): a hostile length would panic it.
+/// It also reads the fixed-size ones (a u8, u16 or u32) without looking at
+/// `len`, so one of another length shifts the decoder onto bytes that are
+/// no option code, past this check (found by the `dhcp4` fuzzer: an option
+/// 52 of length 0).
 fn length_breaks_dhcproto(code: u8, len: usize) -> bool {
     match code {
-        80 => len != 0,        // Rapid Commit
-        81 => len < 3,         // Client FQDN
-        94 => len != 3,        // Client Network Interface
-        151 => len < 1,        // bulk leasequery status code
-        152..=155 => len != 4, // bulk leasequery times
-        _ => false,
+        80 => len != 0, // Rapid Commit
+        81 => len < 3,  // Client FQDN
+        94 => len != 3, // Client Network Interface
+        151 => len < 1, // bulk leasequery status code
+        _ => fixed_len(code).is_some_and(|n| n != len),
     }
+}
+
+/// Body length of the options that `dhcproto` 0.15 reads as one number.
+fn fixed_len(code: u8) -> Option<usize> {
+    Some(match code {
+        // flags and single bytes: IP forwarding .. TCP keepalive garbage,
+        // NetBIOS node type, overload, message type, disable SLAAC, BLQ state / source
+        19 | 20 | 23 | 27 | 29..=31 | 34 | 36 | 37 | 39 | 46 | 52 | 53 | 116 | 156 | 157 => 1,
+        // boot file size, max datagram size, interface MTU, max message size,
+        // client system architecture
+        13 | 22 | 26 | 57 | 93 => 2,
+        // time offset, path MTU aging, ARP cache, TCP keepalive, lease time,
+        // renewal, rebinding, client last transaction time, IPv6-only
+        // preferred, bulk leasequery times
+        2 | 24 | 35 | 38 | 51 | 58 | 59 | 91 | 106 | 152..=155 => 4,
+        _ => return None,
+    })
 }
 
 /// A site-specific option code (RFC 3942) that `dhcproto` keeps as opaque
@@ -177,17 +197,7 @@ pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
     // Hostile option lengths are defused in a copy before dhcproto sees them.
     let mut malformed = Vec::new();
     let mut copy = payload.to_vec();
-    let (a, b) = copy.split_at_mut(OPTIONS);
-    let mut changed = defuse(b, &mut malformed);
-    // `file` and `sname` hold options only when option 52 says so.
-    let overloaded =
-        raw_option(&payload[OPTIONS..], 52).map_or(0, |v| v.first().copied().unwrap_or(0));
-    if overloaded & 1 != 0 {
-        changed |= defuse(&mut a[FILE], &mut malformed);
-    }
-    if overloaded & 2 != 0 {
-        changed |= defuse(&mut a[SNAME], &mut malformed);
-    }
+    let changed = defuse(&mut copy[OPTIONS..], &mut malformed);
     let decoded: &[u8] = if changed { &copy } else { payload };
     let msg = Message::decode(&mut Decoder::new(decoded)).ok()?;
     let mut opts: DhcpOptions = msg.opts().clone();
@@ -203,7 +213,12 @@ pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
         for (bit, range) in [(1, FILE), (2, SNAME)] {
             if v & bit != 0 {
                 walk_codes(&payload[range.clone()], &mut codes, &mut more);
-                if let Ok(extra) = DhcpOptions::decode(&mut Decoder::new(&decoded[range])) {
+                // Defused here, by the overload value dhcproto decoded: a
+                // check by another reading of option 52 (an earlier one of
+                // length 0) let a hostile `file` through (dhcp4 fuzzer).
+                let mut area = payload[range].to_vec();
+                defuse(&mut area, &mut malformed);
+                if let Ok(extra) = DhcpOptions::decode(&mut Decoder::new(&area)) {
                     for (code, o) in extra.iter() {
                         if opts.get(*code).is_none() {
                             opts.insert(o.clone());
@@ -310,6 +325,24 @@ mod tests {
             assert_eq!(d.message_type, Some("DISCOVER"));
             let want = (hlen == 6).then(|| "02:00:00:00:00:17".to_string());
             assert_eq!(d.client_mac, want, "hlen {hlen}");
+        }
+    }
+
+    /// Regression (fuzz, `fuzz/regressions/dhcp4/`): dhcproto reads the
+    /// one-number options without looking at their length, so one of
+    /// another length (an option 52 of length 0) shifted it onto bytes this
+    /// check had not walked. Every such option of a wrong length is now
+    /// renamed first.
+    #[test]
+    fn fixed_size_options_of_another_length_are_defused() {
+        for code in (1..=254u8).filter(|c| fixed_len(*c).is_some()) {
+            let mut p = vec![0u8; 240];
+            p[0] = 1;
+            p[236..240].copy_from_slice(&MAGIC);
+            p.extend_from_slice(&[53, 1, 1, code, 0, 152, 2, 0, 0, 255]);
+            let d = parse(&p).expect("a DHCP message");
+            assert!(d.malformed_options.contains(&code), "code {code}");
+            assert_eq!(d.options, [53, code, 152]);
         }
     }
 
