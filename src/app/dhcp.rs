@@ -129,10 +129,9 @@ fn text(b: &[u8]) -> String {
 
 /// Options that `dhcproto` 0.15 decodes assuming a length (debug
 /// assertions, `len - 3` on a `usize`): a hostile length would panic it.
-/// It also reads the fixed-size ones (a u8, u16 or u32) without looking at
-/// `len`, so one of another length shifts the decoder onto bytes that are
-/// no option code, past this check (found by the `dhcp4` fuzzer: an option
-/// 52 of length 0).
+/// The options it reads as one number (a u8, u16 or u32) are checked too:
+/// a shorter one fails to decode and dhcproto then drops every option after
+/// it; renamed, it is listed in `malformed_options` and the rest is kept.
 fn length_breaks_dhcproto(code: u8, len: usize) -> bool {
     match code {
         80 => len != 0, // Rapid Commit
@@ -166,6 +165,11 @@ const OPAQUE_CODE: u8 = 224;
 
 /// Renames, in a copy, the options of `area` whose length would break the
 /// decoder; their codes are added to `malformed`. True when it renamed any.
+///
+/// dhcproto joins adjacent options of one code into one (RFC 3396 long
+/// options) and decodes the joined body, so the length checked is the
+/// run's total: two adjacent 4-byte bulk leasequery times made one of 8
+/// bytes and failed its `len == 4` assertion (found by the `dhcp4` fuzzer).
 fn defuse(area: &mut [u8], malformed: &mut Vec<u8>) -> bool {
     let mut i = 0;
     let mut changed = false;
@@ -174,15 +178,28 @@ fn defuse(area: &mut [u8], malformed: &mut Vec<u8>) -> bool {
             0 => i += 1,
             255 => break,
             code => {
-                let Some(&len) = area.get(i + 1) else { break };
-                if length_breaks_dhcproto(code, len as usize) {
-                    area[i] = OPAQUE_CODE;
+                // The run of adjacent options with this code: total length, end.
+                let (mut end, mut total) = (i, 0usize);
+                while area.get(end) == Some(&code) {
+                    let Some(&len) = area.get(end + 1) else { break };
+                    total += len as usize;
+                    end += 2 + len as usize;
+                }
+                if end == i {
+                    break; // a code with no length byte: the area ends
+                }
+                if length_breaks_dhcproto(code, total) {
+                    let mut at = i;
+                    while at < end.min(area.len()) {
+                        area[at] = OPAQUE_CODE;
+                        at += 2 + area[at + 1] as usize;
+                    }
                     if malformed.len() < MAX_OPTIONS {
                         malformed.push(code);
                     }
                     changed = true;
                 }
-                i += 2 + len as usize;
+                i = end;
             }
         }
     }
@@ -328,22 +345,48 @@ mod tests {
         }
     }
 
-    /// Regression (fuzz, `fuzz/regressions/dhcp4/`): dhcproto reads the
-    /// one-number options without looking at their length, so one of
-    /// another length (an option 52 of length 0) shifted it onto bytes this
-    /// check had not walked. Every such option of a wrong length is now
-    /// renamed first.
+    /// Options read as one number: one of another length is renamed and
+    /// listed, and the options after it are still decoded.
     #[test]
     fn fixed_size_options_of_another_length_are_defused() {
         for code in (1..=254u8).filter(|c| fixed_len(*c).is_some()) {
             let mut p = vec![0u8; 240];
             p[0] = 1;
             p[236..240].copy_from_slice(&MAGIC);
-            p.extend_from_slice(&[53, 1, 1, code, 0, 152, 2, 0, 0, 255]);
+            p.extend_from_slice(&[12, 1, b'h', code, 0, 152, 2, 0, 0, 255]);
             let d = parse(&p).expect("a DHCP message");
             assert!(d.malformed_options.contains(&code), "code {code}");
-            assert_eq!(d.options, [53, code, 152]);
+            assert_eq!(d.options, [12, code, 152]);
+            assert_eq!(d.hostname.as_deref(), Some("h"), "code {code}");
         }
+        let mut p = vec![0u8; 240];
+        p[236..240].copy_from_slice(&MAGIC);
+        p.extend_from_slice(&[51, 2, 0, 0, 12, 3, b'a', b'b', b'c', 255]);
+        assert_eq!(parse(&p).unwrap().hostname.as_deref(), Some("abc"));
+    }
+
+    /// Regression (fuzz, `fuzz/regressions/dhcp4/`): dhcproto joins adjacent
+    /// options of one code (RFC 3396) before decoding, so two 4-byte bulk
+    /// leasequery times were one of 8 and failed its assertion; and it read
+    /// the overload from two joined options 52 while `file` was checked by
+    /// the first alone.
+    #[test]
+    fn adjacent_options_are_checked_joined() {
+        let mut p = vec![0u8; 240];
+        p[236..240].copy_from_slice(&MAGIC);
+        p.extend_from_slice(&[155, 4, 0, 0, 0, 1, 155, 4, 0, 0, 0, 2, 12, 1, b'h', 255]);
+        let d = parse(&p).expect("a DHCP message");
+        assert_eq!(d.malformed_options, [155]);
+        assert_eq!(d.hostname.as_deref(), Some("h"));
+        // 52 of length 0 then 52 of length 1: the overload is 3, and `file`
+        // (a bulk leasequery time of 2 bytes) is checked.
+        let mut p = vec![0u8; 240];
+        p[236..240].copy_from_slice(&MAGIC);
+        p[108..112].copy_from_slice(&[152, 2, 0, 0]);
+        p.extend_from_slice(&[52, 0, 52, 1, 3, 255]);
+        let d = parse(&p).expect("a DHCP message");
+        assert_eq!(d.overload, Some(3));
+        assert!(d.malformed_options.contains(&152));
     }
 
     #[test]
