@@ -223,6 +223,7 @@ impl Default for RawPipeline {
 #[serde(deny_unknown_fields, default)]
 pub struct RawFlow {
     pub max_flows: usize,
+    pub memcap: usize,
     pub tcp_idle_timeout_s: u64,
     pub tcp_attempt_timeout_s: u64,
     pub tcp_close_linger_ms: u64,
@@ -236,6 +237,7 @@ impl Default for RawFlow {
         let d = FlowSettings::default();
         RawFlow {
             max_flows: d.max_flows,
+            memcap: d.memcap,
             tcp_idle_timeout_s: d.tcp_idle / NANOS_PER_SEC,
             tcp_attempt_timeout_s: d.tcp_attempt / NANOS_PER_SEC,
             tcp_close_linger_ms: d.tcp_close_linger / (NANOS_PER_SEC / 1000),
@@ -839,6 +841,7 @@ impl RawConfig {
             ),
             flow: FlowSettings {
                 max_flows: p.range("flow.max_flows", f.max_flows, 1, 100_000_000),
+                memcap: p.range("flow.memcap", f.memcap, 1 << 20, 1 << 40),
                 tcp_idle: p.range("flow.tcp_idle_timeout_s", f.tcp_idle_timeout_s, 1, 86_400) * s,
                 tcp_attempt: p.range(
                     "flow.tcp_attempt_timeout_s",

@@ -71,17 +71,28 @@ enum Work {
     End(Timestamp),
 }
 
-/// Sequence number of the records a worker flushes at the end of input.
-const SEQ_END: u64 = u64::MAX;
-
 enum ToCorrelator {
     /// Device evidence of chunk `seq`, sent by the reader before the chunk's batches.
     Evidence(u64, Vec<Evidence>),
-    /// One per worker per chunk (empty or not), so the correlator knows
-    /// when every worker is past a chunk.
-    Records(u64, Vec<Record>),
-    WorkerDone,
+    /// A worker's records of chunk `seq`, in pieces of at most
+    /// [`RECORDS_PER_MESSAGE`]; the last piece (empty or not, `true`) tells
+    /// the correlator that this worker is past the chunk. Pieces keep the
+    /// records in flight bounded when every packet ends a flow (a SYN flood
+    /// evicting one flow per packet makes a record per packet).
+    Records(u64, Vec<Record>, bool),
+    /// A worker's end-of-input records (its flows still open), in pieces in
+    /// the order of start and flow id; `last` on its final piece.
+    End {
+        worker: usize,
+        records: Vec<Record>,
+        last: bool,
+    },
 }
+
+/// Flows a worker ends per piece at the end of input.
+const END_BATCH: usize = 4096;
+/// Records a worker hands on per message.
+const RECORDS_PER_MESSAGE: usize = 1024;
 
 /// Source + decode: reads the files in order, as one timeline.
 pub struct Reader {
@@ -254,6 +265,7 @@ pub fn counters(
         ("ended_end_of_input", table.ended[4]),
         ("active_max", table.active_max),
         ("late_packets", table.late_packets),
+        ("evicted_memcap", table.evicted_memcap),
     ]);
     let reassembly = BTreeMap::from([
         ("gaps", table.reassembly_gaps),
@@ -307,20 +319,52 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Repl
         }
         table.advance(now, &mut out);
         corr.push(out.drain(..));
-        if let Some(block) = corr.full_block() {
-            sink.write(&block).map_err(OutputError)?;
-            corr.recycle(block);
-        }
+        write_blocks(&mut corr, &mut sink, false).map_err(OutputError)?;
         sink.flush_if_due().map_err(OutputError)
     })?;
-    table.drain(reader.now, &mut out);
+    let mut written = Ok(());
+    table.drain_batches(reader.now, END_BATCH, &mut out, |recs| {
+        corr.push(recs.drain(..));
+        if written.is_ok() {
+            written = write_blocks(&mut corr, &mut sink, false);
+        }
+    });
+    written.map_err(OutputError)?;
     corr.push(out.drain(..));
     let mut stats = reader.stats(&table.stats);
     finish(&mut corr, &mut stats);
-    sink.write(&corr.take()).map_err(OutputError)?;
+    write_blocks(&mut corr, &mut sink, true).map_err(OutputError)?;
     sink.finish().map_err(OutputError)?;
     let wants = std::mem::take(&mut corr.detector.wants);
     Ok((reader.outcome(stats), wants))
+}
+
+/// Writes the correlator's full blocks (`all`: every block, the last partial one too).
+fn write_blocks(corr: &mut Correlator, sink: &mut Sink, all: bool) -> io::Result<()> {
+    while let Some(block) = if all && corr.has_pending() {
+        Some(corr.take())
+    } else {
+        corr.full_block()
+    } {
+        sink.write(&block)?;
+        corr.recycle(block);
+    }
+    Ok(())
+}
+
+/// Hands the correlator's full blocks to the sink thread (`all`: every
+/// block, the last partial one too); false when the sink has stopped.
+fn send_blocks(corr: &mut Correlator, sink: &Sender<Vec<u8>>, all: bool) -> bool {
+    while let Some(block) = if all && corr.has_pending() {
+        Some(corr.take())
+    } else {
+        corr.full_block()
+    } {
+        if sink.send(block).is_err() {
+            return false;
+        }
+    }
+    true
 }
 
 /// The last records of a replay: the detections still open, coverage, then
@@ -404,7 +448,7 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
         workers.push(
             thread::Builder::new()
                 .name(format!("worker-{i}"))
-                .spawn(move || run_worker(rx, ctx, FlowTable::new(settings, n), spare))
+                .spawn(move || run_worker(i, rx, ctx, FlowTable::new(settings, n), spare))
                 .expect("spawn worker thread"),
         );
         work_txs.push(tx);
@@ -477,6 +521,7 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
 }
 
 fn run_worker(
+    worker: usize,
     rx: Receiver<Work>,
     tx: Sender<ToCorrelator>,
     mut table: FlowTable,
@@ -484,30 +529,110 @@ fn run_worker(
 ) -> TableStats {
     let mut out = Vec::new();
     for work in rx {
-        let seq = match work {
+        match work {
             Work::Batch(mut b) => {
                 for p in &b.packets {
                     table.process(p, decode::payload(p, &b.chunk, &b.extra), &mut out);
+                    if out.len() >= RECORDS_PER_MESSAGE {
+                        let piece = ToCorrelator::Records(b.seq, std::mem::take(&mut out), false);
+                        if tx.send(piece).is_err() {
+                            return table.stats;
+                        }
+                    }
                 }
                 table.advance(b.now, &mut out);
                 b.packets.clear();
                 let _ = spare.try_send(b.packets);
-                b.seq
+                if tx
+                    .send(ToCorrelator::Records(b.seq, std::mem::take(&mut out), true))
+                    .is_err()
+                {
+                    break;
+                }
             }
             Work::End(now) => {
-                table.drain(now, &mut out);
-                SEQ_END
+                let end = |records: Vec<Record>, last| ToCorrelator::End {
+                    worker,
+                    records,
+                    last,
+                };
+                table.drain_batches(now, END_BATCH, &mut out, |recs| {
+                    let _ = tx.send(end(std::mem::take(recs), false));
+                });
+                let _ = tx.send(end(std::mem::take(&mut out), true));
+                break;
             }
-        };
-        if tx
-            .send(ToCorrelator::Records(seq, std::mem::take(&mut out)))
-            .is_err()
-        {
-            break;
         }
     }
-    let _ = tx.send(ToCorrelator::WorkerDone);
     table.stats
+}
+
+/// Merges the workers' end-of-input pieces into one sequence ordered by
+/// flow start and flow id, as one worker's drain would be: the detections
+/// see the same sessions in the same order whatever the worker count, and
+/// only a few pieces are held at once instead of every open flow's record.
+struct EndMerge {
+    queues: Vec<std::collections::VecDeque<Record>>,
+    /// Sent its first piece: every regular chunk of it came before.
+    started: Vec<bool>,
+    last: Vec<bool>,
+}
+
+impl EndMerge {
+    fn new(workers: usize) -> Self {
+        EndMerge {
+            queues: (0..workers).map(|_| Default::default()).collect(),
+            started: vec![false; workers],
+            last: vec![false; workers],
+        }
+    }
+
+    fn add(&mut self, worker: usize, records: Vec<Record>, last: bool) {
+        self.started[worker] = true;
+        self.last[worker] |= last;
+        self.queues[worker].extend(records);
+    }
+
+    fn all_done(&self) -> bool {
+        self.last.iter().all(|l| *l) && self.queues.iter().all(|q| q.is_empty())
+    }
+
+    /// The merge key of a queue's first flow: its start and flow id. A flow's
+    /// records end with its `flow` record (a `tls` record comes before it).
+    fn head_key(q: &std::collections::VecDeque<Record>) -> Option<(Timestamp, &str)> {
+        q.iter().find_map(|r| match r {
+            Record::Flow(f) => Some((f.ts, f.flow_id.as_str())),
+            _ => None,
+        })
+    }
+
+    /// Moves the flows that can go now into `out`, in order: the smallest
+    /// head of all queues, while no worker that may still send is empty.
+    fn release(&mut self, out: &mut Vec<Record>, max: usize) {
+        if !self.started.iter().all(|s| *s) {
+            return;
+        }
+        while out.len() < max {
+            let mut best: Option<(usize, (Timestamp, &str))> = None;
+            for (w, q) in self.queues.iter().enumerate() {
+                match Self::head_key(q) {
+                    Some(k) if best.is_none_or(|(_, b)| k < b) => best = Some((w, k)),
+                    Some(_) => {}
+                    None if !self.last[w] => return,
+                    None => {}
+                }
+            }
+            let Some((w, _)) = best else { return };
+            let q = &mut self.queues[w];
+            while let Some(r) = q.pop_front() {
+                let flow = matches!(r, Record::Flow(_));
+                out.push(r);
+                if flow {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Puts the correlator's input back in chunk order: a chunk's evidence is
@@ -522,9 +647,9 @@ struct InOrder {
 }
 
 impl InOrder {
-    fn add(&mut self, seq: u64, recs: Vec<Record>) {
+    fn add(&mut self, seq: u64, recs: Vec<Record>, last: bool) {
         let e = self.records.entry(seq).or_default();
-        e.0 += 1;
+        e.0 += usize::from(last);
         e.1.extend(recs);
     }
 
@@ -569,27 +694,46 @@ fn run_correlator(
         evidence: BTreeMap::new(),
         records: BTreeMap::new(),
     };
-    let mut done = 0;
-    while done < workers {
+    let mut end = EndMerge::new(workers);
+    let mut piece = Vec::new();
+    while !end.all_done() {
         match rx.recv_timeout(interval) {
             Ok(ToCorrelator::Evidence(seq, ev)) => {
                 order.evidence.insert(seq, ev);
             }
-            Ok(ToCorrelator::Records(seq, recs)) => {
+            Ok(ToCorrelator::Records(seq, recs, last)) => {
                 while let Ok(b) = spare_blocks.try_recv() {
                     corr.recycle(b);
                 }
-                order.add(seq, recs);
+                order.add(seq, recs, last);
                 order.release(&mut corr, false);
-                if let Some(block) = corr.full_block()
-                    && sink.send(block).is_err()
-                {
+                if !send_blocks(&mut corr, &sink, false) {
                     return Default::default();
                 }
             }
-            Ok(ToCorrelator::WorkerDone) => done += 1,
+            Ok(ToCorrelator::End {
+                worker,
+                records,
+                last,
+            }) => {
+                end.add(worker, records, last);
+                if end.started.iter().all(|s| *s) {
+                    // Each worker sent its chunks before its end: all are in.
+                    order.release(&mut corr, true);
+                }
+                loop {
+                    end.release(&mut piece, END_BATCH);
+                    if piece.is_empty() {
+                        break;
+                    }
+                    corr.push(piece.drain(..));
+                    if !send_blocks(&mut corr, &sink, false) {
+                        return Default::default();
+                    }
+                }
+            }
             Err(RecvTimeoutError::Timeout) => {
-                if corr.has_pending() && sink.send(corr.take()).is_err() {
+                if !send_blocks(&mut corr, &sink, true) {
                     return Default::default();
                 }
             }
@@ -599,7 +743,7 @@ fn run_correlator(
     order.release(&mut corr, true);
     let mut stats = stats_rx.recv().unwrap_or_default();
     finish(&mut corr, &mut stats);
-    let _ = sink.send(corr.take());
+    send_blocks(&mut corr, &sink, true);
     (stats, std::mem::take(&mut corr.detector.wants))
 }
 

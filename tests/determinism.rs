@@ -15,10 +15,10 @@ fn flow_set(records: &[serde_json::Value]) -> BTreeSet<String> {
 }
 
 #[test]
-fn same_records_with_0_1_2_and_3_workers_on_every_fixture() {
+fn same_records_with_0_1_2_3_4_and_8_workers_on_every_fixture() {
     for cap in all_captures() {
         let one = flow_set(&replay(&[&cap], 1));
-        for w in [0, 2, 3] {
+        for w in [0, 2, 3, 4, 8] {
             let other = flow_set(&replay(&[&cap], w));
             assert_eq!(
                 one,

@@ -240,6 +240,11 @@ impl Sampler {
         !self.done
     }
 
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub fn feed(&mut self, data: &[u8]) {
         if self.done {
             return;

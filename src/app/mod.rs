@@ -53,6 +53,16 @@ impl AppState {
         }
     }
 
+    /// Bytes this state holds, itself included, about (for `flow.memcap`).
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of::<AppState>()
+            + self.sample.iter().map(Sampler::heap_bytes).sum::<usize>()
+            + match &self.tls {
+                TlsSlot::Active(t) => t.heap_bytes(),
+                _ => 0,
+            }
+    }
+
     /// Does any parser still want bytes of direction `d`?
     pub fn wants(&self, d: Direction) -> bool {
         self.sample[d.index()].wants()

@@ -23,6 +23,10 @@ pub const BLOCK_BYTES: usize = 256 << 10;
 
 pub struct Correlator {
     block: Vec<u8>,
+    /// Blocks that filled up during a push, oldest first: a chunk whose
+    /// every packet ended a flow is handed on in blocks of about
+    /// [`BLOCK_BYTES`], never as one block of the whole chunk.
+    full: std::collections::VecDeque<Vec<u8>>,
     /// Emptied blocks the sink gave back.
     spare: Vec<Vec<u8>>,
     inspection: Arc<Inspection>,
@@ -43,6 +47,7 @@ impl Correlator {
     pub fn new(inspection: Arc<Inspection>, devices: Devices, detector: Detector) -> Self {
         Correlator {
             block: Vec::with_capacity(BLOCK_BYTES + 4096),
+            full: std::collections::VecDeque::new(),
             spare: Vec::new(),
             inspection,
             devices,
@@ -132,6 +137,10 @@ impl Correlator {
             }
             *self.counts.entry(r.kind()).or_default() += 1;
             r.write_json(&mut self.block);
+            if self.block.len() >= BLOCK_BYTES {
+                let b = self.swap_block();
+                self.full.push_back(b);
+            }
         }
         if !self.pending_tls.is_empty() {
             // Cannot happen (a TLS record always comes with its flow); keep it bounded anyway.
@@ -167,16 +176,20 @@ impl Correlator {
         self.write_detections(found);
     }
 
-    /// The pending block, once it has reached [`BLOCK_BYTES`].
+    /// The oldest block that has reached [`BLOCK_BYTES`] (call until `None`).
     pub fn full_block(&mut self) -> Option<Vec<u8>> {
-        (self.block.len() >= BLOCK_BYTES).then(|| self.take())
+        self.full
+            .pop_front()
+            .or_else(|| (self.block.len() >= BLOCK_BYTES).then(|| self.swap_block()))
     }
 
-    /// Whatever is buffered, even a partial block.
+    /// The oldest block, even a partial one (call while [`Self::has_pending`]).
     pub fn take(&mut self) -> Vec<u8> {
-        // A chunk's records are written before the block is looked at, so
-        // size the next block for what the last one held: no regrowth.
-        let cap = self.block.len().max(BLOCK_BYTES) + 4096;
+        self.full.pop_front().unwrap_or_else(|| self.swap_block())
+    }
+
+    fn swap_block(&mut self) -> Vec<u8> {
+        let cap = BLOCK_BYTES + 64 * 1024;
         let next = match self.spare.pop() {
             Some(mut b) => {
                 b.reserve(cap);
@@ -230,7 +243,7 @@ impl Correlator {
     }
 
     pub fn has_pending(&self) -> bool {
-        !self.block.is_empty()
+        !self.full.is_empty() || !self.block.is_empty()
     }
 }
 
@@ -259,7 +272,9 @@ mod tests {
             }
         }
         c.push([rec()]);
-        written.extend_from_slice(&c.take());
+        while c.has_pending() {
+            written.extend_from_slice(&c.take());
+        }
         assert_eq!(written.iter().filter(|b| **b == b'\n').count(), 3001);
         assert_eq!(c.counts["stats"], 3001);
     }

@@ -743,7 +743,10 @@ impl Detector {
                 IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
                 IpAddr::V6(a) => a.is_multicast(),
             };
-        if !infrastructure {
+        // A connection that carried no payload transmitted nothing (a SYN
+        // flood would otherwise open a window per spoofed source).
+        let transmitted = s.orig_payload + s.resp_payload > 0;
+        if !infrastructure && transmitted {
             self.enter(
                 Pattern::BackgroundTransmission,
                 key_of(&[&dev, &dest]),

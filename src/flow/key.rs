@@ -169,7 +169,12 @@ impl FlowKey {
     /// canonical tuple, VLAN and the flow's first packet time. The same flow
     /// gets the same id in every run and with any number of workers.
     pub fn flow_id(&self, start_nanos: u64) -> String {
-        crate::record::hex_u64(mix64(self.symmetric_hash() ^ mix64(start_nanos)))
+        crate::record::hex_u64(self.flow_id_u64(start_nanos))
+    }
+
+    /// The flow id as a number (its hex text orders the same way).
+    pub fn flow_id_u64(&self, start_nanos: u64) -> u64 {
+        mix64(self.symmetric_hash() ^ mix64(start_nanos))
     }
 }
 

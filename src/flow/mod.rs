@@ -15,6 +15,11 @@ pub struct FlowSettings {
     /// Flows tracked at once across all workers; beyond it the flow nearest
     /// its timeout is evicted (counted as `evicted`). Default 500 000.
     pub max_flows: usize,
+    /// Memory the flow tables may hold, all workers together, in bytes
+    /// (default 1 GiB; `flow.memcap`, as Suricata's): each flow's structure
+    /// and the parser state and out-of-order bytes it holds, about. Beyond
+    /// it the flow nearest its timeout is evicted (`evicted_memcap`).
+    pub memcap: usize,
     /// TCP idle timeout once data or a handshake was seen (default 300 s, Zeek's `tcp_inactivity_timeout`).
     pub tcp_idle: Nanos,
     /// TCP timeout while only a SYN was seen (default 30 s).
@@ -43,6 +48,7 @@ impl Default for FlowSettings {
     fn default() -> Self {
         FlowSettings {
             max_flows: 500_000,
+            memcap: 1 << 30,
             tcp_idle: 300 * NANOS_PER_SEC,
             tcp_attempt: 30 * NANOS_PER_SEC,
             tcp_close_linger: 250 * NANOS_PER_MS,

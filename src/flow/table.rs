@@ -95,9 +95,28 @@ pub struct Flow {
     synack_ts: Option<Timestamp>,
     ack_ts: Option<Timestamp>,
     streams: [Option<Box<Stream>>; 2],
+    /// Each side's SYN sequence number, until its first payload makes a reassembler.
+    isn: [Option<u32>; 2],
     missed: [u64; 2],
     gaps: [u32; 2],
-    app: AppState,
+    /// Parser state, from the first payload on: a half-open flow has none.
+    app: Option<Box<AppState>>,
+    /// This flow's part of the table's memory, as last counted.
+    mem: usize,
+}
+
+/// What a flow costs before any parser state: the boxed flow, its table
+/// slot and its timer entry.
+pub const FLOW_BASE_BYTES: usize =
+    std::mem::size_of::<Flow>() + std::mem::size_of::<WheelEntry>() + 16;
+
+/// A flow's parser state, made at its first payload.
+fn app_mut<'a>(
+    app: &'a mut Option<Box<AppState>>,
+    s: &FlowSettings,
+    tcp: bool,
+) -> &'a mut AppState {
+    app.get_or_insert_with(|| Box::new(AppState::new(s.first_payload_bytes, s.tls && tcp)))
 }
 
 impl Flow {
@@ -138,6 +157,28 @@ impl Flow {
         }
     }
 
+    /// Does a parser still want direction `d`'s bytes? Before the first
+    /// payload, what a fresh parser state would say.
+    fn wants(&self, d: Direction, s: &FlowSettings) -> bool {
+        match &self.app {
+            Some(a) => a.wants(d),
+            None => s.first_payload_bytes > 0 || (s.tls && self.is_tcp()),
+        }
+    }
+
+    /// The memory this flow holds, about: see [`FLOW_BASE_BYTES`], plus
+    /// its parser state and out-of-order bytes.
+    fn footprint(&self) -> usize {
+        FLOW_BASE_BYTES
+            + self.app.as_ref().map_or(0, |a| a.footprint())
+            + self
+                .streams
+                .iter()
+                .flatten()
+                .map(|s| std::mem::size_of::<Stream>() + s.reasm.queued_bytes())
+                .sum::<usize>()
+    }
+
     /// Folds a finished reassembler's gap counters into the flow.
     fn absorb(&mut self, i: usize, r: &Reassembler) {
         self.missed[i] += r.missed_bytes;
@@ -158,6 +199,8 @@ pub struct TableStats {
     /// Packets of connections already written at close, absorbed within
     /// `tcp_closed` of the close (the record does not count them).
     pub late_packets: u64,
+    /// Flows evicted because the tables reached `flow.memcap`.
+    pub evicted_memcap: u64,
 }
 
 impl TableStats {
@@ -172,6 +215,7 @@ impl TableStats {
         self.reassembly_missed_bytes += o.reassembly_missed_bytes;
         self.reassembly_stopped += o.reassembly_stopped;
         self.late_packets += o.late_packets;
+        self.evicted_memcap += o.evicted_memcap;
     }
 }
 
@@ -179,7 +223,7 @@ impl TableStats {
 #[derive(Clone, Copy)]
 struct WheelEntry {
     hash: u64,
-    canon: FlowKey,
+    /// Unique per table: it names the flow, and which incarnation of its tuple.
     generation: u64,
 }
 
@@ -194,7 +238,13 @@ struct Closed {
 pub struct FlowTable {
     settings: FlowSettings,
     max_flows: usize,
-    flows: HashTable<Flow>,
+    /// This worker's share of `flow.memcap`, and what its flows hold now.
+    memcap: usize,
+    mem: usize,
+    /// Boxed: the bucket array holds pointers, so its power-of-two growth
+    /// wastes 8 bytes a slot instead of a whole flow, and a resize moves
+    /// pointers, not flows.
+    flows: HashTable<Box<Flow>>,
     wheel: Vec<Vec<WheelEntry>>,
     wheel_sec: Option<u64>,
     next_gen: u64,
@@ -222,6 +272,8 @@ impl FlowTable {
         FlowTable {
             settings,
             max_flows,
+            memcap: (settings.memcap / workers.max(1)).max(FLOW_BASE_BYTES),
+            mem: 0,
             // Grown as flows come: a table reserved for 64 Ki flows of 464
             // bytes is 60 MiB, whose pages random inserts fault in one by
             // one (a quarter of the threaded replay's time went to zeroing them).
@@ -250,14 +302,22 @@ impl FlowTable {
     }
 
     fn find(&self, e: &WheelEntry) -> Option<&Flow> {
-        self.flows.find(e.hash, |f| {
-            f.generation == e.generation && f.canon == e.canon
-        })
+        self.flows
+            .find(e.hash, |f| f.generation == e.generation)
+            .map(|f| &**f)
     }
 
-    fn remove(&mut self, hash: u64, canon: &FlowKey) -> Option<Flow> {
+    fn remove(&mut self, hash: u64, canon: &FlowKey) -> Option<Box<Flow>> {
         self.flows
             .find_entry(hash, |f| f.canon == *canon)
+            .ok()
+            .map(|e| e.remove().0)
+    }
+
+    /// Removes the flow a wheel or linger entry names, if it is still there.
+    fn remove_entry(&mut self, e: &WheelEntry) -> Option<Box<Flow>> {
+        self.flows
+            .find_entry(e.hash, |f| f.generation == e.generation)
             .ok()
             .map(|e| e.remove().0)
     }
@@ -272,7 +332,7 @@ impl FlowTable {
             self.closing.pop_front();
             let Some(f) = self.find(&e) else { continue };
             if f.expired(now, &self.settings) {
-                let f = self.remove(e.hash, &e.canon).expect("found above");
+                let f = self.remove_entry(&e).expect("found above");
                 self.finish(f, EndReason::Closed, out);
             } else if f.closed() {
                 // Trailing packets moved its linger on.
@@ -307,7 +367,7 @@ impl FlowTable {
                     None => continue, // ended already; a stale entry
                 };
                 if expired {
-                    if let Some(f) = self.remove(e.hash, &e.canon) {
+                    if let Some(f) = self.remove_entry(&e) {
                         let reason = f.idle_end();
                         self.finish(f, reason, out);
                     }
@@ -362,17 +422,35 @@ impl FlowTable {
         });
     }
 
-    /// Ends every flow (end of input), oldest first so output is stable.
+    /// Ends every flow (end of input), all at once.
     pub fn drain(&mut self, now: Timestamp, out: &mut Vec<Record>) {
-        let mut all: Vec<Flow> = self.flows.drain().collect();
-        all.sort_by_key(|f| (f.start, f.generation));
-        for f in all {
+        self.drain_batches(now, usize::MAX, out, |_| {});
+    }
+
+    /// Ends every flow (end of input) in the order of their start, then
+    /// flow id: the order in which the correlator merges the workers' ends,
+    /// so the detections do not depend on the worker count. Every `batch`
+    /// flows, `emit` takes the records so far: a full table never becomes
+    /// one pile of records.
+    pub fn drain_batches(
+        &mut self,
+        now: Timestamp,
+        batch: usize,
+        out: &mut Vec<Record>,
+        mut emit: impl FnMut(&mut Vec<Record>),
+    ) {
+        let mut all: Vec<Box<Flow>> = self.flows.drain().collect();
+        all.sort_by_cached_key(|f| (f.start, f.key.flow_id_u64(f.start.as_nanos())));
+        for (i, f) in all.into_iter().enumerate() {
             let reason = if f.expired(now, &self.settings) {
                 f.idle_end()
             } else {
                 EndReason::EndOfInput
             };
             self.finish(f, reason, out);
+            if (i + 1) % batch == 0 {
+                emit(out);
+            }
         }
         for s in &mut self.wheel {
             s.clear();
@@ -389,7 +467,7 @@ impl FlowTable {
             let slot = ((base + i) % WHEEL_SLOTS) as usize;
             while let Some(e) = self.wheel[slot].pop() {
                 if self.find(&e).is_some() {
-                    let f = self.remove(e.hash, &e.canon).expect("found above");
+                    let f = self.remove_entry(&e).expect("found above");
                     self.finish(f, EndReason::Evicted, out);
                     return;
                 }
@@ -406,6 +484,10 @@ impl FlowTable {
         out: &mut Vec<Record>,
     ) {
         if self.flows.len() >= self.max_flows {
+            self.evict_one(out);
+        }
+        while self.mem + FLOW_BASE_BYTES > self.memcap && !self.flows.is_empty() {
+            self.stats.evicted_memcap += 1;
             self.evict_one(out);
         }
         // Orientation: the sender of the first packet is the originator,
@@ -441,23 +523,16 @@ impl FlowTable {
             synack_ts: None,
             ack_ts: None,
             streams: [None, None],
+            isn: [None, None],
             missed: [0; 2],
             gaps: [0; 2],
-            app: AppState::new(
-                self.settings.first_payload_bytes,
-                self.settings.tls && key.proto == PROTO_TCP,
-            ),
+            app: None,
+            mem: FLOW_BASE_BYTES,
         };
+        self.mem += FLOW_BASE_BYTES;
         let deadline = p.ts.plus(flow.timeout(&self.settings));
-        self.flows.insert_unique(hash, flow, |f| f.hash);
-        self.schedule(
-            WheelEntry {
-                hash,
-                canon,
-                generation,
-            },
-            deadline,
-        );
+        self.flows.insert_unique(hash, Box::new(flow), |f| f.hash);
+        self.schedule(WheelEntry { hash, generation }, deadline);
         self.stats.active_max = self.stats.active_max.max(self.flows.len() as u64);
     }
 
@@ -571,35 +646,40 @@ impl FlowTable {
                 _ => {}
             }
             if syn {
-                if let Some(s) = flow.streams[i].as_mut() {
-                    s.reasm.set_isn(p.seq);
-                } else if flow.app.wants(d) {
-                    let mut r = Reassembler::new(settings.reassembly);
-                    r.set_isn(p.seq);
-                    flow.streams[i] = Some(Box::new(Stream { reasm: r }));
+                // Only noted: a half-open flow holds no reassembler.
+                match flow.streams[i].as_mut() {
+                    Some(s) => s.reasm.set_isn(p.seq),
+                    None => {
+                        flow.isn[i].get_or_insert(p.seq);
+                    }
                 }
             }
-            if !payload.is_empty() && flow.app.wants(d) {
+            if !payload.is_empty() && flow.wants(d, &settings) {
+                let isn = flow.isn[i];
                 let stream = flow.streams[i].get_or_insert_with(|| {
-                    Box::new(Stream {
-                        reasm: Reassembler::new(settings.reassembly),
-                    })
+                    let mut reasm = Reassembler::new(settings.reassembly);
+                    if let Some(isn) = isn {
+                        reasm.set_isn(isn);
+                    }
+                    Box::new(Stream { reasm })
                 });
-                let app = &mut flow.app;
+                let app = app_mut(&mut flow.app, &settings, true);
                 let tls_ctx = &mut self.tls_ctx;
                 let ts = p.ts;
                 stream
                     .reasm
                     .segment(p.seq, payload, &mut |ev| app.on_stream(d, ev, ts, tls_ctx));
-                if !flow.app.wants(d)
+                if !flow.wants(d, &settings)
                     && let Some(s) = flow.streams[i].take()
                 {
                     flow.absorb(i, &s.reasm);
                     self.stats.reassembly_stopped += 1;
                 }
             }
-            if p.tcp_flags & (FIN | RST) != 0 {
-                flow.app.on_close(d, p.tcp_flags & RST != 0, p.ts);
+            if p.tcp_flags & (FIN | RST) != 0
+                && let Some(app) = &mut flow.app
+            {
+                app.on_close(d, p.tcp_flags & RST != 0, p.ts);
             }
             let both_fins_acked =
                 flow.tcp
@@ -642,40 +722,57 @@ impl FlowTable {
                 device: Default::default(),
                 limits: Vec::new(),
             })));
-            if flow.app.wants(d) {
-                flow.app
-                    .on_stream(d, StreamEvent::Data(payload), p.ts, &mut self.tls_ctx);
+            if flow.wants(d, &settings) {
+                app_mut(&mut flow.app, &settings, false).on_stream(
+                    d,
+                    StreamEvent::Data(payload),
+                    p.ts,
+                    &mut self.tls_ctx,
+                );
             }
-        } else if p.key.proto == PROTO_UDP && !payload.is_empty() && flow.app.wants(d) {
-            flow.app
-                .on_stream(d, StreamEvent::Data(payload), p.ts, &mut self.tls_ctx);
+        } else if p.key.proto == PROTO_UDP && !payload.is_empty() && flow.wants(d, &settings) {
+            app_mut(&mut flow.app, &settings, false).on_stream(
+                d,
+                StreamEvent::Data(payload),
+                p.ts,
+                &mut self.tls_ctx,
+            );
+        }
+        if !payload.is_empty() {
+            // Only payload grows or frees parser state and queued bytes.
+            let m = flow.footprint();
+            self.mem = self.mem - flow.mem + m;
+            flow.mem = m;
+            while self.mem > self.memcap && !self.flows.is_empty() {
+                self.stats.evicted_memcap += 1;
+                self.evict_one(out);
+            }
         }
         if close_now {
-            let f = self.remove(hash, &canon).expect("found above");
+            let Some(f) = self.remove(hash, &canon) else {
+                return; // evicted just above
+            };
             self.finish(f, EndReason::Closed, out);
             return;
         }
         if let Some(generation) = closing {
             self.closing.push_back((
                 p.ts.plus(settings.tcp_close_linger),
-                WheelEntry {
-                    hash,
-                    canon,
-                    generation,
-                },
+                WheelEntry { hash, generation },
             ));
         }
     }
 
-    fn finish(&mut self, mut f: Flow, reason: EndReason, out: &mut Vec<Record>) {
+    fn finish(&mut self, mut f: Box<Flow>, reason: EndReason, out: &mut Vec<Record>) {
         self.stats.ended[reason as usize] += 1;
+        self.mem -= f.mem;
         if reason == EndReason::Closed {
             self.remember_closed(f.hash, f.canon, f.last.plus(self.settings.tcp_closed));
         }
         for i in 0..2 {
             let d = Direction::from_index(i);
             if let Some(mut s) = f.streams[i].take() {
-                let app = &mut f.app;
+                let app = app_mut(&mut f.app, &self.settings, f.key.proto == PROTO_TCP);
                 let ts = f.last;
                 let tls_ctx = &mut self.tls_ctx;
                 s.reasm.finish(&mut |ev| app.on_stream(d, ev, ts, tls_ctx));
@@ -689,6 +786,15 @@ impl FlowTable {
                 }
             }
         }
+        // A flow that carried no payload has no parser state: read a fresh one.
+        let fresh;
+        let app: &AppState = match f.app.as_deref() {
+            Some(a) => a,
+            None => {
+                fresh = AppState::new(0, false);
+                &fresh
+            }
+        };
         let state = if f.is_tcp() {
             f.tcp
                 .conn_state(&f.history, f.c[0].payload_bytes, f.c[1].payload_bytes)
@@ -701,7 +807,7 @@ impl FlowTable {
             ip_bytes: f.c[i].ip_bytes,
             payload_bytes: f.c[i].payload_bytes,
             missed_bytes: f.missed[i],
-            first_payload: f.app.payload_features(d),
+            first_payload: app.payload_features(d),
         };
         let k = f.key;
         let rtt = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
@@ -710,7 +816,7 @@ impl FlowTable {
         };
         let flow_id = k.flow_id(f.start.as_nanos());
         let community_id = k.community_id(0);
-        if let Some(t) = f.app.tls()
+        if let Some(t) = app.tls()
             && let Some(rec) = tls_record(t, &mut self.tls_ctx, &k, &flow_id, &community_id, reason)
         {
             out.push(Record::Tls(Box::new(rec)));
@@ -730,7 +836,7 @@ impl FlowTable {
                 PROTO_UDP => "udp",
                 _ => "other",
             },
-            service: f.app.service(k.proto == PROTO_TCP, k.sport, k.dport),
+            service: app.service(k.proto == PROTO_TCP, k.sport, k.dport),
             vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
             src_mac: f.mac[0].map(mac_string),
             dst_mac: f.mac[1].map(mac_string),
@@ -1020,5 +1126,59 @@ mod tests {
             [(3, 1, "closed")]
         );
         assert_eq!((t.active(), t.stats.late_packets), (0, 1));
+    }
+
+    /// A half-open flow holds no parser or reassembly state; `flow.memcap`
+    /// evicts (and counts) once the flows' memory reaches it.
+    #[test]
+    fn half_open_flows_are_light_and_the_memcap_evicts() {
+        let settings = FlowSettings {
+            memcap: 10 * FLOW_BASE_BYTES,
+            ..FlowSettings::default()
+        };
+        let mut t = FlowTable::new(settings, 1);
+        let mut out = Vec::new();
+        for i in 0..15u16 {
+            let mut p = tcp(u64::from(i), true, SYN, 100, 0);
+            p.key.sport = 1000 + i;
+            t.process(&p, &[], &mut out);
+        }
+        assert_eq!(t.active(), 10);
+        assert_eq!(
+            t.mem,
+            10 * FLOW_BASE_BYTES,
+            "a SYN-only flow costs its base alone"
+        );
+        assert_eq!(
+            (
+                t.stats.evicted_memcap,
+                t.stats.ended[EndReason::Evicted as usize]
+            ),
+            (5, 5)
+        );
+        assert_eq!(out.len(), 5);
+        assert!(
+            t.flows
+                .iter()
+                .all(|f| f.app.is_none() && f.streams.iter().all(Option::is_none))
+        );
+        // Payload brings parser state, counted; over the cap again, the
+        // flow nearest its timeout goes.
+        let mut data = tcp(20, true, ACK | 0x08, 101, 0);
+        data.key.sport = 1014;
+        data.payload_wire_len = 5;
+        t.process(&data, b"hello", &mut out);
+        assert_eq!(t.stats.evicted_memcap, 6);
+        assert!(t.mem <= t.memcap);
+        let mut t = FlowTable::new(FlowSettings::default(), 1);
+        t.process(&data, b"hello", &mut out);
+        let parsers = std::mem::size_of::<AppState>() + 256 + std::mem::size_of::<Stream>();
+        assert_eq!(
+            t.mem,
+            FLOW_BASE_BYTES + parsers,
+            "the sample and reassembler are counted"
+        );
+        t.drain(tcp(30, true, 0, 0, 0).ts, &mut out);
+        assert_eq!(t.mem, 0);
     }
 }

@@ -589,8 +589,10 @@ fn run_correlator(
                     st.output = output_counters(&counters, sink.len(), lag_ms);
                     lag_ms = 0;
                     crate::pipeline::totals(&mut corr, &mut st);
-                    if !send(corr.take(), &mut last_send) {
-                        return StatsRecord::default();
+                    while corr.has_pending() {
+                        if !send(corr.take(), &mut last_send) {
+                            return StatsRecord::default();
+                        }
                     }
                 }
             }
@@ -609,13 +611,14 @@ fn run_correlator(
         corr.advance_detections(Timestamp(Timestamp::now().0.saturating_sub(slack)));
         // A full block goes at once, a partial one every tick: the sink
         // batches, and a record closed a second ago is on disk by then.
-        let block = corr
+        let partial = last_send.elapsed() >= TICK;
+        while let Some(block) = corr
             .full_block()
-            .or_else(|| (corr.has_pending() && last_send.elapsed() >= TICK).then(|| corr.take()));
-        if let Some(block) = block
-            && !send(block, &mut last_send)
+            .or_else(|| (partial && corr.has_pending()).then(|| corr.take()))
         {
-            return StatsRecord::default();
+            if !send(block, &mut last_send) {
+                return StatsRecord::default();
+            }
         }
     }
     let mut st = merge(&snaps, Timestamp::now());
@@ -625,12 +628,18 @@ fn run_correlator(
     // before it is on disk: its output counters then account for every byte
     // of the output but its own line, and nothing is held or queued.
     let (ack_tx, ack_rx) = bounded::<()>(1);
-    if send(corr.take(), &mut last_send) && sink.send(ToSink::Sync(ack_tx)).is_ok() {
+    let mut sent = true;
+    while sent && corr.has_pending() {
+        sent = send(corr.take(), &mut last_send);
+    }
+    if sent && sink.send(ToSink::Sync(ack_tx)).is_ok() {
         let _ = ack_rx.recv();
     }
     st.output = output_counters(&counters, sink.len(), lag_ms);
     crate::pipeline::push_stats(&mut corr, &mut st);
-    let _ = sink.send(ToSink::Block(Instant::now(), corr.take()));
+    while corr.has_pending() {
+        let _ = sink.send(ToSink::Block(Instant::now(), corr.take()));
+    }
     st
 }
 

@@ -114,6 +114,28 @@ struct Side {
     closed: bool,
 }
 
+impl TlsState {
+    /// Bytes this state holds on the heap, about (for `flow.memcap`).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let sides: usize = self
+            .side
+            .iter()
+            .map(|s| s.hs.capacity() + s.alert.capacity())
+            .sum();
+        let connect = self.connect.as_ref().map_or(0, |c| {
+            size_of::<Connect>() + c.head.iter().map(Vec::capacity).sum::<usize>()
+        });
+        size_of::<TlsState>()
+            + sides
+            + connect
+            + self.client_hellos.capacity() * size_of::<(Timestamp, ClientHello)>()
+            + self.server_hellos.capacity() * size_of::<(Timestamp, ServerHello)>()
+            + self.alerts.capacity() * size_of::<Alert>()
+            + self.events.capacity() * size_of::<Event>()
+    }
+}
+
 /// Per-connection TLS state.
 #[derive(Debug, Default)]
 pub struct TlsState {
