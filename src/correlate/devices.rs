@@ -33,9 +33,9 @@ pub struct DeviceLimits {
 impl Default for DeviceLimits {
     fn default() -> Self {
         DeviceLimits {
-            max_ips: 1 << 20,
+            max_ips: 1 << 18,
             max_bindings_per_ip: 64,
-            max_macs: 1 << 20,
+            max_macs: 1 << 18,
         }
     }
 }
