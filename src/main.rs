@@ -71,8 +71,8 @@ enum Cmd {
     /// Capture live from network interfaces (sensor mode) and write records until SIGTERM or SIGINT.
     ///
     /// The records are those of `replay`, plus a `coverage` and a `stats`
-    /// record every `capture.stats_interval_s`. Needs CAP_NET_RAW (and
-    /// CAP_NET_ADMIN for --promiscuous) to open the interfaces; then drops
+    /// record every `capture.stats_interval_s`. Needs CAP_NET_RAW (for
+    /// --promiscuous too) to open the interfaces; then drops
     /// every capability (and becomes `--user` when started as root).
     /// SIGHUP reopens the output. Exit status: 0 after a clean drain; 1 for
     /// bad configuration, an interface or output that cannot be opened, or a

@@ -485,8 +485,10 @@ fn root_start_drops_to_the_user_and_every_capability() {
 
 #[test]
 fn an_unprivileged_start_with_ambient_capabilities_drops_them() {
-    // What the systemd unit does: a non-root user with CAP_NET_RAW and
-    // CAP_NET_ADMIN as ambient capabilities, no_new_privs set.
+    // What the systemd unit does: a non-root user with CAP_NET_RAW alone as
+    // an ambient capability, no_new_privs set. Promiscuous mode needs no
+    // more: it is a packet-socket membership (PACKET_MR_PROMISC), which the
+    // kernel counts and undoes when the socket closes.
     let Some(v) = Veth::new("pa") else { return };
     if !sh(&["setpriv", "--version"]) {
         eprintln!("SKIPPED: setpriv (util-linux) is not installed");
@@ -498,13 +500,15 @@ fn an_unprivileged_start_with_ambient_capabilities_drops_them() {
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            "--inh-caps=+net_raw,+net_admin",
-            "--ambient-caps=+net_raw,+net_admin",
+            "--inh-caps=-all,+net_raw",
+            "--ambient-caps=+net_raw",
+            "--bounding-set=-all,+net_raw",
             "--no-new-privs",
             env!("CARGO_BIN_EXE_blindspot"),
             "capture",
             "-i",
             &v.b,
+            "--promiscuous",
             "-o",
             "-",
         ])
@@ -519,8 +523,20 @@ fn an_unprivileged_start_with_ambient_capabilities_drops_them() {
         "{first}"
     );
     assert_unprivileged(child.id(), "65534");
+    // IFF_PROMISC (0x100) while the sensor runs, and not after.
+    let flags = || {
+        let out = v
+            .command("cat")
+            .arg(format!("/sys/class/net/{}/flags", v.b))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap()
+    };
+    assert_ne!(flags() & 0x100, 0, "promiscuous with CAP_NET_RAW alone");
     sh(&["kill", "-TERM", &child.id().to_string()]);
     assert!(child.wait().unwrap().success());
+    assert_eq!(flags() & 0x100, 0, "promiscuous mode ends with the sensor");
 }
 
 #[test]
@@ -729,7 +745,7 @@ fn a_full_disk_is_reported_and_retried_without_losing_records() {
 /// it; before, the worker died alone and the sensor ran on blind.
 #[test]
 fn a_worker_panic_ends_the_sensor_at_once() {
-    let Some(v) = Veth::new("pa") else { return };
+    let Some(v) = Veth::new("pn") else { return };
     let mut sensor = Sensor::start_with_env(&v, &[], &[("BLINDSPOT_TEST_PANIC", "1")]);
     tcpreplay(
         &v,

@@ -66,8 +66,9 @@ fn interface_linktype(iface: &str) -> Result<(u16, bool), String> {
 }
 
 /// Opens `workers` rings on every interface, one fanout group per
-/// interface. Needs CAP_NET_RAW (and CAP_NET_ADMIN for promiscuous mode);
-/// call before dropping privileges.
+/// interface. Needs CAP_NET_RAW, promiscuous mode included (a
+/// `PACKET_MR_PROMISC` membership of the socket); call before dropping
+/// privileges.
 pub fn open(
     interfaces: &[String],
     workers: usize,
@@ -117,7 +118,7 @@ fn open_error(iface: &str, e: &netring::Error) -> String {
     let cause = e.source().map(|s| format!(": {s}")).unwrap_or_default();
     let hint = match e {
         netring::Error::PermissionDenied => {
-            " (run as root, or give the binary CAP_NET_RAW and CAP_NET_ADMIN; see systemd/)"
+            " (run as root, or give the binary CAP_NET_RAW; see systemd/)"
         }
         netring::Error::Mmap(_) => " (lower capture.ring_blocks or capture.ring_block_size)",
         _ => "",
