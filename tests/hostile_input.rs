@@ -245,3 +245,46 @@ fn hostile_device_evidence_never_panics_and_the_history_stays_capped() {
     );
     assert!(c.get("ips_over_cap").copied().unwrap_or(0) > 0, "{c:?}");
 }
+
+/// Issue 15's reproducer: among a real dhclient/dnsmasq exchange
+/// (`fixtures/make-hostile.sh`), one DHCPDISCOVER whose `hlen` is 17 used to
+/// panic dhcproto and kill the replay with no record. Now every message
+/// gives its record, the hostile one without a client MAC, whatever the
+/// worker count, and the run exits 0.
+#[test]
+fn issue_15_a_dhcp_hlen_of_17_is_one_record_not_a_crash() {
+    let cap = fixture("hostile/dhcp-hlen17.pcap");
+    for workers in ["0", "2"] {
+        let out = blindspot(&["replay", cap.to_str().unwrap(), "--workers", workers]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let recs = parse_lines(&out.stdout);
+        let mut dhcp: Vec<&serde_json::Value> = of_type(&recs, "dhcp");
+        dhcp.sort_by_key(|r| r["ts"].as_str().unwrap().to_string());
+        let seen: Vec<(&str, Option<&str>)> = dhcp
+            .iter()
+            .map(|r| {
+                (
+                    r["message_type"].as_str().unwrap(),
+                    r["client_mac"].as_str(),
+                )
+            })
+            .collect();
+        let mac = Some("02:00:5e:10:00:11");
+        assert_eq!(
+            seen,
+            [
+                ("DISCOVER", mac),
+                ("OFFER", mac),
+                ("REQUEST", mac),
+                ("ACK", mac),
+                ("DISCOVER", None), // hlen 17: no 6-byte MAC to report
+                ("RELEASE", mac),
+            ]
+        );
+        assert_eq!(of_type(&recs, "stats")[0]["records"]["dhcp"], 6);
+    }
+}

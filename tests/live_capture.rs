@@ -775,6 +775,47 @@ fn a_worker_panic_ends_the_sensor_at_once() {
     assert!(fatal[0].contains("BLINDSPOT_TEST_PANIC"), "{}", fatal[0]);
 }
 
+/// Issue 15's reproducer sent live: the DHCPDISCOVER with `hlen` 17 among
+/// a real DHCP exchange, then a TLS connection. The sensor keeps writing
+/// records (it used to lose its worker and write nothing, not even stats,
+/// and exit 0): every DHCP message and the later TLS connection are there,
+/// and it stops cleanly.
+#[test]
+fn a_dhcp_hlen_of_17_leaves_the_sensor_writing() {
+    let Some(v) = Veth::new("hl") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.jsonl");
+    let sensor = Sensor::start(&v, &["-o", live.to_str().unwrap()]);
+    tcpreplay(
+        &v,
+        &["--pps", "1000"],
+        &[common::fixture("hostile/dhcp-hlen17.pcap")],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    tcpreplay(
+        &v,
+        &["--pps", "1000"],
+        &[common::fixture("local/tls12-curl-nginx.pcap")],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    sensor.stop();
+    let recs = read_records(&live);
+    let dhcp = common::of_type(&recs, "dhcp");
+    assert_eq!(dhcp.len(), 6, "every DHCP message, the hostile one too");
+    assert_eq!(
+        dhcp.iter().filter(|r| r["client_mac"].is_null()).count(),
+        1,
+        "the hlen-17 DISCOVER, without a MAC"
+    );
+    assert_eq!(
+        common::of_type(&recs, "tls").len(),
+        1,
+        "traffic after it is still seen"
+    );
+    let stats = recs.iter().rfind(|r| r["type"] == "stats").unwrap();
+    assert_eq!(stats["records"]["dhcp"], 6);
+}
+
 /// Reads the records of a zstd file cut anywhere (a sensor killed while
 /// writing): every whole frame's lines.
 fn read_cut_zstd(path: &Path) -> Vec<Value> {
