@@ -23,7 +23,7 @@ mkdir -p bench-data
 cargo build --release --quiet --bin blindspot --example synth_capture
 bin=$here/target/release/blindspot
 file=bench-data/live.pcap
-fx=(fixtures/shared/*.pcap fixtures/shared/*.pcapng fixtures/local/*.pcap)
+fx=(../shared/pcaps/*.pcap ../shared/pcaps/*.pcapng fixtures/local/*.pcap)
 fx=("${fx[@]/*foxio-tls-alpn-h2-ipv6.pcap}")   # BSD loopback: tcpreplay cannot send it
 [ -s "$file" ] || target/release/examples/synth_capture "$file" $((64 << 20)) ${fx[@]}
 packets=$($bin replay "$file" -o - | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packets"])')

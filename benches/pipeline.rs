@@ -19,9 +19,12 @@ use std::path::Path;
 fn load(names: &[&str]) -> Vec<Chunk> {
     let mut chunks = Vec::new();
     for n in names {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("fixtures")
-            .join(n);
+        // `shared/` names the third-party captures beside the checkout.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let p = match n.strip_prefix("shared/") {
+            Some(rest) => root.join("../shared/pcaps").join(rest),
+            None => root.join("fixtures").join(n),
+        };
         let mut r = CaptureReader::open(&p).expect("fixture");
         while let Ok(Some(c)) = r.next_chunk() {
             chunks.push(c);

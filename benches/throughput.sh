@@ -24,7 +24,8 @@ min=${1:-1073741824}
 mkdir -p bench-data
 cargo build --release --quiet --bin blindspot --example synth_capture
 bin=target/release/blindspot
-fx=(fixtures/shared/*.pcap fixtures/shared/*.pcapng fixtures/local/*.pcap)
+# The third-party captures are read from ../shared/pcaps beside the checkout.
+fx=(../shared/pcaps/*.pcap ../shared/pcaps/*.pcapng fixtures/local/*.pcap)
 big=bench-data/synth.pcap
 half=bench-data/synth-half.pcap
 [ -s "$big" ] && [ "$(stat -c %s "$big")" -ge "$min" ] || target/release/examples/synth_capture "$big" "$min" "${fx[@]}"
@@ -76,7 +77,7 @@ echo "half-size file, --workers 2: peak RSS $((rh / 1024)) MiB"
 python3 -c "print(f'threaded / one thread: flows only {$f0/$f2:.2f}x, flows+TLS {$s0/$s2:.2f}x;  TLS cost vs flows only (--workers 2): {($s2-$f2)/$f2*100:.0f}%;  peak RSS full / half file: {$r2/$rh:.2f}')"
 
 tls_file=bench-data/synth-tls.pcap
-tls_fx=(fixtures/local/tls*.pcap fixtures/local/long-lived-periodic.pcap fixtures/shared/ndpi-signal-dhcp-and-tls.pcap)
+tls_fx=(fixtures/local/tls*.pcap fixtures/local/long-lived-periodic.pcap ../shared/pcaps/ndpi-signal-dhcp-and-tls.pcap)
 [ -s "$tls_file" ] || target/release/examples/synth_capture "$tls_file" $((min / 2)) "${tls_fx[@]}"
 size=$(stat -c %s "$tls_file")
 packets=$($bin replay "$tls_file" -w 0 -o - | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packets"])')

@@ -9,7 +9,7 @@ fn stderr(o: &std::process::Output) -> String {
 
 #[test]
 fn truncated_capture_gives_records_warning_with_offset_and_status_3() {
-    let src = std::fs::read(fixture("shared/zeek-tls12-expired-cert.pcap")).unwrap();
+    let src = std::fs::read(shared_file!("zeek-tls12-expired-cert.pcap")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cut = dir.path().join("cut.pcap");
     // Cut in the middle of a record, well into the file.
@@ -59,7 +59,7 @@ fn unusable_input_is_one_line_and_status_1() {
 fn zstd_output_is_framed_and_readable() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("flows.jsonl.zst");
-    let cap = fixture("shared/ndpi-signal-dhcp-and-tls.pcap");
+    let cap = shared_file!("ndpi-signal-dhcp-and-tls.pcap");
     let o = blindspot(&["replay", cap.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&out).unwrap();
@@ -74,7 +74,7 @@ fn zstd_output_is_framed_and_readable() {
 #[test]
 fn plain_file_output_and_compressed_input() {
     let dir = tempfile::tempdir().unwrap();
-    let cap = fixture("shared/zeek-tls12-expired-cert.pcap");
+    let cap = shared_file!("zeek-tls12-expired-cert.pcap");
     let gz = dir.path().join("in.pcap.gz");
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut enc, &std::fs::read(&cap).unwrap()).unwrap();
@@ -108,7 +108,7 @@ fn config_check_names_key_and_line() {
     let o = blindspot(&["config", "check", good.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     // A bad config stops replay before any output.
-    let cap = fixture("shared/foxio-dhcp-dora.pcapng");
+    let cap = shared_file!("foxio-dhcp-dora.pcapng");
     let o = blindspot(&["replay", "-c", bad.to_str().unwrap(), cap.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
@@ -132,8 +132,8 @@ fn help_explains_each_option_with_its_default() {
 
 #[test]
 fn several_files_are_one_timeline() {
-    let a = fixture("shared/zeek-tls12-expired-cert.pcap");
-    let b = fixture("shared/foxio-dhcp-dora.pcapng");
+    let a = shared_file!("zeek-tls12-expired-cert.pcap");
+    let b = shared_file!("foxio-dhcp-dora.pcapng");
     let both = replay(&[&a, &b], 2);
     let stats = of_type(&both, "stats");
     assert_eq!(stats.len(), 1);
@@ -265,7 +265,7 @@ fn input_and_baseline_files_that_are_devices_or_fifos_are_refused_at_once() {
             .unwrap()
             .success()
     );
-    let cap = fixture("shared/foxio-dhcp-dora.pcapng");
+    let cap = shared_file!("foxio-dhcp-dora.pcapng");
     let cap = cap.to_str().unwrap();
     let what = "an input file (lease file, RADIUS detail, inventory, catalog or app events)";
     for (file, kind) in [
@@ -392,7 +392,7 @@ fn short_and_empty_captures_are_named_with_their_status() {
     };
     // The start of every capture magic, cut anywhere before byte 24: truncated.
     let header = std::fs::read(fixture("local/tls13-curl-nginx-download.pcap")).unwrap();
-    let pcapng = std::fs::read(fixture("shared/foxio-dhcp-dora.pcapng")).unwrap();
+    let pcapng = std::fs::read(shared_file!("foxio-dhcp-dora.pcapng")).unwrap();
     assert_eq!(&header[..4], [0xd4, 0xc3, 0xb2, 0xa1]);
     assert_eq!(&pcapng[..4], [0x0a, 0x0d, 0x0d, 0x0a]);
     let magics: [&[u8]; 3] = [

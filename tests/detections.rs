@@ -24,7 +24,7 @@ fn defaults_find_only_the_random_channel_in_the_corpus() {
     let mut found = Vec::new();
     let corpus = all_captures().into_iter().filter(|f| {
         let dir = f.parent().unwrap().file_name().unwrap();
-        dir == "shared" || dir == "local"
+        is_shared(f) || dir == "local"
     });
     for f in corpus {
         for d in of_type(&replay(&[&f], 1), "detection") {
@@ -148,7 +148,7 @@ fn detection_tables_are_capped_and_counted() {
         "[detections]\nmax_keys = 2\nrejection_min_handshakes = 1\n",
     )
     .unwrap();
-    let f = fixture("shared/foxio-tls-sni-many-hellos.pcapng");
+    let f = shared_file!("foxio-tls-sni-many-hellos.pcapng");
     let recs = replay_with_config(&[&f], 1, &cfg);
     let stats = of_type(&recs, "stats")[0];
     let tls = of_type(&recs, "tls").len() as u64;

@@ -114,15 +114,14 @@ fn unmapped_devices_are_named_as_limits() {
 #[test]
 fn every_dhcpv6_message_matches_tshark() {
     let name = "foxio-dhcpv6.pcap";
-    let exp: Vec<Value> =
-        std::fs::read_to_string(fixture(&format!("shared/expected/{name}.jsonl")))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .filter(|v: &Value| v["kind"] == "dhcp" && v["dhcp_version"] == 6)
-            .collect();
+    let exp: Vec<Value> = std::fs::read_to_string(shared_file!(format!("expected/{name}.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &Value| v["kind"] == "dhcp" && v["dhcp_version"] == 6)
+        .collect();
     assert_eq!(exp.len(), 6);
-    let recs = replay(&[&fixture(&format!("shared/{name}"))], 2);
+    let recs = replay(&[&shared_file!(format!("{name}"))], 2);
     let ours = of_type(&recs, "dhcp");
     assert_eq!(ours.len(), exp.len());
     for e in &exp {
@@ -217,9 +216,9 @@ fn malformed_inventory_names_file_and_line_and_keep_going_continues() {
 /// them on a private MAC, one of them in the MDM inventory of four).
 #[test]
 fn coverage_counts_the_blind_spots() {
+    let shared = shared_file!("");
     let summary = |name: &str| -> Value {
-        let text =
-            std::fs::read_to_string(fixture(&format!("shared/expected/{name}.jsonl"))).unwrap();
+        let text = std::fs::read_to_string(shared.join(format!("expected/{name}.jsonl"))).unwrap();
         serde_json::from_str(text.lines().next().unwrap()).unwrap()
     };
     let (ech, quic) = (
@@ -233,8 +232,8 @@ fn coverage_counts_the_blind_spots() {
     let recs = replay_args(
         &[
             &fixture("devices/address-moves.pcap"),
-            &fixture("shared/ndpi-tls13-ech-ipv6.pcapng"),
-            &fixture("shared/foxio-chrome-cloudflare-quic-ipv6.pcapng"),
+            &shared_file!("ndpi-tls13-ech-ipv6.pcapng"),
+            &shared_file!("foxio-chrome-cloudflare-quic-ipv6.pcapng"),
         ],
         2,
         &["--mdm", mdm.to_str().unwrap()],

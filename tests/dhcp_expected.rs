@@ -1,5 +1,5 @@
 //! DHCPv4 messages against independent truth: every DHCPv4 message of the
-//! shared captures against tshark's values (`fixtures/shared/expected/`),
+//! shared captures against tshark's values (`../shared/pcaps/expected/`),
 //! and the dnsmasq/dhclient capture against its `truth.json` entry.
 
 mod common;
@@ -8,14 +8,12 @@ use serde_json::Value;
 
 #[test]
 fn every_dhcpv4_message_matches_tshark() {
+    shared_file!("");
     let mut compared = 0;
-    for cap in all_captures()
-        .into_iter()
-        .filter(|p| p.parent().unwrap().ends_with("shared"))
-    {
+    for cap in all_captures().into_iter().filter(|p| is_shared(p)) {
         let name = cap.file_name().unwrap().to_string_lossy().to_string();
         let exp: Vec<Value> =
-            std::fs::read_to_string(fixture(&format!("shared/expected/{name}.jsonl")))
+            std::fs::read_to_string(cap.with_file_name(format!("expected/{name}.jsonl")))
                 .unwrap()
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())

@@ -237,6 +237,9 @@ fn capture_on_a_veth_gives_the_records_of_replay() {
     tcpreplay(&v, &["--pps", "5000"], &files);
     std::thread::sleep(Duration::from_millis(500));
     let err = sensor.stop();
+    // libpcap hands tcpdump a ring block after its 1 s timeout: let the
+    // last one come before stopping it, or the wire's tail is missing.
+    std::thread::sleep(Duration::from_millis(1200));
     sh(&["kill", "-TERM", &tcpdump.id().to_string()]);
     let _ = tcpdump.wait();
     let captured = read_records(&live);
@@ -854,7 +857,15 @@ fn kill_9_under_load_loses_at_most_the_last_second() {
     let pcap = dir.path().join("sent.pcap");
     let mut dump = v
         .command("tcpdump")
-        .args(["-i", &v.b, "-w", pcap.to_str().unwrap(), "-U", "-n"])
+        .args([
+            "-i",
+            &v.b,
+            "-w",
+            pcap.to_str().unwrap(),
+            "-U",
+            "--immediate-mode",
+            "-n",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -1,5 +1,5 @@
 //! Every TCP ClientHello, ServerHello and alert in the third-party captures
-//! against `fixtures/shared/expected/` (tshark 4.4 and the JA4 reference
+//! against `../shared/pcaps/expected/` (tshark 4.4 and the JA4 reference
 //! implementations): SNI, ALPN, versions, JA3, JA4, cipher, JA3S, alert
 //! direction and description.
 
@@ -21,7 +21,7 @@ fn tuple(v: &Value) -> Tuple {
 
 fn expected(cap: &std::path::Path) -> Vec<Value> {
     let name = cap.file_name().unwrap().to_string_lossy();
-    let p = fixture(&format!("shared/expected/{name}.jsonl"));
+    let p = cap.with_file_name(format!("expected/{name}.jsonl"));
     std::fs::read_to_string(&p)
         .unwrap()
         .lines()
@@ -31,11 +31,9 @@ fn expected(cap: &std::path::Path) -> Vec<Value> {
 
 #[test]
 fn hellos_and_alerts_match_tshark_and_ja4_reference() {
+    shared_file!("");
     let (mut hellos, mut servers, mut alerts) = (0, 0, 0);
-    for cap in all_captures()
-        .into_iter()
-        .filter(|p| p.parent().unwrap().ends_with("shared"))
-    {
+    for cap in all_captures().into_iter().filter(|p| is_shared(p)) {
         let exp = expected(&cap);
         let recs = replay(&[&cap], 2);
         let mut ours: HashMap<Tuple, Vec<&Value>> = HashMap::new();
@@ -173,7 +171,7 @@ fn certificate_chains_match_openssl() {
     }
     let mut chains = 0;
     for (file, exp) in &by_file {
-        let recs = replay(&[&fixture(&format!("shared/{file}"))], 1);
+        let recs = replay(&[&shared_file!(format!("{file}"))], 1);
         for e in exp {
             let t = of_type(&recs, "tls")
                 .into_iter()
@@ -287,7 +285,7 @@ fn outcomes_of_the_shared_captures() {
             "CjiICsdFdD",
         ),
     ] {
-        let recs = replay(&[&fixture(&format!("shared/{file}"))], 1);
+        let recs = replay(&[&shared_file!(format!("{file}"))], 1);
         let t = of_type(&recs, "tls");
         assert_eq!(t.len(), 1, "{file}");
         assert_eq!(t[0]["outcome"], outcome, "{file}");

@@ -14,21 +14,59 @@ pub fn fixture(rel: &str) -> PathBuf {
     root().join("fixtures").join(rel)
 }
 
-/// Every capture under `fixtures/shared`, `local`, `devices` and `detect`, sorted.
+/// The third-party captures (with their `expected/` answers and `keys/`):
+/// `../shared/pcaps/` beside the checkout, which CI always has. They come
+/// from other projects and are never copied into this repository.
+pub fn shared_dir() -> Option<PathBuf> {
+    let d = root().parent()?.join("shared").join("pcaps");
+    d.is_dir().then_some(d)
+}
+
+/// A file of `../shared/pcaps/`; `None`, with a line saying what is not
+/// checked, where that folder is absent.
+pub fn shared(rel: &str, what: &str) -> Option<PathBuf> {
+    match shared_dir() {
+        Some(d) => Some(d.join(rel)),
+        None => {
+            eprintln!(
+                "SKIPPED {what}: ../shared/pcaps is absent (third-party captures are read from there, never from the repository)"
+            );
+            None
+        }
+    }
+}
+
+/// Whether `p` is one of the third-party captures.
+pub fn is_shared(p: &Path) -> bool {
+    shared_dir().is_some_and(|d| p.parent() == Some(d.as_path()))
+}
+
+/// Every capture: the third-party ones in `../shared/pcaps` (when present:
+/// a line says which are skipped otherwise) and the project's own under
+/// `fixtures/local`, `devices` and `detect`, sorted.
 pub fn all_captures() -> Vec<PathBuf> {
+    let mut dirs = vec![fixture("detect"), fixture("devices"), fixture("local")];
+    match shared_dir() {
+        Some(d) => dirs.push(d),
+        None => eprintln!(
+            "SKIPPED the third-party captures: ../shared/pcaps is absent, only the project's own are checked"
+        ),
+    }
     let mut v = Vec::new();
-    for dir in ["shared", "local", "devices", "detect"] {
-        let d = fixture(dir);
-        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+    for d in &dirs {
+        let mut here = Vec::new();
+        for e in std::fs::read_dir(d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
             let p = e.unwrap().path();
             let name = p.file_name().unwrap().to_string_lossy().to_string();
             if name.ends_with(".pcap") || name.ends_with(".pcapng") {
-                v.push(p);
+                here.push(p);
             }
         }
+        here.sort();
+        v.extend(here);
     }
-    v.sort();
-    assert!(v.len() >= 30, "fixtures missing: found {}", v.len());
+    let want = if shared_dir().is_some() { 30 } else { 10 };
+    assert!(v.len() >= want, "fixtures missing: found {}", v.len());
     v
 }
 
@@ -76,3 +114,17 @@ pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {
 pub fn of_type<'a>(records: &'a [Value], t: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["type"] == t).collect()
 }
+
+/// `shared_file!("name")`: a file of `../shared/pcaps`, or, where that
+/// folder is absent, a SKIPPED line and a return from the test.
+#[allow(unused_macros)]
+macro_rules! shared_file {
+    ($rel:expr) => {
+        match $crate::common::shared(&$rel, module_path!()) {
+            Some(p) => p,
+            None => return,
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use shared_file;
