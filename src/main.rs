@@ -5,7 +5,7 @@
 /// mimalloc: records are built on the flow workers and freed on the
 /// correlator, and glibc's per-thread arenas made that cross-thread traffic
 /// cost the threaded replay about a quarter more CPU than one thread
-/// (`benches/throughput.sh`; the README's Speed section).
+/// (`benches/throughput.sh`; `docs/performance.md`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
