@@ -13,7 +13,7 @@ use blindspot::config::{Config, RawConfig};
 use blindspot::correlate::devices::DeviceInputs;
 use blindspot::pipeline;
 use clap::{Parser, Subcommand};
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -341,7 +341,8 @@ fn main() -> ExitCode {
             cmd: ConfigCmd::Check { file },
         } => match load_config(Some(&file)) {
             Ok(_) => {
-                println!("{}: ok", file.display());
+                // A closed standard output is not an error (`| head -0`).
+                let _ = writeln!(std::io::stdout(), "{}: ok", file.display());
                 ExitCode::from(EXIT_OK)
             }
             Err(e) => {

@@ -819,6 +819,54 @@ fn a_dhcp_hlen_of_17_leaves_the_sensor_writing() {
     assert_eq!(stats["records"]["dhcp"], 6);
 }
 
+/// `capture -o - | head -1`: once the reader of standard output has gone,
+/// the sensor stops as on SIGTERM, exit 0, with no error line.
+#[test]
+fn a_closed_standard_output_stops_the_sensor_quietly() {
+    let Some(v) = Veth::new("bp") else { return };
+    let mut child = v
+        .command(env!("CARGO_BIN_EXE_blindspot"))
+        .args(["capture", "-i", &v.b, "-o", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = err.next().and_then(Result::ok).unwrap_or_default();
+    assert!(first.contains("capturing on"), "{first}");
+    tcpreplay(
+        &v,
+        &["--pps", "1000"],
+        &[common::fixture("local/tls12-curl-nginx.pcap")],
+    );
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with('{'), "{line}");
+    drop(out); // as `head -1` does
+    tcpreplay(
+        &v,
+        &["--pps", "1000"],
+        &[common::fixture("local/tls13-curl-nginx-download.pcap")],
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "still running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rest: Vec<String> = err.map_while(Result::ok).collect();
+    assert!(status.success(), "{status}: {rest:?}");
+    assert!(
+        !rest
+            .iter()
+            .any(|l| l.contains("cannot write") || l.contains("error")),
+        "{rest:?}"
+    );
+}
+
 /// Reads the records of a zstd file cut anywhere (a sensor killed while
 /// writing): every whole frame's lines.
 fn read_cut_zstd(path: &Path) -> Vec<Value> {

@@ -178,10 +178,11 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
     let flush = Duration::from_millis(cfg.flush_interval_ms);
     let max_pending = settings.max_pending_bytes;
     let hup_sink = Arc::clone(&hup);
+    let term_sink = Arc::clone(&term);
     thread::Builder::new()
         .name("sink".into())
         .spawn(move || {
-            let r = run_sink(sink_rx, sink, &hup_sink, flush, max_pending);
+            let r = run_sink(sink_rx, sink, &hup_sink, &term_sink, flush, max_pending);
             let _ = done_tx.send(r);
         })
         .map_err(|e| format!("cannot start the sink thread: {e}"))?;
@@ -223,7 +224,12 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
     match done_rx.recv_timeout(settings.drain_timeout) {
         Ok(r) => {
             let stats = corr_thread.join().unwrap_or_default();
-            r.map_err(|e| format!("output: {e}"))?;
+            match r {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(format!("output: {e}"));
+                }
+                _ => {}
+            }
             Ok(SensorOutcome {
                 stats,
                 drain_timed_out: false,
@@ -647,6 +653,7 @@ fn run_sink(
     rx: Receiver<ToSink>,
     mut sink: LiveSink,
     hup: &AtomicBool,
+    stop: &AtomicBool,
     flush: Duration,
     max_pending: usize,
 ) -> std::io::Result<()> {
@@ -715,6 +722,14 @@ fn run_sink(
         {
             last_flush = Instant::now();
             let r = sink.flush().and_then(|()| sink.rotate_if_due());
+            if let Err(e) = &r
+                && e.kind() == std::io::ErrorKind::BrokenPipe
+            {
+                // The reader of our output went away (`capture -o - | head`):
+                // stop, quietly, as on SIGTERM.
+                stop.store(true, Ordering::Relaxed);
+                return r;
+            }
             report(&sink, r, &mut failing);
             if sink.pending_len() == 0
                 && let Some(ack) = sync.take()
