@@ -17,7 +17,7 @@ use crate::app::evidence::Evidence;
 use crate::capture::Chunk;
 use crate::capture::pcap_file::{CaptureError, CaptureReader};
 use crate::config::Config;
-use crate::correlate::Correlator;
+use crate::correlate::{Correlator, RecordBatch};
 use crate::correlate::devices::Devices;
 use crate::decode::{self, Decoder, Packet, Skip};
 use crate::flow::table::{FlowTable, TableStats};
@@ -346,7 +346,7 @@ fn write_blocks(corr: &mut Correlator, sink: &mut Sink, all: bool) -> io::Result
     } else {
         corr.full_block()
     } {
-        sink.write(&block)?;
+        sink.write_records(&block)?;
         corr.recycle(block);
     }
     Ok(())
@@ -354,7 +354,7 @@ fn write_blocks(corr: &mut Correlator, sink: &mut Sink, all: bool) -> io::Result
 
 /// Hands the correlator's full blocks to the sink thread (`all`: every
 /// block, the last partial one too); false when the sink has stopped.
-fn send_blocks(corr: &mut Correlator, sink: &Sender<Vec<u8>>, all: bool) -> bool {
+fn send_blocks(corr: &mut Correlator, sink: &Sender<RecordBatch>, all: bool) -> bool {
     while let Some(block) = if all && corr.has_pending() {
         Some(corr.take())
     } else {
@@ -410,14 +410,14 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
     let n = cfg.workers;
     let interval = sink.interval();
     let (corr_tx, corr_rx) = bounded::<ToCorrelator>(cfg.queue_batches * n.max(1));
-    let (sink_tx, sink_rx) = bounded::<Vec<u8>>(cfg.queue_batches);
+    let (sink_tx, sink_rx) = bounded::<RecordBatch>(cfg.queue_batches);
     let (stats_tx, stats_rx) = bounded::<StatsRecord>(1);
     // Emptied buffers go back to the thread that fills them: memory freed on
     // another thread is slow to come back to the allocating one, which then
     // keeps faulting in fresh pages.
     let (spare_packets_tx, spare_packets_rx) =
         bounded::<Vec<Packet>>(cfg.queue_batches * n.max(1) * 2);
-    let (spare_blocks_tx, spare_blocks_rx) = bounded::<Vec<u8>>(4);
+    let (spare_blocks_tx, spare_blocks_rx) = bounded::<RecordBatch>(4);
 
     let sink_thread = thread::Builder::new()
         .name("sink".into())
@@ -683,11 +683,11 @@ impl InOrder {
 fn run_correlator(
     mut corr: Correlator,
     rx: Receiver<ToCorrelator>,
-    sink: Sender<Vec<u8>>,
+    sink: Sender<RecordBatch>,
     stats_rx: Receiver<StatsRecord>,
     workers: usize,
     interval: std::time::Duration,
-    spare_blocks: Receiver<Vec<u8>>,
+    spare_blocks: Receiver<RecordBatch>,
 ) -> (StatsRecord, Vec<crate::detect::EvidenceWant>) {
     let mut order = InOrder {
         workers,
@@ -747,12 +747,13 @@ fn run_correlator(
     (stats, std::mem::take(&mut corr.detector.wants))
 }
 
-fn run_sink(rx: Receiver<Vec<u8>>, mut sink: Sink, spare: Sender<Vec<u8>>) -> io::Result<()> {
+/// The sink thread: encodes each batch and writes it.
+fn run_sink(rx: Receiver<RecordBatch>, mut sink: Sink, spare: Sender<RecordBatch>) -> io::Result<()> {
     let interval = sink.interval();
     loop {
         match rx.recv_timeout(interval) {
             Ok(mut block) => {
-                sink.write(&block)?;
+                sink.write_records(&block)?;
                 block.clear();
                 let _ = spare.try_send(block);
             }

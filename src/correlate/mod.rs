@@ -2,9 +2,10 @@
 //!
 //! Workers send it their finished records and the reader sends it device
 //! evidence; it keeps the device history ([`devices`]), puts the `device`
-//! object on every record, marks inspected TLS sessions, counts, and
-//! serialises records into blocks of JSON Lines for the sink. It runs on
-//! one thread.
+//! object on every record, marks inspected TLS sessions, counts, runs the
+//! detections, and hands the records on in batches: encoding them is the
+//! sink's stage (`output::Encoder`), not the correlator's. It runs on one
+//! thread.
 
 pub mod devices;
 pub mod inputs;
@@ -18,17 +19,20 @@ use inspection::Inspection;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Serialised lines are handed to the sink in blocks of about this size.
-pub const BLOCK_BYTES: usize = 256 << 10;
+/// Records are handed to the sink in batches of this many.
+pub const BATCH_RECORDS: usize = 512;
+
+/// Records on their way to the sink, in output order.
+pub type RecordBatch = Vec<Record>;
 
 pub struct Correlator {
-    block: Vec<u8>,
-    /// Blocks that filled up during a push, oldest first: a chunk whose
-    /// every packet ended a flow is handed on in blocks of about
-    /// [`BLOCK_BYTES`], never as one block of the whole chunk.
-    full: std::collections::VecDeque<Vec<u8>>,
-    /// Emptied blocks the sink gave back.
-    spare: Vec<Vec<u8>>,
+    block: RecordBatch,
+    /// Batches that filled up during a push, oldest first: a chunk whose
+    /// every packet ended a flow is handed on in batches of
+    /// [`BATCH_RECORDS`], never as one batch of the whole chunk.
+    full: std::collections::VecDeque<RecordBatch>,
+    /// Emptied batches the sink gave back.
+    spare: Vec<RecordBatch>,
     inspection: Arc<Inspection>,
     pub devices: Devices,
     pub counts: BTreeMap<&'static str, u64>,
@@ -46,7 +50,7 @@ pub struct Correlator {
 impl Correlator {
     pub fn new(inspection: Arc<Inspection>, devices: Devices, detector: Detector) -> Self {
         Correlator {
-            block: Vec::with_capacity(BLOCK_BYTES + 4096),
+            block: Vec::with_capacity(BATCH_RECORDS),
             full: std::collections::VecDeque::new(),
             spare: Vec::new(),
             inspection,
@@ -66,7 +70,7 @@ impl Correlator {
         for e in evidence {
             if let Some(r) = self.devices.apply(e) {
                 *self.counts.entry("device").or_default() += 1;
-                Record::Device(Box::new(r)).write_json(&mut self.block);
+                self.emit(Record::Device(Box::new(r)));
             }
         }
     }
@@ -136,11 +140,7 @@ impl Correlator {
                 self.sessions.push(Session::new(f, tls));
             }
             *self.counts.entry(r.kind()).or_default() += 1;
-            r.write_json(&mut self.block);
-            if self.block.len() >= BLOCK_BYTES {
-                let b = self.swap_block();
-                self.full.push_back(b);
-            }
+            self.emit(r);
         }
         if !self.pending_tls.is_empty() {
             // Cannot happen (a TLS record always comes with its flow); keep it bounded anyway.
@@ -160,7 +160,7 @@ impl Correlator {
     fn write_detections(&mut self, found: Vec<crate::record::DetectionRecord>) {
         for d in found {
             *self.counts.entry("detection").or_default() += 1;
-            Record::Detection(Box::new(d)).write_json(&mut self.block);
+            self.emit(Record::Detection(Box::new(d)));
         }
     }
 
@@ -176,32 +176,35 @@ impl Correlator {
         self.write_detections(found);
     }
 
-    /// The oldest block that has reached [`BLOCK_BYTES`] (call until `None`).
-    pub fn full_block(&mut self) -> Option<Vec<u8>> {
-        self.full
-            .pop_front()
-            .or_else(|| (self.block.len() >= BLOCK_BYTES).then(|| self.swap_block()))
+    /// Appends a record to the pending batch.
+    fn emit(&mut self, r: Record) {
+        self.block.push(r);
+        if self.block.len() >= BATCH_RECORDS {
+            let b = self.swap_block();
+            self.full.push_back(b);
+        }
     }
 
-    /// The oldest block, even a partial one (call while [`Self::has_pending`]).
-    pub fn take(&mut self) -> Vec<u8> {
+    /// The oldest full batch (call until `None`).
+    pub fn full_block(&mut self) -> Option<RecordBatch> {
+        self.full.pop_front()
+    }
+
+    /// The oldest batch, even a partial one (call while [`Self::has_pending`]).
+    pub fn take(&mut self) -> RecordBatch {
         self.full.pop_front().unwrap_or_else(|| self.swap_block())
     }
 
-    fn swap_block(&mut self) -> Vec<u8> {
-        let cap = BLOCK_BYTES + 64 * 1024;
-        let next = match self.spare.pop() {
-            Some(mut b) => {
-                b.reserve(cap);
-                b
-            }
-            None => Vec::with_capacity(cap),
-        };
+    fn swap_block(&mut self) -> RecordBatch {
+        let next = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BATCH_RECORDS));
         std::mem::replace(&mut self.block, next)
     }
 
-    /// An emptied block back from the sink, for reuse (at most a few kept).
-    pub fn recycle(&mut self, mut block: Vec<u8>) {
+    /// An emptied batch back from the sink, for reuse (at most a few kept).
+    pub fn recycle(&mut self, mut block: RecordBatch) {
         if self.spare.len() < 4 {
             block.clear();
             self.spare.push(block);
@@ -258,7 +261,7 @@ mod tests {
     fn no_record_is_lost_across_block_boundaries() {
         let det = Detector::new(Arc::default(), Default::default(), None, false);
         let mut c = Correlator::new(Arc::default(), Devices::default(), det);
-        let mut written = Vec::new();
+        let mut written = 0;
         let rec = || {
             Record::Stats(Box::new(StatsRecord {
                 kind: "stats",
@@ -268,14 +271,14 @@ mod tests {
         for _ in 0..3000 {
             c.push([rec()]);
             if let Some(b) = c.full_block() {
-                written.extend_from_slice(&b);
+                written += b.len();
             }
         }
         c.push([rec()]);
         while c.has_pending() {
-            written.extend_from_slice(&c.take());
+            written += c.take().len();
         }
-        assert_eq!(written.iter().filter(|b| **b == b'\n').count(), 3001);
+        assert_eq!(written, 3001);
         assert_eq!(c.counts["stats"], 3001);
     }
 }

@@ -1,7 +1,8 @@
 //! Sinks: where JSON Lines go.
 //!
-//! One sink owns the output. It receives whole lines in blocks, so lines
-//! never interleave, and flushes at least every `flush_interval` of wall
+//! One sink owns the output. It receives records in batches and encodes
+//! them itself ([`Encoder`]: the encoding stage runs where the sink runs),
+//! so lines never interleave, and flushes at least every `flush_interval` of wall
 //! time (output durability is about the wall clock, not packet time). A path
 //! ending in `.zst` is written as independent zstd frames, one per flush, so
 //! `zstdcat` reads a file that is still being written and a crash loses at
@@ -12,6 +13,7 @@ pub mod progress;
 pub mod rotate;
 pub mod zstd_framed;
 
+use crate::record::Record;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ enum Target {
 
 pub struct Sink {
     target: Target,
+    encoding: Encoding,
     interval: Duration,
     last_flush: Instant,
     pub bytes_written: u64,
@@ -48,6 +51,7 @@ impl Sink {
         };
         Ok(Sink {
             target,
+            encoding: Encoding::json_lines(),
             interval,
             last_flush: Instant::now(),
             bytes_written: 0,
@@ -59,7 +63,9 @@ impl Sink {
         &self.name
     }
 
-    pub fn write(&mut self, block: &[u8]) -> io::Result<()> {
+    /// Encodes a batch of records and writes it.
+    pub fn write_records(&mut self, batch: &[Record]) -> io::Result<()> {
+        let block = self.encoding.encode(batch);
         self.bytes_written += block.len() as u64;
         match &mut self.target {
             Target::Stdout(w) => w.write_all(block)?,
@@ -96,6 +102,47 @@ impl Sink {
             z.finish()?;
         }
         Ok(())
+    }
+}
+
+/// The encoding stage: a record in, the bytes of one output form out. It
+/// runs where the sink runs (the sink's thread in replay and capture), never
+/// on the correlator. JSON Lines is the form today; another form is one more
+/// implementation (OCSF, ECS and EVE are issue 21).
+pub trait Encoder: Send {
+    fn encode(&mut self, r: &Record, out: &mut Vec<u8>);
+}
+
+/// blindspot's own form: one JSON object a line (README "Records").
+pub struct JsonLines;
+
+impl Encoder for JsonLines {
+    fn encode(&mut self, r: &Record, out: &mut Vec<u8>) {
+        r.write_json(out);
+    }
+}
+
+/// An encoder and the buffer it reuses: a batch of records to the bytes a
+/// sink writes.
+pub struct Encoding {
+    encoder: Box<dyn Encoder>,
+    buf: Vec<u8>,
+}
+
+impl Encoding {
+    pub fn json_lines() -> Self {
+        Encoding {
+            encoder: Box::new(JsonLines),
+            buf: Vec::with_capacity(512 << 10),
+        }
+    }
+
+    pub fn encode(&mut self, batch: &[Record]) -> &[u8] {
+        self.buf.clear();
+        for r in batch {
+            self.encoder.encode(r, &mut self.buf);
+        }
+        &self.buf
     }
 }
 

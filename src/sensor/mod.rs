@@ -33,7 +33,7 @@ use crate::app::evidence::Evidence;
 use crate::capture::FrameRef;
 use crate::capture::live::{LiveSource, RingStats};
 use crate::config::{CaptureSettings, Config};
-use crate::correlate::Correlator;
+use crate::correlate::{Correlator, RecordBatch};
 use crate::decode::defrag::DefragStats;
 use crate::decode::{self, DecodeStats, Decoder};
 use crate::flow::table::{FlowTable, TableStats};
@@ -52,8 +52,8 @@ const TICK: Duration = Duration::from_millis(100);
 
 /// What the correlator hands the sink.
 enum ToSink {
-    /// Lines, and when they were sent.
-    Block(Instant, Vec<u8>),
+    /// Records, and when they were sent; the sink encodes them.
+    Block(Instant, RecordBatch),
     /// Write everything received so far (retrying while writes fail), then
     /// answer: the last stats record is made after that.
     Sync(Sender<()>),
@@ -573,7 +573,7 @@ fn run_correlator(
     // The longest records waited between a worker and the correlator
     // since the last stats record.
     let mut lag_ms = 0u64;
-    let send = |block: Vec<u8>, last_send: &mut Instant| {
+    let send = |block: RecordBatch, last_send: &mut Instant| {
         *last_send = Instant::now();
         sink.send(ToSink::Block(*last_send, block)).is_ok()
     };
@@ -658,6 +658,7 @@ fn run_sink(
     max_pending: usize,
 ) -> std::io::Result<()> {
     let mut last_flush = Instant::now();
+    let mut encoding = crate::output::Encoding::json_lines();
     let mut failing: Option<(Instant, Instant)> = None; // (since, last report)
     // The correlator waits for everything before this to be written.
     let mut sync: Option<Sender<()>> = None;
@@ -703,7 +704,7 @@ fn run_sink(
                     sink.counters
                         .sink_lag_ms
                         .fetch_max(waited, Ordering::Relaxed);
-                    sink.write(&block);
+                    sink.write(encoding.encode(&block));
                 }
                 Ok(ToSink::Sync(ack)) => sync = Some(ack),
                 Err(RecvTimeoutError::Timeout) => {}
