@@ -12,7 +12,6 @@
 //! change with the fuzzers.
 
 use crate::app::tls::hello::{is_grease, version_name};
-use crate::app::tls::summary::{Facts, summarize};
 use crate::app::tls::{self, TlsCtx, TlsState};
 use crate::app::{AppState, dhcp, dhcp6, evidence};
 use crate::capture::FrameRef;
@@ -226,8 +225,8 @@ pub fn tls_stream(data: &[u8]) {
     }
 }
 
-/// Everything `flow::table`'s `tls_record` computes from a connection's TLS
-/// state, serialised, with the state's caps checked.
+/// Everything the `tls` record is built from a connection's TLS state
+/// (`app::tls::record`), serialised, with the state's caps checked.
 fn tls_fields(t: &TlsState, ctx: &mut TlsCtx, timed_out: bool) {
     assert!(
         t.client_hellos.len() <= tls::MAX_HELLOS,
@@ -241,34 +240,11 @@ fn tls_fields(t: &TlsState, ctx: &mut TlsCtx, timed_out: bool) {
     // One close event per side may follow a full history.
     assert!(t.events.len() <= tls::MAX_EVENTS + 2, "events over the cap");
     let _ = (t.recognised(), t.first_record(), t.proxy_connect());
-    let sum = summarize(
-        &t.events,
-        &Facts {
-            tls13: t.tls13(),
-            app_records: [
-                t.app_records(Direction::ToServer),
-                t.app_records(Direction::ToClient),
-            ],
-            last_app: [
-                t.last_app(Direction::ToServer),
-                t.last_app(Direction::ToClient),
-            ],
-            timed_out,
-        },
-    );
-    let mut alerts = t.alerts.clone();
-    alerts.extend(sum.inferred_alerts.iter().cloned());
-    alerts.sort_by_key(|a| a.ts);
-    serde_json::to_string(&(
-        &alerts,
-        &sum.outcome,
-        &sum.history,
-        &sum.timing,
-        &sum.client_response_len,
-        sum.app_records,
-        sum.handshake_not_seen,
-    ))
-    .expect("the summary serialises");
+    // The record the flow table writes, built by the same function.
+    let key = crate::flow::key::FlowKey::default();
+    if let Some(rec) = tls::record::record(t, ctx, &key, "0", "1:", timed_out) {
+        crate::record::Record::Tls(Box::new(rec)).write_json(&mut Vec::new());
+    }
     for (_, ch) in &t.client_hellos {
         let fp = ch.fingerprints(&mut ctx.fingerprints);
         let versions: Vec<String> = ch

@@ -16,14 +16,10 @@ use super::key::{Direction, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::reassembly::{Reassembler, StreamEvent};
 use super::tcp::{EpState, History, TcpState, udp_conn_state};
 use crate::app::AppState;
-use crate::app::tls::hello::{is_grease, version_name};
-use crate::app::tls::summary::{Facts, summarize};
-use crate::app::tls::{Ev, TlsCtx, TlsState, hello};
+use crate::app::tls::TlsCtx;
 use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
-use crate::record::{
-    DhcpBody, DhcpRecord, EndpointRecord, FlowRecord, Record, TlsRecord, mac_string,
-};
+use crate::record::{DhcpBody, DhcpRecord, EndpointRecord, FlowRecord, Record, mac_string};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
 use std::collections::VecDeque;
@@ -817,7 +813,14 @@ impl FlowTable {
         let flow_id = k.flow_id(f.start.as_nanos());
         let community_id = k.community_id(0);
         if let Some(t) = app.tls()
-            && let Some(rec) = tls_record(t, &mut self.tls_ctx, &k, &flow_id, &community_id, reason)
+            && let Some(rec) = crate::app::tls::record::record(
+                t,
+                &mut self.tls_ctx,
+                &k,
+                &flow_id,
+                &community_id,
+                reason == EndReason::Timeout,
+            )
         {
             out.push(Record::Tls(Box::new(rec)));
         }
@@ -852,131 +855,6 @@ impl FlowTable {
             limits: Vec::new(),
         })));
     }
-}
-
-/// The `tls` record of a flow whose client spoke TLS, if any TLS record was seen.
-fn tls_record(
-    t: &TlsState,
-    ctx: &mut TlsCtx,
-    k: &FlowKey,
-    flow_id: &str,
-    community_id: &str,
-    reason: EndReason,
-) -> Option<TlsRecord> {
-    let ch = t.client_hellos.first().map(|(_, h)| h);
-    let ts = t
-        .client_hellos
-        .first()
-        .map(|(ts, _)| *ts)
-        .or(t.first_record())?;
-    let sh = t
-        .server_hellos
-        .iter()
-        .rev()
-        .find(|(_, s)| !s.hello_retry_request)
-        .map(|(_, s)| s);
-    let tls13 = t.tls13();
-    let sum = summarize(
-        &t.events,
-        &Facts {
-            tls13,
-            app_records: [
-                t.app_records(Direction::ToServer),
-                t.app_records(Direction::ToClient),
-            ],
-            last_app: [
-                t.last_app(Direction::ToServer),
-                t.last_app(Direction::ToClient),
-            ],
-            timed_out: reason == EndReason::Timeout,
-        },
-    );
-    let resumed = match (ch, sh) {
-        (Some(c), Some(s)) if tls13 => c.psk && s.extensions.contains(&hello::EXT_PRE_SHARED_KEY),
-        (Some(c), Some(s)) => {
-            (!s.session_id.is_empty() && s.session_id == c.session_id)
-                || (c.session_ticket
-                    && t.events.iter().any(|e| e.from == 0 && e.ev == Ev::Ccs)
-                    && !t.events.iter().any(|e| e.from == 0 && e.ev == Ev::Hs(16)))
-        }
-        _ => false,
-    };
-    let mut limits = Vec::new();
-    if sum.handshake_not_seen {
-        limits.push("handshake_not_seen");
-    }
-    if t.certs.is_none() && sh.is_some() {
-        limits.push(if tls13 {
-            "tls13_certificate_hidden"
-        } else {
-            "certificate_not_seen"
-        });
-    }
-    if ch.is_some_and(|c| c.ech) {
-        limits.push("sni_hidden_by_ech");
-    }
-    if t.events_truncated {
-        limits.push("history_truncated");
-    }
-    if t.handshake_overflow {
-        limits.push("handshake_overflow");
-    }
-    let mut alerts = t.alerts.clone();
-    alerts.extend(sum.inferred_alerts.iter().cloned());
-    alerts.sort_by_key(|a| a.ts);
-    let fp = ch.map(|c| c.fingerprints(&mut ctx.fingerprints));
-    Some(TlsRecord {
-        kind: "tls",
-        ts,
-        flow_id: flow_id.to_string(),
-        community_id: community_id.to_string(),
-        src_ip: k.src.to_ip(),
-        src_port: k.sport,
-        dst_ip: k.dst.to_ip(),
-        dst_port: k.dport,
-        proto: "tcp",
-        sni: ch.and_then(|c| c.sni.clone()),
-        alpn: ch.map(|c| c.alpn.clone()).unwrap_or_default(),
-        client_versions: ch
-            .map(|c| {
-                c.supported_versions
-                    .iter()
-                    .filter(|v| !is_grease(**v))
-                    .map(|v| version_name(*v))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        client_max_version: ch.map(|c| version_name(c.max_version())),
-        version: sh.map(|s| version_name(s.version)),
-        cipher: sh.map(|s| format!("0x{:04x}", s.cipher)),
-        alpn_selected: sh.and_then(|s| s.alpn.clone()),
-        ja3: fp.as_ref().map(|f| f.ja3.clone()),
-        ja3_string: fp.as_ref().map(|f| f.ja3_string.clone()),
-        ja4: fp.as_ref().map(|f| f.ja4.clone()),
-        ja4_r: fp.as_ref().map(|f| f.ja4_r.clone()),
-        ja3s: sh.map(|s| s.ja3s()),
-        ja3s_string: sh.map(|s| s.ja3s_string()),
-        ech: ch.is_some_and(|c| c.ech),
-        hrr: t.server_hellos.iter().any(|(_, s)| s.hello_retry_request),
-        resumed,
-        client_hellos: t.client_hellos.len() as u32,
-        server_hellos: t.server_hellos.len() as u32,
-        inspected: t.certs.as_ref().map(|_| false),
-        cert: t.certs.clone(),
-        inspection_ca: None,
-        outcome: sum.outcome,
-        history: sum.history,
-        timing: sum.timing,
-        alerts,
-        client_response_len: sum.client_response_len,
-        client_app_records: sum.app_records[0],
-        server_app_records: sum.app_records[1],
-        proxy_connect: t.proxy_connect().map(str::to_string),
-        sslv2_hello: t.sslv2_hello,
-        handshake_overflow: t.handshake_overflow,
-        device: Default::default(),
-        limits,
-    })
 }
 
 /// A DHCPv4 (67/68) or DHCPv6 (546/547) message on its well-known ports.

@@ -15,6 +15,7 @@
 
 pub mod cert;
 pub mod hello;
+pub mod record;
 pub mod summary;
 
 use crate::flow::key::Direction;
@@ -115,6 +116,23 @@ struct Side {
 }
 
 impl TlsState {
+    /// What the outcome rules need besides the events (`summary`);
+    /// `timed_out` when the flow ended by its idle timeout.
+    pub fn facts(&self, timed_out: bool) -> summary::Facts {
+        summary::Facts {
+            tls13: self.tls13(),
+            app_records: [
+                self.app_records(Direction::ToServer),
+                self.app_records(Direction::ToClient),
+            ],
+            last_app: [
+                self.last_app(Direction::ToServer),
+                self.last_app(Direction::ToClient),
+            ],
+            timed_out,
+        }
+    }
+
     /// Bytes this state holds on the heap, about (for `flow.memcap`).
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
