@@ -17,8 +17,8 @@ use crate::app::evidence::Evidence;
 use crate::capture::Chunk;
 use crate::capture::pcap_file::{CaptureError, CaptureReader};
 use crate::config::Config;
-use crate::correlate::{Correlator, RecordBatch};
 use crate::correlate::devices::Devices;
+use crate::correlate::{Correlator, RecordBatch};
 use crate::decode::{self, Decoder, Packet, Skip};
 use crate::flow::table::{FlowTable, TableStats};
 use crate::output::Sink;
@@ -748,7 +748,11 @@ fn run_correlator(
 }
 
 /// The sink thread: encodes each batch and writes it.
-fn run_sink(rx: Receiver<RecordBatch>, mut sink: Sink, spare: Sender<RecordBatch>) -> io::Result<()> {
+fn run_sink(
+    rx: Receiver<RecordBatch>,
+    mut sink: Sink,
+    spare: Sender<RecordBatch>,
+) -> io::Result<()> {
     let interval = sink.interval();
     loop {
         match rx.recv_timeout(interval) {
