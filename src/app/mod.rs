@@ -15,9 +15,45 @@ pub mod tls;
 
 use crate::flow::key::Direction;
 use crate::flow::reassembly::StreamEvent;
+use crate::record::{DhcpBody, DhcpRecord, mac_string};
 use crate::time::Timestamp;
 use features::{PayloadFeatures, Sampler};
 use tls::TlsState;
+
+/// The `dhcp` record of a DHCPv4 (67/68) or DHCPv6 (546/547) message on
+/// its well-known ports, if `payload` is one; `flow_id` names its flow.
+pub fn dhcp_record(
+    p: &crate::decode::Packet,
+    flow_id: impl FnOnce() -> String,
+    payload: &[u8],
+) -> Option<DhcpRecord> {
+    let k = &p.key;
+    let dhcp = match (k.sport, k.dport) {
+        (67 | 68, 67 | 68) => DhcpBody::V4(dhcp::parse(payload)?),
+        (546 | 547, 546 | 547) => DhcpBody::V6(dhcp6::parse(payload)?),
+        _ => return None,
+    };
+    Some(DhcpRecord {
+        kind: "dhcp",
+        ts: p.ts,
+        flow_id: flow_id(),
+        src_ip: k.src.to_ip(),
+        src_port: k.sport,
+        dst_ip: k.dst.to_ip(),
+        dst_port: k.dport,
+        src_mac: p.src_mac.map(mac_string),
+        dst_mac: p.dst_mac.map(mac_string),
+        vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
+        dhcp_version: if matches!(dhcp, DhcpBody::V4(_)) {
+            4
+        } else {
+            6
+        },
+        dhcp,
+        device: Default::default(),
+        limits: Vec::new(),
+    })
+}
 
 /// Per-flow parser state.
 #[derive(Debug, Default)]

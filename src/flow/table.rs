@@ -19,7 +19,7 @@ use crate::app::AppState;
 use crate::app::tls::TlsCtx;
 use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
-use crate::record::{DhcpBody, DhcpRecord, EndpointRecord, FlowRecord, Record, mac_string};
+use crate::record::{EndpointRecord, FlowRecord, Record, mac_string};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
 use std::collections::VecDeque;
@@ -691,33 +691,10 @@ impl FlowTable {
                 closing = Some(flow.generation);
             }
         } else if p.key.proto == PROTO_UDP
-            && let Some(body) = dhcp_body(p.key.sport, p.key.dport, payload)
+            && let Some(rec) =
+                crate::app::dhcp_record(p, || flow.key.flow_id(flow.start.as_nanos()), payload)
         {
-            let k = flow.key;
-            let (src, sport, dst, dport) = match d {
-                Direction::ToServer => (k.src, k.sport, k.dst, k.dport),
-                Direction::ToClient => (k.dst, k.dport, k.src, k.sport),
-            };
-            out.push(Record::Dhcp(Box::new(DhcpRecord {
-                kind: "dhcp",
-                ts: p.ts,
-                flow_id: k.flow_id(flow.start.as_nanos()),
-                src_ip: src.to_ip(),
-                src_port: sport,
-                dst_ip: dst.to_ip(),
-                dst_port: dport,
-                src_mac: p.src_mac.map(mac_string),
-                dst_mac: p.dst_mac.map(mac_string),
-                vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
-                dhcp_version: if matches!(body, DhcpBody::V4(_)) {
-                    4
-                } else {
-                    6
-                },
-                dhcp: body,
-                device: Default::default(),
-                limits: Vec::new(),
-            })));
+            out.push(Record::Dhcp(Box::new(rec)));
             if flow.wants(d, &settings) {
                 app_mut(&mut flow.app, &settings, false).on_stream(
                     d,
@@ -854,15 +831,6 @@ impl FlowTable {
             device: Default::default(),
             limits: Vec::new(),
         })));
-    }
-}
-
-/// A DHCPv4 (67/68) or DHCPv6 (546/547) message on its well-known ports.
-fn dhcp_body(sport: u16, dport: u16, payload: &[u8]) -> Option<DhcpBody> {
-    match (sport, dport) {
-        (67 | 68, 67 | 68) => crate::app::dhcp::parse(payload).map(DhcpBody::V4),
-        (546 | 547, 546 | 547) => crate::app::dhcp6::parse(payload).map(DhcpBody::V6),
-        _ => None,
     }
 }
 
