@@ -7,6 +7,67 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+/// A detection's evidence: one typed shape per pattern (README,
+/// "Detections"). Fields in alphabetical order, as the record has always
+/// written them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum DetectionEvidence {
+    /// `repeated_handshake_rejection`.
+    Rejection {
+        client_alerts: Vec<u8>,
+        completed_elsewhere: usize,
+        first: Timestamp,
+        handshakes: u64,
+        inspection: BTreeMap<&'static str, u64>,
+        interval_madm_s: Option<f64>,
+        interval_median_s: Option<f64>,
+        last: Timestamp,
+        outcomes: BTreeMap<&'static str, u64>,
+    },
+    /// `destination_bypass`.
+    Bypass {
+        documented: bool,
+        first: Timestamp,
+        inspected_elsewhere: u32,
+        inspection: BTreeMap<&'static str, u64>,
+        last: Timestamp,
+        sessions: u64,
+    },
+    /// `opaque_persistent_session`.
+    Persistent {
+        first: Timestamp,
+        inspection: BTreeMap<&'static str, u64>,
+        last: Timestamp,
+        longest_s: f64,
+        min_duration_s: u64,
+        payload_bytes: u64,
+        sessions: u64,
+    },
+    /// `background_transmission`.
+    Background {
+        background_connections: usize,
+        connections: u64,
+        first: Timestamp,
+        intervals_s: Vec<f64>,
+        last: Timestamp,
+        longest_background_s: f64,
+        mode: &'static str,
+        regularity: Option<crate::detect::rita::BeaconScore>,
+        sizes: Vec<u64>,
+    },
+    /// `opaque_encrypted_channel`.
+    Opaque {
+        both_directions: bool,
+        client_first_payload: Option<PayloadFeatures>,
+        first: Timestamp,
+        flows: u64,
+        last: Timestamp,
+        payload_bytes: u64,
+        server_first_payload: Option<PayloadFeatures>,
+    },
+}
+
 /// One direction of a flow.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct EndpointRecord {
@@ -399,7 +460,7 @@ pub struct DetectionRecord {
     pub ja4: Option<String>,
     pub window_start: Timestamp,
     pub window_s: u64,
-    pub evidence: serde_json::Value,
+    pub evidence: DetectionEvidence,
     pub context: DetectionContext,
     pub limits: Vec<&'static str>,
     /// Flows behind the detection (the first `max_flow_ids`).

@@ -6,9 +6,9 @@ use super::context::{Apps, Background};
 use super::{Detector, Entry, Inspection, Pattern, Window, names, rita};
 use crate::app::tls::summary::Outcome;
 use crate::correlate::inputs::app_events::AppLifecycle;
+use crate::record::DetectionEvidence;
 use crate::record::{AppRef, Destination, DetectionContext, DetectionRecord, ScorePart};
 use crate::time::{NANOS_PER_SEC, Timestamp, nanos_to_secs_f64};
-use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 /// TLS alert descriptions about the peer's certificate (RFC 8446 §6.2):
@@ -68,10 +68,6 @@ fn steps(n: u64, per: u64, points: i32, max: i32) -> i32 {
 
 fn secs(t: Timestamp) -> f64 {
     nanos_to_secs_f64(t.0)
-}
-
-fn ts_json(t: Timestamp) -> Value {
-    serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
 /// The entry's inspection state, with proxy fingerprints learned since.
@@ -234,17 +230,17 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
             {
                 parts.add("usual_for_baseline", -10);
             }
-            json!({
-                "handshakes": w.sessions,
-                "outcomes": outcomes,
-                "client_alerts": alerts,
-                "inspection": insp,
-                "completed_elsewhere": elsewhere,
-                "interval_median_s": reg.as_ref().map(|r| r.interval_median_s),
-                "interval_madm_s": reg.as_ref().map(|r| r.interval_madm_s),
-                "first": ts_json(first),
-                "last": ts_json(last),
-            })
+            DetectionEvidence::Rejection {
+                handshakes: w.sessions,
+                outcomes,
+                client_alerts: alerts,
+                inspection: insp,
+                completed_elsewhere: elsewhere,
+                interval_median_s: reg.as_ref().map(|r| r.interval_median_s),
+                interval_madm_s: reg.as_ref().map(|r| r.interval_madm_s),
+                first,
+                last,
+            }
         }
         Pattern::DestinationBypass => {
             let insp = inspection_counts(d, entries);
@@ -270,14 +266,14 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
                     steps(not - u64::from(d.s.bypass_min_sessions), 1, 5, 10),
                 );
             }
-            json!({
-                "sessions": w.sessions,
-                "inspection": insp,
-                "inspected_elsewhere": elsewhere,
-                "documented": bypass_documented,
-                "first": ts_json(first),
-                "last": ts_json(last),
-            })
+            DetectionEvidence::Bypass {
+                sessions: w.sessions,
+                inspection: insp,
+                inspected_elsewhere: elsewhere,
+                documented: bypass_documented,
+                first,
+                last,
+            }
         }
         Pattern::OpaquePersistentSession => {
             if managed == Some(false) {
@@ -324,15 +320,15 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
                 .iter()
                 .map(|e| e.orig_payload + e.resp_payload)
                 .sum();
-            json!({
-                "sessions": w.sessions,
-                "longest_s": nanos_to_secs_f64(longest),
-                "min_duration_s": d.s.persistent_min_duration / NANOS_PER_SEC,
-                "payload_bytes": bytes,
-                "inspection": insp,
-                "first": ts_json(first),
-                "last": ts_json(last),
-            })
+            DetectionEvidence::Persistent {
+                sessions: w.sessions,
+                longest_s: nanos_to_secs_f64(longest),
+                min_duration_s: d.s.persistent_min_duration / NANOS_PER_SEC,
+                payload_bytes: bytes,
+                inspection: insp,
+                first,
+                last,
+            }
         }
         Pattern::BackgroundTransmission => {
             let app = candidate.as_ref().map(|(a, _)| a.bundle_id.clone());
@@ -406,17 +402,20 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
                     parts.add("no_background_mode", 10);
                 }
             }
-            json!({
-                "connections": w.sessions,
-                "background_connections": bg.len(),
-                "mode": if periodic { "periodic" } else { "sustained" },
-                "longest_background_s": nanos_to_secs_f64(longest_bg),
-                "regularity": reg,
-                "intervals_s": times.windows(2).map(|t| ((t[1] - t[0]) * 1000.0).round() / 1000.0).collect::<Vec<f64>>(),
-                "sizes": sizes,
-                "first": ts_json(first),
-                "last": ts_json(last),
-            })
+            DetectionEvidence::Background {
+                connections: w.sessions,
+                background_connections: bg.len(),
+                mode: if periodic { "periodic" } else { "sustained" },
+                longest_background_s: nanos_to_secs_f64(longest_bg),
+                regularity: reg,
+                intervals_s: times
+                    .windows(2)
+                    .map(|t| ((t[1] - t[0]) * 1000.0).round() / 1000.0)
+                    .collect(),
+                sizes,
+                first,
+                last,
+            }
         }
         Pattern::OpaqueEncryptedChannel => {
             parts.add("fully_encrypted_first_payload", 40);
@@ -443,15 +442,15 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
             }
             parts.add("repeated", steps(w.sessions - 1, 1, 5, 10));
             let f = entries[0].first_payload[0];
-            json!({
-                "flows": w.sessions,
-                "payload_bytes": bytes,
-                "client_first_payload": f,
-                "server_first_payload": entries[0].first_payload[1],
-                "both_directions": both,
-                "first": ts_json(first),
-                "last": ts_json(last),
-            })
+            DetectionEvidence::Opaque {
+                flows: w.sessions,
+                payload_bytes: bytes,
+                client_first_payload: f,
+                server_first_payload: entries[0].first_payload[1],
+                both_directions: both,
+                first,
+                last,
+            }
         }
     };
 
