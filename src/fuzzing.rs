@@ -242,7 +242,8 @@ fn tls_fields(t: &TlsState, ctx: &mut TlsCtx, timed_out: bool) {
     let _ = (t.recognised(), t.first_record(), t.proxy_connect());
     // The record the flow table writes, built by the same function.
     let key = crate::flow::key::FlowKey::default();
-    if let Some(rec) = tls::record::record(t, ctx, &key, "0", "1:", timed_out) {
+    let id = crate::record::FlowId(0);
+    if let Some(rec) = tls::record::record(t, ctx, &key, id, "1:", timed_out) {
         crate::record::Record::Tls(Box::new(rec)).write_json(&mut Vec::new());
     }
     for (_, ch) in &t.client_hellos {

@@ -22,6 +22,7 @@ use crate::correlate::{Correlator, RecordBatch};
 use crate::decode::{self, Decoder, Packet, Skip};
 use crate::flow::table::{FlowTable, TableStats};
 use crate::output::Sink;
+use crate::record::FlowId;
 use crate::record::{FileStats, Record, StatsRecord};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
@@ -599,9 +600,9 @@ impl EndMerge {
 
     /// The merge key of a queue's first flow: its start and flow id. A flow's
     /// records end with its `flow` record (a `tls` record comes before it).
-    fn head_key(q: &std::collections::VecDeque<Record>) -> Option<(Timestamp, &str)> {
+    fn head_key(q: &std::collections::VecDeque<Record>) -> Option<(Timestamp, FlowId)> {
         q.iter().find_map(|r| match r {
-            Record::Flow(f) => Some((f.ts, f.flow_id.as_str())),
+            Record::Flow(f) => Some((f.ts, f.flow_id)),
             _ => None,
         })
     }
@@ -613,7 +614,7 @@ impl EndMerge {
             return;
         }
         while out.len() < max {
-            let mut best: Option<(usize, (Timestamp, &str))> = None;
+            let mut best: Option<(usize, (Timestamp, FlowId))> = None;
             for (w, q) in self.queues.iter().enumerate() {
                 match Self::head_key(q) {
                     Some(k) if best.is_none_or(|(_, b)| k < b) => best = Some((w, k)),

@@ -91,7 +91,7 @@ pub struct FlowRecord {
     pub kind: &'static str,
     pub ts: Timestamp,
     pub end_ts: Timestamp,
-    pub flow_id: String,
+    pub flow_id: FlowId,
     pub community_id: String,
     pub src_ip: IpAddr,
     pub src_port: u16,
@@ -184,7 +184,7 @@ pub struct TlsRecord {
     pub kind: &'static str,
     /// Time of the (first) ClientHello, else of the first TLS record seen.
     pub ts: Timestamp,
-    pub flow_id: String,
+    pub flow_id: FlowId,
     pub community_id: String,
     pub src_ip: IpAddr,
     pub src_port: u16,
@@ -250,7 +250,7 @@ pub struct DhcpRecord {
     pub kind: &'static str,
     pub ts: Timestamp,
     /// The UDP flow the message belongs to.
-    pub flow_id: String,
+    pub flow_id: FlowId,
     pub src_ip: IpAddr,
     pub src_port: u16,
     pub dst_ip: IpAddr,
@@ -464,7 +464,7 @@ pub struct DetectionRecord {
     pub context: DetectionContext,
     pub limits: Vec<&'static str>,
     /// Flows behind the detection (the first `max_flow_ids`).
-    pub flow_ids: Vec<String>,
+    pub flow_ids: Vec<FlowId>,
     pub flow_ids_total: u64,
     /// The pcap `--evidence` writes for it (in that folder).
     pub evidence_file: Option<String>,
@@ -536,6 +536,35 @@ pub fn mac_string(m: [u8; 6]) -> String {
         s.push(HEX[(b & 15) as usize] as char);
     }
     s
+}
+
+/// A flow's id: a number inside the pipeline, 16 lower-case hex digits in
+/// the records (their text orders as the number does).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowId(pub u64);
+
+impl FlowId {
+    fn digits(self) -> [u8; 16] {
+        let mut d = [0u8; 16];
+        for (i, c) in d.iter_mut().enumerate() {
+            *c = HEX[((self.0 >> ((15 - i) * 4)) & 15) as usize];
+        }
+        d
+    }
+}
+
+impl std::fmt::Display for FlowId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.digits();
+        f.write_str(std::str::from_utf8(&d).unwrap_or_default())
+    }
+}
+
+impl Serialize for FlowId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.digits();
+        s.serialize_str(std::str::from_utf8(&d).unwrap_or_default())
+    }
 }
 
 /// 16 lower-case hex digits.

@@ -24,7 +24,7 @@ use tls::TlsState;
 /// its well-known ports, if `payload` is one; `flow_id` names its flow.
 pub fn dhcp_record(
     p: &crate::decode::Packet,
-    flow_id: impl FnOnce() -> String,
+    flow_id: crate::record::FlowId,
     payload: &[u8],
 ) -> Option<DhcpRecord> {
     let k = &p.key;
@@ -36,7 +36,7 @@ pub fn dhcp_record(
     Some(DhcpRecord {
         kind: "dhcp",
         ts: p.ts,
-        flow_id: flow_id(),
+        flow_id,
         src_ip: k.src.to_ip(),
         src_port: k.sport,
         dst_ip: k.dst.to_ip(),

@@ -43,7 +43,7 @@ pub struct Correlator {
     pub detector: Detector,
     /// TLS facts waiting for their flow record (the worker writes the two
     /// together, TLS first), by flow_id.
-    pending_tls: hashbrown::HashMap<String, (TlsFacts, Vec<&'static str>)>,
+    pending_tls: hashbrown::HashMap<crate::record::FlowId, (TlsFacts, Vec<&'static str>)>,
     sessions: Vec<Session>,
 }
 
@@ -130,7 +130,7 @@ impl Correlator {
                 count("ech", t.ech);
                 if self.detector.s.enabled {
                     self.pending_tls
-                        .insert(t.flow_id.clone(), (TlsFacts::new(t), t.limits.clone()));
+                        .insert(t.flow_id, (TlsFacts::new(t), t.limits.clone()));
                 }
             }
             if let Record::Flow(f) = &r

@@ -130,7 +130,7 @@ pub struct TlsFacts {
 pub struct Session {
     pub ts: Timestamp,
     pub end_ts: Timestamp,
-    pub flow_id: String,
+    pub flow_id: crate::record::FlowId,
     pub tuple: Tuple,
     pub device: DeviceObject,
     pub limits: Vec<&'static str>,
@@ -246,7 +246,7 @@ impl Session {
         Session {
             ts: f.ts,
             end_ts: f.end_ts,
-            flow_id: f.flow_id.clone(),
+            flow_id: f.flow_id,
             tuple: Tuple {
                 src_ip: f.src_ip,
                 src_port: f.src_port,
@@ -361,7 +361,7 @@ impl Inspection {
 pub struct Entry {
     pub ts: Timestamp,
     pub end_ts: Timestamp,
-    pub flow_id: u64,
+    pub flow_id: crate::record::FlowId,
     pub tuple: Tuple,
     pub outcome: Option<Outcome>,
     pub client_alerts: Vec<u8>,
@@ -375,11 +375,6 @@ pub struct Entry {
     pub orig_payload: u64,
     pub resp_payload: u64,
     pub first_payload: [Option<PayloadFeatures>; 2],
-}
-
-/// A flow_id (16 hex digits) as a number: windows hold many, for long.
-pub fn flow_id_num(id: &str) -> u64 {
-    u64::from_str_radix(id, 16).unwrap_or_else(|_| hash_str(id))
 }
 
 /// A key's open window.
@@ -841,7 +836,7 @@ impl Detector {
         w.entries.push(Entry {
             ts: s.ts,
             end_ts: s.end_ts,
-            flow_id: flow_id_num(&s.flow_id),
+            flow_id: s.flow_id,
             tuple: s.tuple.clone(),
             outcome: t.map(|t| t.outcome),
             client_alerts: t.map(|t| t.client_alerts.clone()).unwrap_or_default(),
@@ -917,10 +912,10 @@ mod tests {
 
     #[test]
     fn sessions_sort_by_start_then_flow_id_stably() {
-        let session = |ts: u64, id: &str, port: u16| Session {
+        let session = |ts: u64, id: u64, port: u16| Session {
             ts: Timestamp(ts),
             end_ts: Timestamp(ts),
-            flow_id: id.to_string(),
+            flow_id: crate::record::FlowId(id),
             tuple: Tuple {
                 src_ip: "10.0.0.1".parse().unwrap(),
                 src_port: port,
@@ -944,7 +939,7 @@ mod tests {
             let mut v: Vec<Session> = (0..n)
                 .map(|i| {
                     let x = (i * 7919 + n * 31) % 13;
-                    session(x / 3, &format!("id{}", x % 3), i as u16)
+                    session(x / 3, x % 3, i as u16)
                 })
                 .collect();
             let mut want = v.clone();

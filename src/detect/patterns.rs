@@ -487,10 +487,10 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
             (best, dst) = (*n, a);
         }
     }
-    let flow_ids: Vec<String> = entries
+    let flow_ids: Vec<crate::record::FlowId> = entries
         .iter()
         .take(d.s.max_flow_ids)
-        .map(|e| crate::record::hex_u64(e.flow_id))
+        .map(|e| e.flow_id)
         .collect();
     let evidence_file = d
         .evidence

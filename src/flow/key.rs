@@ -168,8 +168,8 @@ impl FlowKey {
     /// A stable 64-bit flow identifier, printed as 16 hex digits: the
     /// canonical tuple, VLAN and the flow's first packet time. The same flow
     /// gets the same id in every run and with any number of workers.
-    pub fn flow_id(&self, start_nanos: u64) -> String {
-        crate::record::hex_u64(self.flow_id_u64(start_nanos))
+    pub fn flow_id(&self, start_nanos: u64) -> crate::record::FlowId {
+        crate::record::FlowId(self.flow_id_u64(start_nanos))
     }
 
     /// The flow id as a number (its hex text orders the same way).

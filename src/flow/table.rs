@@ -692,7 +692,7 @@ impl FlowTable {
             }
         } else if p.key.proto == PROTO_UDP
             && let Some(rec) =
-                crate::app::dhcp_record(p, || flow.key.flow_id(flow.start.as_nanos()), payload)
+                crate::app::dhcp_record(p, flow.key.flow_id(flow.start.as_nanos()), payload)
         {
             out.push(Record::Dhcp(Box::new(rec)));
             if flow.wants(d, &settings) {
@@ -794,7 +794,7 @@ impl FlowTable {
                 t,
                 &mut self.tls_ctx,
                 &k,
-                &flow_id,
+                flow_id,
                 &community_id,
                 reason == EndReason::Timeout,
             )

@@ -13,7 +13,7 @@ pub fn record(
     t: &TlsState,
     ctx: &mut TlsCtx,
     k: &FlowKey,
-    flow_id: &str,
+    flow_id: crate::record::FlowId,
     community_id: &str,
     timed_out: bool,
 ) -> Option<TlsRecord> {
@@ -68,7 +68,7 @@ pub fn record(
     Some(TlsRecord {
         kind: "tls",
         ts,
-        flow_id: flow_id.to_string(),
+        flow_id,
         community_id: community_id.to_string(),
         src_ip: k.src.to_ip(),
         src_port: k.sport,
