@@ -102,8 +102,8 @@ pub struct FlowRecord {
     /// `http`, `dns`, `quic`, ...); `null` when none was.
     pub service: Option<&'static str>,
     pub vlan: Vec<u16>,
-    pub src_mac: Option<String>,
-    pub dst_mac: Option<String>,
+    pub src_mac: Option<Mac>,
+    pub dst_mac: Option<Mac>,
     pub duration: f64,
     pub state: &'static str,
     pub history: String,
@@ -255,8 +255,8 @@ pub struct DhcpRecord {
     pub src_port: u16,
     pub dst_ip: IpAddr,
     pub dst_port: u16,
-    pub src_mac: Option<String>,
-    pub dst_mac: Option<String>,
+    pub src_mac: Option<Mac>,
+    pub dst_mac: Option<Mac>,
     pub vlan: Vec<u16>,
     /// 4 or 6.
     pub dhcp_version: u8,
@@ -279,7 +279,7 @@ pub enum DhcpBody {
 /// MDM / RADIUS who it is. Shared between the records of one device.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeviceInfo {
-    pub mac: Option<String>,
+    pub mac: Option<Mac>,
     /// Locally administered (iOS private Wi-Fi address).
     pub mac_private: Option<bool>,
     pub hostname: Option<String>,
@@ -337,14 +337,14 @@ pub struct DeviceRecord {
     /// `first_seen`, `lease` (the address is now this MAC's) or `release`.
     pub event: &'static str,
     pub ip: Option<IpAddr>,
-    pub mac: String,
+    pub mac: Mac,
     pub lease_start: Option<Timestamp>,
     /// `null`: open (ARP/NDP, or an infinite lease).
     pub lease_end: Option<Timestamp>,
     /// `dhcp`, `dhcpv6`, `arp`, `ndp`.
     pub source: &'static str,
     /// The MAC that held `ip` just before, when it moved between devices.
-    pub previous_mac: Option<String>,
+    pub previous_mac: Option<Mac>,
     pub device: DeviceObject,
     pub limits: Vec<&'static str>,
 }
@@ -525,17 +525,32 @@ pub fn hex(b: &[u8]) -> String {
     s
 }
 
-/// `aa:bb:cc:dd:ee:ff`, without the formatting machinery (one per flow end).
-pub fn mac_string(m: [u8; 6]) -> String {
-    let mut s = String::with_capacity(17);
-    for (i, b) in m.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
+/// A MAC address: bytes through the pipeline, `aa:bb:cc:dd:ee:ff` in the
+/// records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    fn text(self) -> [u8; 17] {
+        let mut t = [b':'; 17];
+        for (i, b) in self.0.iter().enumerate() {
+            t[i * 3] = HEX[(b >> 4) as usize];
+            t[i * 3 + 1] = HEX[(b & 15) as usize];
         }
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
+        t
     }
-    s
+}
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::str::from_utf8(&self.text()).unwrap_or_default())
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(std::str::from_utf8(&self.text()).unwrap_or_default())
+    }
 }
 
 /// A flow's id: a number inside the pipeline, 16 lower-case hex digits in

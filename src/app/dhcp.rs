@@ -33,7 +33,7 @@ pub struct DhcpInfo {
     pub xid: String,
     pub hw_type: u8,
     /// chaddr, when the hardware address is 6 bytes long.
-    pub client_mac: Option<String>,
+    pub client_mac: Option<crate::record::Mac>,
     pub client_ip: Ipv4Addr,
     pub your_ip: Ipv4Addr,
     pub server_ip: Ipv4Addr,
@@ -252,7 +252,7 @@ pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
     let client_mac = (payload[2] == 6)
         .then(|| payload[CHADDR].try_into().ok())
         .flatten()
-        .map(crate::record::mac_string);
+        .map(crate::record::Mac);
     let mut info = DhcpInfo {
         op: payload[0],
         message_type: mtype.map(|t| t.0),
@@ -341,7 +341,7 @@ mod tests {
             let d = parse(&p).expect("a DHCP message whatever its hlen");
             assert_eq!(d.message_type, Some("DISCOVER"));
             let want = (hlen == 6).then(|| "02:00:00:00:00:17".to_string());
-            assert_eq!(d.client_mac, want, "hlen {hlen}");
+            assert_eq!(d.client_mac.map(|m| m.to_string()), want, "hlen {hlen}");
         }
     }
 

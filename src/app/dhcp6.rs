@@ -31,7 +31,7 @@ pub struct Dhcp6Info {
     /// Client Identifier (option 1), hex.
     pub client_duid: Option<String>,
     /// The link-layer address inside a DUID-LLT or DUID-LL of hardware type 1.
-    pub client_mac: Option<String>,
+    pub client_mac: Option<crate::record::Mac>,
     /// Addresses in IA_NA / IA_TA options (IA_ADDR), with valid lifetimes.
     pub ia_addresses: Vec<IaAddress>,
     /// Client FQDN (option 39) domain name, as sent.
@@ -117,7 +117,7 @@ pub fn parse(payload: &[u8]) -> Option<Dhcp6Info> {
             DhcpOption::ClientId(d) => {
                 let d = &d[..d.len().min(MAX_DUID)];
                 info.client_duid = Some(crate::record::hex(d));
-                info.client_mac = duid_mac(d).map(crate::record::mac_string);
+                info.client_mac = duid_mac(d).map(crate::record::Mac);
             }
             DhcpOption::IANA(ia) => push_addrs(ia.opts.iter(), &mut info.ia_addresses),
             DhcpOption::IATA(ia) => push_addrs(ia.opts.iter(), &mut info.ia_addresses),

@@ -58,15 +58,11 @@ fn push(
     }
 }
 
-fn parse_mac(s: &Option<String>) -> Option<[u8; 6]> {
-    crate::correlate::inputs::parse_mac(s.as_deref()?)
-}
-
 /// DHCPv4: an ACK binds `yiaddr` (for the lease time; an ACK to INFORM
 /// confirms `ciaddr`), a RELEASE gives `ciaddr` back, and host names are
 /// taken from any message that carries option 12.
 pub fn from_dhcp4(d: &DhcpInfo, ts: Timestamp, out: &mut Vec<Evidence>) {
-    let Some(mac) = parse_mac(&d.client_mac).filter(|_| d.hw_type == 1) else {
+    let Some(mac) = d.client_mac.map(|m| m.0).filter(|_| d.hw_type == 1) else {
         return;
     };
     let unspecified = Ipv4Addr::UNSPECIFIED;
@@ -103,7 +99,7 @@ pub fn from_dhcp6(
     frame_dst: Option<[u8; 6]>,
     out: &mut Vec<Evidence>,
 ) {
-    let duid_mac = parse_mac(&d.client_mac);
+    let duid_mac = d.client_mac.map(|m| m.0);
     let mac = match d.message_type_code {
         7 => duid_mac.or(frame_dst.filter(|_| !d.relayed)),
         _ => duid_mac,

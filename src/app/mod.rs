@@ -15,7 +15,7 @@ pub mod tls;
 
 use crate::flow::key::Direction;
 use crate::flow::reassembly::StreamEvent;
-use crate::record::{DhcpBody, DhcpRecord, mac_string};
+use crate::record::{DhcpBody, DhcpRecord, Mac};
 use crate::time::Timestamp;
 use features::{PayloadFeatures, Sampler};
 use tls::TlsState;
@@ -41,8 +41,8 @@ pub fn dhcp_record(
         src_port: k.sport,
         dst_ip: k.dst.to_ip(),
         dst_port: k.dport,
-        src_mac: p.src_mac.map(mac_string),
-        dst_mac: p.dst_mac.map(mac_string),
+        src_mac: p.src_mac.map(Mac),
+        dst_mac: p.dst_mac.map(Mac),
         vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
         dhcp_version: if matches!(dhcp, DhcpBody::V4(_)) {
             4

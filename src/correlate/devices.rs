@@ -12,7 +12,7 @@
 
 use super::inputs::{self, leases::Lease, mdm::MdmDevice, radius::RadiusSession};
 use crate::app::evidence::{Action, Evidence};
-use crate::record::{DeviceInfo, DeviceObject, DeviceRecord, mac_string};
+use crate::record::{DeviceInfo, DeviceObject, DeviceRecord, Mac};
 use crate::time::Timestamp;
 use hashbrown::HashMap;
 use std::collections::BTreeMap;
@@ -311,11 +311,11 @@ impl Devices {
             ts: e.ts,
             event,
             ip,
-            mac: mac_string(e.mac),
+            mac: Mac(e.mac),
             lease_start: ip.map(|_| e.ts),
             lease_end: until,
             source: e.source,
-            previous_mac: previous.map(mac_string),
+            previous_mac: previous.map(Mac),
             device: DeviceObject {
                 ip,
                 mac_source: ip.map(|_| e.source),
@@ -370,7 +370,7 @@ impl Devices {
             self.count("device_cache_cleared");
         }
         let info = DeviceInfo {
-            mac: Some(mac_string(mac)),
+            mac: Some(Mac(mac)),
             mac_private: Some(inputs::is_private_mac(mac)),
             hostname: self.macs.get(&mac).and_then(|m| m.hostname.clone()),
             identity: session.map(|i| self.sessions[&mac][i].identity.clone()),
@@ -480,7 +480,7 @@ mod tests {
     fn mac_at(d: &mut Devices, ip: &str, t: u64) -> Option<String> {
         let mut l = Vec::new();
         d.resolve(ip.parse().unwrap(), Timestamp::from_secs(t), &mut l)
-            .and_then(|o| o.info?.mac.clone())
+            .and_then(|o| o.info?.mac.map(|m| m.to_string()))
     }
 
     #[test]
@@ -499,7 +499,10 @@ mod tests {
                 "dhcp",
             ))
             .unwrap();
-        assert_eq!((r.event, r.previous_mac.as_deref()), ("first_seen", None));
+        assert_eq!(
+            (r.event, r.previous_mac.map(|m| m.to_string()).as_deref()),
+            ("first_seen", None)
+        );
         let r = d
             .apply(&ev(200, A, Action::Release { ip }, "dhcp"))
             .unwrap();
@@ -541,7 +544,7 @@ mod tests {
             .apply(&ev(500, A, Action::Bind { ip, until: None }, "arp"))
             .unwrap();
         assert_eq!(
-            (r.event, r.previous_mac.as_deref()),
+            (r.event, r.previous_mac.map(|m| m.to_string()).as_deref()),
             ("lease", Some("02:00:5e:10:00:02"))
         );
         // An ARP refresh of the same binding adds nothing.

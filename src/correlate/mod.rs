@@ -96,15 +96,15 @@ impl Correlator {
                                 .into_iter()
                                 .find(|ip| !ip.is_unspecified())
                                 .map(std::net::IpAddr::V4);
-                            (v.client_mac.as_deref(), ip)
+                            (v.client_mac, ip)
                         }
                         crate::record::DhcpBody::V6(v) => (
-                            v.client_mac.as_deref(),
+                            v.client_mac,
                             v.ia_addresses.first().map(|a| std::net::IpAddr::V6(a.ip)),
                         ),
                     };
-                    if let Some(mac) = mac.and_then(inputs::parse_mac) {
-                        x.device = d.for_mac(mac, ip, x.ts, &mut x.limits);
+                    if let Some(mac) = mac {
+                        x.device = d.for_mac(mac.0, ip, x.ts, &mut x.limits);
                     }
                 }
                 _ => {}

@@ -73,7 +73,7 @@ fn device_ids(d: &DeviceObject) -> Vec<String> {
                     .map(|s| s.to_ascii_lowercase()),
             );
         }
-        ids.extend(i.mac.clone());
+        ids.extend(i.mac.map(|m| m.to_string()));
     }
     ids
 }
@@ -83,7 +83,7 @@ impl Apps {
         let mut by_device: HashMap<String, Vec<AppEvent>> = HashMap::new();
         for e in events {
             let id = crate::correlate::inputs::parse_mac(&e.device)
-                .map(crate::record::mac_string)
+                .map(|m| crate::record::Mac(m).to_string())
                 .unwrap_or_else(|| e.device.to_ascii_lowercase());
             by_device.entry(id).or_default().push(e.clone());
         }
@@ -255,7 +255,7 @@ mod tests {
         };
         DeviceObject {
             info: Some(Arc::new(DeviceInfo {
-                mac: Some("a4:83:e7:4d:00:01".into()),
+                mac: Some(crate::record::Mac([0xa4, 0x83, 0xe7, 0x4d, 0x00, 0x01])),
                 mdm: Some((Arc::new(m), "wifi_mac")),
                 ..DeviceInfo::default()
             })),

@@ -273,8 +273,8 @@ impl Session {
 
     /// How detections name the device: its MAC, else its address.
     pub fn device_key(&self) -> String {
-        match self.device.info.as_ref().and_then(|i| i.mac.clone()) {
-            Some(m) => m,
+        match self.device.info.as_ref().and_then(|i| i.mac) {
+            Some(m) => m.to_string(),
             None => {
                 let mut k = String::from("ip:");
                 push_ip(&mut k, self.device.ip.unwrap_or(self.tuple.src_ip));

@@ -19,7 +19,7 @@ use crate::app::AppState;
 use crate::app::tls::TlsCtx;
 use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
-use crate::record::{EndpointRecord, FlowRecord, Record, mac_string};
+use crate::record::{EndpointRecord, FlowRecord, Mac, Record};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
 use std::collections::VecDeque;
@@ -818,8 +818,8 @@ impl FlowTable {
             },
             service: app.service(k.proto == PROTO_TCP, k.sport, k.dport),
             vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
-            src_mac: f.mac[0].map(mac_string),
-            dst_mac: f.mac[1].map(mac_string),
+            src_mac: f.mac[0].map(Mac),
+            dst_mac: f.mac[1].map(Mac),
             duration: nanos_to_secs_f64(f.last.since(f.start)),
             state,
             history: f.history.as_str().to_string(),
