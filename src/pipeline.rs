@@ -267,6 +267,7 @@ pub fn counters(
         ("active_max", table.active_max),
         ("late_packets", table.late_packets),
         ("evicted_memcap", table.evicted_memcap),
+        ("closed_over_cap", table.closed_over_cap),
     ]);
     let reassembly = BTreeMap::from([
         ("gaps", table.reassembly_gaps),

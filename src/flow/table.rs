@@ -197,6 +197,10 @@ pub struct TableStats {
     pub late_packets: u64,
     /// Flows evicted because the tables reached `flow.memcap`.
     pub evicted_memcap: u64,
+    /// Closed connections forgotten before `tcp_closed` ended because more
+    /// than `max_flows` were remembered (their trailing packets then start
+    /// flows of their own).
+    pub closed_over_cap: u64,
 }
 
 impl TableStats {
@@ -212,6 +216,7 @@ impl TableStats {
         self.reassembly_stopped += o.reassembly_stopped;
         self.late_packets += o.late_packets;
         self.evicted_memcap += o.evicted_memcap;
+        self.closed_over_cap += o.closed_over_cap;
     }
 }
 
@@ -411,6 +416,7 @@ impl FlowTable {
         self.closed_order.push_back((until, hash, canon));
         let cap = self.max_flows;
         let mut over = self.closed_order.len().saturating_sub(cap);
+        self.stats.closed_over_cap += over as u64;
         self.forget_closed(|_| {
             let forget = over > 0;
             over = over.saturating_sub(1);
@@ -1026,5 +1032,32 @@ mod tests {
         );
         t.drain(tcp(30, true, 0, 0, 0).ts, &mut out);
         assert_eq!(t.mem, 0);
+    }
+
+    /// The closed connections remembered for their trailing packets are
+    /// capped at `max_flows`; those forgotten early are counted.
+    #[test]
+    fn closed_connections_remembered_are_capped_and_counted() {
+        let settings = FlowSettings {
+            max_flows: 2,
+            ..FlowSettings::default()
+        };
+        let mut t = FlowTable::new(settings, 1);
+        let mut out = Vec::new();
+        // Three connections, each reset and written (after its 250 ms
+        // linger) before the next starts.
+        for i in 0..3u16 {
+            for mut p in [
+                tcp(u64::from(i) * 500, true, SYN, 100, 0),
+                tcp(u64::from(i) * 500 + 1, true, RST, 101, 0),
+            ] {
+                p.key.sport = 2000 + i;
+                t.process(&p, &[], &mut out);
+            }
+        }
+        t.advance(tcp(1_400, true, 0, 0, 0).ts, &mut out);
+        assert_eq!(out.len(), 3, "three connections written");
+        assert_eq!(t.stats.ended[EndReason::Closed as usize], 3);
+        assert_eq!((t.closed_order.len(), t.stats.closed_over_cap), (2, 1));
     }
 }
