@@ -17,12 +17,12 @@ use crate::app::{AppState, dhcp, dhcp6, evidence};
 use crate::capture::FrameRef;
 use crate::capture::pcap_file::CaptureReader;
 use crate::correlate::devices::{DeviceInputs, DeviceLimits, Devices};
-use crate::correlate::inputs::{self, LoadError, Loaded};
 use crate::decode::{self, Decoder};
 use crate::flow::FlowSettings;
 use crate::flow::key::Direction;
 use crate::flow::reassembly::StreamEvent;
 use crate::flow::table::FlowTable;
+use crate::inputs::{self, LoadError, Loaded};
 use crate::time::Timestamp;
 
 /// Small device tables, so that the fuzzer reaches their caps.

@@ -30,6 +30,7 @@ pub mod detect;
 pub mod flow;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod inputs;
 pub mod output;
 pub mod pipeline;
 pub mod record;

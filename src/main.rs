@@ -43,9 +43,7 @@ impl From<String> for Failure {
 /// Loads every input file; the errors are printed, and stop the run unless
 /// `--keep-going` was given.
 fn load_inputs(a: &InputArgs) -> Result<DeviceInputs, ()> {
-    use blindspot::correlate::inputs::{
-        LoadError, Loaded, app_events, catalog, leases, mdm, radius,
-    };
+    use blindspot::inputs::{LoadError, Loaded, app_events, catalog, leases, mdm, radius};
     let mut failed = false;
     fn take<T>(
         paths: &[PathBuf],

@@ -286,10 +286,7 @@ pub struct DeviceInfo {
     /// RADIUS User-Name of the 802.1X session the MAC was in.
     pub identity: Option<String>,
     /// The MDM record tied to the MAC, and how: `wifi_mac` or `radius_identity`.
-    pub mdm: Option<(
-        std::sync::Arc<crate::correlate::inputs::mdm::MdmDevice>,
-        &'static str,
-    )>,
+    pub mdm: Option<(std::sync::Arc<crate::inputs::mdm::MdmDevice>, &'static str)>,
 }
 
 /// The `device` object on records: `null` fields where unknown.

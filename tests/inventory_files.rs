@@ -2,10 +2,10 @@
 //! values written in them, and each malformed one is reported at the line
 //! of its bad entry.
 
-use blindspot::correlate::inputs::app_events::{self, AppLifecycle};
-use blindspot::correlate::inputs::catalog::{self, AppProfile, PinnedDomain};
-use blindspot::correlate::inputs::mdm::{self, MdmDevice};
-use blindspot::correlate::inputs::{LoadError, is_private_mac};
+use blindspot::inputs::app_events::{self, AppLifecycle};
+use blindspot::inputs::catalog::{self, AppProfile, PinnedDomain};
+use blindspot::inputs::mdm::{self, MdmDevice};
+use blindspot::inputs::{LoadError, is_private_mac};
 use blindspot::time::Timestamp;
 use std::path::PathBuf;
 

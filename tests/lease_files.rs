@@ -2,8 +2,8 @@
 //! by real servers (`fixtures/make-leases.sh`), parse to exactly what
 //! `fixtures/leases/truth.json` says (taken from each server's own view).
 
-use blindspot::correlate::inputs::leases::{self, Lease};
-use blindspot::correlate::inputs::radius::{self, RadiusSession};
+use blindspot::inputs::leases::{self, Lease};
+use blindspot::inputs::radius::{self, RadiusSession};
 use blindspot::time::Timestamp;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -35,7 +35,7 @@ fn opt_time(v: &Value, k: &str) -> Option<Timestamp> {
 }
 
 fn mac(s: &str) -> [u8; 6] {
-    blindspot::correlate::inputs::parse_mac(s).unwrap_or_else(|| panic!("truth MAC {s}"))
+    blindspot::inputs::parse_mac(s).unwrap_or_else(|| panic!("truth MAC {s}"))
 }
 
 fn want_lease(v: &Value) -> Lease {
@@ -142,8 +142,8 @@ fn the_scenarios_are_in_the_files() {
         );
         assert!(b.start.unwrap() >= a_end, "{name}: B after A's release");
         assert_eq!(b.end.unwrap().since(b.start.unwrap()), 3600 * 1_000_000_000);
-        assert!(blindspot::correlate::inputs::is_private_mac(private));
-        assert!(!blindspot::correlate::inputs::is_private_mac(global));
+        assert!(blindspot::inputs::is_private_mac(private));
+        assert!(!blindspot::inputs::is_private_mac(global));
         assert_eq!(a.client_id.as_deref(), Some("0102005e100a0a"));
     }
     let k = leases::load(&dir().join("kea-leases4.csv")).unwrap().items;

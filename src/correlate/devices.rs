@@ -10,8 +10,8 @@
 //! resolves records in chunk order, so the answer does not depend on the
 //! number of workers.
 
-use super::inputs::{self, leases::Lease, mdm::MdmDevice, radius::RadiusSession};
 use crate::app::evidence::{Action, Evidence};
+use crate::inputs::{self, leases::Lease, mdm::MdmDevice, radius::RadiusSession};
 use crate::record::{DeviceInfo, DeviceObject, DeviceRecord, Mac};
 use crate::time::Timestamp;
 use hashbrown::HashMap;
@@ -67,15 +67,15 @@ struct Session {
     mdm: Option<usize>,
 }
 
-/// Device inputs loaded from files (see [`super::inputs`]).
+/// Device inputs loaded from files (see [`crate::inputs`]).
 #[derive(Clone, Debug, Default)]
 pub struct DeviceInputs {
     pub leases: Vec<Lease>,
     pub radius: Vec<RadiusSession>,
     pub mdm: Vec<MdmDevice>,
     /// App catalog and lifecycle events: kept for the detections.
-    pub apps: Vec<super::inputs::catalog::AppProfile>,
-    pub app_events: Vec<super::inputs::app_events::AppEvent>,
+    pub apps: Vec<crate::inputs::catalog::AppProfile>,
+    pub app_events: Vec<crate::inputs::app_events::AppEvent>,
 }
 
 /// See [`Devices::coverage`].

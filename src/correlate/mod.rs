@@ -8,7 +8,6 @@
 //! thread.
 
 pub mod devices;
-pub mod inputs;
 pub mod inspection;
 
 use crate::app::evidence::Evidence;

@@ -4,8 +4,8 @@
 //! Enrichment raises or lowers a score; it never proves anything.
 
 use super::names::is_under;
-use crate::correlate::inputs::app_events::{AppEvent, AppLifecycle};
-use crate::correlate::inputs::catalog::AppProfile;
+use crate::inputs::app_events::{AppEvent, AppLifecycle};
+use crate::inputs::catalog::AppProfile;
 use crate::record::DeviceObject;
 use crate::time::Timestamp;
 use hashbrown::HashMap;
@@ -82,7 +82,7 @@ impl Apps {
     pub fn new(catalog: Vec<AppProfile>, events: &[AppEvent]) -> Self {
         let mut by_device: HashMap<String, Vec<AppEvent>> = HashMap::new();
         for e in events {
-            let id = crate::correlate::inputs::parse_mac(&e.device)
+            let id = crate::inputs::parse_mac(&e.device)
                 .map(|m| crate::record::Mac(m).to_string())
                 .unwrap_or_else(|| e.device.to_ascii_lowercase());
             by_device.entry(id).or_default().push(e.clone());
@@ -228,8 +228,8 @@ impl Apps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::correlate::inputs::catalog::PinnedDomain;
-    use crate::correlate::inputs::mdm::MdmDevice;
+    use crate::inputs::catalog::PinnedDomain;
+    use crate::inputs::mdm::MdmDevice;
     use crate::record::DeviceInfo;
     use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 use super::context::{Apps, Background};
 use super::{Detector, Entry, Inspection, Pattern, Window, names, rita};
 use crate::app::tls::summary::Outcome;
-use crate::correlate::inputs::app_events::AppLifecycle;
+use crate::inputs::app_events::AppLifecycle;
 use crate::record::DetectionEvidence;
 use crate::record::{AppRef, Destination, DetectionContext, DetectionRecord, ScorePart};
 use crate::time::{NANOS_PER_SEC, Timestamp, nanos_to_secs_f64};

@@ -758,17 +758,17 @@ mod tests {
         }
     }
     const FIXTURES: [&str; 4] = [
-        include_str!("../../../fixtures/inventory/mdm-blindspot.json"),
-        include_str!("../../../fixtures/inventory/mdm-jamf.json"),
-        include_str!("../../../fixtures/inventory/mdm-jamf-classic.json"),
-        include_str!("../../../fixtures/inventory/mdm-intune.json"),
+        include_str!("../../fixtures/inventory/mdm-blindspot.json"),
+        include_str!("../../fixtures/inventory/mdm-jamf.json"),
+        include_str!("../../fixtures/inventory/mdm-jamf-classic.json"),
+        include_str!("../../fixtures/inventory/mdm-intune.json"),
     ];
 
     /// Byte flips, insertions and cuts of the example files: never a panic.
     #[test]
     fn mutated_examples_do_not_panic() {
         for original in FIXTURES {
-            crate::correlate::inputs::for_each_mutation(original, |text| {
+            crate::inputs::for_each_mutation(original, |text| {
                 let _ = parse_str(text, "f");
             });
         }

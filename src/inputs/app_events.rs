@@ -274,13 +274,13 @@ mod tests {
             let _ = load_str(c);
         }
     }
-    const FIXTURES: [&str; 1] = [include_str!("../../../fixtures/inventory/app-events.jsonl")];
+    const FIXTURES: [&str; 1] = [include_str!("../../fixtures/inventory/app-events.jsonl")];
 
     /// Byte flips, insertions and cuts of the example files: never a panic.
     #[test]
     fn mutated_examples_do_not_panic() {
         for original in FIXTURES {
-            crate::correlate::inputs::for_each_mutation(original, |text| {
+            crate::inputs::for_each_mutation(original, |text| {
                 let _ = parse_str(text, "f");
             });
         }

@@ -786,15 +786,15 @@ mod tests {
         }
     }
     const FIXTURES: [&str; 2] = [
-        include_str!("../../../fixtures/inventory/catalog-blindspot.json"),
-        include_str!("../../../fixtures/inventory/catalog-mobsf.json"),
+        include_str!("../../fixtures/inventory/catalog-blindspot.json"),
+        include_str!("../../fixtures/inventory/catalog-mobsf.json"),
     ];
 
     /// Byte flips, insertions and cuts of the example files: never a panic.
     #[test]
     fn mutated_examples_do_not_panic() {
         for original in FIXTURES {
-            crate::correlate::inputs::for_each_mutation(original, |text| {
+            crate::inputs::for_each_mutation(original, |text| {
                 let _ = parse_str(text, "f");
             });
         }
