@@ -5,7 +5,7 @@ fixtures only: captures in fixtures/local/ (recorded by fixtures/make-local.sh),
 the lab certificates in fixtures/local/certs/, the lease, RADIUS and
 inventory files in fixtures/leases/ and fixtures/inventory/, the detection
 config in fixtures/detect/ and systemd/blindspot.toml. Nothing from
-fixtures/shared/ (third-party captures, not to be copied into git).
+../shared/pcaps/ (third-party captures, not to be copied into git).
 
     python3 fuzz/make-seeds.py            # from the repository root
     python3 fuzz/make-seeds.py --baseline # also rebuild the baseline seed
