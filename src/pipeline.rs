@@ -343,11 +343,7 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Repl
 
 /// Writes the correlator's full blocks (`all`: every block, the last partial one too).
 fn write_blocks(corr: &mut Correlator, sink: &mut Sink, all: bool) -> io::Result<()> {
-    while let Some(block) = if all && corr.has_pending() {
-        Some(corr.take())
-    } else {
-        corr.full_block()
-    } {
+    while let Some(block) = corr.next_block(all) {
         sink.write_records(&block)?;
         corr.recycle(block);
     }
@@ -357,11 +353,7 @@ fn write_blocks(corr: &mut Correlator, sink: &mut Sink, all: bool) -> io::Result
 /// Hands the correlator's full blocks to the sink thread (`all`: every
 /// block, the last partial one too); false when the sink has stopped.
 fn send_blocks(corr: &mut Correlator, sink: &Sender<RecordBatch>, all: bool) -> bool {
-    while let Some(block) = if all && corr.has_pending() {
-        Some(corr.take())
-    } else {
-        corr.full_block()
-    } {
+    while let Some(block) = corr.next_block(all) {
         if sink.send(block).is_err() {
             return false;
         }

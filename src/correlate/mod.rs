@@ -189,6 +189,13 @@ impl Correlator {
         self.full.pop_front()
     }
 
+    /// The next batch to hand on: a full one, or with `partial` also the
+    /// last, partly filled one (call until `None`).
+    pub fn next_block(&mut self, partial: bool) -> Option<RecordBatch> {
+        self.full_block()
+            .or_else(|| (partial && self.has_pending()).then(|| self.take()))
+    }
+
     /// The oldest batch, even a partial one (call while [`Self::has_pending`]).
     pub fn take(&mut self) -> RecordBatch {
         self.full.pop_front().unwrap_or_else(|| self.swap_block())

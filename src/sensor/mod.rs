@@ -595,8 +595,8 @@ fn run_correlator(
                     st.output = output_counters(&counters, sink.len(), lag_ms);
                     lag_ms = 0;
                     crate::pipeline::totals(&mut corr, &mut st);
-                    while corr.has_pending() {
-                        if !send(corr.take(), &mut last_send) {
+                    while let Some(block) = corr.next_block(true) {
+                        if !send(block, &mut last_send) {
                             return StatsRecord::default();
                         }
                     }
@@ -618,10 +618,7 @@ fn run_correlator(
         // A full block goes at once, a partial one every tick: the sink
         // batches, and a record closed a second ago is on disk by then.
         let partial = last_send.elapsed() >= TICK;
-        while let Some(block) = corr
-            .full_block()
-            .or_else(|| (partial && corr.has_pending()).then(|| corr.take()))
-        {
+        while let Some(block) = corr.next_block(partial) {
             if !send(block, &mut last_send) {
                 return StatsRecord::default();
             }
@@ -635,16 +632,16 @@ fn run_correlator(
     // of the output but its own line, and nothing is held or queued.
     let (ack_tx, ack_rx) = bounded::<()>(1);
     let mut sent = true;
-    while sent && corr.has_pending() {
-        sent = send(corr.take(), &mut last_send);
+    while sent && let Some(block) = corr.next_block(true) {
+        sent = send(block, &mut last_send);
     }
     if sent && sink.send(ToSink::Sync(ack_tx)).is_ok() {
         let _ = ack_rx.recv();
     }
     st.output = output_counters(&counters, sink.len(), lag_ms);
     crate::pipeline::push_stats(&mut corr, &mut st);
-    while corr.has_pending() {
-        let _ = sink.send(ToSink::Block(Instant::now(), corr.take()));
+    while let Some(block) = corr.next_block(true) {
+        let _ = sink.send(ToSink::Block(Instant::now(), block));
     }
     st
 }
