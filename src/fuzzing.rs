@@ -11,6 +11,7 @@
 //! Not part of the sensor's API: the module is hidden from the docs and may
 //! change with the fuzzers.
 
+use crate::app::parser::{Cx, ParserSet, Shared, Transport};
 use crate::app::tls::hello::{is_grease, version_name};
 use crate::app::tls::{self, TlsCtx, TlsState};
 use crate::app::{AppState, dhcp, dhcp6, evidence};
@@ -19,7 +20,7 @@ use crate::capture::pcap_file::CaptureReader;
 use crate::correlate::devices::{DeviceInputs, DeviceLimits, Devices};
 use crate::decode::{self, Decoder};
 use crate::flow::FlowSettings;
-use crate::flow::key::Direction;
+use crate::flow::key::{Direction, FlowKey};
 use crate::flow::reassembly::StreamEvent;
 use crate::flow::table::FlowTable;
 use crate::inputs::{self, LoadError, Loaded};
@@ -189,8 +190,16 @@ pub fn dhcp6(data: &[u8]) {
 /// 2 the direction closes after this chunk, 3 with a RST; bits 4-7 the time
 /// step before the chunk, in milliseconds.
 pub fn tls_stream(data: &[u8]) {
-    let mut app = AppState::new(64, true);
-    let mut ctx = TlsCtx::default();
+    let key = FlowKey {
+        sport: 50_000,
+        dport: 443,
+        proto: 6,
+        ..FlowKey::default()
+    };
+    let enabled = ParserSet::enabled(&FlowSettings::default(), Transport::Tcp);
+    let mut app = AppState::new(64, enabled);
+    let mut shared = Shared::default();
+    let mut out = Vec::new();
     let mut t = Timestamp(1_000_000_000);
     let mut rest = data;
     while rest.len() >= 3 {
@@ -210,7 +219,15 @@ pub fn tls_stream(data: &[u8]) {
             } else {
                 StreamEvent::Data(bytes)
             };
-            app.on_stream(d, ev, t, &mut ctx);
+            let mut cx = Cx {
+                ts: t,
+                packet: None,
+                key: &key,
+                start: Timestamp(1_000_000_000),
+                shared: &mut shared,
+                out: &mut out,
+            };
+            app.on_stream(d, ev, &mut cx);
         }
         if c & 4 != 0 {
             app.on_close(d, c & 8 != 0, t);
@@ -219,9 +236,9 @@ pub fn tls_stream(data: &[u8]) {
     let _ = app.payload_features(Direction::ToServer);
     let _ = app.payload_features(Direction::ToClient);
     let _ = app.service(true, 50_000, 443);
-    if let Some(t) = app.tls() {
-        tls_fields(t, &mut ctx, false);
-        tls_fields(t, &mut ctx, true);
+    if let Some(t) = app.parser::<TlsState>() {
+        tls_fields(t, &mut shared.tls, false);
+        tls_fields(t, &mut shared.tls, true);
     }
 }
 

@@ -3,6 +3,11 @@
 //! order is part of an OS fingerprint, and `dhcproto` keeps options in a
 //! map), and option overload (52) is followed into `file` / `sname`.
 
+use crate::app::parser::{Cx, Parser, Registration, Transport};
+use crate::decode::Packet;
+use crate::flow::key::Direction;
+use crate::flow::reassembly::StreamEvent;
+use crate::record::{DhcpBody, DhcpRecord, FlowId, Mac, Record};
 use dhcproto::v4::{DhcpOption, DhcpOptions, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder};
 use serde::Serialize;
@@ -20,6 +25,75 @@ const OPTIONS: usize = 240;
 /// The first 6 bytes of `chaddr`: the client's MAC when `hlen` is 6.
 const CHADDR: std::ops::Range<usize> = 28..34;
 const MAGIC: [u8; 4] = [99, 130, 83, 99];
+
+/// DHCPv4's ports, at both ends (relayed and server-to-server traffic too).
+pub fn on_ports(sport: u16, dport: u16) -> bool {
+    matches!((sport, dport), (67 | 68, 67 | 68))
+}
+
+/// DHCPv4's entry in the parser registry: one `dhcp` record per message.
+pub const PARSER: Registration = Registration {
+    name: "dhcp",
+    transport: Transport::Udp,
+    enabled: |_| true,
+    probe: |p| on_ports(p.sport, p.dport),
+    new: |_| {
+        Box::new(Messages {
+            service: "dhcp",
+            parse: |b| parse(b).map(DhcpBody::V4),
+        })
+    },
+};
+
+/// A DHCP parser (v4 or v6): each datagram is one message and one record.
+#[derive(Debug)]
+pub(crate) struct Messages {
+    pub service: &'static str,
+    pub parse: fn(&[u8]) -> Option<DhcpBody>,
+}
+
+impl Parser for Messages {
+    fn feed(&mut self, _d: Direction, ev: StreamEvent<'_>, cx: &mut Cx<'_>) {
+        if let (StreamEvent::Data(b), Some(p)) = (ev, cx.packet)
+            && let Some(m) = (self.parse)(b)
+        {
+            cx.out.push(record(p, cx.flow_id(), m));
+        }
+    }
+
+    fn wants(&self, _d: Direction) -> bool {
+        true
+    }
+
+    fn service(&self) -> Option<&'static str> {
+        Some(self.service)
+    }
+}
+
+/// The `dhcp` record (v4 or v6) of one message carried by `p`.
+pub(crate) fn record(p: &Packet, flow_id: FlowId, dhcp: DhcpBody) -> Record {
+    let k = &p.key;
+    Record::Dhcp(Box::new(DhcpRecord {
+        kind: "dhcp",
+        ts: p.ts,
+        flow_id,
+        src_ip: k.src.to_ip(),
+        src_port: k.sport,
+        dst_ip: k.dst.to_ip(),
+        dst_port: k.dport,
+        src_mac: p.src_mac.map(Mac),
+        dst_mac: p.dst_mac.map(Mac),
+        vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
+        dhcp_version: if matches!(dhcp, DhcpBody::V4(_)) {
+            4
+        } else {
+            6
+        },
+        dhcp,
+        device: Default::default(),
+        limits: Vec::new(),
+    }))
+}
 
 /// The DHCP part of a `dhcp` record.
 #[derive(Clone, Debug, PartialEq, Serialize)]

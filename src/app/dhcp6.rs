@@ -2,6 +2,8 @@
 //! per client/server message (relay-forward/relay-reply wrappers are opened
 //! once to reach the message inside).
 
+use crate::app::parser::{Registration, Transport};
+use crate::record::DhcpBody;
 use dhcproto::v6::{DhcpOption, Message, MessageType, RelayMessage};
 use dhcproto::{Decodable, Decoder};
 use serde::Serialize;
@@ -11,6 +13,25 @@ use std::net::Ipv6Addr;
 const MAX_ADDRESSES: usize = 16;
 /// Longest DUID kept (RFC 8415 caps a DUID at 128 bytes + 2 for the type).
 const MAX_DUID: usize = 130;
+
+/// DHCPv6's ports, at both ends (relayed traffic too).
+pub fn on_ports(sport: u16, dport: u16) -> bool {
+    matches!((sport, dport), (546 | 547, 546 | 547))
+}
+
+/// DHCPv6's entry in the parser registry: one `dhcp` record per message.
+pub const PARSER: Registration = Registration {
+    name: "dhcpv6",
+    transport: Transport::Udp,
+    enabled: |_| true,
+    probe: |p| on_ports(p.sport, p.dport),
+    new: |_| {
+        Box::new(super::dhcp::Messages {
+            service: "dhcpv6",
+            parse: |b| parse(b).map(DhcpBody::V6),
+        })
+    },
+};
 
 /// One address from an IA_NA or IA_TA.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -10,82 +10,36 @@ pub mod dhcp;
 pub mod dhcp6;
 pub mod evidence;
 pub mod features;
+pub mod parser;
 pub mod service;
 pub mod tls;
 
 use crate::flow::key::Direction;
 use crate::flow::reassembly::StreamEvent;
-use crate::record::{DhcpBody, DhcpRecord, Mac};
 use crate::time::Timestamp;
 use features::{PayloadFeatures, Sampler};
-use tls::TlsState;
+use parser::{Cx, End, Parser, ParserSet, Probe};
 
-/// The `dhcp` record of a DHCPv4 (67/68) or DHCPv6 (546/547) message on
-/// its well-known ports, if `payload` is one; `flow_id` names its flow.
-pub fn dhcp_record(
-    p: &crate::decode::Packet,
-    flow_id: crate::record::FlowId,
-    payload: &[u8],
-) -> Option<DhcpRecord> {
-    let k = &p.key;
-    let dhcp = match (k.sport, k.dport) {
-        (67 | 68, 67 | 68) => DhcpBody::V4(dhcp::parse(payload)?),
-        (546 | 547, 546 | 547) => DhcpBody::V6(dhcp6::parse(payload)?),
-        _ => return None,
-    };
-    Some(DhcpRecord {
-        kind: "dhcp",
-        ts: p.ts,
-        flow_id,
-        src_ip: k.src.to_ip(),
-        src_port: k.sport,
-        dst_ip: k.dst.to_ip(),
-        dst_port: k.dport,
-        src_mac: p.src_mac.map(Mac),
-        dst_mac: p.dst_mac.map(Mac),
-        vlan: k.vlan.iter().copied().filter(|v| *v != 0).collect(),
-        dhcp_version: if matches!(dhcp, DhcpBody::V4(_)) {
-            4
-        } else {
-            6
-        },
-        dhcp,
-        device: Default::default(),
-        limits: Vec::new(),
-    })
-}
-
-/// Per-flow parser state.
+/// Per-flow parser state: the first-payload samplers, the registry
+/// entries not yet probed, and the parsers that claimed the flow.
 #[derive(Debug, Default)]
 pub struct AppState {
     sample: [Sampler; 2],
-    tls: TlsSlot,
-}
-
-/// TLS is looked for in the first stream bytes of every TCP flow, on any
-/// port, in either direction (a flow picked up mid-stream starts with the
-/// server's records as often as the client's).
-#[derive(Debug, Default)]
-pub enum TlsSlot {
-    #[default]
-    Unprobed,
-    Active(Box<TlsState>),
-    NotTls,
+    /// Probed at the flow's first payload (either direction), then empty.
+    unprobed: ParserSet,
+    parsers: Vec<Box<dyn Parser>>,
 }
 
 impl AppState {
-    /// `stream` is true for TCP (stream parsers such as TLS run), false for UDP.
-    pub fn new(first_payload_bytes: usize, stream: bool) -> Self {
+    /// `enabled`: the registry entries of the flow's transport that are on.
+    pub fn new(first_payload_bytes: usize, enabled: ParserSet) -> Self {
         AppState {
             sample: [
                 Sampler::new(first_payload_bytes),
                 Sampler::new(first_payload_bytes),
             ],
-            tls: if stream {
-                TlsSlot::Unprobed
-            } else {
-                TlsSlot::NotTls
-            },
+            unprobed: enabled,
+            parsers: Vec::new(),
         }
     }
 
@@ -93,62 +47,65 @@ impl AppState {
     pub fn footprint(&self) -> usize {
         std::mem::size_of::<AppState>()
             + self.sample.iter().map(Sampler::heap_bytes).sum::<usize>()
-            + match &self.tls {
-                TlsSlot::Active(t) => t.heap_bytes(),
-                _ => 0,
-            }
+            + self.parsers.capacity() * std::mem::size_of::<Box<dyn Parser>>()
+            + self.parsers.iter().map(|p| p.heap_bytes()).sum::<usize>()
     }
 
     /// Does any parser still want bytes of direction `d`?
     pub fn wants(&self, d: Direction) -> bool {
         self.sample[d.index()].wants()
-            || match &self.tls {
-                TlsSlot::Unprobed => true,
-                TlsSlot::Active(t) => t.wants(),
-                TlsSlot::NotTls => false,
-            }
+            || !self.unprobed.is_empty()
+            || self.parsers.iter().any(|p| p.wants(d))
     }
 
-    /// In-order stream bytes (TCP) or a datagram's payload (UDP).
-    pub fn on_stream(
-        &mut self,
-        d: Direction,
-        ev: StreamEvent<'_>,
-        ts: Timestamp,
-        ctx: &mut tls::TlsCtx,
-    ) {
+    /// In-order stream bytes (TCP) or a datagram's payload (UDP, with its
+    /// packet in `cx`).
+    pub fn on_stream(&mut self, d: Direction, ev: StreamEvent<'_>, cx: &mut Cx<'_>) {
         let s = &mut self.sample[d.index()];
         match ev {
             StreamEvent::Data(b) => {
                 s.feed(b);
-                if let TlsSlot::Unprobed = self.tls {
-                    self.tls = if TlsState::probe(b) {
-                        TlsSlot::Active(Box::new(TlsState::new(b)))
-                    } else {
-                        TlsSlot::NotTls
+                if !self.unprobed.is_empty() {
+                    let (sport, dport) = match cx.packet {
+                        Some(p) => (p.key.sport, p.key.dport),
+                        None if d == Direction::ToServer => (cx.key.sport, cx.key.dport),
+                        None => (cx.key.dport, cx.key.sport),
                     };
-                }
-                if let TlsSlot::Active(t) = &mut self.tls
-                    && t.wants()
-                {
-                    t.feed(d, b, ts, ctx);
+                    let probe = Probe {
+                        sport,
+                        dport,
+                        dir: d,
+                        first: b,
+                    };
+                    self.parsers = self.unprobed.claim(&probe);
+                    self.unprobed = ParserSet::default();
                 }
             }
+            // Nothing can be probed across a gap.
             StreamEvent::Gap(_) => {
                 s.gap();
-                // A gap in a handshake cannot be bridged: stop parsing.
-                match &mut self.tls {
-                    TlsSlot::Active(t) => t.not_tls = true,
-                    slot => *slot = TlsSlot::NotTls,
-                }
+                self.unprobed = ParserSet::default();
+            }
+        }
+        for p in &mut self.parsers {
+            // A gap reaches every parser: a handshake cannot be bridged.
+            if matches!(ev, StreamEvent::Gap(_)) || p.wants(d) {
+                p.feed(d, ev, cx);
             }
         }
     }
 
     /// The side's first FIN or RST, after that packet's payload was fed.
     pub fn on_close(&mut self, d: Direction, rst: bool, ts: Timestamp) {
-        if let TlsSlot::Active(t) = &mut self.tls {
-            t.on_close(d, rst, ts);
+        for p in &mut self.parsers {
+            p.on_close(d, rst, ts);
+        }
+    }
+
+    /// The flow ended: each parser writes what it owns, in registry order.
+    pub fn finish(&mut self, end: &mut End<'_>) {
+        for p in &mut self.parsers {
+            p.finish(end);
         }
     }
 
@@ -156,22 +113,24 @@ impl AppState {
         self.sample[d.index()].features()
     }
 
-    /// The protocol the flow speaks (Zeek's `service` names), if recognised.
+    /// The protocol the flow speaks (Zeek's `service` names), if recognised:
+    /// a parser's word first, else the first bytes and ports.
     pub fn service(&self, tcp: bool, sport: u16, dport: u16) -> Option<&'static str> {
-        service::identify(
-            tcp,
-            sport,
-            dport,
-            self.sample[0].bytes(),
-            self.sample[1].bytes(),
-            self.tls().is_some_and(|t| t.recognised()),
-        )
+        self.parsers.iter().find_map(|p| p.service()).or_else(|| {
+            service::identify(
+                tcp,
+                sport,
+                dport,
+                self.sample[0].bytes(),
+                self.sample[1].bytes(),
+            )
+        })
     }
 
-    pub fn tls(&self) -> Option<&TlsState> {
-        match &self.tls {
-            TlsSlot::Active(t) => Some(t),
-            _ => None,
-        }
+    /// The flow's parser of type `T`, if it claimed the flow.
+    pub fn parser<T: Parser>(&self) -> Option<&T> {
+        self.parsers
+            .iter()
+            .find_map(|p| (p.as_ref() as &dyn std::any::Any).downcast_ref())
     }
 }

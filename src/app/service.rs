@@ -27,18 +27,14 @@ fn quic_version(v: u32) -> bool {
 }
 
 /// `orig`/`resp`: the first payload bytes of each direction (TCP stream
-/// or first datagram). `tls`: the TLS parser recognised the stream.
+/// or first datagram), for flows no parser recognised.
 pub fn identify(
     tcp: bool,
     sport: u16,
     dport: u16,
     orig: &[u8],
     resp: &[u8],
-    tls: bool,
 ) -> Option<&'static str> {
-    if tls {
-        return Some("ssl");
-    }
     let port = |p: u16| sport == p || dport == p;
     if tcp {
         // A CONNECT that opened no TLS tunnel is still HTTP.
@@ -105,39 +101,34 @@ mod tests {
     #[test]
     fn recognises_the_common_protocols() {
         assert_eq!(
-            identify(true, 5, 80, b"GET / HTTP/1.1\r\n", b"", false),
+            identify(true, 5, 80, b"GET / HTTP/1.1\r\n", b""),
             Some("http")
         );
         assert_eq!(
-            identify(true, 5, 8080, b"", b"HTTP/1.1 200 OK", false),
+            identify(true, 5, 8080, b"", b"HTTP/1.1 200 OK"),
             Some("http")
         );
-        assert_eq!(
-            identify(true, 5, 9, b"SSH-2.0-OpenSSH", b"", false),
-            Some("ssh")
-        );
-        assert_eq!(
-            identify(true, 5, 443, b"\x16\x03\x01", b"", true),
-            Some("ssl")
-        );
+        assert_eq!(identify(true, 5, 9, b"SSH-2.0-OpenSSH", b""), Some("ssh"));
+        // TLS is the TLS parser's word (`ssl` once it recognised a record).
+        assert_eq!(identify(true, 5, 443, b"\x16\x03\x01", b""), None);
         let q = [0xc3, 0, 0, 0, 1, 8, 1, 2];
-        assert_eq!(identify(false, 5, 443, &q, b"", false), Some("quic"));
+        assert_eq!(identify(false, 5, 443, &q, b""), Some("quic"));
         let dns = [0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w'];
-        assert_eq!(identify(false, 5, 53, &dns, b"", false), Some("dns"));
-        assert_eq!(identify(false, 68, 67, b"", b"", false), Some("dhcp"));
+        assert_eq!(identify(false, 5, 53, &dns, b""), Some("dns"));
+        assert_eq!(identify(false, 68, 67, b"", b""), Some("dhcp"));
     }
 
     #[test]
     fn random_bytes_are_no_service() {
         let r = [0x9f, 0x11, 0x02, 0x7a, 0x55, 0xe0, 0x31, 0x08];
-        assert_eq!(identify(true, 40000, 8443, &r, &r, false), None);
+        assert_eq!(identify(true, 40000, 8443, &r, &r), None);
         // A QUIC-looking first byte with an unknown version is not QUIC.
         let q = [0xc3, 0x12, 0x34, 0x56, 0x78];
-        assert_eq!(identify(false, 5, 443, &q, b"", false), None);
+        assert_eq!(identify(false, 5, 443, &q, b""), None);
         // Short headers on UDP 443 are QUIC; elsewhere, or without the fixed bit, not.
         let s = [0x55, 0xe1, 0x11, 0x1d];
-        assert_eq!(identify(false, 5, 443, &s, &[0x40, 1], false), Some("quic"));
-        assert_eq!(identify(false, 5, 4443, &s, &[0x40, 1], false), None);
-        assert_eq!(identify(false, 5, 443, &[0x15, 1], b"", false), None);
+        assert_eq!(identify(false, 5, 443, &s, &[0x40, 1]), Some("quic"));
+        assert_eq!(identify(false, 5, 4443, &s, &[0x40, 1]), None);
+        assert_eq!(identify(false, 5, 443, &[0x15, 1], b""), None);
     }
 }

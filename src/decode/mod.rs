@@ -404,18 +404,15 @@ impl Decoder {
     /// DHCPv4 and DHCPv6 on their well-known ports (both ends, so relayed
     /// and server-to-server traffic is seen too).
     fn device_evidence(&mut self, pkt: &Packet, payload: &[u8]) {
-        match (pkt.key.sport, pkt.key.dport) {
-            (67 | 68, 67 | 68) => {
-                if let Some(d) = crate::app::dhcp::parse(payload) {
-                    evidence::from_dhcp4(&d, pkt.ts, &mut self.evidence);
-                }
+        let (sport, dport) = (pkt.key.sport, pkt.key.dport);
+        if crate::app::dhcp::on_ports(sport, dport) {
+            if let Some(d) = crate::app::dhcp::parse(payload) {
+                evidence::from_dhcp4(&d, pkt.ts, &mut self.evidence);
             }
-            (546 | 547, 546 | 547) => {
-                if let Some(d) = crate::app::dhcp6::parse(payload) {
-                    evidence::from_dhcp6(&d, pkt.ts, pkt.dst_mac, &mut self.evidence);
-                }
-            }
-            _ => {}
+        } else if crate::app::dhcp6::on_ports(sport, dport)
+            && let Some(d) = crate::app::dhcp6::parse(payload)
+        {
+            evidence::from_dhcp6(&d, pkt.ts, pkt.dst_mac, &mut self.evidence);
         }
     }
 

@@ -19,7 +19,7 @@
 //!   parser is told, so it can resynchronise or stop.
 
 /// What the reassembler hands the parser.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamEvent<'a> {
     Data(&'a [u8]),
     /// `n` bytes that will never be seen.

@@ -16,7 +16,7 @@ use super::key::{Direction, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::reassembly::{Reassembler, StreamEvent};
 use super::tcp::{EpState, History, TcpState, udp_conn_state};
 use crate::app::AppState;
-use crate::app::tls::TlsCtx;
+use crate::app::parser::{Cx, End, ParserSet, Shared, Transport};
 use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
 use crate::record::{EndpointRecord, FlowRecord, Mac, Record};
@@ -106,13 +106,14 @@ pub struct Flow {
 pub const FLOW_BASE_BYTES: usize =
     std::mem::size_of::<Flow>() + std::mem::size_of::<WheelEntry>() + 16;
 
-/// A flow's parser state, made at its first payload.
+/// A flow's parser state, made at its first payload; `enabled`: the
+/// parsers of its transport that are on.
 fn app_mut<'a>(
     app: &'a mut Option<Box<AppState>>,
     s: &FlowSettings,
-    tcp: bool,
+    enabled: ParserSet,
 ) -> &'a mut AppState {
-    app.get_or_insert_with(|| Box::new(AppState::new(s.first_payload_bytes, s.tls && tcp)))
+    app.get_or_insert_with(|| Box::new(AppState::new(s.first_payload_bytes, enabled)))
 }
 
 impl Flow {
@@ -154,11 +155,12 @@ impl Flow {
     }
 
     /// Does a parser still want direction `d`'s bytes? Before the first
-    /// payload, what a fresh parser state would say.
-    fn wants(&self, d: Direction, s: &FlowSettings) -> bool {
+    /// payload, what a fresh parser state would say (`enabled`: the
+    /// parsers of the flow's transport that are on).
+    fn wants(&self, d: Direction, s: &FlowSettings, enabled: ParserSet) -> bool {
         match &self.app {
             Some(a) => a.wants(d),
-            None => s.first_payload_bytes > 0 || (s.tls && self.is_tcp()),
+            None => s.first_payload_bytes > 0 || !enabled.is_empty(),
         }
     }
 
@@ -249,7 +251,11 @@ pub struct FlowTable {
     wheel: Vec<Vec<WheelEntry>>,
     wheel_sec: Option<u64>,
     next_gen: u64,
-    tls_ctx: TlsCtx,
+    /// State the parsers share across this worker's flows, and the
+    /// parsers that are on for TCP and for UDP flows.
+    parsers: Shared,
+    enabled_tcp: ParserSet,
+    enabled_udp: ParserSet,
     /// Connections written at close, and the same in order of `until`
     /// (packet time only moves forward here, so that is insertion order);
     /// at most `max_flows` of them, the oldest forgotten first.
@@ -282,7 +288,9 @@ impl FlowTable {
             wheel: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
             wheel_sec: None,
             next_gen: 0,
-            tls_ctx: TlsCtx::default(),
+            parsers: Shared::default(),
+            enabled_tcp: ParserSet::enabled(&settings, Transport::Tcp),
+            enabled_udp: ParserSet::enabled(&settings, Transport::Udp),
             closed: HashTable::new(),
             closed_order: VecDeque::new(),
             closing: VecDeque::new(),
@@ -656,7 +664,7 @@ impl FlowTable {
                     }
                 }
             }
-            if !payload.is_empty() && flow.wants(d, &settings) {
+            if !payload.is_empty() && flow.wants(d, &settings, self.enabled_tcp) {
                 let isn = flow.isn[i];
                 let stream = flow.streams[i].get_or_insert_with(|| {
                     let mut reasm = Reassembler::new(settings.reassembly);
@@ -665,13 +673,19 @@ impl FlowTable {
                     }
                     Box::new(Stream { reasm })
                 });
-                let app = app_mut(&mut flow.app, &settings, true);
-                let tls_ctx = &mut self.tls_ctx;
-                let ts = p.ts;
+                let app = app_mut(&mut flow.app, &settings, self.enabled_tcp);
+                let mut cx = Cx {
+                    ts: p.ts,
+                    packet: None,
+                    key: &flow.key,
+                    start: flow.start,
+                    shared: &mut self.parsers,
+                    out,
+                };
                 stream
                     .reasm
-                    .segment(p.seq, payload, &mut |ev| app.on_stream(d, ev, ts, tls_ctx));
-                if !flow.wants(d, &settings)
+                    .segment(p.seq, payload, &mut |ev| app.on_stream(d, ev, &mut cx));
+                if !flow.wants(d, &settings, self.enabled_tcp)
                     && let Some(s) = flow.streams[i].take()
                 {
                     flow.absorb(i, &s.reasm);
@@ -697,25 +711,19 @@ impl FlowTable {
                 closing = Some(flow.generation);
             }
         } else if p.key.proto == PROTO_UDP
-            && let Some(rec) =
-                crate::app::dhcp_record(p, flow.key.flow_id(flow.start.as_nanos()), payload)
+            && !payload.is_empty()
+            && flow.wants(d, &settings, self.enabled_udp)
         {
-            out.push(Record::Dhcp(Box::new(rec)));
-            if flow.wants(d, &settings) {
-                app_mut(&mut flow.app, &settings, false).on_stream(
-                    d,
-                    StreamEvent::Data(payload),
-                    p.ts,
-                    &mut self.tls_ctx,
-                );
-            }
-        } else if p.key.proto == PROTO_UDP && !payload.is_empty() && flow.wants(d, &settings) {
-            app_mut(&mut flow.app, &settings, false).on_stream(
-                d,
-                StreamEvent::Data(payload),
-                p.ts,
-                &mut self.tls_ctx,
-            );
+            let app = app_mut(&mut flow.app, &settings, self.enabled_udp);
+            let mut cx = Cx {
+                ts: p.ts,
+                packet: Some(p),
+                key: &flow.key,
+                start: flow.start,
+                shared: &mut self.parsers,
+                out,
+            };
+            app.on_stream(d, StreamEvent::Data(payload), &mut cx);
         }
         if !payload.is_empty() {
             // Only payload grows or frees parser state and queued bytes.
@@ -751,10 +759,17 @@ impl FlowTable {
         for i in 0..2 {
             let d = Direction::from_index(i);
             if let Some(mut s) = f.streams[i].take() {
-                let app = app_mut(&mut f.app, &self.settings, f.key.proto == PROTO_TCP);
-                let ts = f.last;
-                let tls_ctx = &mut self.tls_ctx;
-                s.reasm.finish(&mut |ev| app.on_stream(d, ev, ts, tls_ctx));
+                // Streams are TCP's alone.
+                let app = app_mut(&mut f.app, &self.settings, self.enabled_tcp);
+                let mut cx = Cx {
+                    ts: f.last,
+                    packet: None,
+                    key: &f.key,
+                    start: f.start,
+                    shared: &mut self.parsers,
+                    out,
+                };
+                s.reasm.finish(&mut |ev| app.on_stream(d, ev, &mut cx));
                 f.absorb(i, &s.reasm);
             }
             self.stats.reassembly_gaps += f.gaps[i] as u64;
@@ -765,12 +780,26 @@ impl FlowTable {
                 }
             }
         }
+        let k = f.key;
+        let flow_id = k.flow_id(f.start.as_nanos());
+        let community_id = k.community_id(0);
+        // Each parser's records first, then the flow's.
+        if let Some(app) = f.app.as_deref_mut() {
+            app.finish(&mut End {
+                key: &k,
+                flow_id,
+                community_id: &community_id,
+                timed_out: reason == EndReason::Timeout,
+                shared: &mut self.parsers,
+                out,
+            });
+        }
         // A flow that carried no payload has no parser state: read a fresh one.
         let fresh;
         let app: &AppState = match f.app.as_deref() {
             Some(a) => a,
             None => {
-                fresh = AppState::new(0, false);
+                fresh = AppState::default();
                 &fresh
             }
         };
@@ -788,25 +817,10 @@ impl FlowTable {
             missed_bytes: f.missed[i],
             first_payload: app.payload_features(d),
         };
-        let k = f.key;
         let rtt = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
             (Some(a), Some(b)) => Some(b.since(a) / 1_000),
             _ => None,
         };
-        let flow_id = k.flow_id(f.start.as_nanos());
-        let community_id = k.community_id(0);
-        if let Some(t) = app.tls()
-            && let Some(rec) = crate::app::tls::record::record(
-                t,
-                &mut self.tls_ctx,
-                &k,
-                flow_id,
-                &community_id,
-                reason == EndReason::Timeout,
-            )
-        {
-            out.push(Record::Tls(Box::new(rec)));
-        }
         out.push(Record::Flow(Box::new(FlowRecord {
             kind: "flow",
             ts: f.start,

@@ -18,7 +18,9 @@ pub mod hello;
 pub mod record;
 pub mod summary;
 
+use crate::app::parser::{Cx, End, Parser, Registration, Transport};
 use crate::flow::key::Direction;
+use crate::flow::reassembly::StreamEvent;
 use crate::time::Timestamp;
 use hello::{ClientHello, ServerHello};
 use serde::Serialize;
@@ -504,6 +506,56 @@ impl TlsState {
     /// Length and time of the side's last application_data record.
     pub fn last_app(&self, d: Direction) -> Option<(u16, Timestamp)> {
         self.side[d.index()].last_app
+    }
+}
+
+/// TLS's entry in the parser registry: any TCP flow whose first bytes
+/// (either direction) look like a TLS record, an SSLv2-compatible hello or
+/// an HTTP CONNECT; switched off by `tls.enabled = false`.
+pub const PARSER: Registration = Registration {
+    name: "tls",
+    transport: Transport::Tcp,
+    enabled: |s| s.tls,
+    probe: |p| TlsState::probe(p.first),
+    new: |p| Box::new(TlsState::new(p.first)),
+};
+
+impl Parser for TlsState {
+    fn feed(&mut self, d: Direction, ev: StreamEvent<'_>, cx: &mut Cx<'_>) {
+        match ev {
+            StreamEvent::Data(b) => TlsState::feed(self, d, b, cx.ts, &mut cx.shared.tls),
+            // A gap in a handshake cannot be bridged: stop parsing.
+            StreamEvent::Gap(_) => self.not_tls = true,
+        }
+    }
+
+    fn wants(&self, _d: Direction) -> bool {
+        TlsState::wants(self)
+    }
+
+    fn on_close(&mut self, d: Direction, rst: bool, ts: Timestamp) {
+        TlsState::on_close(self, d, rst, ts)
+    }
+
+    fn heap_bytes(&self) -> usize {
+        TlsState::heap_bytes(self)
+    }
+
+    fn service(&self) -> Option<&'static str> {
+        self.recognised().then_some("ssl")
+    }
+
+    fn finish(&mut self, end: &mut End<'_>) {
+        if let Some(rec) = record::record(
+            self,
+            &mut end.shared.tls,
+            end.key,
+            end.flow_id,
+            end.community_id,
+            end.timed_out,
+        ) {
+            end.out.push(crate::record::Record::Tls(Box::new(rec)));
+        }
     }
 }
 
