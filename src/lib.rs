@@ -32,8 +32,8 @@ pub mod flow;
 pub mod fuzzing;
 pub mod inputs;
 pub mod output;
-pub mod pipeline;
 pub mod record;
+pub mod run;
 #[cfg(unix)]
 pub mod sensor;
 pub mod time;

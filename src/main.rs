@@ -13,7 +13,7 @@ mod cli;
 
 use blindspot::config::{Config, RawConfig};
 use blindspot::correlate::devices::DeviceInputs;
-use blindspot::pipeline;
+use blindspot::run;
 use clap::Parser;
 use cli::{BaselineCmd, Cli, Cmd, ConfigCmd, InputArgs, SensorArgs};
 use std::io::{ErrorKind, Write};
@@ -244,7 +244,7 @@ fn baseline_build(files: &[PathBuf], output: &std::path::Path) -> Result<(), Fai
 }
 
 fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<(), Failure> {
-    let outcome = match pipeline::replay(files, cfg, output) {
+    let outcome = match run::replay(files, cfg, output) {
         Ok(outcome) => outcome,
         // `replay … | head`: the reader has what it wanted.
         Err(e) if e.0.kind() == ErrorKind::BrokenPipe => return Ok(()),

@@ -29,16 +29,17 @@
 
 pub mod privilege;
 
-use crate::app::evidence::Evidence;
 use crate::capture::FrameRef;
 use crate::capture::live::{LiveSource, RingStats};
 use crate::config::{CaptureSettings, Config};
-use crate::correlate::{Correlator, RecordBatch};
+use crate::correlate::Correlator;
 use crate::decode::defrag::DefragStats;
 use crate::decode::{self, DecodeStats, Decoder};
 use crate::flow::table::{FlowTable, TableStats};
 use crate::output::rotate::{LiveSink, OutputCounters, Target};
-use crate::record::{QueueStats, Record, StatsRecord};
+use crate::record::{QueueStats, StatsRecord};
+use crate::run::order::{Tick, Watermark};
+use crate::run::{Handoff, TICK, ToSink, sink, stats};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use std::collections::{BTreeMap, VecDeque};
@@ -46,18 +47,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// How often a worker advances its timers and hands records on.
-const TICK: Duration = Duration::from_millis(100);
-
-/// What the correlator hands the sink.
-enum ToSink {
-    /// Records, and when they were sent; the sink encodes them.
-    Block(Instant, RecordBatch),
-    /// Write everything received so far (retrying while writes fail), then
-    /// answer: the last stats record is made after that.
-    Sync(Sender<()>),
-}
 
 /// What `blindspot capture` was asked to do.
 #[derive(Clone, Debug, Default)]
@@ -111,14 +100,6 @@ enum Live {
     Tick(Tick),
     Stats(Box<Snapshot>),
     Done(Box<Snapshot>),
-}
-
-struct Tick {
-    worker: usize,
-    now: Timestamp,
-    sent: Instant,
-    evidence: Vec<Evidence>,
-    records: Vec<Record>,
 }
 
 /// Runs the sensor until a signal (or `duration`).
@@ -182,11 +163,11 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
     thread::Builder::new()
         .name("sink".into())
         .spawn(move || {
-            let r = run_sink(sink_rx, sink, &hup_sink, &term_sink, flush, max_pending);
+            let r = sink::live(sink_rx, sink, &hup_sink, &term_sink, flush, max_pending);
             let _ = done_tx.send(r);
         })
         .map_err(|e| format!("cannot start the sink thread: {e}"))?;
-    let corr = crate::pipeline::correlator(cfg);
+    let corr = crate::run::correlator(cfg);
     let slack = cfg.flow.tcp_idle;
     let corr_counters = Arc::clone(&counters);
     let corr_thread = thread::Builder::new()
@@ -454,68 +435,6 @@ impl Worker {
     }
 }
 
-/// Puts the workers' ticks back in packet-time order, as replay's chunks
-/// are: once every worker has reached time T, the evidence of all ticks up
-/// to T is applied in packet-time order, then their records are resolved.
-/// So device lookups do not depend on which worker saw the DHCP or ARP.
-struct Watermark {
-    reached: Vec<Timestamp>,
-    held: Vec<Tick>,
-}
-
-impl Watermark {
-    fn new(workers: usize) -> Self {
-        Watermark {
-            reached: vec![Timestamp::ZERO; workers],
-            held: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, t: Tick) {
-        self.reached[t.worker] = self.reached[t.worker].max(t.now);
-        self.held.push(t);
-    }
-
-    fn finished(&mut self, worker: usize) {
-        self.reached[worker] = Timestamp(u64::MAX);
-    }
-
-    fn release(&mut self, corr: &mut Correlator) {
-        let mark = self
-            .reached
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(Timestamp::ZERO);
-        // Every worker has handed on all its evidence up to `mark`: apply
-        // it in packet-time order, from every tick held...
-        let mut evidence = Vec::new();
-        for t in &mut self.held {
-            let (now, later): (Vec<Evidence>, Vec<Evidence>) = std::mem::take(&mut t.evidence)
-                .into_iter()
-                .partition(|e| e.ts <= mark);
-            evidence.extend(now);
-            t.evidence = later;
-        }
-        evidence.sort_by_key(|e| e.ts);
-        corr.evidence(&evidence);
-        // ... then resolve the records of the ticks up to `mark`.
-        if !self.held.iter().any(|t| t.now <= mark) {
-            return;
-        }
-        let (mut ready, keep): (Vec<Tick>, Vec<Tick>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|t| t.now <= mark);
-        self.held = keep;
-        ready.sort_by_key(|t| (t.now, t.worker));
-        // A released tick's evidence is all applied above: its times are at
-        // most the tick's `now`, which is at most `mark`.
-        for t in ready {
-            corr.push(t.records);
-        }
-    }
-}
-
 /// The totals of every worker's latest snapshot.
 fn merge(snaps: &[Snapshot], now: Timestamp) -> StatsRecord {
     let mut decode = DecodeStats::default();
@@ -526,7 +445,7 @@ fn merge(snaps: &[Snapshot], now: Timestamp) -> StatsRecord {
         defrag.merge(&s.defrag);
         table.merge(&s.table);
     }
-    let mut st = crate::pipeline::counters(&decode, &defrag, &table, now);
+    let mut st = stats::counters(&decode, &defrag, &table, now);
     st.packets = snaps.iter().map(|s| s.packets).sum();
     st.bytes = snaps.iter().map(|s| s.bytes).sum();
     st.capture = snaps.iter().flat_map(|s| s.rings.iter().cloned()).collect();
@@ -569,14 +488,10 @@ fn run_correlator(
         .collect();
     let mut emitted_epoch = 0;
     let mut done = 0;
-    let mut last_send = Instant::now();
     // The longest records waited between a worker and the correlator
     // since the last stats record.
     let mut lag_ms = 0u64;
-    let send = |block: RecordBatch, last_send: &mut Instant| {
-        *last_send = Instant::now();
-        sink.send(ToSink::Block(*last_send, block)).is_ok()
-    };
+    let mut sink = Handoff::new(sink);
     let mut order = Watermark::new(workers);
     while done < workers {
         match rx.recv_timeout(TICK) {
@@ -592,13 +507,11 @@ fn run_correlator(
                 if epoch > emitted_epoch {
                     emitted_epoch = epoch;
                     let mut st = merge(&snaps, Timestamp::now());
-                    st.output = output_counters(&counters, sink.len(), lag_ms);
+                    st.output = output_counters(&counters, sink.queued(), lag_ms);
                     lag_ms = 0;
-                    crate::pipeline::totals(&mut corr, &mut st);
-                    while let Some(block) = corr.next_block(true) {
-                        if !send(block, &mut last_send) {
-                            return StatsRecord::default();
-                        }
+                    stats::totals(&mut corr, &mut st);
+                    if !sink.blocks(&mut corr, true) {
+                        return StatsRecord::default();
                     }
                 }
             }
@@ -617,132 +530,22 @@ fn run_correlator(
         corr.advance_detections(Timestamp(Timestamp::now().0.saturating_sub(slack)));
         // A full block goes at once, a partial one every tick: the sink
         // batches, and a record closed a second ago is on disk by then.
-        let partial = last_send.elapsed() >= TICK;
-        while let Some(block) = corr.next_block(partial) {
-            if !send(block, &mut last_send) {
-                return StatsRecord::default();
-            }
+        let partial = sink.idle() >= TICK;
+        if !sink.blocks(&mut corr, partial) {
+            return StatsRecord::default();
         }
     }
     let mut st = merge(&snaps, Timestamp::now());
     corr.finish_detections();
-    crate::pipeline::push_coverage(&mut corr, &st);
+    stats::push_coverage(&mut corr, &st);
     // The last stats record is written last and alone, once everything
     // before it is on disk: its output counters then account for every byte
     // of the output but its own line, and nothing is held or queued.
-    let (ack_tx, ack_rx) = bounded::<()>(1);
-    let mut sent = true;
-    while sent && let Some(block) = corr.next_block(true) {
-        sent = send(block, &mut last_send);
+    if sink.blocks(&mut corr, true) {
+        sink.sync();
     }
-    if sent && sink.send(ToSink::Sync(ack_tx)).is_ok() {
-        let _ = ack_rx.recv();
-    }
-    st.output = output_counters(&counters, sink.len(), lag_ms);
-    crate::pipeline::push_stats(&mut corr, &mut st);
-    while let Some(block) = corr.next_block(true) {
-        let _ = sink.send(ToSink::Block(Instant::now(), block));
-    }
+    st.output = output_counters(&counters, sink.queued(), lag_ms);
+    stats::push_stats(&mut corr, &mut st);
+    sink.blocks(&mut corr, true);
     st
-}
-
-fn run_sink(
-    rx: Receiver<ToSink>,
-    mut sink: LiveSink,
-    hup: &AtomicBool,
-    stop: &AtomicBool,
-    flush: Duration,
-    max_pending: usize,
-) -> std::io::Result<()> {
-    let mut last_flush = Instant::now();
-    let mut encoding = crate::output::Encoding::json_lines();
-    let mut failing: Option<(Instant, Instant)> = None; // (since, last report)
-    // The correlator waits for everything before this to be written.
-    let mut sync: Option<Sender<()>> = None;
-    let report = |sink: &LiveSink,
-                  r: std::io::Result<()>,
-                  failing: &mut Option<(Instant, Instant)>| {
-        match r {
-            Ok(()) => {
-                if let Some((since, _)) = failing.take() {
-                    eprintln!(
-                        "blindspot: writing to {} again after {} s",
-                        sink.current(),
-                        since.elapsed().as_secs()
-                    );
-                }
-            }
-            Err(e) => {
-                // Reported when the failure starts, then once a minute.
-                let now = Instant::now();
-                if failing.is_none_or(|(_, last)| now - last >= Duration::from_secs(60)) {
-                    eprintln!(
-                        "blindspot: cannot write {}: {e}; retrying every second, {} KiB of records held (free space, or fix the output)",
-                        sink.current(),
-                        sink.pending_len() >> 10
-                    );
-                    *failing = Some((failing.map_or(now, |(since, _)| since), now));
-                }
-            }
-        }
-    };
-    loop {
-        if hup.swap(false, Ordering::Relaxed) {
-            let r = sink.reopen();
-            if r.is_ok() {
-                eprintln!("blindspot: SIGHUP: output reopened: {}", sink.current());
-            }
-            report(&sink, r, &mut failing);
-        }
-        if sink.pending_len() < max_pending {
-            match rx.recv_timeout(TICK) {
-                Ok(ToSink::Block(sent, block)) => {
-                    let waited = sent.elapsed().as_millis() as u64;
-                    sink.counters
-                        .sink_lag_ms
-                        .fetch_max(waited, Ordering::Relaxed);
-                    sink.write(encoding.encode(&block));
-                }
-                Ok(ToSink::Sync(ack)) => sync = Some(ack),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            thread::sleep(TICK);
-        }
-        let wait = if failing.is_some() {
-            Duration::from_secs(1)
-        } else {
-            flush
-        };
-        if last_flush.elapsed() >= wait
-            || (failing.is_none() && (sink.should_flush() || sync.is_some()))
-        {
-            last_flush = Instant::now();
-            let r = sink.flush().and_then(|()| sink.rotate_if_due());
-            if let Err(e) = &r
-                && e.kind() == std::io::ErrorKind::BrokenPipe
-            {
-                // The reader of our output went away (`capture -o - | head`):
-                // stop, quietly, as on SIGTERM.
-                stop.store(true, Ordering::Relaxed);
-                return r;
-            }
-            report(&sink, r, &mut failing);
-            if sink.pending_len() == 0
-                && let Some(ack) = sync.take()
-            {
-                let _ = ack.send(());
-            }
-        }
-    }
-    loop {
-        let r = sink.finish();
-        let ok = r.is_ok();
-        report(&sink, r, &mut failing);
-        if ok {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_secs(1));
-    }
 }

@@ -1,4 +1,4 @@
-//! The pipeline: source → decode/dispatch → N flow workers → correlator → sink.
+//! Replay: files → decode/dispatch → N flow workers → correlator → sink.
 //!
 //! ```text
 //!  reader (this thread)          workers (N)              correlator (1)      sink (1)
@@ -17,16 +17,16 @@ use crate::app::evidence::Evidence;
 use crate::capture::Chunk;
 use crate::capture::pcap_file::{CaptureError, CaptureReader};
 use crate::config::Config;
-use crate::correlate::devices::Devices;
 use crate::correlate::{Correlator, RecordBatch};
-use crate::decode::{self, Decoder, Packet, Skip};
+use crate::decode::{self, Decoder, Packet};
 use crate::flow::table::{FlowTable, TableStats};
 use crate::output::Sink;
-use crate::record::FlowId;
 use crate::record::{FileStats, Record, StatsRecord};
+use crate::run::order::{EndMerge, InOrder};
+use crate::run::stats::{counters, finish};
+use crate::run::{Handoff, ToSink, correlator, sink as sink_thread};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
-use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -238,54 +238,6 @@ impl Reader {
     }
 }
 
-/// A stats record holding the decode, fragment and flow-table counters
-/// (the packet counts, files and the correlator's counts are filled in by
-/// the caller).
-pub fn counters(
-    d: &crate::decode::DecodeStats,
-    fr: &crate::decode::defrag::DefragStats,
-    table: &TableStats,
-    now: Timestamp,
-) -> StatsRecord {
-    let mut skipped = BTreeMap::new();
-    for s in Skip::ALL {
-        skipped.insert(s.name(), d.skipped[s as usize]);
-    }
-    let fragments = BTreeMap::from([
-        ("reassembled", d.fragments_reassembled),
-        ("timed_out", fr.timed_out),
-        ("dropped_cap", fr.dropped_cap),
-        ("dropped_malformed", fr.dropped_malformed),
-    ]);
-    let flows = BTreeMap::from([
-        ("created", table.created),
-        ("ended_closed", table.ended[0]),
-        ("ended_timeout", table.ended[1]),
-        ("ended_reused", table.ended[2]),
-        ("evicted", table.ended[3]),
-        ("ended_end_of_input", table.ended[4]),
-        ("active_max", table.active_max),
-        ("late_packets", table.late_packets),
-        ("evicted_memcap", table.evicted_memcap),
-        ("closed_over_cap", table.closed_over_cap),
-    ]);
-    let reassembly = BTreeMap::from([
-        ("gaps", table.reassembly_gaps),
-        ("missed_bytes", table.reassembly_missed_bytes),
-        ("stopped_parsers_done", table.reassembly_stopped),
-    ]);
-    StatsRecord {
-        kind: "stats",
-        ts: now,
-        skipped,
-        fragments,
-        flows,
-        reassembly,
-        drops: BTreeMap::from([("internal", 0)]),
-        ..StatsRecord::default()
-    }
-}
-
 /// Replays `files` into the sink named `output`.
 pub fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<Outcome, OutputError> {
     let sink = Sink::open(output, cfg.flush_interval_ms, cfg.zstd_level).map_err(OutputError)?;
@@ -350,61 +302,11 @@ fn write_blocks(corr: &mut Correlator, sink: &mut Sink, all: bool) -> io::Result
     Ok(())
 }
 
-/// Hands the correlator's full blocks to the sink thread (`all`: every
-/// block, the last partial one too); false when the sink has stopped.
-fn send_blocks(corr: &mut Correlator, sink: &Sender<RecordBatch>, all: bool) -> bool {
-    while let Some(block) = corr.next_block(all) {
-        if sink.send(block).is_err() {
-            return false;
-        }
-    }
-    true
-}
-
-/// The last records of a replay: the detections still open, coverage, then
-/// stats (which counts it).
-fn finish(corr: &mut Correlator, stats: &mut StatsRecord) {
-    corr.finish_detections();
-    totals(corr, stats);
-}
-
-/// Writes a coverage record and the completed stats record (which counts it).
-pub fn totals(corr: &mut Correlator, stats: &mut StatsRecord) {
-    push_coverage(corr, stats);
-    push_stats(corr, stats);
-}
-
-/// The coverage record [`totals`] writes first.
-pub fn push_coverage(corr: &mut Correlator, stats: &StatsRecord) {
-    let coverage = corr.coverage(stats);
-    corr.push([Record::Coverage(Box::new(coverage))]);
-}
-
-/// The stats record [`totals`] ends with, completed with the correlator's
-/// counts.
-pub fn push_stats(corr: &mut Correlator, stats: &mut StatsRecord) {
-    corr.fill_stats(stats);
-    corr.push([Record::Stats(Box::new(stats.clone()))]);
-}
-
-pub fn correlator(cfg: &Config) -> Correlator {
-    let inputs = &cfg.device_inputs;
-    let apps = crate::detect::context::Apps::new(inputs.apps.clone(), &inputs.app_events);
-    let detector = crate::detect::Detector::new(
-        Arc::clone(&cfg.detect),
-        apps,
-        cfg.baseline.clone(),
-        cfg.evidence_dir.is_some(),
-    );
-    let devices = Devices::new(cfg.device_limits, (**inputs).clone());
-    Correlator::new(Arc::clone(&cfg.inspection), devices, detector)
-}
-
 fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replayed, OutputError> {
     let n = cfg.workers;
     let interval = sink.interval();
     let (corr_tx, corr_rx) = bounded::<ToCorrelator>(cfg.queue_batches * n.max(1));
-    let (sink_tx, sink_rx) = bounded::<RecordBatch>(cfg.queue_batches);
+    let (sink_tx, sink_rx) = bounded::<ToSink>(cfg.queue_batches);
     let (stats_tx, stats_rx) = bounded::<StatsRecord>(1);
     // Emptied buffers go back to the thread that fills them: memory freed on
     // another thread is slow to come back to the allocating one, which then
@@ -415,7 +317,7 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
 
     let sink_thread = thread::Builder::new()
         .name("sink".into())
-        .spawn(move || run_sink(sink_rx, sink, spare_blocks_tx))
+        .spawn(move || sink_thread::replay(sink_rx, sink, spare_blocks_tx))
         .expect("spawn sink thread");
     let corr = correlator(cfg);
     let corr_thread = thread::Builder::new()
@@ -561,139 +463,23 @@ fn run_worker(
     table.stats
 }
 
-/// Merges the workers' end-of-input pieces into one sequence ordered by
-/// flow start and flow id, as one worker's drain would be: the detections
-/// see the same sessions in the same order whatever the worker count, and
-/// only a few pieces are held at once instead of every open flow's record.
-struct EndMerge {
-    queues: Vec<std::collections::VecDeque<Record>>,
-    /// Sent its first piece: every regular chunk of it came before.
-    started: Vec<bool>,
-    last: Vec<bool>,
-}
-
-impl EndMerge {
-    fn new(workers: usize) -> Self {
-        EndMerge {
-            queues: (0..workers).map(|_| Default::default()).collect(),
-            started: vec![false; workers],
-            last: vec![false; workers],
-        }
-    }
-
-    fn add(&mut self, worker: usize, records: Vec<Record>, last: bool) {
-        self.started[worker] = true;
-        self.last[worker] |= last;
-        self.queues[worker].extend(records);
-    }
-
-    fn all_done(&self) -> bool {
-        self.last.iter().all(|l| *l) && self.queues.iter().all(|q| q.is_empty())
-    }
-
-    /// The merge key of a queue's first flow: its start and flow id. A flow's
-    /// records end with its `flow` record (a `tls` record comes before it).
-    fn head_key(q: &std::collections::VecDeque<Record>) -> Option<(Timestamp, FlowId)> {
-        q.iter().find_map(|r| match r {
-            Record::Flow(f) => Some((f.ts, f.flow_id)),
-            _ => None,
-        })
-    }
-
-    /// Moves the flows that can go now into `out`, in order: the smallest
-    /// head of all queues, while no worker that may still send is empty.
-    fn release(&mut self, out: &mut Vec<Record>, max: usize) {
-        if !self.started.iter().all(|s| *s) {
-            return;
-        }
-        while out.len() < max {
-            let mut best: Option<(usize, (Timestamp, FlowId))> = None;
-            for (w, q) in self.queues.iter().enumerate() {
-                match Self::head_key(q) {
-                    Some(k) if best.is_none_or(|(_, b)| k < b) => best = Some((w, k)),
-                    Some(_) => {}
-                    None if !self.last[w] => return,
-                    None => {}
-                }
-            }
-            let Some((w, _)) = best else { return };
-            let q = &mut self.queues[w];
-            while let Some(r) = q.pop_front() {
-                let flow = matches!(r, Record::Flow(_));
-                out.push(r);
-                if flow {
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Puts the correlator's input back in chunk order: a chunk's evidence is
-/// applied, then its records are resolved, once every worker is past it —
-/// the order a one-thread replay has, so device lookups (and so records) do
-/// not depend on the number of workers. Holds at most the chunks in flight
-/// in the bounded channels.
-struct InOrder {
-    workers: usize,
-    evidence: BTreeMap<u64, Vec<Evidence>>,
-    records: BTreeMap<u64, (usize, Vec<Record>)>,
-}
-
-impl InOrder {
-    fn add(&mut self, seq: u64, recs: Vec<Record>, last: bool) {
-        let e = self.records.entry(seq).or_default();
-        e.0 += usize::from(last);
-        e.1.extend(recs);
-    }
-
-    /// Feeds `corr` every chunk that all workers are done with (or, at the
-    /// end, everything), in order.
-    fn release(&mut self, corr: &mut Correlator, all: bool) {
-        loop {
-            let rec = self.records.first_key_value().map(|(k, v)| (*k, v.0));
-            // A chunk's evidence goes before its records. It can go once a
-            // record of the same or a later chunk has come in: workers report
-            // chunks in order, so every earlier chunk is released by then.
-            if let Some((&e, _)) = self.evidence.first_key_value()
-                && rec.map_or(all, |(k, _)| e <= k)
-                && let Some((_, ev)) = self.evidence.pop_first()
-            {
-                corr.evidence(&ev);
-                continue;
-            }
-            match rec {
-                Some((_, reported)) if all || reported == self.workers => {
-                    if let Some((_, (_, recs))) = self.records.pop_first() {
-                        corr.push(recs);
-                    }
-                }
-                _ => return,
-            }
-        }
-    }
-}
-
 fn run_correlator(
     mut corr: Correlator,
     rx: Receiver<ToCorrelator>,
-    sink: Sender<RecordBatch>,
+    sink: Sender<ToSink>,
     stats_rx: Receiver<StatsRecord>,
     workers: usize,
     interval: std::time::Duration,
     spare_blocks: Receiver<RecordBatch>,
 ) -> (StatsRecord, Vec<crate::detect::EvidenceWant>) {
-    let mut order = InOrder {
-        workers,
-        evidence: BTreeMap::new(),
-        records: BTreeMap::new(),
-    };
+    let mut order = InOrder::new(workers);
+    let mut sink = Handoff::new(sink);
     let mut end = EndMerge::new(workers);
     let mut piece = Vec::new();
     while !end.all_done() {
         match rx.recv_timeout(interval) {
             Ok(ToCorrelator::Evidence(seq, ev)) => {
-                order.evidence.insert(seq, ev);
+                order.evidence(seq, ev);
             }
             Ok(ToCorrelator::Records(seq, recs, last)) => {
                 while let Ok(b) = spare_blocks.try_recv() {
@@ -701,7 +487,7 @@ fn run_correlator(
                 }
                 order.add(seq, recs, last);
                 order.release(&mut corr, false);
-                if !send_blocks(&mut corr, &sink, false) {
+                if !sink.blocks(&mut corr, false) {
                     return Default::default();
                 }
             }
@@ -721,13 +507,13 @@ fn run_correlator(
                         break;
                     }
                     corr.push(piece.drain(..));
-                    if !send_blocks(&mut corr, &sink, false) {
+                    if !sink.blocks(&mut corr, false) {
                         return Default::default();
                     }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                if !send_blocks(&mut corr, &sink, true) {
+                if !sink.blocks(&mut corr, true) {
                     return Default::default();
                 }
             }
@@ -737,27 +523,6 @@ fn run_correlator(
     order.release(&mut corr, true);
     let mut stats = stats_rx.recv().unwrap_or_default();
     finish(&mut corr, &mut stats);
-    send_blocks(&mut corr, &sink, true);
+    sink.blocks(&mut corr, true);
     (stats, std::mem::take(&mut corr.detector.wants))
-}
-
-/// The sink thread: encodes each batch and writes it.
-fn run_sink(
-    rx: Receiver<RecordBatch>,
-    mut sink: Sink,
-    spare: Sender<RecordBatch>,
-) -> io::Result<()> {
-    let interval = sink.interval();
-    loop {
-        match rx.recv_timeout(interval) {
-            Ok(mut block) => {
-                sink.write_records(&block)?;
-                block.clear();
-                let _ = spare.try_send(block);
-            }
-            Err(RecvTimeoutError::Timeout) => sink.flush_if_due()?,
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-    }
-    sink.finish()
 }

@@ -1,0 +1,104 @@
+//! The stages replay and capture share. They differ only in their source:
+//!
+//! ```text
+//!  source                      flow workers (N)           correlator (1)           sink (1)
+//!  replay.rs: files → chunks   flow table, parsers ─┐     order.rs: InOrder /      sink.rs: encode,
+//!    → decode → hash ─────────▶ ...                 ├──▶  Watermark, EndMerge ───▶ write, flush,
+//!  sensor/: AF_PACKET rings,   flow table, parsers ─┘     correlate/, stats.rs      rotate
+//!    each worker decodes
+//! ```
+//!
+//! - [`order`] puts the workers' output in one order before the
+//!   correlator: by chunk number in replay (exact), by packet time live.
+//! - [`correlator`] makes the correlator the same way for both; the
+//!   [`Handoff`] hands its blocks of records to the sink thread.
+//! - [`stats`] assembles the `stats` and `coverage` records.
+//! - [`sink`] is the sink thread: it encodes (`output::Encoding`) and
+//!   writes; replay's stops at the first write error, capture's holds
+//!   and retries.
+
+pub mod order;
+pub mod replay;
+pub mod sink;
+pub mod stats;
+
+pub use replay::{Outcome, OutputError, replay};
+
+use crate::config::Config;
+use crate::correlate::devices::Devices;
+use crate::correlate::{Correlator, RecordBatch};
+use crossbeam_channel::{Sender, bounded};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The beat of the live stages: how often a capture worker advances its
+/// timers and hands records on, and how often the correlator and the sink
+/// look at their timers.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// The correlator of a run: device inputs, inspection CAs, the detector.
+pub fn correlator(cfg: &Config) -> Correlator {
+    let inputs = &cfg.device_inputs;
+    let apps = crate::detect::context::Apps::new(inputs.apps.clone(), &inputs.app_events);
+    let detector = crate::detect::Detector::new(
+        Arc::clone(&cfg.detect),
+        apps,
+        cfg.baseline.clone(),
+        cfg.evidence_dir.is_some(),
+    );
+    let devices = Devices::new(cfg.device_limits, (**inputs).clone());
+    Correlator::new(Arc::clone(&cfg.inspection), devices, detector)
+}
+
+/// What the correlator hands the sink thread.
+pub enum ToSink {
+    /// Records, and when they were sent; the sink encodes them.
+    Block(Instant, RecordBatch),
+    /// Write everything received so far (capture: retrying while writes
+    /// fail), then answer.
+    Sync(Sender<()>),
+}
+
+/// The correlator's end of the channel to the sink thread.
+pub struct Handoff {
+    tx: Sender<ToSink>,
+    last_send: Instant,
+}
+
+impl Handoff {
+    pub fn new(tx: Sender<ToSink>) -> Self {
+        Handoff {
+            tx,
+            last_send: Instant::now(),
+        }
+    }
+
+    /// Hands on the correlator's full blocks (`partial`: the last partial
+    /// one too); false when the sink has stopped.
+    pub fn blocks(&mut self, corr: &mut Correlator, partial: bool) -> bool {
+        while let Some(block) = corr.next_block(partial) {
+            self.last_send = Instant::now();
+            if self.tx.send(ToSink::Block(self.last_send, block)).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Time since a block was last handed on.
+    pub fn idle(&self) -> Duration {
+        self.last_send.elapsed()
+    }
+
+    /// Blocks waiting for the sink.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Waits until the sink has written everything handed on so far;
+    /// false when it has stopped.
+    pub fn sync(&self) -> bool {
+        let (ack_tx, ack_rx) = bounded::<()>(1);
+        self.tx.send(ToSink::Sync(ack_tx)).is_ok() && ack_rx.recv().is_ok()
+    }
+}
