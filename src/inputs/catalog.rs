@@ -113,89 +113,93 @@ enum Shape {
 
 /// Parses the text of the file; `file` names it in errors.
 pub fn parse_str(text: &str, file: &str) -> Result<Loaded<AppProfile>, LoadError> {
-    let fail = |line: Option<usize>, message: String| LoadError {
-        file: file.to_string(),
-        line,
-        message,
-    };
-    let doc = jsondoc::open(text).map_err(|(line, m)| fail(line, format!("{m}; {SHAPES}")))?;
-    let mut out = Loaded::default();
-    // Skipped entries: at most MAX_ERRORS listed, the rest counted.
-    let mut errs = Errors::new(file);
-    let (shape, entries): (Shape, Vec<Range<usize>>) = match &doc.root {
-        Root::Object(members) => {
-            if let Some(apps) = jsondoc::find(members, "apps") {
-                for m in members.iter().filter(|m| m.key != "apps") {
-                    errs.push(
-                        doc.line(m.key_at),
-                        format!(
-                            "unknown key {} at the top level (blindspot's catalog shape has only \"apps\")",
-                            shown(&m.key)
-                        ),
-                    );
-                }
-                let at = apps.value.start;
-                let elements = match doc.text.as_bytes().get(at) {
-                    Some(b'[') => jsondoc::elements(doc.text, at),
-                    _ => None,
-                }
-                .ok_or_else(|| {
-                    fail(
-                        Some(doc.line(at)),
-                        "\"apps\" is not an array of apps".into(),
-                    )
-                })?;
-                (Shape::Blindspot, elements)
-            } else if is_mobsf(members.iter().map(|m| m.key.as_str())) {
-                let start = jsondoc::skip_ws(doc.text.as_bytes(), 0);
-                let whole = start..doc.text.len();
-                (Shape::Mobsf, vec![whole])
-            } else {
-                return Err(fail(
-                    Some(1),
-                    format!(
-                        "not an app catalog: an object with neither \"apps\" nor a MobSF iOS report's \"bundle_id\"; {SHAPES}"
-                    ),
-                ));
-            }
-        }
-        Root::Array(elements) => {
-            let first = elements
-                .iter()
-                .find(|r| doc.text.as_bytes().get(r.start) == Some(&b'{'));
-            match first {
-                None if elements.is_empty() => return Ok(out),
-                Some(r) if first_is_mobsf(&doc, r.clone()) => (Shape::Mobsf, elements.clone()),
-                _ => {
-                    return Err(fail(
+    jsondoc::load::<Catalog>(text, file)
+}
+
+/// The app documents blindspot reads, for [`jsondoc::load`].
+struct Catalog;
+
+impl jsondoc::DocKind for Catalog {
+    type Shape = Shape;
+    type Item = AppProfile;
+    const SHAPES: &'static str = SHAPES;
+    const NOUN: &'static str = "app";
+
+    fn sniff(doc: &Doc<'_>, errs: &mut Errors) -> jsondoc::Sniffed<Shape> {
+        Ok(Some(match &doc.root {
+            Root::Object(members) => {
+                if let Some(apps) = jsondoc::find(members, "apps") {
+                    for m in members.iter().filter(|m| m.key != "apps") {
+                        errs.push(
+                            doc.line(m.key_at),
+                            format!(
+                                "unknown key {} at the top level (blindspot's catalog shape has only \"apps\")",
+                                shown(&m.key)
+                            ),
+                        );
+                    }
+                    let at = apps.value.start;
+                    let elements = match doc.text.as_bytes().get(at) {
+                        Some(b'[') => jsondoc::elements(doc.text, at),
+                        _ => None,
+                    }
+                    .ok_or_else(|| {
+                        (
+                            Some(doc.line(at)),
+                            "\"apps\" is not an array of apps".into(),
+                        )
+                    })?;
+                    (Shape::Blindspot, elements)
+                } else if is_mobsf(members.iter().map(|m| m.key.as_str())) {
+                    let start = jsondoc::skip_ws(doc.text.as_bytes(), 0);
+                    let whole = start..doc.text.len();
+                    (Shape::Mobsf, vec![whole])
+                } else {
+                    return Err((
                         Some(1),
                         format!(
-                            "an array, but its first object is not a MobSF iOS report; {SHAPES}"
+                            "not an app catalog: an object with neither \"apps\" nor a MobSF iOS report's \"bundle_id\"; {SHAPES}"
                         ),
                     ));
                 }
             }
-        }
-        Root::Scalar => {
-            return Err(fail(
-                Some(1),
-                format!("a JSON scalar, not an app catalog; {SHAPES}"),
-            ));
-        }
-    };
-    for (n, range) in entries.into_iter().enumerate() {
-        let line = doc.line(range.start);
-        let result = match shape {
-            Shape::Blindspot => own_app(&doc, range),
-            Shape::Mobsf => doc.parse::<Value>(range).and_then(|v| mobsf(&v)),
-        };
-        match result {
-            Ok(app) => out.items.push(app),
-            Err(m) => errs.push(line, format!("app {} skipped: {m}", n + 1)),
-        }
+            Root::Array(elements) => {
+                let first = elements
+                    .iter()
+                    .find(|r| doc.text.as_bytes().get(r.start) == Some(&b'{'));
+                match first {
+                    None if elements.is_empty() => return Ok(None),
+                    Some(r) if first_is_mobsf(doc, r.clone()) => (Shape::Mobsf, elements.clone()),
+                    _ => {
+                        return Err((
+                            Some(1),
+                            format!(
+                                "an array, but its first object is not a MobSF iOS report; {SHAPES}"
+                            ),
+                        ));
+                    }
+                }
+            }
+            Root::Scalar => {
+                return Err((
+                    Some(1),
+                    format!("a JSON scalar, not an app catalog; {SHAPES}"),
+                ));
+            }
+        }))
     }
-    out.errors = errs.finish();
-    Ok(out)
+
+    fn entry(
+        doc: &Doc<'_>,
+        shape: Shape,
+        range: Range<usize>,
+    ) -> Result<(AppProfile, Vec<String>), String> {
+        let app = match shape {
+            Shape::Blindspot => own_app(doc, range),
+            Shape::Mobsf => doc.parse::<Value>(range).and_then(|v| mobsf(&v)),
+        }?;
+        Ok((app, Vec::new()))
+    }
 }
 
 fn is_mobsf<'k>(mut keys: impl Iterator<Item = &'k str> + Clone) -> bool {

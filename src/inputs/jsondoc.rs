@@ -9,6 +9,8 @@
 //! starts and the others still load. One forward pass over the bytes, no
 //! recursion: nesting is a counter.
 
+use super::leases::Errors;
+use super::{LoadError, Loaded};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::Value;
 use std::ops::Range;
@@ -245,6 +247,61 @@ pub(crate) fn open(text: &str) -> Result<Doc<'_>, (Option<usize>, String)> {
             "could not locate the top level of the JSON document".into(),
         )),
     }
+}
+
+/// A kind of JSON document (MDM inventory, app catalog): its shapes and
+/// how one entry of each is read. [`load`] is the rest, the same for all.
+pub(crate) trait DocKind {
+    type Shape: Copy;
+    type Item;
+    /// The shapes accepted, for the error line of a document that is none.
+    const SHAPES: &'static str;
+    /// What an entry is called in error lines ("device", "app").
+    const NOUN: &'static str;
+    /// The document's shape and its entries; `None` for an empty array.
+    /// Problems at the top level that do not stop the load go to `errs`.
+    fn sniff(doc: &Doc<'_>, errs: &mut Errors) -> Sniffed<Self::Shape>;
+    /// One entry: the item and what was wrong inside it but not fatal.
+    fn entry(
+        doc: &Doc<'_>,
+        shape: Self::Shape,
+        range: Range<usize>,
+    ) -> Result<(Self::Item, Vec<String>), String>;
+}
+
+/// What [`DocKind::sniff`] found: a shape and its entries, nothing, or why
+/// the document is refused (a line and a message).
+pub(crate) type Sniffed<S> = Result<Option<(S, Vec<Range<usize>>)>, (Option<usize>, String)>;
+
+/// Loads a JSON document of kind `K`: the syntax checked whole, the shape
+/// sniffed, then each entry parsed on its own, so a bad one is reported at
+/// its line (at most `MAX_ERRORS` listed) and the others still load.
+pub(crate) fn load<K: DocKind>(text: &str, file: &str) -> Result<Loaded<K::Item>, LoadError> {
+    let fail = |line: Option<usize>, message: String| LoadError {
+        file: file.to_string(),
+        line,
+        message,
+    };
+    let doc = open(text).map_err(|(line, m)| fail(line, format!("{m}; {}", K::SHAPES)))?;
+    let mut out = Loaded::default();
+    let mut errs = Errors::new(file);
+    let Some((shape, entries)) = K::sniff(&doc, &mut errs).map_err(|(l, m)| fail(l, m))? else {
+        return Ok(out);
+    };
+    for (n, range) in entries.into_iter().enumerate() {
+        let line = doc.line(range.start);
+        match K::entry(&doc, shape, range) {
+            Ok((item, warnings)) => {
+                for m in warnings {
+                    errs.push(line, format!("{} {}: {m}", K::NOUN, n + 1));
+                }
+                out.items.push(item);
+            }
+            Err(m) => errs.push(line, format!("{} {} skipped: {m}", K::NOUN, n + 1)),
+        }
+    }
+    out.errors = errs.finish();
+    Ok(out)
 }
 
 /// The last member named `key` (serde_json keeps the last of duplicates).

@@ -127,94 +127,92 @@ pub fn load(path: &Path) -> Result<Loaded<MdmDevice>, LoadError> {
 
 /// Parses the text of the file; `file` names it in errors.
 pub fn parse_str(text: &str, file: &str) -> Result<Loaded<MdmDevice>, LoadError> {
-    let fail = |line: Option<usize>, message: String| LoadError {
-        file: file.to_string(),
-        line,
-        message,
-    };
-    let doc = jsondoc::open(text).map_err(|(line, m)| fail(line, format!("{m}; {SHAPES}")))?;
-    let mut out = Loaded::default();
-    // Skipped entries: at most MAX_ERRORS listed, the rest counted.
-    let mut errs = Errors::new(file);
-    let (shape, entries) = match &doc.root {
-        Root::Object(members) => {
-            // The first of these keys present decides.
-            let sniffed = [
-                ("devices", Shape::Blindspot),
-                ("results", Shape::JamfPro),
-                ("mobile_device", Shape::JamfClassic),
-                ("mobile_devices", Shape::JamfClassic),
-                ("value", Shape::Intune),
-            ]
-            .into_iter()
-            .find_map(|(key, shape)| jsondoc::find(members, key).map(|m| (key, shape, m)));
-            let Some((key, shape, member)) = sniffed else {
-                return Err(fail(
-                    Some(1),
-                    format!(
-                        "not an MDM inventory: no devices, results, mobile_device, mobile_devices or value key at the top; {SHAPES}"
-                    ),
-                ));
-            };
-            if shape == Shape::Blindspot {
-                for m in members.iter().filter(|m| m.key != "devices") {
-                    errs.push(
-                        doc.line(m.key_at),
+    jsondoc::load::<Mdm>(text, file)
+}
+
+/// The device documents blindspot reads, for [`jsondoc::load`].
+struct Mdm;
+
+impl jsondoc::DocKind for Mdm {
+    type Shape = Shape;
+    type Item = MdmDevice;
+    const SHAPES: &'static str = SHAPES;
+    const NOUN: &'static str = "device";
+
+    fn sniff(doc: &Doc<'_>, errs: &mut Errors) -> jsondoc::Sniffed<Shape> {
+        Ok(Some(match &doc.root {
+            Root::Object(members) => {
+                // The first of these keys present decides.
+                let sniffed = [
+                    ("devices", Shape::Blindspot),
+                    ("results", Shape::JamfPro),
+                    ("mobile_device", Shape::JamfClassic),
+                    ("mobile_devices", Shape::JamfClassic),
+                    ("value", Shape::Intune),
+                ]
+                .into_iter()
+                .find_map(|(key, shape)| jsondoc::find(members, key).map(|m| (key, shape, m)));
+                let Some((key, shape, member)) = sniffed else {
+                    return Err((
+                        Some(1),
                         format!(
-                            "unknown key {} at the top level (blindspot's MDM shape has only \"devices\")",
-                            shown(&m.key)
+                            "not an MDM inventory: no devices, results, mobile_device, mobile_devices or value key at the top; {SHAPES}"
                         ),
-                    );
+                    ));
+                };
+                if shape == Shape::Blindspot {
+                    for m in members.iter().filter(|m| m.key != "devices") {
+                        errs.push(
+                            doc.line(m.key_at),
+                            format!(
+                                "unknown key {} at the top level (blindspot's MDM shape has only \"devices\")",
+                                shown(&m.key)
+                            ),
+                        );
+                    }
                 }
+                let entries = if key == "mobile_device" {
+                    // One device: the whole document is the entry.
+                    vec![doc_range(doc)]
+                } else {
+                    array_at(doc, member.value.clone())
+                        .map_err(|m| (Some(doc.line(member.value.start)), format!("{key}: {m}")))?
+                };
+                (shape, entries)
             }
-            let entries = if key == "mobile_device" {
-                // One device: the whole document is the entry.
-                vec![doc_range(&doc)]
-            } else {
-                array_at(&doc, member.value.clone())
-                    .map_err(|m| fail(Some(doc.line(member.value.start)), format!("{key}: {m}")))?
-            };
-            (shape, entries)
-        }
-        Root::Array(elements) => match sniff_array(&doc, elements) {
-            Some(shape) => (shape, elements.clone()),
-            None if elements.is_empty() => return Ok(out),
-            None => {
-                return Err(fail(
+            Root::Array(elements) => match sniff_array(doc, elements) {
+                Some(shape) => (shape, elements.clone()),
+                None if elements.is_empty() => return Ok(None),
+                None => {
+                    return Err((
+                        Some(1),
+                        format!(
+                            "an array, but its first object is neither a Jamf nor an Intune device; {SHAPES}"
+                        ),
+                    ));
+                }
+            },
+            Root::Scalar => {
+                return Err((
                     Some(1),
-                    format!(
-                        "an array, but its first object is neither a Jamf nor an Intune device; {SHAPES}"
-                    ),
+                    format!("a JSON scalar, not an MDM inventory; {SHAPES}"),
                 ));
             }
-        },
-        Root::Scalar => {
-            return Err(fail(
-                Some(1),
-                format!("a JSON scalar, not an MDM inventory; {SHAPES}"),
-            ));
-        }
-    };
-    for (n, range) in entries.into_iter().enumerate() {
-        let line = doc.line(range.start);
-        let result = match shape {
-            Shape::Blindspot => own_device(&doc, range),
+        }))
+    }
+
+    fn entry(
+        doc: &Doc<'_>,
+        shape: Shape,
+        range: Range<usize>,
+    ) -> Result<(MdmDevice, Vec<String>), String> {
+        match shape {
+            Shape::Blindspot => own_device(doc, range),
             Shape::JamfPro => doc.parse::<Value>(range).and_then(|v| jamf_pro(&v)),
             Shape::JamfClassic => doc.parse::<Value>(range).and_then(|v| jamf_classic(&v)),
             Shape::Intune => doc.parse::<Value>(range).and_then(|v| intune(&v)),
-        };
-        match result {
-            Ok((device, app_errors)) => {
-                for m in app_errors {
-                    errs.push(line, format!("device {}: {m}", n + 1));
-                }
-                out.items.push(device);
-            }
-            Err(m) => errs.push(line, format!("device {} skipped: {m}", n + 1)),
         }
     }
-    out.errors = errs.finish();
-    Ok(out)
 }
 
 /// The whole document as one range (after the byte order mark).
