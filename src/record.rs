@@ -450,7 +450,12 @@ pub struct DetectionRecord {
     pub pattern: &'static str,
     pub score: u8,
     pub score_parts: Vec<ScorePart>,
-    pub confidence: &'static str,
+    /// `high`, `medium`, `low`: from the score (README, "Severity").
+    pub severity: &'static str,
+    /// How much of the picture the sensor saw (not the finding's likelihood).
+    pub visibility: &'static str,
+    /// One line: what an analyst does next.
+    pub recommended_action: String,
     pub device: DeviceObject,
     pub app: Option<AppRef>,
     pub destination: Destination,
@@ -462,6 +467,8 @@ pub struct DetectionRecord {
     pub limits: Vec<&'static str>,
     /// Flows behind the detection (the first `max_flow_ids`).
     pub flow_ids: Vec<FlowId>,
+    /// The same flows' Community IDs, in the same order.
+    pub community_ids: Vec<String>,
     pub flow_ids_total: u64,
     /// The pcap `--evidence` writes for it (in that folder).
     pub evidence_file: Option<String>,

@@ -108,6 +108,39 @@ fn every_finding_of_the_scenario_and_nothing_else() {
         assert_eq!(d["device"]["serial"], t["phone"]["serial"]);
         assert_eq!(d["context"]["supervised"], true);
         assert_eq!(d["context"]["managed"], true);
+        // Severity is the score's band; the action names the destination
+        // and the phone by its MDM name.
+        let score = d["score"].as_u64().unwrap();
+        let band = match score {
+            70.. => "high",
+            40..70 => "medium",
+            _ => "low",
+        };
+        assert_eq!(d["severity"], band, "score {score}");
+        let action = d["recommended_action"].as_str().unwrap();
+        let dest = d["destination"]["name"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "{}:{}",
+                    d["destination"]["ip"].as_str().unwrap(),
+                    d["destination"]["port"]
+                )
+            });
+        assert!(action.contains(&dest), "{action}");
+        assert!(action.contains("Dana's iPhone"), "{action}");
+        // Each flow id comes with its flow's Community ID, in order.
+        let ids = d["flow_ids"].as_array().unwrap();
+        let cids = d["community_ids"].as_array().unwrap();
+        assert_eq!(ids.len(), cids.len());
+        for (id, cid) in ids.iter().zip(cids) {
+            let flow = of_type(&recs, "flow")
+                .into_iter()
+                .find(|f| f["flow_id"] == *id)
+                .expect("a flow record for each flow id");
+            assert_eq!(flow["community_id"], *cid);
+        }
     }
     // The Apple-push-like channel is labelled, not scored; HTTP is a service.
     let stats = of_type(&recs, "stats")[0];
@@ -174,7 +207,7 @@ fn pinning_app_rejects_the_proxy_in_tls13_and_tls12() {
             ] {
                 assert!(d["limits"].as_array().unwrap().contains(&l.into()), "{l}");
             }
-            assert_eq!(d["confidence"], "medium");
+            assert_eq!(d["visibility"], "medium");
             assert!(has_part(d, "inspected_by_proxy"));
         } else {
             // The minted leaf names the inspection CA: inspected, observed.
@@ -182,7 +215,7 @@ fn pinning_app_rejects_the_proxy_in_tls13_and_tls12() {
             assert_eq!(d["evidence"]["inspection"]["inspection_ca"], n);
             assert_eq!(d["evidence"]["client_alerts"], serde_json::json!([48]));
             assert_eq!(d["limits"], serde_json::json!([]));
-            assert_eq!(d["confidence"], "high");
+            assert_eq!(d["visibility"], "high");
             assert!(has_part(d, "inspected_by_ca") && has_part(d, "certificate_alerts"));
         }
         let score: i64 = parts(d).iter().map(|(_, p)| p).sum();
@@ -301,7 +334,7 @@ fn beacon_after_the_app_went_to_the_background() {
         d["context"]["background_modes"],
         serde_json::json!(["fetch", "remote-notification", "location"])
     );
-    assert_eq!(d["confidence"], "high");
+    assert_eq!(d["visibility"], "high");
 
     // Without app events: inferred from the device going quiet.
     let no_events: Vec<String> = inputs()[..6].to_vec();
@@ -316,7 +349,7 @@ fn beacon_after_the_app_went_to_the_background() {
     );
     assert!(has_part(d, "background_inferred"));
     assert!(d["evidence"]["background_connections"].as_u64().unwrap() >= 6);
-    assert_eq!(d["confidence"], "medium");
+    assert_eq!(d["visibility"], "medium");
 }
 
 #[test]
@@ -370,7 +403,7 @@ fn without_inspection_config_the_reading_says_what_it_lacks() {
             .unwrap()
             .contains(&"no_mdm_record".into())
     );
-    assert_eq!(tls13["confidence"], "low");
+    assert_eq!(tls13["visibility"], "low");
     assert!(detections(&recs, "destination_bypass").is_empty());
 }
 

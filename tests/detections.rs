@@ -89,7 +89,7 @@ fn random_bytes_make_an_opaque_channel_with_its_evidence() {
         d["limits"],
         serde_json::json!(["no_app_identity", "private_mac_unmapped"])
     );
-    assert_eq!(d["confidence"], "low");
+    assert_eq!(d["visibility"], "low");
     let stats = of_type(&recs, "stats")[0];
     assert_eq!(stats["records"]["detection"], 1);
     assert_eq!(stats["detections"]["opaque_encrypted_channel"], 1);

@@ -131,6 +131,7 @@ pub struct Session {
     pub ts: Timestamp,
     pub end_ts: Timestamp,
     pub flow_id: crate::record::FlowId,
+    pub community_id: String,
     pub tuple: Tuple,
     pub device: DeviceObject,
     pub limits: Vec<&'static str>,
@@ -247,6 +248,7 @@ impl Session {
             ts: f.ts,
             end_ts: f.end_ts,
             flow_id: f.flow_id,
+            community_id: f.community_id.clone(),
             tuple: Tuple {
                 src_ip: f.src_ip,
                 src_port: f.src_port,
@@ -362,6 +364,7 @@ pub struct Entry {
     pub ts: Timestamp,
     pub end_ts: Timestamp,
     pub flow_id: crate::record::FlowId,
+    pub community_id: String,
     pub tuple: Tuple,
     pub outcome: Option<Outcome>,
     pub client_alerts: Vec<u8>,
@@ -837,6 +840,7 @@ impl Detector {
             ts: s.ts,
             end_ts: s.end_ts,
             flow_id: s.flow_id,
+            community_id: s.community_id.clone(),
             tuple: s.tuple.clone(),
             outcome: t.map(|t| t.outcome),
             client_alerts: t.map(|t| t.client_alerts.clone()).unwrap_or_default(),
@@ -915,6 +919,7 @@ mod tests {
         let session = |ts: u64, id: u64, port: u16| Session {
             ts: Timestamp(ts),
             end_ts: Timestamp(ts),
+            community_id: String::new(),
             flow_id: crate::record::FlowId(id),
             tuple: Tuple {
                 src_ip: "10.0.0.1".parse().unwrap(),

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 const CERTIFICATE_ALERTS: [u8; 6] = [42, 43, 44, 45, 46, 48];
 
 /// Limits that are inferences or missing inputs, by the blind spot they
-/// come from. Each kind that touches the pattern lowers the confidence a step.
+/// come from. Each kind that touches the pattern lowers the visibility a step.
 const HANDSHAKE_HIDDEN: [&str; 5] = [
     "tls13_certificate_hidden",
     "inspection_inferred",
@@ -29,7 +29,7 @@ const DEVICE_UNKNOWN: [&str; 3] = ["no_mdm_record", "device_unknown", "private_m
 
 /// `high`, `medium` or `low`: how many kinds of blind spot the pattern's
 /// reading rests on (0, 1, more).
-fn confidence(p: Pattern, limits: &[&str]) -> &'static str {
+fn visibility(p: Pattern, limits: &[&str]) -> &'static str {
     let has = |set: &[&str]| limits.iter().any(|l| set.contains(l));
     let an1726 = p.analytic() == "AN1726";
     let kinds = [
@@ -45,6 +45,55 @@ fn confidence(p: Pattern, limits: &[&str]) -> &'static str {
         0 => "high",
         1 => "medium",
         _ => "low",
+    }
+}
+
+/// `high` (score 70 and above), `medium` (40 to 69) or `low`.
+pub fn severity(score: u8) -> &'static str {
+    match score {
+        70.. => "high",
+        40..=69 => "medium",
+        _ => "low",
+    }
+}
+
+/// How the recommended action names the device: its MDM name or host
+/// name with the detection's device key.
+fn device_label(d: &crate::record::DeviceObject, key: &str) -> String {
+    let named = d.info.as_ref().and_then(|i| {
+        let mdm = i.mdm.as_ref().and_then(|(m, _)| m.name.clone());
+        mdm.or_else(|| i.hostname.clone())
+    });
+    match named {
+        Some(n) => format!("{n} ({key})"),
+        None => key.to_string(),
+    }
+}
+
+/// One line for the analyst: what to do next, by pattern and reading.
+fn recommended_action(p: Pattern, reading: &str, dest: &str, device: &str) -> String {
+    match (p, reading) {
+        (Pattern::RepeatedHandshakeRejection, "pinning_by_design") => format!(
+            "The catalogued app on {device} pins {dest}: add {dest} to the inspection bypass list, or accept that it stays uninspected and record the exception"
+        ),
+        (Pattern::RepeatedHandshakeRejection, "risk_accepted") => format!(
+            "{dest} is on the bypass list yet its sessions from {device} still reach the inspecting proxy and fail: fix the proxy's bypass rule"
+        ),
+        (Pattern::RepeatedHandshakeRejection, _) => format!(
+            "Find the app on {device} that rejects the inspection certificate for {dest} (MDM app inventory); bypass it if sanctioned, else investigate it as pinning malware"
+        ),
+        (Pattern::DestinationBypass, _) => format!(
+            "{device} reaches {dest} without inspection while its other TLS is inspected: enforce the proxy path for it, or document the bypass"
+        ),
+        (Pattern::OpaquePersistentSession, _) => format!(
+            "Identify the app on {device} holding a long uninspected session to {dest}; block {dest} if no sanctioned app explains it"
+        ),
+        (Pattern::BackgroundTransmission, _) => format!(
+            "Identify the app on {device} that sends to {dest} in the background on a schedule; compare it with the MDM app inventory and remove it if unsanctioned"
+        ),
+        (Pattern::OpaqueEncryptedChannel, _) => format!(
+            "Identify the app on {device} sending encrypted non-TLS traffic to {dest}; block {dest} until an app explains it"
+        ),
     }
 }
 
@@ -473,7 +522,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
         return None;
     }
     limits.sort_unstable();
-    let confidence = confidence(w.pattern, &limits);
+    let visibility = visibility(w.pattern, &limits);
     let id = detection_id(w.pattern, &w.key, w.start);
     // The address most sessions went to (a name reached both through the
     // proxy and directly has both); ties go to the first seen.
@@ -492,6 +541,11 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
         .take(d.s.max_flow_ids)
         .map(|e| e.flow_id)
         .collect();
+    let community_ids: Vec<String> = entries
+        .iter()
+        .take(d.s.max_flow_ids)
+        .map(|e| e.community_id.clone())
+        .collect();
     let evidence_file = d
         .evidence
         .then(|| format!("{}-{id}.pcap", w.pattern.name()));
@@ -506,6 +560,11 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
         });
     }
     *d.counters.entry(w.pattern.name()).or_default() += 1;
+    let destination = match &name {
+        Some(n) => n.clone(),
+        None => super::destination_key(None, dst.0, dst.1),
+    };
+    let device = device_label(&w.device, &w.device_key);
     Some(DetectionRecord {
         kind: "detection",
         ts: first,
@@ -515,7 +574,9 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
         pattern: w.pattern.name(),
         score,
         score_parts: parts.0,
-        confidence,
+        severity: severity(score),
+        visibility,
+        recommended_action: recommended_action(w.pattern, reading, &destination, &device),
         device: w.device,
         app: candidate.as_ref().map(|(a, how)| AppRef {
             bundle_id: a.bundle_id.clone(),
@@ -552,6 +613,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
         },
         limits,
         flow_ids,
+        community_ids,
         flow_ids_total: w.sessions,
         evidence_file,
     })
