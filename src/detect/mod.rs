@@ -436,6 +436,33 @@ pub struct Detector {
     order: Vec<u32>,
 }
 
+/// Ports of the infrastructure a device talks to on its own, whatever its
+/// user does: DNS, DHCP, NTP, DHCPv6, DNS over TLS/QUIC, SSDP, mDNS, LLMNR.
+const INFRASTRUCTURE_PORTS: [u16; 10] = [53, 67, 68, 123, 546, 547, 853, 1900, 5353, 5355];
+
+/// Traffic no user action makes: name resolution, address configuration,
+/// time, discovery, multicast and broadcast, and what is neither TCP nor
+/// UDP (ICMP). It neither counts as the device being in use (the inferred
+/// background state) nor is a background transmission.
+fn infrastructure(s: &Session) -> bool {
+    matches!(
+        s.service,
+        Some("dns" | "dhcp" | "dhcpv6" | "ntp" | "dot" | "doq")
+    ) || s.tuple.proto == "other"
+        || INFRASTRUCTURE_PORTS.contains(&s.tuple.dst_port)
+        || match s.tuple.dst_ip {
+            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+            IpAddr::V6(a) => a.is_multicast(),
+        }
+}
+
+/// The TLS handshake failed: no application data passed.
+fn failed_handshake(s: &Session) -> bool {
+    s.tls
+        .as_ref()
+        .is_some_and(|t| !matches!(t.outcome, Outcome::Established | Outcome::Incomplete))
+}
+
 /// Sorts sessions by (start, flow id), stably, without moving a session
 /// more than once: the sort runs on indices, then the permutation is applied
 /// by swaps along its cycles. Sorting the sessions themselves moved each
@@ -616,9 +643,17 @@ impl Detector {
         let dev = s.device_key();
         let dest = s.dest_key();
         let dest_hash = hash_str(&dest);
-        // Device activity, for the inferred background state.
+        let infrastructure = infrastructure(&s);
+        // A connection that carried no payload transmitted nothing (a SYN
+        // flood would otherwise open a window per spoofed source); one
+        // whose handshake failed carried no application data.
+        let transmitted = s.orig_payload + s.resp_payload > 0 && !failed_handshake(&s);
+        let os_channel = self.os_channel(&s);
+        // Device activity, for the inferred background state: only what a
+        // user's action makes (see `infrastructure`).
         let full = self.activity.len() >= self.s.max_keys;
         match self.activity.get_mut(&dev) {
+            _ if infrastructure || os_channel || !transmitted => {}
             Some(a) => {
                 let forgot = a.len() == ACTIVITY_PER_DEVICE;
                 if forgot {
@@ -635,7 +670,7 @@ impl Detector {
             }
             None => self.count("activity_devices_over_cap"),
         }
-        if self.os_channel(&s) {
+        if os_channel {
             self.count("os_channel_sessions");
             return;
         }
@@ -736,14 +771,7 @@ impl Detector {
                 );
             }
         }
-        let infrastructure = matches!(s.service, Some("dns" | "dhcp" | "dhcpv6" | "ntp"))
-            || match s.tuple.dst_ip {
-                IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
-                IpAddr::V6(a) => a.is_multicast(),
-            };
-        // A connection that carried no payload transmitted nothing (a SYN
-        // flood would otherwise open a window per spoofed source).
-        let transmitted = s.orig_payload + s.resp_payload > 0;
+        // Retries of a failing handshake are not a beacon.
         if !infrastructure && transmitted {
             self.enter(
                 Pattern::BackgroundTransmission,
@@ -960,5 +988,120 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "n = {n}");
         }
+    }
+
+    /// A session of device 10.0.0.9 at `secs` to `ip:port`, as the
+    /// correlator would build it.
+    fn to(secs: u64, ip: &str, port: u16, proto: &'static str, tls: Option<Outcome>) -> Session {
+        Session {
+            ts: Timestamp(secs * NANOS_PER_SEC),
+            end_ts: Timestamp(secs * NANOS_PER_SEC + 1),
+            flow_id: crate::record::FlowId(secs),
+            community_id: String::new(),
+            tuple: Tuple {
+                src_ip: "10.0.0.9".parse().unwrap(),
+                src_port: 40000,
+                dst_ip: ip.parse().unwrap(),
+                dst_port: port,
+                proto,
+                vlan: Vec::new(),
+            },
+            device: DeviceObject::default(),
+            limits: Vec::new(),
+            service: (port == 53).then_some("dns"),
+            orig_payload: 100,
+            resp_payload: 100,
+            first_payload: [None, None],
+            tls: tls.map(|outcome| TlsFacts {
+                sni: Some(format!("{ip}.example")),
+                connect_host: None,
+                ja4: Some("t13d".into()),
+                ja3s: None,
+                version: Some("TLS 1.3".into()),
+                outcome,
+                client_alerts: Vec::new(),
+                client_alert_hidden: false,
+                inspected: None,
+                inspection_ca: None,
+                ech: false,
+            }),
+        }
+    }
+
+    fn detector() -> Detector {
+        Detector::new(
+            Arc::new(DetectSettings::default()),
+            context::Apps::new(Vec::new(), &[]),
+            None,
+            false,
+        )
+    }
+
+    #[test]
+    fn only_user_driven_sessions_make_a_device_busy() {
+        let dev = "ip:10.0.0.9";
+        let beacon = "beacon.example";
+        let at = Timestamp(100 * NANOS_PER_SEC);
+        let busy = |sessions: Vec<Session>| {
+            let mut d = detector();
+            for s in sessions {
+                d.add(s);
+            }
+            d.busy_before(dev, beacon, at)
+        };
+        // The lookup before a beacon, time, discovery, multicast, ICMP and
+        // a failing handshake are not the device in use...
+        assert!(!busy(vec![
+            to(95, "10.0.0.1", 53, "udp", None),
+            to(96, "10.0.0.1", 123, "udp", None),
+            to(96, "239.255.255.250", 1900, "udp", None),
+            to(97, "224.0.0.251", 5353, "udp", None),
+            to(97, "10.0.0.1", 0, "other", None),
+            to(98, "10.0.0.5", 443, "tcp", Some(Outcome::ClientRejected)),
+        ]));
+        // ... a completed TLS session to another destination is.
+        assert!(busy(vec![to(
+            98,
+            "10.0.0.5",
+            443,
+            "tcp",
+            Some(Outcome::Established)
+        )]));
+        // Outside the quiet period it no longer counts.
+        assert!(!busy(vec![to(
+            30,
+            "10.0.0.5",
+            443,
+            "tcp",
+            Some(Outcome::Established)
+        )]));
+    }
+
+    #[test]
+    fn retries_of_a_failing_handshake_open_no_background_window() {
+        let mut d = detector();
+        for i in 0..10 {
+            d.add(to(
+                10 + 60 * i,
+                "10.0.0.5",
+                443,
+                "tcp",
+                Some(Outcome::ClientRejected),
+            ));
+            d.add(to(
+                20 + 60 * i,
+                "10.0.0.6",
+                443,
+                "tcp",
+                Some(Outcome::Established),
+            ));
+        }
+        let background: Vec<_> = d
+            .windows
+            .keys()
+            .filter(|(p, _)| *p == Pattern::BackgroundTransmission)
+            .map(|(_, k)| k.clone())
+            .collect();
+        assert_eq!(background, ["ip:10.0.0.9 10.0.0.6.example"]);
     }
 }
