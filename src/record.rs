@@ -441,6 +441,9 @@ pub struct DetectionContext {
 pub struct DetectionRecord {
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// `closed` (the window ended; replay writes only these) or `open`
+    /// (capture: the window reached its threshold and is still open).
+    pub status: &'static str,
     /// First and last session time in the window.
     pub ts: Timestamp,
     pub end_ts: Timestamp,

@@ -1013,3 +1013,111 @@ fn libpcap_capture_applies_the_bpf_filter() {
     let stats = captured.iter().rfind(|r| r["type"] == "stats").unwrap();
     assert_eq!(stats["capture"][0]["drops"], 0);
 }
+
+/// Sensor mode writes a detection when its window reaches its threshold
+/// (`status: open`), not when the window closes an hour later: the detect
+/// scenario sent at ten times its speed, the pinning app's first `open`
+/// detection must be on the output within 60 s of the session that made
+/// the threshold (its `end_ts`), and the drain at SIGTERM closes it.
+#[test]
+fn a_detection_is_written_within_a_minute_of_its_threshold() {
+    let Some(v) = Veth::new("op") else { return };
+    let d = |f: &str| common::fixture(&format!("detect/{f}"));
+    let mut child = v
+        .command(env!("CARGO_BIN_EXE_blindspot"))
+        .args(["capture", "-i", &v.b, "-o", "-", "-w", "2"])
+        .arg("-c")
+        .arg(d("config.toml"))
+        .arg("--mdm")
+        .arg(d("mdm.json"))
+        .arg("--apps")
+        .arg(d("catalog.json"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start blindspot capture");
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = err.next().and_then(Result::ok).unwrap_or_default();
+    assert!(
+        first.contains("capturing on"),
+        "capture did not start: {first}"
+    );
+    // Each output line with the wall-clock time it arrived.
+    let (tx, rx) = std::sync::mpsc::channel::<(std::time::SystemTime, Value)>();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send((std::time::SystemTime::now(), v));
+            }
+        }
+    });
+    tcpreplay(&v, &["--multiplier", "10"], &[d("scenario.pcap")]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut records = Vec::new();
+    let opened = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((at, r)) => {
+                let hit = r["type"] == "detection"
+                    && r["status"] == "open"
+                    && r["pattern"] == "repeated_handshake_rejection";
+                records.push(r.clone());
+                if hit {
+                    break Some((at, r));
+                }
+            }
+            Err(_) => break None,
+        }
+    };
+    let (at, open) = opened.unwrap_or_else(|| {
+        panic!(
+            "no open repeated_handshake_rejection detection within 90 s; got {:?}",
+            records
+                .iter()
+                .map(|r| r["type"].clone())
+                .collect::<Vec<_>>()
+        )
+    });
+    let end_ts = chrono_like_secs(open["end_ts"].as_str().unwrap());
+    let arrived = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        arrived - end_ts <= 60.0,
+        "open detection {:.1} s after the session that made its threshold",
+        arrived - end_ts
+    );
+    assert_eq!(open["destination"]["name"], "api.pinned.example");
+    assert!(open["flow_ids"].as_array().unwrap().len() >= 3);
+    // SIGTERM closes every window: the same detection, closed.
+    assert!(sh(&["kill", "-TERM", &child.id().to_string()]));
+    assert!(child.wait().unwrap().success());
+    reader.join().unwrap();
+    records.extend(rx.try_iter().map(|(_, r)| r));
+    let closed: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "detection" && r["detection_id"] == open["detection_id"])
+        .filter(|r| r["status"] == "closed")
+        .collect();
+    assert_eq!(closed.len(), 1, "the open detection is closed at the drain");
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time as the records write it
+/// (`2026-11-21T07:29:35.273897Z`).
+fn chrono_like_secs(t: &str) -> f64 {
+    let (date, time) = t.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (y, m, day) = (d[0], d[1], d[2]);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let hms: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+    days as f64 * 86_400.0 + hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
+}

@@ -169,6 +169,12 @@ impl Correlator {
         self.write_detections(found);
     }
 
+    /// Live capture: writes the `open` detections whose update is due by `now`.
+    pub fn advance_open_detections(&mut self, now: crate::time::Timestamp) {
+        let found = self.detector.advance_open(now);
+        self.write_detections(found);
+    }
+
     /// End of input: evaluates every open detection window.
     pub fn finish_detections(&mut self) {
         let found = self.detector.finish();

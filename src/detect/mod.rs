@@ -381,6 +381,7 @@ pub struct Entry {
 }
 
 /// A key's open window.
+#[derive(Clone)]
 pub struct Window {
     pub id: u64,
     pub pattern: Pattern,
@@ -398,7 +399,15 @@ pub struct Window {
     /// Sessions in the window (also those past the entry cap).
     pub sessions: u64,
     pub limits: Vec<&'static str>,
+    /// Live: the last `open` detection written for it (when, and the
+    /// sessions it counted), and whether an update waits in `open_due`.
+    pub open: Option<(Timestamp, u64)>,
+    pub open_due: bool,
 }
+
+/// Live: an open detection is updated at most this often while its
+/// evidence grows.
+pub const OPEN_UPDATE: Nanos = 60 * NANOS_PER_SEC;
 
 /// What `--evidence` must cut out of the input for one detection.
 #[derive(Clone, Debug)]
@@ -434,6 +443,13 @@ pub struct Detector {
     pub wants: Vec<EvidenceWant>,
     /// Scratch for [`sort_sessions`], kept between chunks.
     order: Vec<u32>,
+    /// Sensor mode: a window that reaches its threshold writes an `open`
+    /// detection at once and updates it (replay writes closed ones only).
+    pub live: bool,
+    /// Live: windows whose `open` detection is due an update, by when.
+    open_due: BTreeMap<(Timestamp, u64), (Pattern, String)>,
+    /// Live: `open` detections written while sessions were added.
+    opened: Vec<crate::record::DetectionRecord>,
 }
 
 /// Ports of the infrastructure a device talks to on its own, whatever its
@@ -461,6 +477,28 @@ fn failed_handshake(s: &Session) -> bool {
     s.tls
         .as_ref()
         .is_some_and(|t| !matches!(t.outcome, Outcome::Established | Outcome::Incomplete))
+}
+
+/// A session as its window keeps it.
+fn entry(s: &Session, inspection: Option<Inspection>) -> Entry {
+    let t = s.tls.as_ref();
+    Entry {
+        ts: s.ts,
+        end_ts: s.end_ts,
+        flow_id: s.flow_id,
+        community_id: s.community_id.clone(),
+        tuple: s.tuple.clone(),
+        outcome: t.map(|t| t.outcome),
+        client_alerts: t.map(|t| t.client_alerts.clone()).unwrap_or_default(),
+        client_alert_hidden: t.is_some_and(|t| t.client_alert_hidden),
+        inspection,
+        ja3s: t
+            .filter(|_| inspection == Some(Inspection::Unknown))
+            .and_then(|t| t.ja3s.clone()),
+        orig_payload: s.orig_payload,
+        resp_payload: s.resp_payload,
+        first_payload: s.first_payload,
+    }
 }
 
 /// Sorts sessions by (start, flow id), stably, without moving a session
@@ -542,6 +580,9 @@ impl Detector {
             evidence,
             wants: Vec::new(),
             order: Vec::new(),
+            live: false,
+            open_due: BTreeMap::new(),
+            opened: Vec::new(),
         }
     }
 
@@ -602,8 +643,65 @@ impl Detector {
             // Windows whose time has passed close before a later session is added.
             self.close_until(s.ts, &mut out);
             self.add(s);
+            out.append(&mut self.opened);
         }
         out
+    }
+
+    /// Live: writes the `open` detections whose update is due by `now`.
+    pub fn advance_open(&mut self, now: Timestamp) -> Vec<crate::record::DetectionRecord> {
+        while let Some((&(due, _), _)) = self.open_due.first_key_value() {
+            if due > now {
+                break;
+            }
+            let Some((_, key)) = self.open_due.pop_first() else {
+                break;
+            };
+            if let Some(w) = self.windows.get_mut(&key) {
+                w.open_due = false;
+                self.write_open(&key, now);
+            }
+        }
+        std::mem::take(&mut self.opened)
+    }
+
+    /// Live: a session joined window `key` at `now`. Until the window has
+    /// fired it is evaluated at once (a copy of it: the window stays
+    /// open); after that at most every [`OPEN_UPDATE`].
+    fn touch_open(&mut self, key: &(Pattern, String), now: Timestamp) {
+        let Some(w) = self.windows.get_mut(key) else {
+            return;
+        };
+        match w.open {
+            Some((at, _)) if now.since(at) < OPEN_UPDATE => {
+                if !w.open_due {
+                    w.open_due = true;
+                    let due = Timestamp(at.0.saturating_add(OPEN_UPDATE));
+                    self.open_due.insert((due, w.id), key.clone());
+                }
+            }
+            _ => self.write_open(key, now),
+        }
+    }
+
+    /// Evaluates a copy of window `key`; an `open` detection if it fires
+    /// and has grown since the last one.
+    fn write_open(&mut self, key: &(Pattern, String), now: Timestamp) {
+        let Some(w) = self.windows.get(key) else {
+            return;
+        };
+        let sessions = w.sessions;
+        if w.open.is_some_and(|(_, n)| n == sessions) {
+            return;
+        }
+        let copy = w.clone();
+        if let Some(mut d) = patterns::evaluate(self, copy, false) {
+            d.status = "open";
+            self.opened.push(d);
+            if let Some(w) = self.windows.get_mut(key) {
+                w.open = Some((now, sessions));
+            }
+        }
     }
 
     /// Evaluates the windows that closed before `now` (live capture, where
@@ -631,10 +729,16 @@ impl Detector {
             let Some((_, key)) = self.deadlines.pop_first() else {
                 break;
             };
-            if let Some(w) = self.windows.remove(&key)
-                && let Some(d) = patterns::evaluate(self, w)
-            {
-                out.push(d);
+            if let Some(w) = self.windows.remove(&key) {
+                if w.open_due {
+                    self.open_due.remove(&(
+                        Timestamp(w.open.map_or(0, |(at, _)| at.0).saturating_add(OPEN_UPDATE)),
+                        w.id,
+                    ));
+                }
+                if let Some(d) = patterns::evaluate(self, w, true) {
+                    out.push(d);
+                }
             }
         }
     }
@@ -816,6 +920,7 @@ impl Detector {
         (dev, dest): (&str, &str),
     ) {
         let k = (p, key);
+        let live = self.live.then(|| k.clone());
         let open = self.windows.len();
         let w = match self.windows.entry(k) {
             hashbrown::hash_map::Entry::Occupied(o) => o.into_mut(),
@@ -849,6 +954,8 @@ impl Detector {
                     entries: Vec::new(),
                     sessions: 0,
                     limits: Vec::new(),
+                    open: None,
+                    open_due: false,
                 })
             }
         };
@@ -861,26 +968,12 @@ impl Detector {
         }
         if w.entries.len() >= cap {
             *self.counters.entry("sessions_over_key_cap").or_default() += 1;
-            return;
+        } else {
+            w.entries.push(entry(s, inspection));
         }
-        let t = s.tls.as_ref();
-        w.entries.push(Entry {
-            ts: s.ts,
-            end_ts: s.end_ts,
-            flow_id: s.flow_id,
-            community_id: s.community_id.clone(),
-            tuple: s.tuple.clone(),
-            outcome: t.map(|t| t.outcome),
-            client_alerts: t.map(|t| t.client_alerts.clone()).unwrap_or_default(),
-            client_alert_hidden: t.is_some_and(|t| t.client_alert_hidden),
-            inspection,
-            ja3s: t
-                .filter(|_| inspection == Some(Inspection::Unknown))
-                .and_then(|t| t.ja3s.clone()),
-            orig_payload: s.orig_payload,
-            resp_payload: s.resp_payload,
-            first_payload: s.first_payload,
-        });
+        if let Some(k) = live {
+            self.touch_open(&k, s.ts);
+        }
     }
 
     /// Windows open now.
@@ -1103,5 +1196,52 @@ mod tests {
             .map(|(_, k)| k.clone())
             .collect();
         assert_eq!(background, ["ip:10.0.0.9 10.0.0.6.example"]);
+    }
+
+    #[test]
+    fn live_windows_write_open_detections_at_the_threshold_then_closed() {
+        let beacons = |d: &mut Detector, from: u64, to_: u64| {
+            let mut v: Vec<Session> = (from..to_)
+                .map(|i| {
+                    to(
+                        100 + 30 * i,
+                        "10.0.0.6",
+                        443,
+                        "tcp",
+                        Some(Outcome::Established),
+                    )
+                })
+                .collect();
+            d.push(&mut v)
+        };
+        // Replay: closed detections only, at the window's end.
+        let mut replay = detector();
+        assert!(beacons(&mut replay, 0, 12).is_empty());
+        let closed = replay.finish();
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].status, "closed");
+
+        let mut live = detector();
+        live.live = true;
+        // Below `beacon_min_connections` (6): nothing yet.
+        assert!(beacons(&mut live, 0, 5).is_empty());
+        // The sixth beacon (t = 250 s) makes the threshold: open at once.
+        let open = beacons(&mut live, 5, 6);
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].status, open[0].flow_ids.len()), ("open", 6));
+        // More evidence within the minute waits for the minute.
+        assert!(beacons(&mut live, 6, 7).is_empty());
+        let t = |s: u64| Timestamp(s * NANOS_PER_SEC);
+        assert!(live.advance_open(t(309)).is_empty());
+        let update = live.advance_open(t(310));
+        assert_eq!((update[0].status, update[0].flow_ids.len()), ("open", 7));
+        // No new evidence: no update.
+        assert!(live.advance_open(t(1000)).is_empty());
+        // The window ends: closed, with the same id.
+        let closed = live.advance(t(100 + 3600));
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].status, "closed");
+        assert_eq!(closed[0].detection_id, open[0].detection_id);
+        assert_eq!(live.counters.get("background_transmission"), Some(&1));
     }
 }

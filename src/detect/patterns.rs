@@ -170,7 +170,10 @@ fn may_fire(d: &Detector, w: &Window) -> bool {
 }
 
 /// Evaluates a closed window; `None` when it does not make a detection.
-pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
+/// `closing`: the window ends (its detection is `closed`, counted and cut
+/// out for `--evidence`); else a live look at a copy of an open window,
+/// which leaves the detector's counters and evidence list as they are.
+pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionRecord> {
     if w.entries.is_empty() || !may_fire(d, &w) {
         return None;
     }
@@ -326,7 +329,9 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
         }
         Pattern::OpaquePersistentSession => {
             if managed == Some(false) {
-                *d.counters.entry("persistent_unmanaged_device").or_default() += 1;
+                if closing {
+                    *d.counters.entry("persistent_unmanaged_device").or_default() += 1;
+                }
                 return None;
             }
             let longest = entries
@@ -343,9 +348,11 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
                 })
                 .collect();
             if unexplained.is_empty() {
-                *d.counters
-                    .entry("persistent_explained_by_baseline")
-                    .or_default() += 1;
+                if closing {
+                    *d.counters
+                        .entry("persistent_explained_by_baseline")
+                        .or_default() += 1;
+                }
                 return None;
             }
             let min = d.s.persistent_min_duration.max(1);
@@ -518,7 +525,9 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
     }
     let score = parts.total();
     if score < d.s.min_score {
-        *d.counters.entry("below_min_score").or_default() += 1;
+        if closing {
+            *d.counters.entry("below_min_score").or_default() += 1;
+        }
         return None;
     }
     limits.sort_unstable();
@@ -549,7 +558,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
     let evidence_file = d
         .evidence
         .then(|| format!("{}-{id}.pcap", w.pattern.name()));
-    if let Some(f) = &evidence_file {
+    if let Some(f) = evidence_file.as_ref().filter(|_| closing) {
         d.wants.push(super::EvidenceWant {
             file: f.clone(),
             flows: entries
@@ -559,7 +568,9 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
                 .collect(),
         });
     }
-    *d.counters.entry(w.pattern.name()).or_default() += 1;
+    if closing {
+        *d.counters.entry(w.pattern.name()).or_default() += 1;
+    }
     let destination = match &name {
         Some(n) => n.clone(),
         None => super::destination_key(None, dst.0, dst.1),
@@ -567,6 +578,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
     let device = device_label(&w.device, &w.device_key);
     Some(DetectionRecord {
         kind: "detection",
+        status: "closed",
         ts: first,
         end_ts: last,
         detection_id: id,

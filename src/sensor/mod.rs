@@ -167,7 +167,10 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
             let _ = done_tx.send(r);
         })
         .map_err(|e| format!("cannot start the sink thread: {e}"))?;
-    let corr = crate::run::correlator(cfg);
+    let mut corr = crate::run::correlator(cfg);
+    // A detection is written when its window reaches its threshold, then
+    // updated, then closed.
+    corr.detector.live = true;
     let slack = cfg.flow.tcp_idle;
     let corr_counters = Arc::clone(&counters);
     let corr_thread = thread::Builder::new()
@@ -527,7 +530,9 @@ fn run_correlator(
         }
         // Detection windows close with the wall clock, less the longest a
         // flow's record can lag its start (the TCP idle timeout).
-        corr.advance_detections(Timestamp(Timestamp::now().0.saturating_sub(slack)));
+        let now = Timestamp::now();
+        corr.advance_open_detections(now);
+        corr.advance_detections(Timestamp(now.0.saturating_sub(slack)));
         // A full block goes at once, a partial one every tick: the sink
         // batches, and a record closed a second ago is on disk by then.
         let partial = sink.idle() >= TICK;
