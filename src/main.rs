@@ -55,6 +55,9 @@ fn load_inputs(a: &InputArgs) -> Result<DeviceInputs, ()> {
         for p in paths {
             match load(p) {
                 Ok(l) => {
+                    for w in &l.warnings {
+                        eprintln!("blindspot: warning: {w}");
+                    }
                     for e in &l.errors {
                         let what = if keep_going {
                             "warning (skipped)"

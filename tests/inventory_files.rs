@@ -171,18 +171,21 @@ fn mdm_intune_graph() {
 #[test]
 fn mdm_malformed_files_name_the_entry_line() {
     let got = mdm::load(&fixture("mdm-blindspot-bad.json")).unwrap();
-    assert_eq!(got.items.len(), 1);
-    assert_eq!(got.items[0].serial.as_deref(), Some("F2LXK0AAHG7F"));
-    let shown = assert_lines(&got.errors, "mdm-blindspot-bad.json", &[7, 11]);
+    // An unknown key is a warning: the device still loads (without it).
+    let serials: Vec<_> = got.items.iter().map(|d| d.serial.as_deref()).collect();
+    assert_eq!(serials, [Some("F2LXK0AAHG7F"), Some("C39ZK0RWN72J")]);
+    assert_eq!(got.items[1].wifi_mac, None);
+    let shown = assert_lines(&got.errors, "mdm-blindspot-bad.json", &[7]);
     assert!(
         shown[0].contains("wifi_mac \"00:1c:b3:09:85\" is not a MAC address"),
         "{}",
         shown[0]
     );
+    let warned = assert_lines(&got.warnings, "mdm-blindspot-bad.json", &[11]);
     assert!(
-        shown[1].contains("unknown field `wifi_addr`"),
+        warned[0].contains("unknown key \"wifi_addr\" in a device ignored"),
         "{}",
-        shown[1]
+        warned[0]
     );
 
     let got = mdm::load(&fixture("mdm-jamf-bad.json")).unwrap();
@@ -307,10 +310,11 @@ fn catalog_mobsf_reports() {
 #[test]
 fn catalog_malformed_files_name_the_entry_line() {
     let got = catalog::load(&fixture("catalog-blindspot-bad.json")).unwrap();
-    assert_eq!(got.items.len(), 1);
-    let shown = assert_lines(&got.errors, "catalog-blindspot-bad.json", &[7]);
+    assert_eq!(got.items.len(), 2);
+    assert_eq!(got.errors, []);
+    let shown = assert_lines(&got.warnings, "catalog-blindspot-bad.json", &[7]);
     assert!(
-        shown[0].contains("unknown field `backgroundModes`"),
+        shown[0].contains("unknown key \"backgroundModes\" in an app ignored"),
         "{}",
         shown[0]
     );

@@ -58,12 +58,18 @@ const SHAPE: &str = "expected JSON Lines, one object per line such as \
 /// 9999-12-31T23:59:59Z, the last second accepted as epoch seconds.
 const MAX_EPOCH_SECS: u64 = 253_402_300_799;
 
+/// One event; `event` is accepted for `state`, `udid` and `serial` for
+/// `device`; other keys are warned about once per file.
 #[derive(Deserialize)]
 struct Line {
     ts: Value,
+    #[serde(alias = "udid", alias = "serial")]
     device: String,
     bundle_id: String,
+    #[serde(alias = "event")]
     state: String,
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 pub fn load(path: &Path) -> Result<Loaded<AppEvent>, LoadError> {
@@ -104,7 +110,12 @@ pub fn parse_str(text: &str, file: &str) -> Result<Loaded<AppEvent>, LoadError> 
             continue;
         };
         let event = match parsed {
-            Ok(l) => event(l),
+            Ok(l) => {
+                for k in l.other.keys() {
+                    errs.unknown_key(n, "an event", k);
+                }
+                event(l)
+            }
             Err(e) if first && e.classify() == serde_json::error::Category::Eof => {
                 return Err(fail(
                     n,
@@ -121,6 +132,7 @@ pub fn parse_str(text: &str, file: &str) -> Result<Loaded<AppEvent>, LoadError> 
             Err(m) => errs.push(n, m),
         }
     }
+    out.warnings = errs.take_warnings();
     out.errors = errs.finish();
     // Stable: events with the same time stay in file order.
     out.items.sort_by_key(|e| e.ts);
@@ -193,6 +205,34 @@ mod tests {
 
     fn load_str(text: &str) -> Result<Loaded<AppEvent>, LoadError> {
         parse_str(text, "e.jsonl")
+    }
+
+    #[test]
+    fn site_aliases_load_and_unknown_keys_warn_once() {
+        let text = concat!(
+            r#"{"ts": 1700000000, "udid": "U1", "bundle_id": "com.a", "event": "background", "app_name": "A"}"#,
+            "\n",
+            r#"{"ts": 1700000001, "serial": "S1", "bundle_id": "com.a", "state": "foreground", "app_name": "A"}"#,
+        );
+        let got = load_str(text).unwrap();
+        assert_eq!(got.errors, []);
+        let devices: Vec<_> = got
+            .items
+            .iter()
+            .map(|e| (e.device.as_str(), e.state))
+            .collect();
+        assert_eq!(
+            devices,
+            [
+                ("U1", AppLifecycle::Background),
+                ("S1", AppLifecycle::Foreground)
+            ]
+        );
+        let warned: Vec<String> = got.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warned,
+            ["e.jsonl:1: unknown key \"app_name\" in an event ignored (warned once per file)"]
+        );
     }
 
     #[test]

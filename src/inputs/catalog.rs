@@ -48,7 +48,7 @@
 //! `ats_exceptions` holds domains and, when arbitrary loads are allowed, the
 //! token `NSAllowsArbitraryLoads`.
 
-use super::jsondoc::{self, Doc, Root, kind, nonempty, shown, text};
+use super::jsondoc::{self, Doc, Root, kind, nonempty, text};
 use super::leases::Errors;
 use super::{LoadError, Loaded, read_text};
 use serde::{Deserialize, Serialize};
@@ -128,15 +128,12 @@ impl jsondoc::DocKind for Catalog {
     fn sniff(doc: &Doc<'_>, errs: &mut Errors) -> jsondoc::Sniffed<Shape> {
         Ok(Some(match &doc.root {
             Root::Object(members) => {
-                if let Some(apps) = jsondoc::find(members, "apps") {
-                    for m in members.iter().filter(|m| m.key != "apps") {
-                        errs.push(
-                            doc.line(m.key_at),
-                            format!(
-                                "unknown key {} at the top level (blindspot's catalog shape has only \"apps\")",
-                                shown(&m.key)
-                            ),
-                        );
+                let apps_key = ["apps", "managed_apps"]
+                    .into_iter()
+                    .find(|k| jsondoc::find(members, k).is_some());
+                if let Some(apps) = apps_key.and_then(|k| jsondoc::find(members, k)) {
+                    for m in members.iter().filter(|m| Some(m.key.as_str()) != apps_key) {
+                        errs.unknown_key(doc.line(m.key_at), "the top level", &m.key);
                     }
                     let at = apps.value.start;
                     let elements = match doc.text.as_bytes().get(at) {
@@ -193,9 +190,10 @@ impl jsondoc::DocKind for Catalog {
         doc: &Doc<'_>,
         shape: Shape,
         range: Range<usize>,
+        errs: &mut Errors,
     ) -> Result<(AppProfile, Vec<String>), String> {
         let app = match shape {
-            Shape::Blindspot => own_app(doc, range),
+            Shape::Blindspot => own_app(doc, range, errs),
             Shape::Mobsf => doc.parse::<Value>(range).and_then(|v| mobsf(&v)),
         }?;
         Ok((app, Vec::new()))
@@ -215,8 +213,10 @@ fn first_is_mobsf(doc: &Doc<'_>, range: Range<usize>) -> bool {
 
 // ---- blindspot's own shape ------------------------------------------------
 
+/// Keys not in the shape: warned about once per file, then ignored.
+type Other = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct OwnApp {
     bundle_id: String,
     name: Option<String>,
@@ -229,20 +229,33 @@ struct OwnApp {
     pinned_domains: Vec<OwnPin>,
     #[serde(default)]
     ats_exceptions: Vec<String>,
-    #[serde(default)]
+    #[serde(default, alias = "known_domains")]
     domains: Vec<String>,
+    #[serde(flatten)]
+    other: Other,
 }
 
+/// A pinned domain: `{"domain", "include_subdomains"}`, or a plain name
+/// (`*.example.com` for the domain and its subdomains).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OwnPin {
-    domain: String,
-    #[serde(default)]
-    include_subdomains: bool,
+#[serde(untagged)]
+enum OwnPin {
+    Name(String),
+    Full {
+        domain: String,
+        #[serde(default)]
+        include_subdomains: bool,
+        #[serde(flatten)]
+        other: Other,
+    },
 }
 
-fn own_app(doc: &Doc<'_>, range: Range<usize>) -> Result<AppProfile, String> {
+fn own_app(doc: &Doc<'_>, range: Range<usize>, errs: &mut Errors) -> Result<AppProfile, String> {
+    let line = doc.line(range.start);
     let a: OwnApp = doc.parse(range)?;
+    for k in a.other.keys() {
+        errs.unknown_key(line, "an app", k);
+    }
     let bundle_id = nonempty(Some(a.bundle_id)).ok_or("bundle_id is empty")?;
     let names = |list: Vec<String>,
                  what: &str,
@@ -257,9 +270,25 @@ fn own_app(doc: &Doc<'_>, range: Range<usize>) -> Result<AppProfile, String> {
     let word = |s: &str| nonempty(Some(s.to_string()));
     let mut pinned = Vec::with_capacity(a.pinned_domains.len());
     for p in a.pinned_domains {
+        let (domain, include_subdomains) = match p {
+            OwnPin::Name(n) => match n.trim().strip_prefix("*.") {
+                Some(parent) => (parent.to_string(), true),
+                None => (n, false),
+            },
+            OwnPin::Full {
+                domain,
+                include_subdomains,
+                other,
+            } => {
+                for k in other.keys() {
+                    errs.unknown_key(line, "a pinned domain", k);
+                }
+                (domain, include_subdomains)
+            }
+        };
         pinned.push(PinnedDomain {
-            domain: domain_name(&p.domain).ok_or("pinned_domains has an empty domain")?,
-            include_subdomains: p.include_subdomains,
+            domain: domain_name(&domain).ok_or("pinned_domains has an empty domain")?,
+            include_subdomains,
         });
     }
     Ok(AppProfile {
@@ -608,6 +637,32 @@ mod tests {
         parse_str(text, "c.json")
     }
 
+    #[test]
+    fn site_aliases_and_plain_string_pins_load() {
+        let text = r#"{"managed_apps": [
+  {"bundle_id": "com.example.bank", "known_domains": ["api.bank.example"],
+   "pinned_domains": ["auth.bank.example", "*.pay.example",
+                      {"domain": "x.example", "include_subdomains": true}]}
+]}"#;
+        let got = load_str(text).unwrap();
+        assert_eq!((got.errors.len(), got.warnings.len()), (0, 0));
+        let a = &got.items[0];
+        assert_eq!(a.domains, ["api.bank.example"]);
+        let pins: Vec<_> = a
+            .pinned_domains
+            .iter()
+            .map(|p| (p.domain.as_str(), p.include_subdomains))
+            .collect();
+        assert_eq!(
+            pins,
+            [
+                ("auth.bank.example", false),
+                ("pay.example", true),
+                ("x.example", true)
+            ]
+        );
+    }
+
     const PLIST: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
 <plist version="1.0">
@@ -686,22 +741,26 @@ mod tests {
 
     #[test]
     fn own_shape_names_unknown_keys_and_lines() {
-        let text = "{\"apps\": [\n {\"bundle_id\": \"a\", \"domains\": [\"API.Example.COM.\"]},\n {\"bundle_id\": \"b\",\n  \"pinned\": []},\n {\"bundle_id\": \" \"}\n]}";
+        let text = "{\"apps\": [\n {\"bundle_id\": \"a\", \"domains\": [\"API.Example.COM.\"]},\n {\"bundle_id\": \"b\",\n  \"pinned\": []},\n {\"bundle_id\": \" \"},\n {\"bundle_id\": \"c\", \"pinned\": 1}\n], \"source\": \"mobsf\"}";
         let got = load_str(text).unwrap();
-        assert_eq!(got.items.len(), 1);
+        assert_eq!(got.items.len(), 3);
         assert_eq!(got.items[0].domains, ["api.example.com"]);
         let msgs: Vec<String> = got.errors.iter().map(ToString::to_string).collect();
-        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
         assert!(
-            msgs[0].starts_with("c.json:3: app 2 skipped: unknown field `pinned`"),
+            msgs[0].starts_with("c.json:5: app 3 skipped: bundle_id is empty"),
             "{}",
             msgs[0]
         );
-        assert!(msgs[0].contains("(line 4)"), "{}", msgs[0]);
-        assert!(
-            msgs[1].starts_with("c.json:5: app 3 skipped: bundle_id is empty"),
-            "{}",
-            msgs[1]
+        // Each unknown key once per file, at its first entry: the app
+        // with it still loads.
+        let warned: Vec<String> = got.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warned,
+            [
+                "c.json:3: unknown key \"pinned\" in an app ignored (warned once per file)",
+                "c.json:7: unknown key \"source\" in the top level ignored (warned once per file)",
+            ]
         );
     }
 

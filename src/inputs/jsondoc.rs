@@ -261,11 +261,13 @@ pub(crate) trait DocKind {
     /// The document's shape and its entries; `None` for an empty array.
     /// Problems at the top level that do not stop the load go to `errs`.
     fn sniff(doc: &Doc<'_>, errs: &mut Errors) -> Sniffed<Self::Shape>;
-    /// One entry: the item and what was wrong inside it but not fatal.
+    /// One entry: the item and what was wrong inside it but not fatal;
+    /// unknown keys are warned about through `errs`.
     fn entry(
         doc: &Doc<'_>,
         shape: Self::Shape,
         range: Range<usize>,
+        errs: &mut Errors,
     ) -> Result<(Self::Item, Vec<String>), String>;
 }
 
@@ -286,11 +288,12 @@ pub(crate) fn load<K: DocKind>(text: &str, file: &str) -> Result<Loaded<K::Item>
     let mut out = Loaded::default();
     let mut errs = Errors::new(file);
     let Some((shape, entries)) = K::sniff(&doc, &mut errs).map_err(|(l, m)| fail(l, m))? else {
+        out.warnings = errs.take_warnings();
         return Ok(out);
     };
     for (n, range) in entries.into_iter().enumerate() {
         let line = doc.line(range.start);
-        match K::entry(&doc, shape, range) {
+        match K::entry(&doc, shape, range, &mut errs) {
             Ok((item, warnings)) => {
                 for m in warnings {
                     errs.push(line, format!("{} {}: {m}", K::NOUN, n + 1));
@@ -300,6 +303,9 @@ pub(crate) fn load<K: DocKind>(text: &str, file: &str) -> Result<Loaded<K::Item>
             Err(m) => errs.push(line, format!("{} {} skipped: {m}", K::NOUN, n + 1)),
         }
     }
+    out.warnings = errs.take_warnings();
+    // In line order: the top level's are found first.
+    out.warnings.sort_by_key(|w| w.line);
     out.errors = errs.finish();
     Ok(out)
 }

@@ -162,13 +162,7 @@ impl jsondoc::DocKind for Mdm {
                 };
                 if shape == Shape::Blindspot {
                     for m in members.iter().filter(|m| m.key != "devices") {
-                        errs.push(
-                            doc.line(m.key_at),
-                            format!(
-                                "unknown key {} at the top level (blindspot's MDM shape has only \"devices\")",
-                                shown(&m.key)
-                            ),
-                        );
+                        errs.unknown_key(doc.line(m.key_at), "the top level", &m.key);
                     }
                 }
                 let entries = if key == "mobile_device" {
@@ -205,9 +199,10 @@ impl jsondoc::DocKind for Mdm {
         doc: &Doc<'_>,
         shape: Shape,
         range: Range<usize>,
+        errs: &mut Errors,
     ) -> Result<(MdmDevice, Vec<String>), String> {
         match shape {
-            Shape::Blindspot => own_device(doc, range),
+            Shape::Blindspot => own_device(doc, range, errs),
             Shape::JamfPro => doc.parse::<Value>(range).and_then(|v| jamf_pro(&v)),
             Shape::JamfClassic => doc.parse::<Value>(range).and_then(|v| jamf_classic(&v)),
             Shape::Intune => doc.parse::<Value>(range).and_then(|v| intune(&v)),
@@ -259,8 +254,10 @@ fn sniff_array(doc: &Doc<'_>, elements: &[Range<usize>]) -> Option<Shape> {
 
 // ---- blindspot's own shape ------------------------------------------------
 
+/// Keys not in the shape: warned about once per file, then ignored.
+type Other = std::collections::BTreeMap<String, serde::de::IgnoredAny>;
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct OwnDevice {
     serial: Option<String>,
     udid: Option<String>,
@@ -271,24 +268,34 @@ struct OwnDevice {
     managed: Option<bool>,
     ownership: Option<String>,
     wifi_mac: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "managed_apps")]
     apps: Vec<OwnApp>,
+    #[serde(flatten)]
+    other: Other,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct OwnApp {
     bundle_id: String,
     name: Option<String>,
     version: Option<String>,
     #[serde(default)]
     associated_domains: Vec<String>,
+    #[serde(flatten)]
+    other: Other,
 }
 
 type Converted = Result<(MdmDevice, Vec<String>), String>;
 
-fn own_device(doc: &Doc<'_>, range: Range<usize>) -> Converted {
+fn own_device(doc: &Doc<'_>, range: Range<usize>, errs: &mut Errors) -> Converted {
+    let line = doc.line(range.start);
     let d: OwnDevice = doc.parse(range)?;
+    for k in d.other.keys() {
+        errs.unknown_key(line, "a device", k);
+    }
+    for k in d.apps.iter().flat_map(|a| a.other.keys()) {
+        errs.unknown_key(line, "a device's app", k);
+    }
     let wifi_mac = mac_text(nonempty(d.wifi_mac), "wifi_mac")?;
     let mut apps = Vec::with_capacity(d.apps.len());
     for (i, a) in d.apps.into_iter().enumerate() {
@@ -643,36 +650,35 @@ mod tests {
 ],
 "extra": 1}"#;
         let got = load_str(text).unwrap();
-        assert_eq!(got.items.len(), 1);
+        // S2's unknown key is a warning: it still loads.
+        assert_eq!(got.items.len(), 2);
         let d = &got.items[0];
         assert_eq!(d.serial.as_deref(), Some("S1"));
         assert_eq!(d.wifi_mac, Some([0x02, 0x00, 0x5e, 0x10, 0x00, 0x01]));
         assert_eq!(d.apps[0].associated_domains, ["applinks:a.example"]);
         assert_eq!(d.source, "blindspot");
+        assert_eq!(got.items[1].serial.as_deref(), Some("S2"));
+        let warned: Vec<String> = got.warnings.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            warned,
+            [
+                "t.json:4: unknown key \"colour\" in a device ignored (warned once per file)",
+                "t.json:9: unknown key \"extra\" in the top level ignored (warned once per file)",
+            ]
+        );
         let msgs: Vec<String> = got.errors.iter().map(|e| e.to_string()).collect();
-        assert_eq!(msgs.len(), 4, "{msgs:#?}");
+        assert_eq!(msgs.len(), 2, "{msgs:#?}");
         assert!(
-            msgs[0].starts_with("t.json:9: unknown key \"extra\""),
+            msgs[0].starts_with(
+                "t.json:6: device 3 skipped: wifi_mac \"02:00:5e:10:00:zz\" is not a MAC"
+            ),
             "{}",
             msgs[0]
         );
         assert!(
-            msgs[1].starts_with("t.json:4: device 2 skipped: unknown field `colour`"),
+            msgs[1].starts_with("t.json:7: device 4 skipped: no serial"),
             "{}",
             msgs[1]
-        );
-        assert!(msgs[1].contains("(line 5)"), "{}", msgs[1]);
-        assert!(
-            msgs[2].starts_with(
-                "t.json:6: device 3 skipped: wifi_mac \"02:00:5e:10:00:zz\" is not a MAC"
-            ),
-            "{}",
-            msgs[2]
-        );
-        assert!(
-            msgs[3].starts_with("t.json:7: device 4 skipped: no serial"),
-            "{}",
-            msgs[3]
         );
     }
 

@@ -53,6 +53,9 @@ impl std::error::Error for LoadError {}
 pub struct Loaded<T> {
     pub items: Vec<T>,
     pub errors: Vec<LoadError>,
+    /// What was ignored without losing an entry (an unknown key, once per
+    /// key per file): printed, never fatal.
+    pub warnings: Vec<LoadError>,
 }
 
 impl<T> Default for Loaded<T> {
@@ -60,6 +63,7 @@ impl<T> Default for Loaded<T> {
         Loaded {
             items: Vec::new(),
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }

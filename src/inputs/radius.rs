@@ -172,6 +172,7 @@ pub fn parse_str(text: &str, file: &str) -> Result<Loaded<RadiusSession>, LoadEr
     Ok(Loaded {
         items,
         errors: errs.finish(),
+        warnings: Vec::new(),
     })
 }
 

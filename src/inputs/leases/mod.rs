@@ -148,6 +148,7 @@ pub fn parse_str(text: &str, file: &str) -> Result<Loaded<Lease>, LoadError> {
     Ok(Loaded {
         items: out.items,
         errors: errs.finish(),
+        warnings: Vec::new(),
     })
 }
 
@@ -210,6 +211,9 @@ pub(super) struct Errors<'f> {
     pub(super) file: &'f str,
     list: Vec<LoadError>,
     dropped: usize,
+    /// Unknown keys, each warned about once per file.
+    warnings: Vec<LoadError>,
+    warned: std::collections::HashSet<String>,
 }
 
 impl<'f> Errors<'f> {
@@ -218,7 +222,31 @@ impl<'f> Errors<'f> {
             file,
             list: Vec::new(),
             dropped: 0,
+            warnings: Vec::new(),
+            warned: std::collections::HashSet::new(),
         }
+    }
+
+    /// An unknown key `key` in `place` ("an app", "the top level"),
+    /// first seen at `line`: one warning per key and place per file; the
+    /// entry still loads.
+    pub(super) fn unknown_key(&mut self, line: usize, place: &str, key: &str) {
+        if self.warned.len() >= MAX_ERRORS || !self.warned.insert(format!("{place}\0{key}")) {
+            return;
+        }
+        self.warnings.push(LoadError {
+            file: self.file.to_string(),
+            line: Some(line),
+            message: format!(
+                "unknown key {} in {place} ignored (warned once per file)",
+                super::jsondoc::shown(key)
+            ),
+        });
+    }
+
+    /// The warnings so far.
+    pub(super) fn take_warnings(&mut self) -> Vec<LoadError> {
+        std::mem::take(&mut self.warnings)
     }
 
     pub(super) fn push(&mut self, line: usize, message: String) {
