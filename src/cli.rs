@@ -131,6 +131,9 @@ pub struct InputArgs {
     /// App lifecycle events, JSON Lines (foreground / background / suspended per device and bundle ID).
     #[arg(long = "app-events", value_name = "FILE")]
     pub app_events: Vec<PathBuf>,
+    /// Bypass list: one domain per line (`*.example.com` for a domain and its subdomains), `#` comments; joins `detections.bypass_domains`.
+    #[arg(long = "bypass-list", value_name = "FILE")]
+    pub bypass_list: Vec<PathBuf>,
     /// Skip malformed entries in the files above with a warning naming file and line, instead of stopping. [default: stop at the first file with a malformed entry]
     #[arg(long)]
     pub keep_going: bool,

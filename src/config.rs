@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub detections: RawDetections,
     pub evidence: RawEvidence,
     pub capture: RawCapture,
+    pub inputs: RawInputs,
     /// Where the text came from (for error messages and relative paths).
     #[serde(skip)]
     pub origin: Origin,
@@ -144,6 +145,31 @@ impl Default for RawDetections {
             max_flow_ids: d.max_flow_ids,
         }
     }
+}
+
+/// Input files named in the config (`[inputs]`), read as the command-line
+/// options of the same names are, before them; relative paths are taken
+/// from the config file's folder.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawInputs {
+    pub leases: Vec<String>,
+    pub radius: Vec<String>,
+    pub mdm: Vec<String>,
+    pub apps: Vec<String>,
+    pub app_events: Vec<String>,
+    pub bypass_list: Vec<String>,
+}
+
+/// The `[inputs]` files, resolved against the config's folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputFiles {
+    pub leases: Vec<std::path::PathBuf>,
+    pub radius: Vec<std::path::PathBuf>,
+    pub mdm: Vec<std::path::PathBuf>,
+    pub apps: Vec<std::path::PathBuf>,
+    pub app_events: Vec<std::path::PathBuf>,
+    pub bypass_list: Vec<std::path::PathBuf>,
 }
 
 /// `--evidence` caps.
@@ -356,6 +382,8 @@ pub struct Config {
     pub device_limits: crate::correlate::devices::DeviceLimits,
     /// Lease files, RADIUS sessions and MDM inventory (from the command line).
     pub device_inputs: std::sync::Arc<crate::correlate::devices::DeviceInputs>,
+    /// The `[inputs]` files (loaded with the command line's by the caller).
+    pub input_files: InputFiles,
     pub detect: std::sync::Arc<crate::detect::DetectSettings>,
     pub evidence_limits: crate::detect::evidence::EvidenceLimits,
     /// `--evidence DIR` (command line only).
@@ -600,6 +628,27 @@ impl RawConfig {
             keys: key_offsets(text),
         };
         Ok(raw)
+    }
+
+    /// The `[inputs]` paths, relative ones taken from the config's folder.
+    fn input_files(&self) -> InputFiles {
+        let resolve = |l: &[String]| -> Vec<std::path::PathBuf> {
+            l.iter()
+                .map(|f| match &self.origin.dir {
+                    Some(d) => d.join(f),
+                    None => std::path::PathBuf::from(f),
+                })
+                .collect()
+        };
+        let i = &self.inputs;
+        InputFiles {
+            leases: resolve(&i.leases),
+            radius: resolve(&i.radius),
+            mdm: resolve(&i.mdm),
+            apps: resolve(&i.apps),
+            app_events: resolve(&i.app_events),
+            bypass_list: resolve(&i.bypass_list),
+        }
     }
 
     /// Reads and parses a config file of at most [`MAX_CONFIG_BYTES`].
@@ -917,6 +966,7 @@ impl RawConfig {
                 max_macs: p.range("devices.max_macs", self.devices.max_macs, 1, 100_000_000),
             },
             device_inputs: Default::default(),
+            input_files: self.input_files(),
             detect: std::sync::Arc::new(self.detect(p)),
             evidence_limits: crate::detect::evidence::EvidenceLimits {
                 max_packets_per_flow: p.range(

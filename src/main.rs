@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cli;
 
-use blindspot::config::{Config, RawConfig};
+use blindspot::config::{Config, InputFiles, RawConfig};
 use blindspot::correlate::devices::DeviceInputs;
 use blindspot::run;
 use clap::Parser;
@@ -40,10 +40,14 @@ impl From<String> for Failure {
     }
 }
 
-/// Loads every input file; the errors are printed, and stop the run unless
-/// `--keep-going` was given.
-fn load_inputs(a: &InputArgs) -> Result<DeviceInputs, ()> {
-    use blindspot::inputs::{LoadError, Loaded, app_events, catalog, leases, mdm, radius};
+/// Loads every input file, the config's `[inputs]` first, then the command
+/// line's, with the bypass lists' names; the errors are printed, and stop
+/// the run unless `--keep-going` was given.
+fn load_inputs(
+    files: &InputFiles,
+    a: &InputArgs,
+) -> Result<(DeviceInputs, Vec<blindspot::detect::names::DomainPattern>), ()> {
+    use blindspot::inputs::{LoadError, Loaded, app_events, bypass, catalog, leases, mdm, radius};
     let mut failed = false;
     fn take<T>(
         paths: &[PathBuf],
@@ -80,20 +84,42 @@ fn load_inputs(a: &InputArgs) -> Result<DeviceInputs, ()> {
         items
     }
     let k = a.keep_going;
+    let both = |c: &[PathBuf], l: &[PathBuf]| [c, l].concat();
     let inputs = DeviceInputs {
-        leases: take(&a.leases, leases::load, k, &mut failed),
-        radius: take(&a.radius, radius::load, k, &mut failed),
-        mdm: take(&a.mdm, mdm::load, k, &mut failed),
-        apps: take(&a.apps, catalog::load, k, &mut failed),
-        app_events: take(&a.app_events, app_events::load, k, &mut failed),
+        leases: take(
+            &both(&files.leases, &a.leases),
+            leases::load,
+            k,
+            &mut failed,
+        ),
+        radius: take(
+            &both(&files.radius, &a.radius),
+            radius::load,
+            k,
+            &mut failed,
+        ),
+        mdm: take(&both(&files.mdm, &a.mdm), mdm::load, k, &mut failed),
+        apps: take(&both(&files.apps, &a.apps), catalog::load, k, &mut failed),
+        app_events: take(
+            &both(&files.app_events, &a.app_events),
+            app_events::load,
+            k,
+            &mut failed,
+        ),
     };
+    let bypass = take(
+        &both(&files.bypass_list, &a.bypass_list),
+        bypass::load,
+        k,
+        &mut failed,
+    );
     if failed {
         eprintln!(
             "blindspot: fix the entries named above, or pass --keep-going to skip malformed entries"
         );
         return Err(());
     }
-    Ok(inputs)
+    Ok((inputs, bypass))
 }
 
 /// The configuration, or every problem with it (one line each, in line order).
@@ -126,7 +152,14 @@ fn setup(
         }
         cfg.workers = w;
     }
-    cfg.device_inputs = std::sync::Arc::new(load_inputs(inputs).map_err(|()| Failure::Reported)?);
+    let (device_inputs, bypass) =
+        load_inputs(&cfg.input_files, inputs).map_err(|()| Failure::Reported)?;
+    cfg.device_inputs = std::sync::Arc::new(device_inputs);
+    if !bypass.is_empty() {
+        let mut d = (*cfg.detect).clone();
+        d.bypass_domains.extend(bypass);
+        cfg.detect = std::sync::Arc::new(d);
+    }
     if let Some(b) = baseline {
         let b = blindspot::detect::baseline::Baseline::load(b)?;
         cfg.baseline = Some(std::sync::Arc::new(b));
@@ -206,7 +239,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if user.is_some() {
                 cfg.capture.user = user;
             }
-            capture(&cfg, sensor)
+            // SIGHUP loads the same files again.
+            let reload = || match setup(config.as_ref(), workers, &inputs, baseline.as_ref()) {
+                Ok(c) => Some(c),
+                Err(Failure::Problems(p)) => {
+                    print_problems(&p);
+                    None
+                }
+                Err(_) => None,
+            };
+            capture(&cfg, sensor, &reload)
         }
         Cmd::Replay {
             files,
@@ -272,7 +314,7 @@ fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<(), Failure> 
 }
 
 #[cfg(unix)]
-fn capture(cfg: &Config, a: SensorArgs) -> Result<(), Failure> {
+fn capture(cfg: &Config, a: SensorArgs, reload: blindspot::sensor::Reload) -> Result<(), Failure> {
     let duration = match a.duration {
         Some(d) if d.is_finite() && d > 0.0 && d < 1e9 => {
             Some(std::time::Duration::from_secs_f64(d))
@@ -293,7 +335,7 @@ fn capture(cfg: &Config, a: SensorArgs) -> Result<(), Failure> {
         filter: a.filter,
         duration,
     };
-    match blindspot::sensor::run(cfg, &opts)? {
+    match blindspot::sensor::run(cfg, &opts, reload)? {
         out if out.drain_timed_out => Err(format!(
             "the drain did not finish within capture.drain_timeout_s ({} s): the last records may be lost",
             cfg.capture.drain_timeout.as_secs()
@@ -314,7 +356,11 @@ fn capture(cfg: &Config, a: SensorArgs) -> Result<(), Failure> {
 }
 
 #[cfg(not(unix))]
-fn capture(_cfg: &Config, _args: SensorArgs) -> Result<(), Failure> {
+fn capture(
+    _cfg: &Config,
+    _args: SensorArgs,
+    _reload: &dyn Fn() -> Option<Config>,
+) -> Result<(), Failure> {
     Err(
         "live capture is only built for Unix systems; replay capture files instead"
             .to_string()

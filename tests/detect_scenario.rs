@@ -433,3 +433,68 @@ fn config_check_accepts_the_scenario_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The site's files as sites keep them: the config names its inputs
+/// (`[inputs]`, relative to itself) and the bypass list is a plain list of
+/// names (`--bypass-list`), not a config key. The findings are the same.
+#[test]
+fn inputs_named_in_the_config_and_a_plain_bypass_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = |n: &str| fixture(&format!("detect/{n}"));
+    for n in [
+        "inspection-ca.pem",
+        "mdm.json",
+        "catalog.json",
+        "app-events.jsonl",
+    ] {
+        std::fs::copy(f(n), dir.path().join(n)).unwrap();
+    }
+    let config = std::fs::read_to_string(f("config.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("bypass_domains"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = dir.path().join("site.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{config}\n[inputs]\nmdm = [\"mdm.json\"]\napps = [\"catalog.json\"]\napp_events = [\"app-events.jsonl\"]\n"
+        ),
+    )
+    .unwrap();
+    let list = dir.path().join("bypass.txt");
+    std::fs::write(
+        &list,
+        "# the proxy's bypass list\nbank.example\n*.apple.com  # Apple\n",
+    )
+    .unwrap();
+    let recs = run(
+        1,
+        &[
+            "--config".into(),
+            cfg.display().to_string(),
+            "--bypass-list".into(),
+            list.display().to_string(),
+        ],
+    );
+    let key = |r: &[Value]| {
+        let mut v: Vec<String> = of_type(r, "detection")
+            .iter()
+            .map(|d| {
+                format!(
+                    "{} {} {} {}",
+                    d["pattern"], d["destination"]["name"], d["score"], d["context"]["reading"]
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(key(&recs), key(&run(1, &inputs())));
+    let bank = detections(&recs, "destination_bypass")
+        .into_iter()
+        .find(|d| d["destination"]["name"] == "bank.example")
+        .unwrap();
+    assert_eq!(bank["context"]["reading"], "risk_accepted");
+}

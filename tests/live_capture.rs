@@ -1121,3 +1121,52 @@ fn chrono_like_secs(t: &str) -> f64 {
     let hms: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
     days as f64 * 86_400.0 + hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
 }
+
+/// SIGHUP reloads the config and its `[inputs]`: a config that does not
+/// load keeps the running one (said on stderr); one that does replaces the
+/// MDM inventory, and the detections name the phone from the new file.
+#[test]
+fn sighup_reloads_inputs_and_keeps_the_old_ones_when_the_new_do_not_load() {
+    let Some(v) = Veth::new("rl") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = |f: &str| common::fixture(&format!("detect/{f}"));
+    std::fs::copy(d("inspection-ca.pem"), dir.path().join("inspection-ca.pem")).unwrap();
+    let base = std::fs::read_to_string(d("config.toml")).unwrap();
+    let cfg = dir.path().join("site.toml");
+    let mdm = dir.path().join("mdm.json");
+    let good = format!("{base}\n[inputs]\nmdm = [\"mdm.json\"]\n");
+    std::fs::write(&cfg, &good).unwrap();
+    // At start the inventory does not know the phone.
+    std::fs::write(&mdm, "{\"devices\": []}").unwrap();
+    let out = dir.path().join("out.jsonl");
+    let sensor = Sensor::start(
+        &v,
+        &["-o", out.to_str().unwrap(), "-c", cfg.to_str().unwrap()],
+    );
+    let hup = |s: &Sensor| {
+        assert!(sh(&["kill", "-HUP", &s.child.id().to_string()]));
+        std::thread::sleep(Duration::from_millis(600));
+    };
+    // A broken config: refused, the running one stays.
+    std::fs::write(&cfg, format!("{good}\n[detections]\nwindow_s = 0\n")).unwrap();
+    hup(&sensor);
+    // The fixed config and the real inventory: taken.
+    std::fs::write(&cfg, &good).unwrap();
+    std::fs::copy(d("mdm.json"), &mdm).unwrap();
+    hup(&sensor);
+    tcpreplay(&v, &["--multiplier", "10"], &[d("scenario.pcap")]);
+    std::thread::sleep(Duration::from_secs(2));
+    let err = sensor.stop();
+    let said = |s: &str| err.iter().any(|l| l.contains(s));
+    assert!(said("did not load; keeping the running ones"), "{err:#?}");
+    assert!(
+        said("SIGHUP: inputs, [inspection] and [detections] reloaded"),
+        "{err:#?}"
+    );
+    let recs = read_records(&out);
+    let det = common::of_type(&recs, "detection");
+    assert!(!det.is_empty());
+    for x in det {
+        assert_eq!(x["device"]["serial"], "F2LXK0DETECT", "{x}");
+    }
+}

@@ -179,6 +179,29 @@ impl Devices {
 
     /// Adds a binding in start order (evidence arrives in time order, so
     /// this is almost always a push).
+    /// Sensor SIGHUP: the MDM records and RADIUS sessions are replaced by
+    /// those of `inputs`; its lease files' bindings and host names join
+    /// what the wire has taught (which stays).
+    pub fn reload(&mut self, inputs: DeviceInputs) {
+        let fresh = Devices::new(self.limits, inputs);
+        self.mdm = fresh.mdm;
+        self.mdm_by_mac = fresh.mdm_by_mac;
+        self.mdm_seen = fresh.mdm_seen;
+        self.sessions = fresh.sessions;
+        self.cache.clear();
+        for (ip, bindings) in fresh.by_ip {
+            for b in bindings {
+                self.bind(ip, b);
+            }
+        }
+        for (mac, st) in fresh.macs {
+            if let Some(h) = st.hostname {
+                self.set_hostname(mac, h);
+            }
+        }
+        self.count("reloads");
+    }
+
     fn bind(&mut self, ip: IpAddr, b: Binding) -> bool {
         if !self.by_ip.contains_key(&ip) && self.by_ip.len() >= self.limits.max_ips {
             self.count("ips_over_cap");

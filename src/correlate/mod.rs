@@ -169,6 +169,19 @@ impl Correlator {
         self.write_detections(found);
     }
 
+    /// Sensor SIGHUP: the inputs, inspection CAs and detection settings of
+    /// `cfg` replace the running ones; what was learnt from the wire (the
+    /// device map, open windows, learnt fingerprints) stays.
+    pub fn reload(&mut self, cfg: &crate::config::Config) {
+        let inputs = &cfg.device_inputs;
+        self.inspection = Arc::clone(&cfg.inspection);
+        self.devices.reload((**inputs).clone());
+        self.detector.s = Arc::clone(&cfg.detect);
+        self.detector.apps =
+            crate::detect::context::Apps::new(inputs.apps.clone(), &inputs.app_events);
+        self.detector.baseline = cfg.baseline.clone();
+    }
+
     /// Live capture: writes the `open` detections whose update is due by `now`.
     pub fn advance_open_detections(&mut self, now: crate::time::Timestamp) {
         let found = self.detector.advance_open(now);

@@ -9,6 +9,7 @@
 //! none of the shapes it knows.
 
 pub mod app_events;
+pub mod bypass;
 pub mod catalog;
 mod jsondoc;
 pub mod leases;

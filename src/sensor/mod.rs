@@ -102,8 +102,12 @@ enum Live {
     Done(Box<Snapshot>),
 }
 
+/// Loads the configuration and inputs again (SIGHUP): `None` when they do
+/// not load (the problems are printed by it), and the running ones stay.
+pub type Reload<'a> = &'a dyn Fn() -> Option<Config>;
+
 /// Runs the sensor until a signal (or `duration`).
-pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> {
+pub fn run(cfg: &Config, opts: &SensorOptions, reload: Reload) -> Result<SensorOutcome, String> {
     let settings = cfg.capture.clone();
     let workers = cfg.workers.max(1);
     // Sources first, while privileged.
@@ -119,8 +123,13 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
         signal_hook::flag::register(sig, Arc::clone(&term))
             .map_err(|e| format!("signal handler: {e}"))?;
     }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup))
-        .map_err(|e| format!("signal handler: {e}"))?;
+    // SIGHUP: the sink reopens the output; this thread reloads the inputs.
+    let hup_reload = Arc::new(AtomicBool::new(false));
+    for flag in [&hup, &hup_reload] {
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(flag))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    let (reload_tx, reload_rx) = bounded::<Box<Config>>(1);
 
     let who = privilege::drop_to(settings.user.as_deref())?;
 
@@ -175,7 +184,17 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
     let corr_counters = Arc::clone(&counters);
     let corr_thread = thread::Builder::new()
         .name("correlator".into())
-        .spawn(move || run_correlator(corr, live_rx, sink_tx, workers, corr_counters, slack))
+        .spawn(move || {
+            run_correlator(
+                corr,
+                live_rx,
+                reload_rx,
+                sink_tx,
+                workers,
+                corr_counters,
+                slack,
+            )
+        })
         .map_err(|e| format!("cannot start the correlator thread: {e}"))?;
     for (i, src) in sources.into_iter().enumerate() {
         let tx = live_tx.clone();
@@ -202,6 +221,20 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
         if last_stats.elapsed() >= settings.stats_interval {
             last_stats = Instant::now();
             ctl.epoch.fetch_add(1, Ordering::Relaxed);
+        }
+        if hup_reload.swap(false, Ordering::Relaxed) {
+            match reload() {
+                Some(new) => {
+                    if reload_tx.try_send(Box::new(new)).is_ok() {
+                        eprintln!(
+                            "blindspot: SIGHUP: inputs, [inspection] and [detections] reloaded"
+                        );
+                    }
+                }
+                None => eprintln!(
+                    "blindspot: SIGHUP: the configuration or inputs above did not load; keeping the running ones"
+                ),
+            }
         }
     }
     ctl.stop.store(true, Ordering::Release);
@@ -478,6 +511,7 @@ fn output_counters(c: &OutputCounters, queued: usize, lag_ms: u64) -> BTreeMap<&
 fn run_correlator(
     mut corr: Correlator,
     rx: Receiver<Live>,
+    reload: Receiver<Box<Config>>,
     sink: Sender<ToSink>,
     workers: usize,
     counters: Arc<OutputCounters>,
@@ -497,6 +531,9 @@ fn run_correlator(
     let mut sink = Handoff::new(sink);
     let mut order = Watermark::new(workers);
     while done < workers {
+        if let Ok(new) = reload.try_recv() {
+            corr.reload(&new);
+        }
         match rx.recv_timeout(TICK) {
             Ok(Live::Tick(t)) => {
                 lag_ms = lag_ms.max(t.sent.elapsed().as_millis() as u64);
