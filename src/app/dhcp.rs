@@ -1,14 +1,15 @@
-//! DHCPv4 messages (UDP 67/68), decoded with `dhcproto`: one `dhcp` record
-//! per message. The option codes are also walked in wire order here (the
-//! order is part of an OS fingerprint, and `dhcproto` keeps options in a
-//! map), and option overload (52) is followed into `file` / `sname`.
+//! DHCPv4 messages (UDP 67/68): one `dhcp` record per message. `dhcproto`
+//! reads the fixed header; the options are walked here, in wire order (the
+//! order is part of an OS fingerprint), option overload (52) followed into
+//! `file` / `sname`, and each option of a field decoded on its own, so one
+//! option that cannot be read loses only itself (see [`FIELDS`]).
 
 use crate::app::parser::{Cx, Parser, Registration, Transport};
 use crate::decode::Packet;
 use crate::flow::key::Direction;
 use crate::flow::reassembly::StreamEvent;
 use crate::record::{DhcpBody, DhcpRecord, FlowId, Mac, Record};
-use dhcproto::v4::{DhcpOption, DhcpOptions, Message, MessageType, OptionCode};
+use dhcproto::v4::{Message, MessageType};
 use dhcproto::{Decodable, Decoder};
 use serde::Serialize;
 use std::net::Ipv4Addr;
@@ -197,16 +198,21 @@ fn walk_codes(b: &[u8], out: &mut Vec<u8>, more: &mut u32) {
     }
 }
 
+/// A text option: trailing NUL bytes dropped (clients that send C strings
+/// with their terminator, `nas1\0`: Zeek and tshark drop them too), at most
+/// [`MAX_TEXT`] bytes, invalid UTF-8 replaced.
 fn text(b: &[u8]) -> String {
+    let end = b.iter().rposition(|c| *c != 0).map_or(0, |i| i + 1);
+    let b = &b[..end];
     String::from_utf8_lossy(&b[..b.len().min(MAX_TEXT)]).into_owned()
 }
 
-/// Options that `dhcproto` 0.15 decodes assuming a length (debug
-/// assertions, `len - 3` on a `usize`): a hostile length would panic it.
-/// The options it reads as one number (a u8, u16 or u32) are checked too:
-/// a shorter one fails to decode and dhcproto then drops every option after
-/// it; renamed, it is listed in `malformed_options` and the rest is kept.
-fn length_breaks_dhcproto(code: u8, len: usize) -> bool {
+/// Option lengths no real option of the code has (an empty-bodied Rapid
+/// Commit with a body, a Client FQDN under its 3 fixed bytes, a number of
+/// another size): listed in `malformed_options` and kept out of the fields.
+/// (These were the lengths that panicked or stopped `dhcproto` 0.15 when it
+/// decoded the options; it no longer sees them.)
+fn length_is_impossible(code: u8, len: usize) -> bool {
     match code {
         80 => len != 0, // Rapid Commit
         81 => len < 3,  // Client FQDN
@@ -216,7 +222,7 @@ fn length_breaks_dhcproto(code: u8, len: usize) -> bool {
     }
 }
 
-/// Body length of the options that `dhcproto` 0.15 reads as one number.
+/// Body length of the options that are one number (a u8, u16 or u32).
 fn fixed_len(code: u8) -> Option<usize> {
     Some(match code {
         // flags and single bytes: IP forwarding .. TCP keepalive garbage,
@@ -233,51 +239,30 @@ fn fixed_len(code: u8) -> Option<usize> {
     })
 }
 
-/// A site-specific option code (RFC 3942) that `dhcproto` keeps as opaque
-/// bytes: options it would choke on are renamed to it before decoding.
-const OPAQUE_CODE: u8 = 224;
+/// Option codes read into the record's fields. Options are decoded here,
+/// one by one from the raw areas, and never by `dhcproto`'s option list:
+/// that stops at the first option it cannot read and drops every option
+/// after it, and it cannot read real ones (a Client FQDN (81) in the ASCII
+/// encoding RFC 4702 §2.3.1 allows, which dhclient and Windows send, lost
+/// the parameter list and vendor class behind it).
+const FIELDS: [u8; 9] = [12, 50, 51, 52, 53, 54, 55, 60, 61];
 
-/// Renames, in a copy, the options of `area` whose length would break the
-/// decoder; their codes are added to `malformed`. True when it renamed any.
-///
-/// dhcproto joins adjacent options of one code into one (RFC 3396 long
-/// options) and decodes the joined body, so the length checked is the
-/// run's total: two adjacent 4-byte bulk leasequery times made one of 8
-/// bytes and failed its `len == 4` assertion (found by the `dhcp4` fuzzer).
-fn defuse(area: &mut [u8], malformed: &mut Vec<u8>) -> bool {
-    let mut i = 0;
-    let mut changed = false;
-    while i < area.len() {
-        match area[i] {
-            0 => i += 1,
-            255 => break,
-            code => {
-                // The run of adjacent options with this code: total length, end.
-                let (mut end, mut total) = (i, 0usize);
-                while area.get(end) == Some(&code) {
-                    let Some(&len) = area.get(end + 1) else { break };
-                    total += len as usize;
-                    end += 2 + len as usize;
-                }
-                if end == i {
-                    break; // a code with no length byte: the area ends
-                }
-                if length_breaks_dhcproto(code, total) {
-                    let mut at = i;
-                    while at < end.min(area.len()) {
-                        area[at] = OPAQUE_CODE;
-                        at += 2 + area[at + 1] as usize;
-                    }
-                    if malformed.len() < MAX_OPTIONS {
-                        malformed.push(code);
-                    }
-                    changed = true;
-                }
-                i = end;
-            }
+/// The options of the areas in order (options area, then `file`, then
+/// `sname` when overloaded), each code's instances joined (RFC 3396 §4:
+/// a long option is split into several of one code, concatenated in order),
+/// for the codes `keep` accepts: `(code, body)`, in first-seen order.
+fn joined(areas: &[&[u8]], keep: impl Fn(u8) -> bool) -> Vec<(u8, Vec<u8>)> {
+    let mut out: Vec<(u8, Vec<u8>)> = Vec::new();
+    for (code, body) in areas.iter().flat_map(|a| raw_options(a)) {
+        let Some(body) = body.filter(|_| keep(code)) else {
+            continue;
+        };
+        match out.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, b)) => b.extend_from_slice(body),
+            None => out.push((code, body.to_vec())),
         }
     }
-    changed
+    out
 }
 
 /// A DHCPv4 message from a UDP payload; `None` when it is not one.
@@ -285,18 +270,18 @@ pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
     if payload.len() < OPTIONS || payload[236..240] != MAGIC {
         return None;
     }
-    // Hostile option lengths are defused in a copy before dhcproto sees them.
+    // dhcproto reads the fixed header, handed an empty options area (an
+    // End alone): no option reaches it, so no option length can break it.
+    let mut header = payload[..OPTIONS].to_vec();
+    header.push(255);
+    let msg = Message::decode(&mut Decoder::new(&header)).ok()?;
     let mut malformed = Vec::new();
-    let mut copy = payload.to_vec();
-    let changed = defuse(&mut copy[OPTIONS..], &mut malformed);
-    let decoded: &[u8] = if changed { &copy } else { payload };
-    let msg = Message::decode(&mut Decoder::new(decoded)).ok()?;
-    let mut opts: DhcpOptions = msg.opts().clone();
     let mut codes = Vec::new();
     let mut more = 0;
     walk_codes(&payload[OPTIONS..], &mut codes, &mut more);
-    let overload = match opts.get(OptionCode::OptionOverload) {
-        Some(DhcpOption::OptionOverload(v)) => Some(*v),
+    let mut areas = vec![&payload[OPTIONS..]];
+    let overload = match joined(&areas, |c| c == 52).first() {
+        Some((_, v)) if v.len() == 1 => Some(v[0]),
         _ => None,
     };
     if let Some(v) = overload {
@@ -304,43 +289,37 @@ pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
         for (bit, range) in [(1, FILE), (2, SNAME)] {
             if v & bit != 0 {
                 walk_codes(&payload[range.clone()], &mut codes, &mut more);
-                // Defused here, by the overload value dhcproto decoded: a
-                // check by another reading of option 52 (an earlier one of
-                // length 0) let a hostile `file` through (dhcp4 fuzzer).
-                let mut area = payload[range].to_vec();
-                defuse(&mut area, &mut malformed);
-                if let Ok(extra) = DhcpOptions::decode(&mut Decoder::new(&area)) {
-                    for (code, o) in extra.iter() {
-                        if opts.get(*code).is_none() {
-                            opts.insert(o.clone());
-                        }
-                    }
-                }
+                areas.push(&payload[range]);
             }
         }
     }
-    let mtype = opts.msg_type().and_then(type_name);
-    // chaddr is read from the fixed field, never through `Message::chaddr()`:
-    // dhcproto 0.15 slices its 16-byte array by the wire's `hlen`, and a
-    // packet with `hlen` above 16 panicked it (Suricata clamps the same way).
-    let client_mac = (payload[2] == 6)
-        .then(|| payload[CHADDR].try_into().ok())
-        .flatten()
-        .map(crate::record::Mac);
+    let all = joined(&areas, |_| true);
+    for (code, b) in &all {
+        if length_is_impossible(*code, b.len()) && malformed.len() < MAX_OPTIONS {
+            malformed.push(*code);
+        }
+    }
     let mut info = DhcpInfo {
         op: payload[0],
-        message_type: mtype.map(|t| t.0),
-        message_type_code: mtype.map(|t| t.1),
+        message_type: None,
+        message_type_code: None,
         xid: format!("0x{:08x}", msg.xid()),
         hw_type: payload[1],
-        client_mac,
+        // chaddr is read from the fixed field, never through
+        // `Message::chaddr()`: dhcproto 0.15 slices its 16-byte array by the
+        // wire's `hlen`, and a packet with `hlen` above 16 panicked it
+        // (Suricata clamps the same way).
+        client_mac: (payload[2] == 6)
+            .then(|| payload[CHADDR].try_into().ok())
+            .flatten()
+            .map(crate::record::Mac),
         client_ip: msg.ciaddr(),
         your_ip: msg.yiaddr(),
         server_ip: msg.siaddr(),
         relay_ip: msg.giaddr(),
         options: codes,
         options_more: more,
-        malformed_options: malformed,
+        malformed_options: Vec::new(),
         overload,
         requested_ip: None,
         hostname: None,
@@ -351,20 +330,30 @@ pub fn parse(payload: &[u8]) -> Option<DhcpInfo> {
         server_id: None,
         relay_agent_info: None,
     };
-    for (_, o) in opts.iter() {
-        match o {
-            DhcpOption::RequestedIpAddress(ip) => info.requested_ip = Some(*ip),
-            DhcpOption::Hostname(h) => info.hostname = Some(text(h.as_bytes())),
-            DhcpOption::ClientIdentifier(id) => info.client_id = Some(crate::record::hex(id)),
-            DhcpOption::ParameterRequestList(l) => {
-                info.param_list = Some(l.iter().map(|c| u8::from(*c)).collect())
+    let ip = |b: &[u8]| <[u8; 4]>::try_from(b).ok().map(Ipv4Addr::from);
+    for (code, b) in all {
+        if !FIELDS.contains(&code) || length_is_impossible(code, b.len()) {
+            continue; // impossible ones are listed in `malformed_options`
+        }
+        match code {
+            53 => {
+                info.message_type_code = None;
+                if let Some((name, n)) = type_name(MessageType::from(b[0])) {
+                    info.message_type = Some(name);
+                    info.message_type_code = Some(n);
+                }
             }
-            DhcpOption::ClassIdentifier(v) => info.vendor_class = Some(text(v)),
-            DhcpOption::AddressLeaseTime(s) => info.lease_s = Some(*s),
-            DhcpOption::ServerIdentifier(ip) => info.server_id = Some(*ip),
+            50 => info.requested_ip = ip(&b),
+            54 => info.server_id = ip(&b),
+            51 => info.lease_s = Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+            12 => info.hostname = Some(text(&b)),
+            60 => info.vendor_class = Some(text(&b)),
+            61 => info.client_id = Some(crate::record::hex(&b)),
+            55 => info.param_list = Some(b),
             _ => {}
         }
     }
+    info.malformed_options = malformed;
     // Relay agent information as sent (sub-options, hex).
     info.relay_agent_info = raw_option(&payload[OPTIONS..], 82).map(crate::record::hex);
     Some(info)

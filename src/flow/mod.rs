@@ -1,5 +1,6 @@
 //! Flows: identity, TCP state, bounded reassembly and the per-worker table.
 
+pub mod isn;
 pub mod key;
 pub mod reassembly;
 pub mod table;

@@ -74,6 +74,18 @@ impl Reassembler {
         }
     }
 
+    /// The stream starts after another SYN after all (the peer
+    /// acknowledged that one: `flow::isn`). Only before any byte was
+    /// delivered, queued or skipped; false, and nothing changes, after.
+    pub fn rebase(&mut self, isn: u32) -> bool {
+        if self.delivered > 0 || !self.ooo.is_empty() || self.missed_bytes > 0 {
+            return false;
+        }
+        self.base = Some(isn.wrapping_add(1));
+        self.next = 0;
+        true
+    }
+
     pub fn has_base(&self) -> bool {
         self.base.is_some()
     }

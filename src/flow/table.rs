@@ -12,6 +12,7 @@
 //! counted and reported.
 
 use super::FlowSettings;
+use super::isn::Isns;
 use super::key::{Direction, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::reassembly::{Reassembler, StreamEvent};
 use super::tcp::{EpState, History, TcpState, udp_conn_state};
@@ -92,7 +93,7 @@ pub struct Flow {
     ack_ts: Option<Timestamp>,
     streams: [Option<Box<Stream>>; 2],
     /// Each side's SYN sequence number, until its first payload makes a reassembler.
-    isn: [Option<u32>; 2],
+    isn: Isns,
     missed: [u64; 2],
     gaps: [u32; 2],
     /// Parser state, from the first payload on: a half-open flow has none.
@@ -533,7 +534,7 @@ impl FlowTable {
             synack_ts: None,
             ack_ts: None,
             streams: [None, None],
-            isn: [None, None],
+            isn: Isns::default(),
             missed: [0; 2],
             gaps: [0; 2],
             app: None,
@@ -657,15 +658,20 @@ impl FlowTable {
             }
             if syn {
                 // Only noted: a half-open flow holds no reassembler.
-                match flow.streams[i].as_mut() {
-                    Some(s) => s.reasm.set_isn(p.seq),
-                    None => {
-                        flow.isn[i].get_or_insert(p.seq);
-                    }
+                flow.isn.syn(d, p.seq);
+                if let Some(s) = flow.streams[i].as_mut() {
+                    s.reasm.set_isn(p.seq);
                 }
             }
+            // Of a side's SYNs with two ISNs, the one the peer acknowledges wins.
+            if ack
+                && let Some((side, isn)) = flow.isn.ack(d, p.ack)
+                && let Some(s) = flow.streams[side].as_mut()
+            {
+                s.reasm.rebase(isn);
+            }
             if !payload.is_empty() && flow.wants(d, &settings, self.enabled_tcp) {
-                let isn = flow.isn[i];
+                let isn = flow.isn.get(i);
                 let stream = flow.streams[i].get_or_insert_with(|| {
                     let mut reasm = Reassembler::new(settings.reassembly);
                     if let Some(isn) = isn {
@@ -682,9 +688,12 @@ impl FlowTable {
                     shared: &mut self.parsers,
                     out,
                 };
+                // A SYN's payload (TCP Fast Open) starts after the SYN's own
+                // sequence number.
+                let seq = p.seq.wrapping_add(u32::from(syn));
                 stream
                     .reasm
-                    .segment(p.seq, payload, &mut |ev| app.on_stream(d, ev, &mut cx));
+                    .segment(seq, payload, &mut |ev| app.on_stream(d, ev, &mut cx));
                 if !flow.wants(d, &settings, self.enabled_tcp)
                     && let Some(s) = flow.streams[i].take()
                 {

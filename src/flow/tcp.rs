@@ -168,7 +168,8 @@ impl TcpState {
         if payload_len > 0 {
             h.once(b'D', d);
             let i = d.index();
-            let end = seq.wrapping_add(payload_len);
+            // A SYN's payload (TCP Fast Open) follows its sequence number.
+            let end = seq.wrapping_add(u32::from(syn)).wrapping_add(payload_len);
             match self.max_end[i] {
                 Some(max) if (end.wrapping_sub(max) as i32) <= 0 => h.repeat(b'T', d),
                 Some(max) if (end.wrapping_sub(max) as i32) > 0 => self.max_end[i] = Some(end),

@@ -311,18 +311,26 @@ impl ServerHello {
         let body = &msg[4..];
         let legacy = u16::from_be_bytes([body[0], body[1]]);
         let random = &body[2..34];
-        let sid_len = body[34] as usize;
-        let rest = body.get(35 + sid_len..)?;
-        if rest.len() < 3 {
+        // TLS 1.3 drafts up to 21 name the draft in this field and send
+        // neither session id nor compression method (draft-ietf-tls-tls13-21
+        // §4.1.3); draft 22 moved to the final layout.
+        // `rest`: cipher(2), then compression(1) unless a draft.
+        let (session_id, rest, ext_at) = if is_draft_before_22(legacy) {
+            (&[][..], &body[34..], 2)
+        } else {
+            let sid_len = body[34] as usize;
+            (body.get(35..35 + sid_len)?, body.get(35 + sid_len..)?, 3)
+        };
+        if rest.len() < ext_at {
             return None;
         }
         let cipher = u16::from_be_bytes([rest[0], rest[1]]);
-        let ext = prefixed(&rest[3..], 2);
+        let ext = prefixed(&rest[ext_at..], 2);
         let mut s = ServerHello {
             legacy_version: legacy,
             version: legacy,
             cipher,
-            session_id: body[35..35 + sid_len].to_vec(),
+            session_id: session_id.to_vec(),
             hello_retry_request: random == HRR_RANDOM,
             ..ServerHello::default()
         };
@@ -415,6 +423,12 @@ fn sha256_12(s: &str) -> String {
     h
 }
 
+/// A TLS 1.3 draft version (`0x7f00 | n`) before draft 22, whose
+/// ServerHello has the draft layout.
+pub fn is_draft_before_22(v: u16) -> bool {
+    v >> 8 == 0x7f && v & 0xff < 22
+}
+
 /// `TLS 1.3`, `TLS 1.3 draft 23`, … as the expected values and tshark name versions.
 pub fn version_name(v: u16) -> String {
     match v {
@@ -456,5 +470,62 @@ impl ClientHello {
                 ja4_r,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::tls::tests::unhex;
+
+    /// tlslite-ng's draft 26 ServerHello (`fixtures/tcpedge/
+    /// tls13-draft26-tlslite.pcap`, frame 6; tshark: `TLS 1.3 draft 26`,
+    /// JA3S string `771,4866,51-43`).
+    const DRAFT26: &str = "02000097030334267dc97005c6f55fadf986c8bb80d091941aba661a3990ab33\
+        5821f9b222ea20044ec68b4d2baeb004b522c6becfe73a3b6e1d141e0a3c332161\
+        ce90f727fe44130200004f0033004500170041040a7fa92a3053bb62dacffa50f5\
+        cc8502baa1dfc0e1c48d15ca92fa5bfe26aa1c8e54ff783b8665bb9bc3b91296a2\
+        64b155d75ab98c9059971ec4d3ab4555865e002b00027f1a";
+
+    #[test]
+    fn draft_26_server_hello_names_the_draft() {
+        let h = ServerHello::parse(&unhex(&DRAFT26.replace(' ', ""))).unwrap();
+        assert_eq!(version_name(h.version), "TLS 1.3 draft 26");
+        assert_eq!(h.cipher, 0x1302);
+        assert_eq!(h.ja3s_string(), "771,4866,51-43");
+    }
+
+    /// Drafts before 22 put the draft in the legacy version field and send
+    /// neither session id nor compression method (issue 19.4). No software
+    /// here speaks one, so the bytes are the draft 26 hello above laid out
+    /// as draft 21 (draft-ietf-tls-tls13-21 §4.1.3): version 0x7f15, its
+    /// random, its cipher, and its key share under draft 21's code (40).
+    #[test]
+    fn draft_21_server_hello_is_read_in_the_draft_layout() {
+        let d26 = unhex(&DRAFT26.replace(' ', ""));
+        let random = &d26[6..38];
+        assert_eq!(d26[76..80], [0x00, 0x33, 0x00, 0x45]); // key_share, 69 bytes
+        let key_share = &d26[80..80 + 0x45];
+        let mut body = vec![0x7f, 0x15];
+        body.extend_from_slice(random);
+        body.extend_from_slice(&[0x13, 0x02]);
+        let ext_len = 4 + key_share.len() as u16;
+        body.extend_from_slice(&ext_len.to_be_bytes());
+        body.extend_from_slice(&[0, 40]);
+        body.extend_from_slice(&(key_share.len() as u16).to_be_bytes());
+        body.extend_from_slice(key_share);
+        let mut msg = vec![2, 0, 0, body.len() as u8];
+        msg.extend_from_slice(&body);
+        let h = ServerHello::parse(&msg).unwrap();
+        assert_eq!(version_name(h.version), "TLS 1.3 draft 21");
+        assert_eq!((h.cipher, h.extensions.as_slice()), (0x1302, &[40][..]));
+        assert!(h.session_id.is_empty());
+        assert_eq!(h.ja3s_string(), "32533,4866,40");
+        // Draft 22 and later are read in the final layout.
+        assert!(!is_draft_before_22(0x7f16) && is_draft_before_22(0x7f12));
+        // Cut anywhere: never a panic.
+        for n in 0..msg.len() {
+            let _ = ServerHello::parse(&msg[..n]);
+        }
     }
 }

@@ -40,6 +40,8 @@ pub const CT_CCS: u8 = 20;
 pub const CT_ALERT: u8 = 21;
 pub const CT_HANDSHAKE: u8 = 22;
 pub const CT_APP_DATA: u8 = 23;
+/// Not a TLS content type: the body of an SSLv2-compatible hello, skipped.
+const SSLV2_HELLO: u8 = 0x80;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Alert {
@@ -336,8 +338,18 @@ impl TlsState {
                 let len = u16::from_be_bytes([h[3], h[4]]) as usize;
                 if !(CT_CCS..=24).contains(&h[0]) || h[1] != 3 || len > MAX_RECORD {
                     if s.records == 0 && i == 0 && is_sslv2_hello(&h) {
+                        // RFC 6101 E.1: the hello is the client's first and
+                        // only SSLv2 record; TLS records follow it (the
+                        // server answers with a TLS ServerHello). Skipped,
+                        // not parsed: its body is the 2-byte length's.
+                        let body = (usize::from(h[0] & 0x7f) << 8) | usize::from(h[1]);
                         self.sslv2_hello = true;
                         s.first_ts = Some(ts);
+                        s.records += 1;
+                        s.rtype = SSLV2_HELLO;
+                        s.remaining = body.saturating_sub(3);
+                        self.push_event(i, ts, Ev::Hs(1));
+                        continue;
                     }
                     if s.records != 0 {
                         self.malformed = true;
@@ -612,25 +624,46 @@ fn is_sslv2_hello(b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// The bytes of `h`, hex.
+    pub(crate) fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     /// An SSLv2-compatible CLIENT-HELLO (RFC 6101 appendix E.1: 2-byte
-    /// header with the top bit set, msg type 1, version 3.1) is recognised
-    /// and counted, not parsed as TLS records.
+    /// header with the top bit set, msg type 1, version 3.3) is skipped and
+    /// the TLS ServerHello that answers it is read (issue 19.3). The bytes
+    /// are tlslite-ng's hello and OpenSSL 3.0's ServerHello record from
+    /// `fixtures/tcpedge/sslv2-hello-tlslite-openssl.pcap` (frames 4 and 6);
+    /// tshark gives that ServerHello the JA3S string `771,47,65281`.
     #[test]
-    fn sslv2_compatible_hello_is_recognised() {
-        let hello = [
-            0x80, 0x2e, 0x01, 0x03, 0x01, 0x00, 0x15, 0x00, 0x00, 0x00, 0x10,
-        ];
-        assert!(TlsState::probe(&hello));
-        let mut t = TlsState::new(&hello);
-        t.feed(
-            Direction::ToServer,
-            &hello,
-            Timestamp(1),
-            &mut TlsCtx::default(),
+    fn server_hello_after_sslv2_compatible_hello_is_read() {
+        let hello = unhex(
+            "8025010303000c0000001000002f00003500009c0000ff\
+             8085b0db599a41857854ccd426231a41",
         );
+        let server_hello = unhex(
+            "16030300510200004d0303f82c74688b25f1cb23943c3e95211b827ef2332704\
+             562421444f574e47524401200006632b8c27c82dca415b21c0623c0e06e666c6\
+             56f259037cec747bd454ff45002f000005ff01000100",
+        );
+        assert!(TlsState::probe(&hello));
+        let mut ctx = TlsCtx::default();
+        let mut t = TlsState::new(&hello);
+        // In pieces: the skip survives a hello split across segments.
+        t.feed(Direction::ToServer, &hello[..3], Timestamp(1), &mut ctx);
+        t.feed(Direction::ToServer, &hello[3..], Timestamp(1), &mut ctx);
         assert!(t.sslv2_hello);
-        assert!(!t.wants());
+        assert!(t.wants());
         assert_eq!(t.first_record(), Some(Timestamp(1)));
+        t.feed(Direction::ToClient, &server_hello, Timestamp(2), &mut ctx);
+        assert!(!t.malformed && t.wants());
+        let (_, sh) = &t.server_hellos[0];
+        assert_eq!((sh.version, sh.cipher), (0x0303, 0x002f));
+        assert_eq!(sh.ja3s_string(), "771,47,65281");
+        assert_eq!(t.events[0].ev, Ev::Hs(1));
     }
 
     /// A CONNECT refused by the proxy is not followed.
