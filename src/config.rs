@@ -76,6 +76,12 @@ pub struct RawInspection {
     /// A JA3S seen with an inspection-CA chain on this many destinations
     /// is learnt as the proxy's (0: never learn).
     pub proxy_learn_destinations: u32,
+    /// A CA outside the public roots that signs leaves for this many
+    /// registrable domains is learnt as an inspection CA (0: never learn).
+    pub learn_ca_domains: u32,
+    /// PEM files of CAs to treat as public besides Mozilla's roots (a lab's
+    /// test root, a partner's CA): never learnt as inspection CAs.
+    pub public_ca_files: Vec<toml::Spanned<String>>,
 }
 
 impl Default for RawInspection {
@@ -87,6 +93,8 @@ impl Default for RawInspection {
             proxy_ja3s: Vec::new(),
             proxy_learn_destinations: crate::detect::DetectSettings::default()
                 .proxy_learn_destinations,
+            learn_ca_domains: crate::detect::DetectSettings::default().learn_ca_domains as u32,
+            public_ca_files: Vec::new(),
         }
     }
 }
@@ -674,6 +682,43 @@ impl RawConfig {
         Ok(raw)
     }
 
+    /// `inspection.public_ca_files`: (subject, key id) of each certificate.
+    fn public_cas(&self, p: &mut Problems) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        for (i, f) in self.inspection.public_ca_files.iter().enumerate() {
+            match self.read_ca_file(f.get_ref(), "a PEM file of public CA certificates") {
+                Ok(cas) => out.extend(cas.into_iter().filter_map(|c| Some((c.subject?, c.key_id)))),
+                Err(e) => p.span(
+                    f.span(),
+                    format!("inspection.public_ca_files[{i}] = {:?}: {e}", f.get_ref()),
+                ),
+            }
+        }
+        out
+    }
+
+    /// The certificates of a PEM file named in the config (relative to it).
+    fn read_ca_file(
+        &self,
+        name: &str,
+        what: &'static str,
+    ) -> Result<Vec<crate::correlate::inspection::InspectionCa>, String> {
+        let path = match &self.origin.dir {
+            Some(d) => d.join(name),
+            None => std::path::PathBuf::from(name),
+        };
+        let bound = crate::bounded::Bound {
+            limit: MAX_CA_FILE_BYTES,
+            what,
+            fix: "give a file with only those CA certificates",
+        };
+        // Read errors start with the path; PEM errors do not.
+        crate::bounded::read_file(&path, &bound).and_then(|pem| {
+            crate::correlate::inspection::InspectionCa::from_pem(&pem)
+                .map_err(|e| format!("{}: {e}", path.display()))
+        })
+    }
+
     fn inspection(&self, p: &mut Problems) -> crate::correlate::inspection::Inspection {
         use crate::correlate::inspection::{Inspection, InspectionCa};
         let mut cas = Vec::new();
@@ -693,20 +738,7 @@ impl RawConfig {
             cas.push(InspectionCa::from_hash(v));
         }
         for (i, f) in self.inspection.ca_files.iter().enumerate() {
-            let path = match &self.origin.dir {
-                Some(d) => d.join(f.get_ref()),
-                None => std::path::PathBuf::from(f.get_ref()),
-            };
-            let bound = crate::bounded::Bound {
-                limit: MAX_CA_FILE_BYTES,
-                what: "a PEM file of inspection CA certificates",
-                fix: "give a file with only the inspection CA certificates",
-            };
-            // Read errors start with the path; PEM errors do not.
-            let ca = crate::bounded::read_file(&path, &bound).and_then(|pem| {
-                InspectionCa::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
-            });
-            match ca {
+            match self.read_ca_file(f.get_ref(), "a PEM file of inspection CA certificates") {
                 Ok(ca) => cas.extend(ca),
                 Err(e) => p.span(
                     f.span(),
@@ -862,6 +894,13 @@ impl RawConfig {
                 && ja3s.is_empty()),
             proxy_ja3s: ja3s,
             proxy_learn_destinations: if learn == 0 { u32::MAX } else { learn },
+            learn_ca_domains: p.range(
+                "inspection.learn_ca_domains",
+                self.inspection.learn_ca_domains,
+                0,
+                1000,
+            ) as usize,
+            public_cas: self.public_cas(p),
             min_score: p.range("detections.min_score", d.min_score, 0, 100),
             max_keys: p.range("detections.max_keys", d.max_keys, 1, 100_000_000),
             max_sessions_per_key: p.range(

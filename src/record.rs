@@ -222,8 +222,12 @@ pub struct TlsRecord {
     /// Whether a configured inspection CA is in (or issued) the chain; `null`
     /// when the chain could not be seen.
     pub inspected: Option<bool>,
-    /// The configured inspection CA that matched (its name in the config).
+    /// The inspection CA that matched: its name in the config, or the
+    /// subject of a learnt one.
     pub inspection_ca: Option<String>,
+    /// `configured` or `learnt` (README, "Inspection CAs learnt"); `null`
+    /// when not inspected.
+    pub inspection_source: Option<&'static str>,
     pub outcome: crate::app::tls::summary::Outcome,
     pub history: String,
     pub timing: crate::app::tls::summary::Timing,
@@ -379,11 +383,26 @@ pub struct CoverageRecord {
     pub quic: Share,
     /// Flow records whose addresses no evidence tied to a MAC.
     pub flows_without_device: Share,
+    /// Inspection CAs learnt from the wire, in the order first seen.
+    pub learnt_inspection_cas: Vec<LearntCa>,
     pub devices: crate::correlate::devices::DeviceCoverage,
     /// Packets lost before blindspot saw them or inside it (kernel + internal drops).
     pub capture_drops: u64,
     /// Input files cut short or damaged.
     pub damaged_inputs: u64,
+}
+
+/// An inspection CA learnt from the wire (coverage record).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LearntCa {
+    pub subject: String,
+    /// SHA-256 of the CA certificate, when a chain carried it.
+    pub sha256: Option<String>,
+    pub key_id: Option<String>,
+    pub first_seen: Timestamp,
+    pub learnt: Timestamp,
+    /// Registrable domains of the leaves it signed (the first 64).
+    pub domains: Vec<String>,
 }
 
 /// One part of a detection's score.

@@ -130,7 +130,7 @@ fn a_ca_file_over_one_mib_is_refused() {
     assert_eq!(
         err,
         format!(
-            "blindspot: {}:2: inspection.ca_files[0] = \"big.pem\": {}: larger than the 1 MiB limit for a PEM file of inspection CA certificates: give a file with only the inspection CA certificates\n",
+            "blindspot: {}:2: inspection.ca_files[0] = \"big.pem\": {}: larger than the 1 MiB limit for a PEM file of inspection CA certificates: give a file with only those CA certificates\n",
             c.display(),
             big.display()
         )

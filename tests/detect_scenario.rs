@@ -498,3 +498,70 @@ fn inputs_named_in_the_config_and_a_plain_bypass_list() {
         .unwrap();
     assert_eq!(bank["context"]["reading"], "risk_accepted");
 }
+
+/// No inspection configured at all: the mitmproxy CA is learnt from the
+/// chains it minted (a CA outside the public roots signing leaves for
+/// several registrable domains), the lab's test root is declared public,
+/// and every finding of the configured run appears, the TLS 1.2 rejections
+/// read as `learnt_ca`.
+#[test]
+fn inspection_ca_learnt_without_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = |n: &str| fixture(&format!("detect/{n}"));
+    std::fs::copy(f("public-ca.pem"), dir.path().join("public-ca.pem")).unwrap();
+    let config: String = std::fs::read_to_string(f("config.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("ca_files") && !l.starts_with("proxy_addresses"))
+        .map(|l| {
+            if l == "[inspection]" {
+                // The scenario's proxy signs two domains (corp, pinned).
+                "[inspection]\nlearn_ca_domains = 2\npublic_ca_files = [\"public-ca.pem\"]"
+                    .to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = dir.path().join("site.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut args = inputs();
+    args[1] = cfg.display().to_string();
+    let recs = run(2, &args);
+    let cov = of_type(&recs, "coverage")[0];
+    let learnt = cov["learnt_inspection_cas"].as_array().unwrap();
+    assert_eq!(learnt.len(), 1, "{learnt:?}");
+    assert_eq!(learnt[0]["subject"], "CN=mitmproxy, O=mitmproxy");
+    assert_eq!(
+        learnt[0]["domains"],
+        serde_json::json!(["corp.example", "pinned.example"])
+    );
+    let names = |r: &[Value]| {
+        let mut v: Vec<String> = of_type(r, "detection")
+            .iter()
+            .map(|d| format!("{} {}", d["pattern"], d["destination"]["name"]))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&recs), names(&run(1, &inputs())));
+    let tls12 = detections(&recs, "repeated_handshake_rejection")
+        .into_iter()
+        .find(|d| d["evidence"]["inspection"]["learnt_ca"].as_u64().is_some())
+        .expect("the TLS 1.2 rejections read as inspected by the learnt CA");
+    assert!(has_part(tls12, "inspected_by_learnt_ca"));
+    // Later sessions carry it on their tls record.
+    assert!(
+        of_type(&recs, "tls")
+            .iter()
+            .any(|t| t["inspection_source"] == "learnt")
+    );
+    // The test root is public: never learnt, its sessions not inspected.
+    assert!(
+        of_type(&recs, "tls")
+            .iter()
+            .filter(|t| t["sni"] == "bank.example")
+            .all(|t| t["inspected"] == false)
+    );
+}

@@ -78,3 +78,318 @@ impl Inspection {
         })
     }
 }
+
+/// Subjects (as x509-parser prints them) of the public roots (Mozilla's
+/// list, from `webpki-root-certs`), each with its subjectKeyIdentifiers.
+fn public_roots() -> &'static std::collections::HashMap<String, Vec<Option<String>>> {
+    static ROOTS: std::sync::OnceLock<std::collections::HashMap<String, Vec<Option<String>>>> =
+        std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut m: std::collections::HashMap<String, Vec<Option<String>>> = Default::default();
+        for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+            let Ok((_, c)) = x509_parser::certificate::X509Certificate::from_der(der.as_ref())
+            else {
+                continue;
+            };
+            let ski = c
+                .extensions()
+                .iter()
+                .find_map(|e| match e.parsed_extension() {
+                    ParsedExtension::SubjectKeyIdentifier(k) => Some(hex(k.0)),
+                    _ => None,
+                });
+            m.entry(c.subject().to_string()).or_default().push(ski);
+        }
+        m
+    })
+}
+
+/// Does a certificate whose issuer is `issuer` (with authorityKeyIdentifier
+/// `aki`) chain to a public root? By name, and by key identifier when both
+/// sides carry one.
+fn issued_by_public_root(issuer: &str, aki: Option<&str>) -> bool {
+    public_roots().get(issuer).is_some_and(|skis| {
+        skis.iter().any(|ski| match (ski.as_deref(), aki) {
+            (Some(s), Some(a)) => s == a,
+            _ => true,
+        })
+    })
+}
+
+/// Candidate CAs tracked at once; more are counted, not tracked.
+pub const MAX_CANDIDATE_CAS: usize = 4096;
+/// Registrable domains remembered per candidate CA.
+const MAX_CA_DOMAINS: usize = 64;
+
+/// A CA outside the public roots that signed leaves on the wire.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    /// Its subject (the leaves' issuer), as x509-parser prints it.
+    pub subject: String,
+    /// Its key identifier (hex), when the certificates carry one.
+    pub key_id: Option<String>,
+    /// SHA-256 of the CA's own certificate, when a chain carried it.
+    pub sha256: Option<String>,
+    pub first_seen: crate::time::Timestamp,
+    /// When it reached the threshold (`None`: not an inspection CA, yet).
+    pub learnt: Option<crate::time::Timestamp>,
+    /// Registrable domains (public suffix list) of the leaves it signed.
+    pub domains: std::collections::BTreeSet<String>,
+}
+
+/// Inspection CAs learnt from the wire, with no configuration: a CA whose
+/// certificates do not chain to a public root and that signs leaves for at
+/// least `threshold` unrelated registrable domains (`inspection.learn_ca_domains`)
+/// is an inspecting proxy's; an enterprise CA that signs only its own
+/// domains, or a self-signed server, is not.
+#[derive(Debug, Default)]
+pub struct Learner {
+    pub threshold: usize,
+    /// CAs the site trusts as public besides Mozilla's (subject, key id):
+    /// `inspection.public_ca_files`.
+    extra_public: Vec<(String, Option<String>)>,
+    cas: std::collections::HashMap<(String, Option<String>), Candidate>,
+    /// Intermediates seen chaining to a public root (a server that sends
+    /// only its leaf names one as its issuer): public too. At most
+    /// [`MAX_CANDIDATE_CAS`].
+    public_seen: std::collections::HashSet<String>,
+    /// Candidates not tracked because [`MAX_CANDIDATE_CAS`] were.
+    pub over_cap: u64,
+}
+
+impl Learner {
+    pub fn new(threshold: usize, extra_public: Vec<(String, Option<String>)>) -> Self {
+        Learner {
+            threshold,
+            extra_public,
+            ..Learner::default()
+        }
+    }
+
+    fn public(&self, issuer: &str, aki: Option<&str>) -> bool {
+        self.public_seen.contains(issuer)
+            || issued_by_public_root(issuer, aki)
+            || self.extra_public.iter().any(|(s, k)| {
+                s == issuer
+                    && match (k.as_deref(), aki) {
+                        (Some(k), Some(a)) => k == a,
+                        _ => true,
+                    }
+            })
+    }
+
+    /// Notes the chain of a session at `ts`. `None` when it chains to a
+    /// public root (or learning is off); else the key of its CA and, once
+    /// that CA is learnt, the CA.
+    pub fn observe(
+        &mut self,
+        chain: &Chain,
+        ts: crate::time::Timestamp,
+    ) -> Option<(u64, Option<&Candidate>)> {
+        if self.threshold == 0 {
+            return None;
+        }
+        // Intermediates sent that chain to a public root are public.
+        for c in chain.chain.iter().rev() {
+            let (Some(subject), Some(issuer)) = (c.subject.as_deref(), c.issuer.as_deref()) else {
+                continue;
+            };
+            if subject != issuer
+                && self.public(issuer, c.authority_key_id.as_deref())
+                && !self.public_seen.contains(subject)
+                && self.public_seen.len() < MAX_CANDIDATE_CAS
+            {
+                self.public_seen.insert(subject.to_string());
+                // A leaf-only server seen before made it a candidate.
+                self.cas.retain(|(s, _), _| s != subject);
+            }
+        }
+        // The top of what was sent: the CA itself (self-signed), or the
+        // leaf alone, whose issuer is the CA.
+        let top = chain.chain.last().unwrap_or(&chain.leaf);
+        let issuer = top.issuer.as_deref()?;
+        if self.public(issuer, top.authority_key_id.as_deref()) {
+            return None;
+        }
+        let self_signed = top.subject.as_deref() == Some(issuer) && !chain.chain.is_empty();
+        let key_id = if self_signed {
+            top.subject_key_id.clone().or(top.authority_key_id.clone())
+        } else {
+            top.authority_key_id.clone()
+        };
+        let key = (issuer.to_string(), key_id);
+        let hash = {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .build_hasher();
+            h.write(key.0.as_bytes());
+            h.write(key.1.as_deref().unwrap_or("").as_bytes());
+            h.finish()
+        };
+        if !self.cas.contains_key(&key) {
+            if self.cas.len() >= MAX_CANDIDATE_CAS {
+                self.over_cap += 1;
+                return Some((hash, None));
+            }
+            self.cas.insert(
+                key.clone(),
+                Candidate {
+                    subject: key.0.clone(),
+                    key_id: key.1.clone(),
+                    sha256: None,
+                    first_seen: ts,
+                    learnt: None,
+                    domains: Default::default(),
+                },
+            );
+        }
+        let c = self.cas.get_mut(&key)?;
+        if self_signed && c.sha256.is_none() {
+            c.sha256 = Some(top.sha256.clone());
+        }
+        if c.learnt.is_none() {
+            for name in &chain.san {
+                if c.domains.len() >= MAX_CA_DOMAINS {
+                    break;
+                }
+                if let Some(d) = registrable(name) {
+                    c.domains.insert(d);
+                }
+            }
+            if c.domains.len() >= self.threshold {
+                c.learnt = Some(ts);
+            }
+        }
+        let learnt = c.learnt.is_some();
+        Some((hash, learnt.then_some(&*c)))
+    }
+
+    /// Is the CA of this key learnt?
+    pub fn is_learnt(&self, key: u64) -> bool {
+        // Few CAs are learnt; the keys are hashed again rather than stored twice.
+        self.learnt().any(|c| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .build_hasher();
+            h.write(c.subject.as_bytes());
+            h.write(c.key_id.as_deref().unwrap_or("").as_bytes());
+            h.finish() == key
+        })
+    }
+
+    /// The learnt CAs, in the order they were first seen.
+    pub fn learnt(&self) -> impl Iterator<Item = &Candidate> {
+        let mut v: Vec<&Candidate> = self.cas.values().filter(|c| c.learnt.is_some()).collect();
+        v.sort_by(|a, b| (a.first_seen, &a.subject).cmp(&(b.first_seen, &b.subject)));
+        v.into_iter()
+    }
+}
+
+/// The registrable domain (public suffix + 1 label) of a DNS name; `None`
+/// for an address.
+fn registrable(name: &str) -> Option<String> {
+    let n = name
+        .trim_start_matches("*.")
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    if n.parse::<std::net::IpAddr>().is_ok() || !n.contains('.') {
+        return None;
+    }
+    psl::domain_str(&n).map(str::to_string)
+}
+
+#[cfg(test)]
+mod learner_tests {
+    use super::*;
+    use crate::app::tls::cert::CertInfo;
+    use crate::time::Timestamp;
+
+    fn leaf(issuer: &str, aki: &str, san: &[&str]) -> Chain {
+        Chain {
+            san: san.iter().map(|s| s.to_string()).collect(),
+            leaf: CertInfo {
+                issuer: Some(issuer.into()),
+                authority_key_id: (!aki.is_empty()).then(|| aki.into()),
+                ..CertInfo::default()
+            },
+            ..Chain::default()
+        }
+    }
+
+    #[test]
+    fn public_roots_load_and_are_never_learnt() {
+        assert!(public_roots().len() > 100, "{}", public_roots().len());
+        let isrg = public_roots()
+            .keys()
+            .find(|s| s.contains("ISRG Root X1"))
+            .expect("ISRG Root X1 is a public root")
+            .clone();
+        let mut l = Learner::new(2, Vec::new());
+        for n in ["a.example.com", "b.example.org", "c.example.net"] {
+            assert!(l.observe(&leaf(&isrg, "", &[n]), Timestamp(1)).is_none());
+        }
+        // Servers that send only their leaf, issued by a public
+        // intermediate: candidates until one server sends the intermediate,
+        // then public.
+        let r10 = "C=US, O=Let's Encrypt, CN=R10";
+        for n in ["a.one.example", "b.two.example"] {
+            assert!(l.observe(&leaf(r10, "", &[n]), Timestamp(2)).is_some());
+        }
+        assert_eq!(l.learnt().count(), 1);
+        let mut full = leaf(r10, "", &["c.three.example"]);
+        full.chain.push(CertInfo {
+            subject: Some(r10.into()),
+            issuer: Some(isrg.clone()),
+            ..CertInfo::default()
+        });
+        assert!(l.observe(&full, Timestamp(3)).is_none());
+        assert!(
+            l.observe(&leaf(r10, "", &["d.four.example"]), Timestamp(4))
+                .is_none()
+        );
+        assert_eq!(l.learnt().count(), 0);
+    }
+
+    #[test]
+    fn a_private_ca_over_many_registrable_domains_is_learnt_not_one_over_its_own() {
+        let mut l = Learner::new(3, Vec::new());
+        let proxy = "CN=mitmproxy, O=mitmproxy";
+        let corp = "CN=Corp Issuing CA, O=Corp";
+        let mut learnt_at = None;
+        for (i, n) in [
+            "api.pinned.example",
+            "www.bank.example",
+            "x.bank.example",
+            "mail.corp.example",
+            "cdn.tracker.example",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (_, ca) = l
+                .observe(&leaf(proxy, "aa", &[n]), Timestamp(i as u64))
+                .unwrap();
+            if ca.is_some() && learnt_at.is_none() {
+                learnt_at = Some(i);
+            }
+            // The enterprise CA signs many hosts of one domain.
+            let host = format!("host{i}.corp.example");
+            let (_, ca) = l
+                .observe(&leaf(corp, "bb", &[&host]), Timestamp(i as u64))
+                .unwrap();
+            assert!(ca.is_none());
+        }
+        // pinned.example, bank.example, corp.example: learnt at the 4th leaf.
+        assert_eq!(learnt_at, Some(3));
+        let learnt: Vec<_> = l.learnt().map(|c| c.subject.clone()).collect();
+        assert_eq!(learnt, [proxy]);
+        let (key, _) = l
+            .observe(&leaf(proxy, "aa", &["z.example"]), Timestamp(9))
+            .unwrap();
+        assert!(l.is_learnt(key));
+        let (key, _) = l
+            .observe(&leaf(corp, "bb", &["z.corp.example"]), Timestamp(9))
+            .unwrap();
+        assert!(!l.is_learnt(key));
+    }
+}

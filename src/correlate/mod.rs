@@ -109,11 +109,21 @@ impl Correlator {
                 _ => {}
             }
             if let Record::Tls(t) = &mut r {
-                if let Some(chain) = &t.cert
-                    && let Some(ca) = self.inspection.matches(chain)
-                {
-                    t.inspected = Some(true);
-                    t.inspection_ca = Some(ca.name.clone());
+                // Configured CAs win; else a CA learnt from the chains.
+                let mut private_ca = None;
+                if let Some(chain) = &t.cert {
+                    if let Some(ca) = self.inspection.matches(chain) {
+                        t.inspected = Some(true);
+                        t.inspection_ca = Some(ca.name.clone());
+                        t.inspection_source = Some("configured");
+                    } else if let Some((key, learnt)) = self.detector.learner.observe(chain, t.ts) {
+                        private_ca = Some(key);
+                        if let Some(ca) = learnt {
+                            t.inspected = Some(true);
+                            t.inspection_ca = Some(ca.subject.clone());
+                            t.inspection_source = Some("learnt");
+                        }
+                    }
                 }
                 let mut count = |k: &'static str, yes: bool| {
                     if yes {
@@ -128,8 +138,10 @@ impl Correlator {
                 count("certificate_hidden", t.inspected.is_none());
                 count("ech", t.ech);
                 if self.detector.s.enabled {
+                    let mut facts = TlsFacts::new(t);
+                    facts.private_ca = private_ca;
                     self.pending_tls
-                        .insert(t.flow_id, (TlsFacts::new(t), t.limits.clone()));
+                        .insert(t.flow_id, (facts, t.limits.clone()));
                 }
             }
             if let Record::Flow(f) = &r
@@ -249,6 +261,19 @@ impl Correlator {
             tls_ech: Share::new(get("ech"), tls),
             quic: Share::new(self.flows[2], self.flows[2] + tls),
             flows_without_device: Share::new(self.flows[1], self.flows[0]),
+            learnt_inspection_cas: self
+                .detector
+                .learner
+                .learnt()
+                .map(|c| crate::record::LearntCa {
+                    subject: c.subject.clone(),
+                    sha256: c.sha256.clone(),
+                    key_id: c.key_id.clone(),
+                    first_seen: c.first_seen,
+                    learnt: c.learnt.unwrap_or(c.first_seen),
+                    domains: c.domains.iter().cloned().collect(),
+                })
+                .collect(),
             devices: self.devices.coverage(),
             capture_drops: stats.drops.values().sum(),
             damaged_inputs: stats.files.iter().filter(|f| f.error.is_some()).count() as u64,

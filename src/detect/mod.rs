@@ -51,6 +51,12 @@ pub struct DetectSettings {
     pub proxy_addresses: Vec<Cidr>,
     pub proxy_ja3s: Vec<String>,
     pub proxy_learn_destinations: u32,
+    /// Registrable domains a non-public CA must sign for to be learnt as an
+    /// inspection CA (0: never learn).
+    pub learn_ca_domains: usize,
+    /// CAs trusted as public besides Mozilla's (subject, key id), from
+    /// `inspection.public_ca_files`: never learnt as inspection CAs.
+    pub public_cas: Vec<(String, Option<String>)>,
     /// Some inspection CA is configured (else nothing can be seen inspected
     /// and no bypass can be told).
     pub inspection_configured: bool,
@@ -86,6 +92,8 @@ impl Default for DetectSettings {
             proxy_addresses: Vec::new(),
             proxy_ja3s: Vec::new(),
             proxy_learn_destinations: 5,
+            learn_ca_domains: 5,
+            public_cas: Vec::new(),
             inspection_configured: false,
             min_score: 0,
             max_keys: 100_000,
@@ -122,6 +130,11 @@ pub struct TlsFacts {
     pub client_alert_hidden: bool,
     pub inspected: Option<bool>,
     pub inspection_ca: Option<String>,
+    /// The chain's CA is learnt, not configured.
+    pub inspection_learnt: bool,
+    /// The chain's CA when it is outside the public roots (a key into
+    /// [`Detector::learner`]): learnt later, it still tells.
+    pub private_ca: Option<u64>,
     pub ech: bool,
 }
 
@@ -227,6 +240,8 @@ impl TlsFacts {
                 .any(|a| a.from == "client" && a.description.is_none()),
             inspected: t.inspected,
             inspection_ca: t.inspection_ca.clone(),
+            inspection_learnt: t.inspection_source == Some("learnt"),
+            private_ca: None,
             ech: t.ech,
         }
     }
@@ -333,6 +348,8 @@ pub enum Inspection {
     ProxyAddress,
     /// Chain hidden; the ServerHello fingerprint (JA3S) is the proxy's.
     ProxyFingerprint,
+    /// The chain's CA was learnt as an inspection CA (no configuration).
+    LearntCa,
     /// The chain was seen and no inspection CA is in it.
     NotInspected,
     /// The chain was hidden (TLS 1.3) and nothing else tells.
@@ -345,6 +362,7 @@ impl Inspection {
             Inspection::Ca => "inspection_ca",
             Inspection::ProxyAddress => "proxy_address",
             Inspection::ProxyFingerprint => "proxy_fingerprint",
+            Inspection::LearntCa => "learnt_ca",
             Inspection::NotInspected => "not_inspected",
             Inspection::Unknown => "unknown",
         }
@@ -353,7 +371,10 @@ impl Inspection {
     pub fn inspected(self) -> bool {
         matches!(
             self,
-            Inspection::Ca | Inspection::ProxyAddress | Inspection::ProxyFingerprint
+            Inspection::Ca
+                | Inspection::ProxyAddress
+                | Inspection::ProxyFingerprint
+                | Inspection::LearntCa
         )
     }
 }
@@ -375,6 +396,8 @@ pub struct Entry {
     /// Only for a hidden chain of unknown inspection (a proxy fingerprint
     /// learnt later may still tell).
     pub ja3s: Option<String>,
+    /// Only for a chain of a non-public CA not (yet) learnt.
+    pub private_ca: Option<u64>,
     pub orig_payload: u64,
     pub resp_payload: u64,
     pub first_payload: [Option<PayloadFeatures>; 2],
@@ -437,6 +460,12 @@ pub struct Detector {
     activity: HashMap<String, VecDeque<(Timestamp, u64)>>,
     /// JA3S → destinations whose chain showed an inspection CA with it.
     ja3s_seen: HashMap<String, HashSet<u64>>,
+    /// TLS 1.3 JA3S (chain hidden) → destinations of devices whose other
+    /// sessions were inspected: the transparent proxy answers them all
+    /// with one ServerHello shape.
+    ja3s13_seen: HashMap<String, HashSet<u64>>,
+    /// Inspection CAs learnt from the chains (the correlator feeds it).
+    pub learner: crate::correlate::inspection::Learner,
     pub counters: BTreeMap<&'static str, u64>,
     /// `--evidence`: detections' flows to cut out after the replay.
     pub evidence: bool,
@@ -495,6 +524,9 @@ fn entry(s: &Session, inspection: Option<Inspection>) -> Entry {
         ja3s: t
             .filter(|_| inspection == Some(Inspection::Unknown))
             .and_then(|t| t.ja3s.clone()),
+        private_ca: t
+            .filter(|_| inspection == Some(Inspection::NotInspected))
+            .and_then(|t| t.private_ca),
         orig_payload: s.orig_payload,
         resp_payload: s.resp_payload,
         first_payload: s.first_payload,
@@ -565,6 +597,8 @@ impl Detector {
         baseline: Option<Arc<baseline::Baseline>>,
         evidence: bool,
     ) -> Self {
+        let learn_ca_domains = s.learn_ca_domains;
+        let public_cas = s.public_cas.clone();
         Detector {
             s,
             apps,
@@ -576,6 +610,8 @@ impl Detector {
             inspected: HashMap::new(),
             activity: HashMap::new(),
             ja3s_seen: HashMap::new(),
+            ja3s13_seen: HashMap::new(),
+            learner: crate::correlate::inspection::Learner::new(learn_ca_domains, public_cas),
             counters: BTreeMap::new(),
             evidence,
             wants: Vec::new(),
@@ -593,6 +629,7 @@ impl Detector {
     /// Inspection state of a TLS session as far as the session itself tells.
     fn inspection_of(&self, s: &Session, t: &TlsFacts) -> Inspection {
         match t.inspected {
+            Some(true) if t.inspection_learnt => Inspection::LearntCa,
             Some(true) => Inspection::Ca,
             Some(false) => Inspection::NotInspected,
             None if self
@@ -613,11 +650,18 @@ impl Detector {
     /// Is this JA3S the inspection proxy's (configured, or learned from
     /// chains with an inspection CA across enough destinations)?
     pub fn proxy_ja3s(&self, ja3s: &str) -> bool {
-        self.s.proxy_ja3s.iter().any(|j| j == ja3s)
-            || self
-                .ja3s_seen
-                .get(ja3s)
+        let learnt = |m: &HashMap<String, HashSet<u64>>| {
+            m.get(ja3s)
                 .is_some_and(|d| d.len() as u32 >= self.s.proxy_learn_destinations)
+        };
+        self.s.proxy_ja3s.iter().any(|j| j == ja3s)
+            || learnt(&self.ja3s_seen)
+            || learnt(&self.ja3s13_seen)
+    }
+
+    /// Was the session's chain signed by a CA learnt since it ended?
+    pub fn learnt_ca(&self, key: Option<u64>) -> bool {
+        key.is_some_and(|k| self.learner.is_learnt(k))
     }
 
     /// Is this an OS-level channel (Apple push by default)?
@@ -819,20 +863,33 @@ impl Detector {
                     None => self.count("devices_over_cap"),
                 }
             }
-            if i == Inspection::Ca
-                && let (Some(j), Some(name)) = (&t.ja3s, s.name())
-            {
-                let n = self.ja3s_seen.len();
-                match self.ja3s_seen.get_mut(j) {
-                    Some(set) if set.len() < DESTS_PER_DEVICE => {
-                        set.insert(hash_str(name));
+            // The proxy's ServerHello fingerprints: TLS 1.2 JA3S seen with
+            // an inspection CA's chain; TLS 1.3 JA3S (chain hidden) of a
+            // device whose other sessions were inspected.
+            let seen = match i {
+                Inspection::Ca | Inspection::LearntCa => Some(&mut self.ja3s_seen),
+                Inspection::Unknown if self.inspected.contains_key(&hash_str(&dev)) => {
+                    Some(&mut self.ja3s13_seen)
+                }
+                _ => None,
+            };
+            if let (Some(seen), Some(j), Some(name)) = (seen, &t.ja3s, s.name()) {
+                let n = seen.len();
+                let over = match seen.get_mut(j) {
+                    Some(set) => {
+                        if set.len() < DESTS_PER_DEVICE {
+                            set.insert(hash_str(name));
+                        }
+                        false
                     }
-                    Some(_) => {}
                     None if !full(n) => {
-                        self.ja3s_seen
-                            .insert(j.clone(), HashSet::from_iter([hash_str(name)]));
+                        seen.insert(j.clone(), HashSet::from_iter([hash_str(name)]));
+                        false
                     }
-                    None => self.count("devices_over_cap"),
+                    None => true,
+                };
+                if over {
+                    self.count("devices_over_cap");
                 }
             }
             if matches!(
@@ -852,7 +909,9 @@ impl Detector {
             if t.outcome == Outcome::Established
                 && i == Inspection::NotInspected
                 && s.name().is_some()
-                && self.s.inspection_configured
+                // Inspection configured, or learnt (later, perhaps: the
+                // window asks for sessions inspected elsewhere when it closes).
+                && (self.s.inspection_configured || self.s.learn_ca_domains > 0)
             {
                 self.enter(
                     Pattern::DestinationBypass,
@@ -1116,6 +1175,8 @@ mod tests {
                 client_alert_hidden: false,
                 inspected: None,
                 inspection_ca: None,
+                inspection_learnt: false,
+                private_ca: None,
                 ech: false,
             }),
         }

@@ -125,6 +125,7 @@ fn inspection(d: &Detector, e: &Entry) -> Option<Inspection> {
         Some(Inspection::Unknown) if e.ja3s.as_ref().is_some_and(|j| d.proxy_ja3s(j)) => {
             Some(Inspection::ProxyFingerprint)
         }
+        Some(Inspection::NotInspected) if d.learnt_ca(e.private_ca) => Some(Inspection::LearntCa),
         i => i,
     }
 }
@@ -155,7 +156,7 @@ fn may_fire(d: &Detector, w: &Window) -> bool {
         Pattern::DestinationBypass => {
             w.entries
                 .iter()
-                .filter(|e| e.inspection == Some(Inspection::NotInspected))
+                .filter(|e| inspection(d, e) == Some(Inspection::NotInspected))
                 .count() as u64
                 >= u64::from(d.s.bypass_min_sessions)
         }
@@ -234,6 +235,10 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
             let count = |k: Inspection| insp.get(k.name()).copied().unwrap_or(0);
             if count(Inspection::Ca) > 0 {
                 parts.add("inspected_by_ca", 20);
+            } else if count(Inspection::LearntCa) > 0 {
+                // The chain names the CA; that it inspects is learnt.
+                parts.add("inspected_by_learnt_ca", 15);
+                add_limit(&mut limits, "inspection_learnt");
             } else if count(Inspection::ProxyAddress) + count(Inspection::ProxyFingerprint) > 0 {
                 parts.add("inspected_by_proxy", 15);
                 add_limit(&mut limits, "inspection_inferred");

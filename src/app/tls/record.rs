@@ -104,6 +104,7 @@ pub fn record(
         inspected: t.certs.as_ref().map(|_| false),
         cert: t.certs.clone(),
         inspection_ca: None,
+        inspection_source: None,
         outcome: sum.outcome,
         history: sum.history,
         timing: sum.timing,
