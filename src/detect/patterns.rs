@@ -524,6 +524,7 @@ pub fn evaluate(d: &mut Detector, w: Window) -> Option<DetectionRecord> {
         }),
         destination: Destination {
             name,
+            name_source: w.name_source,
             sni: w.sni,
             ip: dst.0,
             port: dst.1,
