@@ -323,6 +323,9 @@ pub struct DnsRecord {
     /// Packet time of the answer (for the passive-DNS map; not written).
     #[serde(skip)]
     pub answered_at: Option<Timestamp>,
+    /// The correlator learnt it already (sensor mode learns ahead; not written).
+    #[serde(skip)]
+    pub learned: bool,
     pub device: DeviceObject,
     pub limits: Vec<&'static str>,
 }

@@ -446,6 +446,7 @@ impl DnsState {
             answers_more,
             malformed: q.is_some_and(|m| m.malformed) || a.is_some_and(|m| m.malformed),
             answered_at: answer.as_ref().map(|(_, t)| *t),
+            learned: false,
             device: Default::default(),
             limits: Vec::new(),
         }

@@ -80,11 +80,25 @@ impl Correlator {
     /// Learns the answers of a chunk's `dns` records before any of its
     /// flows is named, in an order that does not depend on the workers
     /// (see [`names`]).
-    fn learn_dns(&mut self, records: &[Record]) {
-        let mut dns: Vec<&crate::record::DnsRecord> = records
-            .iter()
+    fn learn_dns(&mut self, records: &mut [Record]) {
+        self.learn_dns_until(records.iter_mut(), None);
+    }
+
+    /// Sensor mode: learns, ahead of their records, the answers of every
+    /// `dns` record up to `mark` that the workers have handed on but that
+    /// wait for the watermark: a worker's tick can hold an answer that
+    /// preceded a flow whose record another worker's earlier tick holds,
+    /// and replay would have learnt it first (answers sorted by time, as
+    /// replay's chunks have them).
+    pub fn learn_dns_until<'a>(
+        &mut self,
+        records: impl Iterator<Item = &'a mut Record>,
+        mark: Option<crate::time::Timestamp>,
+    ) {
+        let at = |d: &crate::record::DnsRecord| d.answered_at.unwrap_or(d.ts);
+        let mut dns: Vec<&mut crate::record::DnsRecord> = records
             .filter_map(|r| match r {
-                Record::Dns(d) => Some(&**d),
+                Record::Dns(d) if !d.learned && mark.is_none_or(|m| at(d) <= m) => Some(&mut **d),
                 _ => None,
             })
             .collect();
@@ -92,23 +106,17 @@ impl Correlator {
             return;
         }
         dns.sort_by(|a, b| {
-            (
-                a.answered_at.unwrap_or(a.ts),
-                a.flow_id,
-                a.ts,
-                a.trans_id,
-                &a.query,
-            )
-                .cmp(&(
-                    b.answered_at.unwrap_or(b.ts),
-                    b.flow_id,
-                    b.ts,
-                    b.trans_id,
-                    &b.query,
-                ))
+            (at(a), a.flow_id, a.ts, a.trans_id, &a.query).cmp(&(
+                at(b),
+                b.flow_id,
+                b.ts,
+                b.trans_id,
+                &b.query,
+            ))
         });
         for d in dns {
-            let asker = self.asker(d.src_ip, d.answered_at.unwrap_or(d.ts));
+            d.learned = true;
+            let asker = self.asker(d.src_ip, at(d));
             self.names.learn(d, asker);
         }
     }
@@ -142,8 +150,8 @@ impl Correlator {
 
     /// Adds records to the pending block.
     pub fn push(&mut self, records: impl IntoIterator<Item = Record>) {
-        let records: Vec<Record> = records.into_iter().collect();
-        self.learn_dns(&records);
+        let mut records: Vec<Record> = records.into_iter().collect();
+        self.learn_dns(&mut records);
         for mut r in records {
             match &mut r {
                 Record::Flow(f) => self.name_flow(f),

@@ -18,7 +18,11 @@
 //! transaction id, and only then names the chunk's flows, each by the
 //! answers that came before its start. A flow record is written at the
 //! flow's end, so the answers that preceded its start are in its chunk or
-//! an earlier one. What this misses: answers written at the end of input
+//! an earlier one. In sensor mode the workers' ticks are released by a
+//! packet-time watermark instead of chunks; there every answer up to the
+//! watermark, in ticks released or still held, is learnt (sorted the same
+//! way) before the released ticks' flows are named
+//! (`Correlator::learn_dns_until`). What this misses: answers written at the end of input
 //! (a TCP answer whose bytes only reassembled then) for flows also drained
 //! then, and names whose answer came in a later chunk than the flow's end.
 //!
