@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes fuzz/seeds/TARGET/: seed inputs for each fuzz target, in that
 target's own input shape (see fuzz/README.md), cut from the project's own
-fixtures only: captures in fixtures/local/ (recorded by fixtures/make-local.sh),
+fixtures only: captures in fixtures/local/ (recorded by fixtures/make-local.sh)
+and fixtures/dns/ (fixtures/make-dns.sh),
 the lab certificates in fixtures/local/certs/, the lease, RADIUS and
 inventory files in fixtures/leases/ and fixtures/inventory/, the detection
 config in fixtures/detect/ and systemd/blindspot.toml. Nothing from
@@ -187,6 +188,30 @@ def make_dhcp():
                 ev.add(f"arp-{name_of(cap)}-{i:03}", p["l3"])
             elif p and p.get("proto") == 58 and p["l4"][:1] in (b"\x85", b"\x86", b"\x87", b"\x88"):
                 ev.add(f"ndp-{name_of(cap)}-{i:03}", p["l4"])
+
+
+def make_dns():
+    """The dns shape (see blindspot::fuzzing::dns): each UDP transaction of
+    fixtures/dns/ as two datagrams; each TCP connection as its stream, every
+    segment cut in two (the parser frames messages across pieces)."""
+    cap = os.path.join(ROOT, "fixtures", "dns", "dns-names.pcap")
+    s = Seeds("dns")
+    udp = []
+    for _, fr in read_pcap(cap):
+        p = parse(fr)
+        if p and p.get("proto") == 17 and 53 in (p["sport"], p["dport"]):
+            udp.append((1 if p["sport"] == 53 else 0, p["payload"]))
+    for k in range(0, len(udp) - 1, 2):
+        body = b"".join(struct.pack(">BH", d, len(pl)) + pl for d, pl in udp[k : k + 2])
+        s.add(f"udp-{k // 2:02}", b"\x00" + body)
+    for n, items in enumerate(tcp_streams(cap)):
+        out = bytearray(b"\x01")
+        for _, d, pl, _, _ in items:
+            h = len(pl) // 2
+            for part in (pl[:h], pl[h:]):
+                out += struct.pack(">BH", d, len(part)) + part
+        if len(out) <= MAX_SEED:
+            s.add(f"tcp-{n:02}", out)
 
 
 # --- frames -----------------------------------------------------------------
@@ -457,6 +482,7 @@ def make_baseline(rebuild):
 
 if __name__ == "__main__":
     make_dhcp()
+    make_dns()
     make_decode()
     make_flow_table()
     make_capture_file()

@@ -14,7 +14,7 @@
 use crate::app::parser::{Cx, ParserSet, Shared, Transport};
 use crate::app::tls::hello::{is_grease, version_name};
 use crate::app::tls::{self, TlsCtx, TlsState};
-use crate::app::{AppState, dhcp, dhcp6, evidence};
+use crate::app::{AppState, dhcp, dhcp6, dns, evidence};
 use crate::capture::FrameRef;
 use crate::capture::pcap_file::CaptureReader;
 use crate::correlate::devices::{DeviceInputs, DeviceLimits, Devices};
@@ -156,6 +156,111 @@ pub fn dhcp4(data: &[u8]) {
     apply_evidence(&out);
 }
 
+/// The `[control u8][length u16 big-endian][bytes]` chunks of a stream
+/// input (the length clamped to what is left): the control byte, the
+/// direction of its bit 0 (0 client to server), the bytes, and what a
+/// stream parser is fed: the bytes, or with bit 1 a gap of their length.
+fn chunks(mut rest: &[u8]) -> impl Iterator<Item = (u8, Direction, &[u8], StreamEvent<'_>)> {
+    std::iter::from_fn(move || {
+        let (&c, tail) = rest.split_first()?;
+        let (len, tail) = tail.split_first_chunk::<2>()?;
+        let len = (u16::from_be_bytes(*len) as usize).min(tail.len());
+        let (bytes, tail) = tail.split_at(len);
+        rest = tail;
+        let d = if c & 1 == 0 {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
+        let ev = if c & 2 != 0 {
+            StreamEvent::Gap(len as u64)
+        } else {
+            StreamEvent::Data(bytes)
+        };
+        Some((c, d, bytes, ev))
+    })
+}
+
+/// What the flow table hands a parser with stream bytes at `t`.
+fn stream_cx<'a>(
+    t: Timestamp,
+    key: &'a FlowKey,
+    shared: &'a mut Shared,
+    out: &'a mut Vec<crate::record::Record>,
+) -> Cx<'a> {
+    Cx {
+        ts: t,
+        packet: None,
+        key,
+        start: Timestamp(1_000_000_000),
+        shared,
+        out,
+    }
+}
+
+/// DNS messages of one flow through the DNS parser, then the correlator's
+/// passive-DNS map: the caps hold and every record serialises.
+///
+/// Input: the first byte's bit 0 picks the transport (0 UDP: each chunk a
+/// datagram; 1 TCP: each chunk stream bytes, framed by the parser); then
+/// chunks of `[control u8][length u16 big-endian][bytes]`, the length
+/// clamped to what is left. Control bits: 0 direction (0 client to
+/// server); 1 a gap instead of data (TCP); bits 4-7 the time step, seconds.
+pub fn dns(data: &[u8]) {
+    use crate::app::parser::Parser;
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let tcp = first & 1 == 1;
+    let key = FlowKey {
+        src: crate::flow::key::Addr::v4([192, 0, 2, 10]),
+        dst: crate::flow::key::Addr::v4([192, 0, 2, 1]),
+        sport: 40_000,
+        dport: 53,
+        proto: if tcp { 6 } else { 17 },
+        ..FlowKey::default()
+    };
+    let mut st = dns::DnsState::new(if tcp { Transport::Tcp } else { Transport::Udp });
+    let mut shared = Shared::default();
+    let mut out = Vec::new();
+    let mut t = Timestamp(1_000_000_000);
+    for (c, d, bytes, ev) in chunks(rest) {
+        t = Timestamp(t.0 + (c >> 4) as u64 * 1_000_000_000);
+        if !tcp {
+            st.datagram(d, bytes, t, &key, &mut out);
+        } else if st.wants(d) {
+            st.feed(d, ev, &mut stream_cx(t, &key, &mut shared, &mut out));
+        }
+        let (pending, partial) = st.held();
+        assert!(pending <= dns::MAX_OUTSTANDING, "queries over the cap");
+        assert!(partial <= 2 + 65_535, "a cut message over the largest");
+    }
+    let mut end = crate::app::parser::End {
+        key: &key,
+        flow_id: crate::record::FlowId(1),
+        community_id: "",
+        timed_out: false,
+        shared: &mut shared,
+        out: &mut out,
+    };
+    st.finish(&mut end);
+    let mut names = crate::correlate::names::Names::with_cap(4);
+    for r in &out {
+        let crate::record::Record::Dns(d) = r else {
+            panic!("the DNS parser wrote a {} record", r.kind());
+        };
+        assert!(d.answers.len() <= dns::MAX_ANSWERS, "answers over the cap");
+        for s in d.query.iter().chain(d.answers.iter().map(|a| &a.name)) {
+            assert!(s.len() <= dns::MAX_TEXT, "a name over the cap");
+        }
+        let mut line = Vec::new();
+        r.write_json(&mut line);
+        let asker = crate::correlate::names::Asker::Ip(d.src_ip);
+        names.learn(d, asker);
+    }
+    assert!(names.entries() <= 4, "passive-DNS map over its cap");
+}
+
 /// One DHCPv6 payload (UDP 546/547): as [`dhcp4`], with the link-layer
 /// source address of the packet as the fallback MAC.
 pub fn dhcp6(data: &[u8]) {
@@ -201,33 +306,10 @@ pub fn tls_stream(data: &[u8]) {
     let mut shared = Shared::default();
     let mut out = Vec::new();
     let mut t = Timestamp(1_000_000_000);
-    let mut rest = data;
-    while rest.len() >= 3 {
-        let c = rest[0];
-        let len = (u16::from_be_bytes([rest[1], rest[2]]) as usize).min(rest.len() - 3);
-        let bytes = &rest[3..3 + len];
-        rest = &rest[3 + len..];
+    for (c, d, _, ev) in chunks(data) {
         t = Timestamp(t.0 + (c >> 4) as u64 * 1_000_000);
-        let d = if c & 1 == 0 {
-            Direction::ToServer
-        } else {
-            Direction::ToClient
-        };
         if app.wants(d) {
-            let ev = if c & 2 != 0 {
-                StreamEvent::Gap(len as u64)
-            } else {
-                StreamEvent::Data(bytes)
-            };
-            let mut cx = Cx {
-                ts: t,
-                packet: None,
-                key: &key,
-                start: Timestamp(1_000_000_000),
-                shared: &mut shared,
-                out: &mut out,
-            };
-            app.on_stream(d, ev, &mut cx);
+            app.on_stream(d, ev, &mut stream_cx(t, &key, &mut shared, &mut out));
         }
         if c & 4 != 0 {
             app.on_close(d, c & 8 != 0, t);

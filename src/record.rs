@@ -112,10 +112,21 @@ pub struct FlowRecord {
     pub rtt_synack_ack_us: Option<u64>,
     pub orig: EndpointRecord,
     pub resp: EndpointRecord,
+    /// The name the client resolved the server address to before the flow
+    /// (passive DNS); nulls when none.
+    pub destination: FlowDestination,
     /// The device behind the client (else the server) address at `ts`.
     pub device: DeviceObject,
     /// What could not be observed (see the README).
     pub limits: Vec<&'static str>,
+}
+
+/// A flow's destination name and where it came from.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct FlowDestination {
+    pub name: Option<std::sync::Arc<str>>,
+    /// `dns`: the client's own lookup of the server address.
+    pub name_source: Option<&'static str>,
 }
 
 /// Counters for one input file.
@@ -156,6 +167,9 @@ pub struct StatsRecord {
     /// were not opaque (`opaque_exempt_*`), and what the detection tables
     /// refused at their caps.
     pub detections: BTreeMap<&'static str, u64>,
+    /// DNS transactions, unanswered and malformed ones, and the passive-DNS
+    /// map: answers learnt, flows named, entries expired or refused at its cap.
+    pub dns: BTreeMap<&'static str, u64>,
     /// Live capture: each ring's kernel counters (absent in replay).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capture: Vec<crate::capture::live::RingStats>,
@@ -271,6 +285,55 @@ pub struct DhcpRecord {
     pub limits: Vec<&'static str>,
 }
 
+/// One per DNS transaction (a query and its answer, or either alone), as
+/// Zeek's dns.log.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DnsRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Time of the query (of the answer when no query was seen).
+    pub ts: Timestamp,
+    pub flow_id: FlowId,
+    /// The client (sender of the query) and the server.
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    pub proto: &'static str,
+    pub vlan: Vec<u16>,
+    pub trans_id: u16,
+    /// Seconds from query to answer; `null` without both.
+    pub rtt: Option<f64>,
+    pub query: Option<String>,
+    pub qclass: Option<u16>,
+    pub qclass_name: Option<&'static str>,
+    pub qtype: Option<u16>,
+    pub qtype_name: Option<&'static str>,
+    pub opcode: u8,
+    /// The answer's response code; `null` when no answer was seen.
+    pub rcode: Option<u8>,
+    pub rcode_name: Option<&'static str>,
+    pub aa: bool,
+    pub tc: bool,
+    pub rd: bool,
+    pub ra: bool,
+    pub z: u8,
+    /// The server answered REFUSED.
+    pub rejected: bool,
+    pub answers: Vec<crate::app::dns::DnsAnswer>,
+    pub answers_more: u32,
+    /// A message's header was read but its body did not decode.
+    pub malformed: bool,
+    /// Packet time of the answer (for the passive-DNS map; not written).
+    #[serde(skip)]
+    pub answered_at: Option<Timestamp>,
+    /// The correlator learnt it already (sensor mode learns ahead; not written).
+    #[serde(skip)]
+    pub learned: bool,
+    pub device: DeviceObject,
+    pub limits: Vec<&'static str>,
+}
+
 /// The version-specific part of a `dhcp` record.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(untagged)]
@@ -381,6 +444,10 @@ pub struct CoverageRecord {
     pub tls_ech: Share,
     /// UDP flows to port 443 (QUIC, not parsed) of those and TLS sessions together.
     pub quic: Share,
+    /// DNS transactions seen in clear.
+    pub dns_transactions: u64,
+    /// Encrypted-DNS flows (their names are hidden): `dot`, `doh`, `doq`.
+    pub encrypted_dns: BTreeMap<&'static str, u64>,
     /// Flow records whose addresses no evidence tied to a MAC.
     pub flows_without_device: Share,
     /// Inspection CAs learnt from the wire, in the order first seen.
@@ -424,8 +491,11 @@ pub struct AppRef {
 /// Where the detected sessions went.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Destination {
-    /// SNI, else the host of the proxy CONNECT; `null` for unnamed flows.
+    /// SNI, else the host of the proxy CONNECT, else the name the device
+    /// resolved the address to; `null` for unnamed flows.
     pub name: Option<String>,
+    /// `sni`, `connect` or `dns`; `null` with no name.
+    pub name_source: Option<&'static str>,
     pub sni: Option<String>,
     /// The server address the device talked to (the proxy's, via a proxy).
     pub ip: IpAddr,
@@ -504,6 +574,7 @@ pub enum Record {
     Flow(Box<FlowRecord>),
     Tls(Box<TlsRecord>),
     Dhcp(Box<DhcpRecord>),
+    Dns(Box<DnsRecord>),
     Device(Box<DeviceRecord>),
     Coverage(Box<CoverageRecord>),
     Detection(Box<DetectionRecord>),
@@ -516,6 +587,7 @@ impl Record {
             Record::Flow(_) => "flow",
             Record::Tls(_) => "tls",
             Record::Dhcp(_) => "dhcp",
+            Record::Dns(_) => "dns",
             Record::Device(_) => "device",
             Record::Coverage(_) => "coverage",
             Record::Detection(_) => "detection",

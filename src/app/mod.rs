@@ -8,6 +8,7 @@
 
 pub mod dhcp;
 pub mod dhcp6;
+pub mod dns;
 pub mod evidence;
 pub mod features;
 pub mod parser;

@@ -10,7 +10,7 @@
 //! flow's end in [`Parser::finish`] (TLS). The flow table knows no parser
 //! by name.
 
-use super::{dhcp, dhcp6, tls};
+use super::{dhcp, dhcp6, dns, tls};
 use crate::decode::Packet;
 use crate::flow::FlowSettings;
 use crate::flow::key::{Direction, FlowKey};
@@ -21,7 +21,8 @@ use std::any::Any;
 
 /// Every parser, in the order they are probed and finished (a flow's
 /// records are written in this order, before its `flow` record).
-pub const PARSERS: &[Registration] = &[tls::PARSER, dhcp::PARSER, dhcp6::PARSER];
+pub const PARSERS: &[Registration] =
+    &[tls::PARSER, dhcp::PARSER, dhcp6::PARSER, dns::UDP, dns::TCP];
 
 /// A parser's entry in [`PARSERS`].
 pub struct Registration {
@@ -192,12 +193,22 @@ mod tests {
         assert_eq!(claimed(&on, Transport::Udp, 68, 67, b"\x01"), ["dhcp"]);
         assert_eq!(claimed(&on, Transport::Udp, 546, 547, b"\x01"), ["dhcpv6"]);
         assert!(claimed(&on, Transport::Udp, 68, 53, b"\x01").is_empty());
+        // DNS: a plausible header on its ports, framed by a length on TCP.
+        let query = [
+            0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 0, 0, 1, 0, 1,
+        ];
+        assert_eq!(claimed(&on, Transport::Udp, 40000, 53, &query), ["dns"]);
+        assert_eq!(claimed(&on, Transport::Udp, 5353, 5353, &query), ["dns"]);
+        assert!(claimed(&on, Transport::Udp, 40000, 54, &query).is_empty());
+        let mut framed = vec![0, query.len() as u8];
+        framed.extend_from_slice(&query);
+        assert_eq!(claimed(&on, Transport::Tcp, 40000, 53, &framed), ["dns"]);
+        assert!(claimed(&on, Transport::Tcp, 40000, 53, &[0xff; 32]).is_empty());
         // `tls.enabled = false` switches the TLS parser off.
         let off = FlowSettings {
             tls: false,
             ..FlowSettings::default()
         };
-        assert!(ParserSet::enabled(&off, Transport::Tcp).is_empty());
         assert!(claimed(&off, Transport::Tcp, 40000, 443, &hello).is_empty());
     }
 

@@ -85,7 +85,7 @@ pub fn identify(
 }
 
 /// A DNS message header: 12 bytes, opcode 0–6, at most a few questions.
-fn dns_header(b: &[u8]) -> bool {
+pub(crate) fn dns_header(b: &[u8]) -> bool {
     b.len() >= 12 && (b[2] >> 3) & 0x0f <= 6 && u16::from_be_bytes([b[4], b[5]]) <= 16
 }
 

@@ -230,7 +230,7 @@ impl Devices {
     }
 
     /// Who held `ip` at `ts`, and the evidence that said so.
-    fn holder(&self, ip: IpAddr, ts: Timestamp) -> Option<([u8; 6], &'static str)> {
+    pub fn holder(&self, ip: IpAddr, ts: Timestamp) -> Option<([u8; 6], &'static str)> {
         let v = self.by_ip.get(&ip)?;
         let at = v.partition_point(|x| x.start <= ts);
         let b = v.get(at.checked_sub(1)?)?;

@@ -204,6 +204,12 @@ impl Learner {
                 self.cas.retain(|(s, _), _| s != subject);
             }
         }
+        // An inspecting proxy sends the leaf it minted, alone or with its
+        // own CA; a longer chain is a PKI's hierarchy (an old capture's
+        // root that left Mozilla's list is not a proxy).
+        if chain.chain.len() > 1 {
+            return None;
+        }
         // The top of what was sent: the CA itself (self-signed), or the
         // leaf alone, whose issuer is the CA.
         let top = chain.chain.last().unwrap_or(&chain.leaf);
@@ -248,13 +254,13 @@ impl Learner {
             c.sha256 = Some(top.sha256.clone());
         }
         if c.learnt.is_none() {
-            for name in &chain.san {
-                if c.domains.len() >= MAX_CA_DOMAINS {
-                    break;
-                }
-                if let Some(d) = registrable(name) {
-                    c.domains.insert(d);
-                }
+            // One domain per leaf, its first DNS name: a proxy mints a leaf
+            // per site, while one public certificate may name dozens of a
+            // company's domains.
+            if c.domains.len() < MAX_CA_DOMAINS
+                && let Some(d) = chain.san.iter().find_map(|n| registrable(n))
+            {
+                c.domains.insert(d);
             }
             if c.domains.len() >= self.threshold {
                 c.learnt = Some(ts);
@@ -391,5 +397,70 @@ mod learner_tests {
             .observe(&leaf(corp, "bb", &["z.corp.example"]), Timestamp(9))
             .unwrap();
         assert!(!l.is_learnt(key));
+    }
+}
+
+#[cfg(test)]
+mod learner_hierarchy_tests {
+    use super::*;
+    use crate::app::tls::cert::CertInfo;
+    use crate::time::Timestamp;
+
+    /// A public certificate naming many domains, under a root that left
+    /// Mozilla's list (an old capture's Google chain): never learnt.
+    #[test]
+    fn one_multi_domain_leaf_or_a_long_chain_is_not_a_proxy() {
+        let mut l = Learner::new(3, Vec::new());
+        let san: Vec<String> = [
+            "*.google.com",
+            "*.android.com",
+            "youtube.com",
+            "*.gstatic.com",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let old_root = "C=US, O=Equifax, OU=Equifax Secure Certificate Authority";
+        // Leaf only, issued by the old root: one leaf is one domain.
+        let leaf_only = Chain {
+            san: san.clone(),
+            leaf: CertInfo {
+                issuer: Some(old_root.into()),
+                ..CertInfo::default()
+            },
+            ..Chain::default()
+        };
+        for i in 0..5 {
+            l.observe(&leaf_only, Timestamp(i));
+        }
+        assert_eq!(l.learnt().count(), 0);
+        // Leaf, intermediate, intermediate: a hierarchy, not a candidate.
+        let mut long = leaf_only.clone();
+        long.leaf.issuer = Some("CN=Google Internet Authority G2".into());
+        long.chain = vec![
+            CertInfo {
+                subject: Some("CN=Google Internet Authority G2".into()),
+                issuer: Some("CN=GeoTrust Global CA".into()),
+                ..CertInfo::default()
+            },
+            CertInfo {
+                subject: Some("CN=GeoTrust Global CA".into()),
+                issuer: Some(old_root.into()),
+                ..CertInfo::default()
+            },
+        ];
+        for (i, n) in [
+            "a.one.example",
+            "b.two.example",
+            "c.three.example",
+            "d.four.example",
+        ]
+        .iter()
+        .enumerate()
+        {
+            long.san = vec![n.to_string()];
+            assert!(l.observe(&long, Timestamp(10 + i as u64)).is_none());
+        }
+        assert_eq!(l.learnt().count(), 0);
     }
 }

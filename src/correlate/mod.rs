@@ -9,12 +9,14 @@
 
 pub mod devices;
 pub mod inspection;
+pub mod names;
 
 use crate::app::evidence::Evidence;
 use crate::detect::{Detector, Session, TlsFacts};
 use crate::record::Record;
 use devices::Devices;
 use inspection::Inspection;
+use names::{Asker, Names};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -44,6 +46,8 @@ pub struct Correlator {
     /// together, TLS first), by flow_id.
     pending_tls: hashbrown::HashMap<crate::record::FlowId, (TlsFacts, Vec<&'static str>)>,
     sessions: Vec<Session>,
+    /// Passive DNS and the encrypted-DNS flows.
+    pub names: Names,
 }
 
 impl Correlator {
@@ -60,6 +64,76 @@ impl Correlator {
             detector,
             pending_tls: hashbrown::HashMap::new(),
             sessions: Vec::new(),
+            names: Names::default(),
+        }
+    }
+
+    /// Who asked, for the passive-DNS map: the MAC evidence tied `ip` to at
+    /// `ts`, else the address.
+    fn asker(&self, ip: std::net::IpAddr, ts: crate::time::Timestamp) -> Asker {
+        match self.devices.holder(ip, ts) {
+            Some((mac, _)) => Asker::Mac(mac),
+            None => Asker::Ip(ip),
+        }
+    }
+
+    /// Learns the answers of a chunk's `dns` records before any of its
+    /// flows is named, in an order that does not depend on the workers
+    /// (see [`names`]).
+    fn learn_dns(&mut self, records: &mut [Record]) {
+        self.learn_dns_until(records.iter_mut(), None);
+    }
+
+    /// Sensor mode: learns, ahead of their records, the answers of every
+    /// `dns` record up to `mark` that the workers have handed on but that
+    /// wait for the watermark: a worker's tick can hold an answer that
+    /// preceded a flow whose record another worker's earlier tick holds,
+    /// and replay would have learnt it first (answers sorted by time, as
+    /// replay's chunks have them).
+    pub fn learn_dns_until<'a>(
+        &mut self,
+        records: impl Iterator<Item = &'a mut Record>,
+        mark: Option<crate::time::Timestamp>,
+    ) {
+        let at = |d: &crate::record::DnsRecord| d.answered_at.unwrap_or(d.ts);
+        let mut dns: Vec<&mut crate::record::DnsRecord> = records
+            .filter_map(|r| match r {
+                Record::Dns(d) if !d.learned && mark.is_none_or(|m| at(d) <= m) => Some(&mut **d),
+                _ => None,
+            })
+            .collect();
+        if dns.is_empty() {
+            return;
+        }
+        dns.sort_by(|a, b| {
+            (at(a), a.flow_id, a.ts, a.trans_id, &a.query).cmp(&(
+                at(b),
+                b.flow_id,
+                b.ts,
+                b.trans_id,
+                &b.query,
+            ))
+        });
+        for d in dns {
+            d.learned = true;
+            let asker = self.asker(d.src_ip, at(d));
+            self.names.learn(d, asker);
+        }
+    }
+
+    /// The name the flow's client resolved its server address to.
+    fn name_flow(&mut self, f: &mut crate::record::FlowRecord) {
+        if let Some(s) = self.names.encrypted_service(f) {
+            f.service = Some(s);
+        }
+        let mut name = None;
+        for asker in [self.asker(f.src_ip, f.ts), Asker::Ip(f.src_ip)] {
+            name = name.or_else(|| self.names.lookup(asker, f.dst_ip, f.ts));
+        }
+        if let Some(n) = name {
+            *self.names.counters.entry("flows_named").or_default() += 1;
+            f.destination.name = Some(n);
+            f.destination.name_source = Some("dns");
         }
     }
 
@@ -76,7 +150,14 @@ impl Correlator {
 
     /// Adds records to the pending block.
     pub fn push(&mut self, records: impl IntoIterator<Item = Record>) {
+        let mut records: Vec<Record> = records.into_iter().collect();
+        self.learn_dns(&mut records);
         for mut r in records {
+            match &mut r {
+                Record::Flow(f) => self.name_flow(f),
+                Record::Tls(t) => self.names.tls(t),
+                _ => {}
+            }
             let d = &mut self.devices;
             match &mut r {
                 Record::Flow(f) => {
@@ -87,6 +168,9 @@ impl Correlator {
                 }
                 Record::Tls(t) => {
                     t.device = d.for_connection(t.src_ip, t.dst_ip, t.ts, &mut t.limits)
+                }
+                Record::Dns(x) => {
+                    x.device = d.for_connection(x.src_ip, x.dst_ip, x.ts, &mut x.limits)
                 }
                 Record::Dhcp(x) => {
                     let (mac, ip) = match &x.dhcp {
@@ -162,6 +246,7 @@ impl Correlator {
                 .or_default() += self.pending_tls.len() as u64;
             self.pending_tls.clear();
         }
+        self.names.end_chunk();
         if !self.sessions.is_empty() {
             let found = self.detector.push(&mut self.sessions);
             self.write_detections(found);
@@ -260,6 +345,13 @@ impl Correlator {
             tls_certificate_hidden: Share::new(get("certificate_hidden"), tls),
             tls_ech: Share::new(get("ech"), tls),
             quic: Share::new(self.flows[2], self.flows[2] + tls),
+            dns_transactions: self
+                .names
+                .counters
+                .get("transactions")
+                .copied()
+                .unwrap_or(0),
+            encrypted_dns: self.names.encrypted.clone(),
             flows_without_device: Share::new(self.flows[1], self.flows[0]),
             learnt_inspection_cas: self
                 .detector
@@ -288,6 +380,10 @@ impl Correlator {
         stats.tls = self.tls.clone();
         stats.devices = self.devices.counters.clone();
         stats.detections = self.detector.counters.clone();
+        stats.dns = self.names.counters.clone();
+        stats
+            .dns
+            .insert("pdns_entries", self.names.entries() as u64);
         if self.detector.apps.ja4_dropped > 0 {
             stats
                 .detections

@@ -153,6 +153,8 @@ pub struct Session {
     pub resp_payload: u64,
     pub first_payload: [Option<PayloadFeatures>; 2],
     pub tls: Option<TlsFacts>,
+    /// The name the device resolved the server address to (passive DNS).
+    pub dns_name: Option<std::sync::Arc<str>>,
 }
 
 /// A destination name as keys use it: lower case, no trailing dot.
@@ -279,7 +281,17 @@ impl Session {
             resp_payload: f.resp.payload_bytes,
             first_payload: [f.orig.first_payload, f.resp.first_payload],
             tls,
+            dns_name: f.destination.name.clone(),
         }
+    }
+
+    /// The name a detection shows, and where it came from: the SNI, else
+    /// the CONNECT host, else the device's own DNS lookup of the address.
+    pub fn shown_name(&self) -> Option<(&str, &'static str)> {
+        let t = self.tls.as_ref();
+        t.and_then(|t| t.sni.as_deref().map(|n| (n, "sni")))
+            .or_else(|| t.and_then(|t| t.connect_host.as_deref().map(|n| (n, "connect"))))
+            .or_else(|| self.dns_name.as_deref().map(|n| (n, "dns")))
     }
 
     /// The destination's name: the SNI, else the CONNECT host.
@@ -414,6 +426,8 @@ pub struct Window {
     pub device_key: String,
     pub dest_key: String,
     pub name: Option<String>,
+    /// `sni`, `connect` or `dns`.
+    pub name_source: Option<&'static str>,
     pub sni: Option<String>,
     pub dst: (IpAddr, u16),
     pub via_proxy: bool,
@@ -1005,7 +1019,8 @@ impl Detector {
                     device: s.device.clone(),
                     device_key: dev.to_string(),
                     dest_key: dest.to_string(),
-                    name: s.name().map(str::to_string),
+                    name: s.shown_name().map(|(n, _)| n.to_string()),
+                    name_source: s.shown_name().map(|(_, how)| how),
                     sni: t.and_then(|t| t.sni.clone()),
                     dst: (s.tuple.dst_ip, s.tuple.dst_port),
                     via_proxy: t.is_some_and(|t| t.connect_host.is_some()),
@@ -1111,6 +1126,7 @@ mod tests {
             },
             device: DeviceObject::default(),
             limits: Vec::new(),
+            dns_name: None,
             service: None,
             orig_payload: 0,
             resp_payload: 0,
@@ -1161,6 +1177,7 @@ mod tests {
             device: DeviceObject::default(),
             limits: Vec::new(),
             service: (port == 53).then_some("dns"),
+            dns_name: None,
             orig_payload: 100,
             resp_payload: 100,
             first_payload: [None, None],

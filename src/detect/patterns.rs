@@ -602,6 +602,7 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
         }),
         destination: Destination {
             name,
+            name_source: w.name_source,
             sni: w.sni,
             ip: dst.0,
             port: dst.1,

@@ -857,6 +857,7 @@ impl FlowTable {
             rtt_synack_ack_us: rtt(f.synack_ts, f.ack_ts),
             orig: ep(0, Direction::ToServer),
             resp: ep(1, Direction::ToClient),
+            destination: Default::default(),
             device: Default::default(),
             limits: Vec::new(),
         })));

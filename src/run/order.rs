@@ -192,6 +192,9 @@ impl Watermark {
         }
         evidence.sort_by_key(|e| e.ts);
         corr.evidence(&evidence);
+        // DNS answers up to `mark` are learnt before any flow is named.
+        let held = self.held.iter_mut().flat_map(|t| t.records.iter_mut());
+        corr.learn_dns_until(held, Some(mark));
         // ... then resolve the records of the ticks up to `mark`.
         if !self.held.iter().any(|t| t.now <= mark) {
             return;
