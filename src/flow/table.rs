@@ -19,6 +19,7 @@ use crate::app::AppState;
 use crate::app::tls::TlsCtx;
 use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
+use crate::decode::tunnel::Encap;
 use crate::record::{EndpointRecord, FlowRecord, Mac, Record};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
@@ -99,6 +100,8 @@ pub struct Flow {
     app: Option<Box<AppState>>,
     /// This flow's part of the table's memory, as last counted.
     mem: usize,
+    /// The tunnels its first packet came through, oriented as `key`.
+    encap: Option<Box<Encap>>,
 }
 
 /// What a flow costs before any parser state: the boxed flow, its table
@@ -530,6 +533,8 @@ impl FlowTable {
             gaps: [0; 2],
             app: None,
             mem: FLOW_BASE_BYTES,
+            encap: (!p.encap.is_empty())
+                .then(|| Box::new(if flip { p.encap.reversed() } else { p.encap })),
         };
         self.mem += FLOW_BASE_BYTES;
         let deadline = p.ts.plus(flow.timeout(&self.settings));
@@ -836,6 +841,7 @@ impl FlowTable {
             resp: ep(1, Direction::ToClient),
             device: Default::default(),
             limits: Vec::new(),
+            encap: f.encap.as_deref().map(Encap::record),
         })));
     }
 }
@@ -858,6 +864,7 @@ mod tests {
                 dport: 443,
                 proto: PROTO_TCP,
                 vlan: [0, 0],
+                tunnel: 0,
             }
         } else {
             FlowKey {
@@ -867,6 +874,7 @@ mod tests {
                 dport: 40000,
                 proto: PROTO_TCP,
                 vlan: [0, 0],
+                tunnel: 0,
             }
         };
         Packet {
