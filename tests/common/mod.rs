@@ -45,7 +45,12 @@ pub fn is_shared(p: &Path) -> bool {
 /// a line says which are skipped otherwise) and the project's own under
 /// `fixtures/local`, `devices` and `detect`, sorted.
 pub fn all_captures() -> Vec<PathBuf> {
-    let mut dirs = vec![fixture("detect"), fixture("devices"), fixture("local")];
+    let mut dirs = vec![
+        fixture("detect"),
+        fixture("devices"),
+        fixture("local"),
+        fixture("tunnels"),
+    ];
     match shared_dir() {
         Some(d) => dirs.push(d),
         None => eprintln!(
