@@ -125,7 +125,8 @@ fn tls_inside_tunnels_matches_tshark() {
             let t = tls
                 .iter()
                 .find(|t| {
-                    t["src_port"].to_string() == r["src_port"]
+                    t["src_port"].as_u64().map(|p| p.to_string()).as_deref()
+                        == Some(r["src_port"].as_str())
                         && flows
                             .iter()
                             .any(|f| f["flow_id"] == t["flow_id"] && vni_of(f) == r["vni"])
@@ -382,7 +383,9 @@ fn every_encapsulation_carries_the_same_inner_handshake() {
     assert!(frames.len() > 20);
     let dir = std::env::temp_dir().join(format!("blindspot-tunnels-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let cases: &[(&str, &[&str], Option<(&str, u64)>)] = &[
+    // (wrapping, the layers it must show, the last layer's id field and value)
+    type Case<'a> = (&'a str, &'a [&'a str], Option<(&'a str, u64)>);
+    let cases: &[Case] = &[
         ("gre", &["gre"], None),
         ("gretap", &["gre"], Some(("key", 7))),
         ("erspan1", &["gre", "erspan1"], None),
