@@ -80,7 +80,7 @@ fn seeds_replay_without_a_finding() {
     for t in counts.keys() {
         assert!(target(t).is_some());
     }
-    assert_eq!(counts.len(), 15, "seed folders: {:?}", counts.keys());
+    assert_eq!(counts.len(), 16, "seed folders: {:?}", counts.keys());
 }
 
 #[test]
