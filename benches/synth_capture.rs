@@ -5,7 +5,11 @@
 //! follow the previous copy (one monotonic timeline, so flows expire as they
 //! would on a long capture).
 //!
-//! `cargo run --release --example synth_capture -- OUT.pcap MIN_BYTES FILE...`
+//! With `--vxlan` first, every frame is wrapped in VXLAN (outer Ethernet,
+//! IPv4 198.51.100.1 -> .2, UDP to 4789, VNI = copy number): the tunnelled
+//! twin of the same traffic, for the cost of decapsulation.
+//!
+//! `cargo run --release --example synth_capture -- [--vxlan] OUT.pcap MIN_BYTES FILE...`
 
 use blindspot::capture::linktype;
 use blindspot::capture::pcap_file::{CaptureReader, pcap_header, pcap_record_header};
@@ -53,10 +57,45 @@ fn rewrite(data: &mut [u8], copy: u32) {
     }
 }
 
+/// The frame in VXLAN over IPv4/UDP, as a kernel `vxlan` device sends it
+/// (source port from the inner frame, so each inner flow keeps one).
+fn vxlan(inner: &[u8], vni: u32, out: &mut Vec<u8>) {
+    let ip_len = (20 + 8 + 8 + inner.len()) as u16;
+    let sport = 49152
+        | (inner
+            .iter()
+            .take(64)
+            .fold(0u16, |h, b| h.rotate_left(5) ^ *b as u16)
+            & 0x3fff);
+    out.clear();
+    out.extend_from_slice(&[2, 0, 0x5e, 0x33, 0, 2, 2, 0, 0x5e, 0x33, 0, 1, 8, 0]);
+    out.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 17, 0, 0]);
+    out[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    out.extend_from_slice(&[198, 51, 100, 1, 198, 51, 100, 2]);
+    let mut sum: u32 = out[14..34]
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    out[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    out.extend_from_slice(&sport.to_be_bytes());
+    out.extend_from_slice(&4789u16.to_be_bytes());
+    out.extend_from_slice(&(ip_len - 20).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 8, 0, 0, 0]);
+    out.extend_from_slice(&(vni << 8).to_be_bytes());
+    out.extend_from_slice(inner);
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let wrap = args.get(1).is_some_and(|a| a == "--vxlan");
+    if wrap {
+        args.remove(1);
+    }
     if args.len() < 4 {
-        eprintln!("usage: synth_capture OUT.pcap MIN_BYTES FILE...");
+        eprintln!("usage: synth_capture [--vxlan] OUT.pcap MIN_BYTES FILE...");
         std::process::exit(2);
     }
     let min_bytes: u64 = args[2].parse().expect("MIN_BYTES");
@@ -91,6 +130,7 @@ fn main() {
     let start_ns = 1_700_000_000u64 * 1_000_000_000;
     let mut packets = 0u64;
     let mut data = Vec::new();
+    let mut wrapped = Vec::new();
     for c in 0..copies {
         let shift = start_ns + c * (span_ns + 1_000_000_000);
         for f in &frames {
@@ -98,9 +138,15 @@ fn main() {
             data.extend_from_slice(&f.data);
             rewrite(&mut data, c as u32 + 1);
             let t = shift + f.rel_ns;
-            w.write_all(&pcap_record_header(false, t, data.len() as u32, f.wire_len))
+            let (bytes, wire_len) = if wrap {
+                vxlan(&data, (c as u32 + 1) & 0xff_ffff, &mut wrapped);
+                (&wrapped, f.wire_len + 50)
+            } else {
+                (&data, f.wire_len)
+            };
+            w.write_all(&pcap_record_header(false, t, bytes.len() as u32, wire_len))
                 .unwrap();
-            w.write_all(&data).unwrap();
+            w.write_all(bytes).unwrap();
             packets += 1;
         }
     }

@@ -17,6 +17,8 @@
 # connections (the local TLS captures: handshakes followed by bulk data, and
 # the Signal phone capture): TLS parsing's cost over flows only is measured
 # on it, one thread and two workers.
+# bench-data/synth-vxlan.pcap is the first file with every frame wrapped in
+# VXLAN: the cost of decapsulation, one thread.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -75,6 +77,14 @@ report "flows+TLS, --workers 2" "$s2" "$r2"
 read -r _ rh < <(measure $bin replay "$half" -w 2 -o /dev/null)
 echo "half-size file, --workers 2: peak RSS $((rh / 1024)) MiB"
 python3 -c "print(f'threaded / one thread: flows only {$f0/$f2:.2f}x, flows+TLS {$s0/$s2:.2f}x;  TLS cost vs flows only (--workers 2): {($s2-$f2)/$f2*100:.0f}%;  peak RSS full / half file: {$r2/$rh:.2f}')"
+
+# The same traffic, every frame wrapped in VXLAN (synth_capture --vxlan):
+# the cost of peeling a tunnel, one thread, flows+TLS (target <= 10 %).
+vx=bench-data/synth-vxlan.pcap
+[ -s "$vx" ] || target/release/examples/synth_capture --vxlan "$vx" "$min" "${fx[@]}"
+read -r v0 _ < <(measure $bin replay "$vx" -w 0 -o /dev/null)
+report "VXLAN twin, flows+TLS, --workers 0" "$v0" 0
+python3 -c "print(f'VXLAN twin vs untunnelled, one thread, same packets: {($v0-$s0)/$s0*100:+.1f}% (target <= 10%)')"
 
 tls_file=bench-data/synth-tls.pcap
 tls_fx=(fixtures/local/tls*.pcap fixtures/local/long-lived-periodic.pcap ../shared/pcaps/ndpi-signal-dhcp-and-tls.pcap)

@@ -261,6 +261,21 @@ def make_decode():
                     s.add(f"lt{lt}-{name_of(cap)}-{i:03}", struct.pack("<H", lt) + f)
 
 
+def make_tunnel():
+    """[carrier][bytes]: the VXLAN payloads (header and real inner frame) of
+    fixtures/tunnels/vxlan4-tls.pcap after UDP to 4789 (carrier 3), and
+    their inner IPv4 packets as IP-in-IP (carrier 1)."""
+    s = Seeds("tunnel")
+    cap = os.path.join(os.path.dirname(LOCAL), "tunnels", "vxlan4-tls.pcap")
+    n = 0
+    for _, f in read_pcap(cap):
+        vxlan = len(f) > 64 and f[23] == 17 and f[36:38] == b"\x12\xb5"
+        if vxlan and f[62:64] == b"\x08\x00" and n < 8:
+            s.add(f"vxlan4-tls-{n:03}", bytes([3]) + f[42:])
+            s.add(f"ipip-{n:03}", bytes([1]) + f[64:])
+            n += 1
+
+
 def make_flow_table():
     """[length u16 BE][time step u8, 0.1 s][frame] per frame, whole
     connections where they fit in a seed."""
@@ -484,6 +499,7 @@ if __name__ == "__main__":
     make_dhcp()
     make_dns()
     make_decode()
+    make_tunnel()
     make_flow_table()
     make_capture_file()
     make_tls()

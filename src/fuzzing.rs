@@ -57,6 +57,75 @@ pub fn decode(data: &[u8]) {
     }
 }
 
+/// One tunnel payload: `[carrier][bytes]`, the carrier (modulo 11) picks
+/// what the bytes follow: IPv4 protocol 47 (GRE), 4 (IPIP) or 41 (6in4);
+/// UDP to 4789, 6081, 2152 or 5247; EtherType 0x8847, 0x8864 or 0x8909;
+/// IPv6 protocol 47. Decode must not panic, peel at most
+/// `tunnel::MAX_DEPTH` layers and keep the payload inside the frame.
+pub fn tunnel(data: &[u8]) {
+    use crate::decode::tunnel::MAX_DEPTH;
+    let Some((&carrier, body)) = data.split_first() else {
+        return;
+    };
+    let eth = |et: u16| {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        f.extend_from_slice(&et.to_be_bytes());
+        f
+    };
+    let ipv4 = |proto: u8, len: usize| {
+        let mut f = eth(0x0800);
+        let total = (20 + len).min(0xffff) as u16;
+        f.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0]);
+        f[16..18].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        f
+    };
+    let udp4 = |dport: u16, len: usize| {
+        let mut f = ipv4(17, len + 8);
+        f.extend_from_slice(&[0xc3, 0x50]);
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&((len + 8).min(0xffff) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f
+    };
+    let mut frame = match carrier % 11 {
+        0 => ipv4(47, body.len()),
+        1 => ipv4(4, body.len()),
+        2 => ipv4(41, body.len()),
+        3 => udp4(4789, body.len()),
+        4 => udp4(6081, body.len()),
+        5 => udp4(2152, body.len()),
+        6 => udp4(5247, body.len()),
+        7 => eth(0x8847),
+        8 => eth(0x8864),
+        9 => eth(0x8909),
+        _ => {
+            let mut f = eth(0x86dd);
+            f.extend_from_slice(&[0x60, 0, 0, 0]);
+            f.extend_from_slice(&(body.len().min(0xffff) as u16).to_be_bytes());
+            f.extend_from_slice(&[47, 64]);
+            f.extend_from_slice(&[0xfd; 32]);
+            f
+        }
+    };
+    frame.extend_from_slice(body);
+    let fr = FrameRef {
+        ts: Timestamp(1),
+        offset: 0,
+        caplen: frame.len() as u32,
+        wire_len: frame.len() as u32,
+        linktype: crate::capture::linktype::ETHERNET,
+    };
+    let mut d = Decoder::default();
+    let mut extra = Vec::new();
+    if let Some(p) = d.decode(&frame, &fr, &mut extra) {
+        assert!(p.encap.layers().len() <= MAX_DEPTH);
+        assert_eq!(p.encap.is_empty(), p.key.tunnel == 0);
+        let src = if p.payload.in_extra { &extra } else { &frame };
+        assert!(p.payload.offset as usize + p.payload.len as usize <= src.len());
+    }
+}
+
 /// A whole capture file (pcap, pcapng, compressed, or garbage): the reader
 /// ends with records or an error, never a panic or a hang.
 pub fn capture_file(data: &[u8]) {

@@ -119,6 +119,45 @@ pub struct FlowRecord {
     pub device: DeviceObject,
     /// What could not be observed (see the README).
     pub limits: Vec<&'static str>,
+    /// The tunnels the flow's first packet came through; absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encap: Option<EncapRecord>,
+}
+
+/// A flow's encapsulation, outermost layer first (`decode/tunnel.rs`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct EncapRecord {
+    /// The outermost IP header that carried a tunnel, as on the flow's
+    /// first packet; `null` when every layer rode below IP (MPLS, PPPoE).
+    pub outer_src_ip: Option<IpAddr>,
+    pub outer_dst_ip: Option<IpAddr>,
+    pub layers: Vec<EncapLayerRecord>,
+}
+
+/// One encapsulation layer: its name and the id its header carries (one of
+/// the optional fields, by layer; absent when the header has none).
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct EncapLayerRecord {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// GRE key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<u32>,
+    /// ERSPAN session id, PPPoE session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<u32>,
+    /// VXLAN or Geneve network identifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
+    /// MPLS bottom-of-stack label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<u32>,
+    /// GTP-U tunnel endpoint id (of the first packet's direction).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teid: Option<u32>,
+    /// Cisco MetaData security group tag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sgt: Option<u32>,
 }
 
 /// A flow's destination name and where it came from.
@@ -150,6 +189,8 @@ pub struct StatsRecord {
     pub bytes: u64,
     /// Frames that did not become flow packets, by reason.
     pub skipped: BTreeMap<&'static str, u64>,
+    /// Encapsulation layers decoded, by type (`decode/tunnel.rs`).
+    pub tunnels: BTreeMap<&'static str, u64>,
     pub fragments: BTreeMap<&'static str, u64>,
     pub flows: BTreeMap<&'static str, u64>,
     pub reassembly: BTreeMap<&'static str, u64>,

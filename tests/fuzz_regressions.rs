@@ -14,6 +14,7 @@ fn target(name: &str) -> Option<fn(&[u8])> {
     use blindspot::fuzzing as f;
     Some(match name {
         "decode" => f::decode,
+        "tunnel" => f::tunnel,
         "capture_file" => f::capture_file,
         "flow_table" => f::flow_table,
         "device_evidence" => f::device_evidence,
@@ -80,7 +81,16 @@ fn seeds_replay_without_a_finding() {
     for t in counts.keys() {
         assert!(target(t).is_some());
     }
-    assert_eq!(counts.len(), 16, "seed folders: {:?}", counts.keys());
+    // ... and every target of fuzz/fuzz_targets has its seed folder.
+    let mut targets: Vec<String> = std::fs::read_dir(fuzz_dir("fuzz_targets"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().to_string();
+            name.strip_suffix(".rs").map(str::to_string)
+        })
+        .collect();
+    targets.sort();
+    assert_eq!(counts.keys().cloned().collect::<Vec<_>>(), targets);
 }
 
 #[test]

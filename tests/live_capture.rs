@@ -164,10 +164,16 @@ fn tcpreplay(v: &Veth, rate: &[&str], files: &[PathBuf]) -> String {
 }
 
 /// The fixtures tcpreplay can send: Ethernet captures (one is BSD loopback).
+/// Not yet the VXLAN captures of `fixtures/tunnels/`: the kernel's fanout
+/// hashes the outer UDP header, whose source port VXLAN picks per direction,
+/// so the two directions of an inner connection reach two workers and are
+/// split (a known gap of sensor mode, README "Tunnels"; replay keys by the
+/// inner tuple and is right).
 fn ethernet_fixtures() -> Vec<PathBuf> {
     common::all_captures()
         .into_iter()
         .filter(|p| !p.to_string_lossy().contains("foxio-tls-alpn-h2-ipv6"))
+        .filter(|p| !p.to_string_lossy().contains("/tunnels/"))
         .collect()
 }
 

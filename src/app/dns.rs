@@ -623,6 +623,7 @@ mod tests {
             dport: 53,
             proto: 6,
             vlan: [0, 0],
+            tunnel: 0,
         };
         let mut s = DnsState::new(t);
         let mut out = Vec::new();

@@ -10,6 +10,7 @@
 //! fuzz target `decode` holds us to that).
 
 pub mod defrag;
+pub mod tunnel;
 
 use crate::app::evidence;
 use crate::capture::{FrameRef, linktype};
@@ -58,6 +59,8 @@ pub struct Packet {
     pub payload_wire_len: u32,
     pub src_mac: Option<[u8; 6]>,
     pub dst_mac: Option<[u8; 6]>,
+    /// The tunnels the packet came through (empty for most).
+    pub encap: tunnel::Encap,
 }
 
 /// Why a frame did not become a [`Packet`]. Each reason has a counter.
@@ -75,10 +78,13 @@ pub enum Skip {
     OtherTransport,
     TcpMalformed,
     UdpMalformed,
+    TunnelDepth,
+    TunnelMalformed,
+    TunnelUnsupported,
 }
 
 impl Skip {
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 14;
     pub const ALL: [Skip; Skip::COUNT] = [
         Skip::UnknownLinkType,
         Skip::TruncatedLink,
@@ -91,6 +97,9 @@ impl Skip {
         Skip::OtherTransport,
         Skip::TcpMalformed,
         Skip::UdpMalformed,
+        Skip::TunnelDepth,
+        Skip::TunnelMalformed,
+        Skip::TunnelUnsupported,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -105,6 +114,9 @@ impl Skip {
             Skip::OtherTransport => "other_transport",
             Skip::TcpMalformed => "tcp_malformed",
             Skip::UdpMalformed => "udp_malformed",
+            Skip::TunnelDepth => "tunnel_depth_exceeded",
+            Skip::TunnelMalformed => "tunnel_malformed",
+            Skip::TunnelUnsupported => "tunnel_unsupported",
         }
     }
 }
@@ -114,6 +126,8 @@ impl Skip {
 pub struct DecodeStats {
     pub skipped: [u64; Skip::COUNT],
     pub fragments_reassembled: u64,
+    /// Encapsulation layers decoded, by `tunnel::Kind`.
+    pub tunnels: [u64; tunnel::Kind::COUNT],
 }
 
 impl DecodeStats {
@@ -125,6 +139,9 @@ impl DecodeStats {
             *a += b;
         }
         self.fragments_reassembled += o.fragments_reassembled;
+        for (a, b) in self.tunnels.iter_mut().zip(o.tunnels.iter()) {
+            *a += b;
+        }
     }
 }
 
@@ -285,119 +302,180 @@ impl Decoder {
             dst_mac: l.dst_mac,
             ..Packet::default()
         };
-        // 802.1Q / 802.1ad / QinQ tags: keep the outer two ids, skip up to four.
         let (mut et, mut rest) = (l.ether_type, l.rest);
-        let mut tags = 0;
-        while matches!(et, ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD) {
-            if tags == 4 || rest.len() < 4 {
-                return Err(Skip::TruncatedLink);
+        let mut vlans = 0;
+        // Each round reads one network layer; a tunnel found in it sends
+        // the loop round again on the inner packet (at most
+        // `tunnel::MAX_DEPTH` times, counted by `Encap::push`).
+        loop {
+            // 802.1Q / 802.1ad / QinQ tags: keep the first two ids of the
+            // frame, skip up to four per layer.
+            let mut tags = 0;
+            while matches!(et, ETH_VLAN | ETH_QINQ | ETH_QINQ_OLD) {
+                if tags == 4 || rest.len() < 4 {
+                    return Err(Skip::TruncatedLink);
+                }
+                if vlans < 2 {
+                    pkt.key.vlan[vlans] = u16::from_be_bytes([rest[0], rest[1]]) & 0x0fff;
+                }
+                vlans += 1;
+                et = u16::from_be_bytes([rest[2], rest[3]]);
+                rest = &rest[4..];
+                tags += 1;
             }
-            if tags < 2 {
-                pkt.key.vlan[tags] = u16::from_be_bytes([rest[0], rest[1]]) & 0x0fff;
-            }
-            et = u16::from_be_bytes([rest[2], rest[3]]);
-            rest = &rest[4..];
-            tags += 1;
-        }
-        // Network layer: the payload (cut to the IP length, which drops
-        // Ethernet padding) and how long it was on the wire.
-        let (proto, ip_payload, payload_wire, frag) = match et {
-            ETH_IPV4 => {
-                let h = Ipv4HeaderSlice::from_slice(rest).map_err(|_| Skip::IpMalformed)?;
-                let hl = h.slice().len();
-                let total = match h.total_len() as usize {
-                    0 => rest.len(), // segmentation offload captures write 0
-                    t if t < hl => return Err(Skip::IpMalformed),
-                    t => t,
-                };
-                pkt.key.src = Addr::v4(h.source());
-                pkt.key.dst = Addr::v4(h.destination());
-                pkt.ip_len = total as u32;
-                let frag = h.is_fragmenting_payload().then(|| defrag::Fragment {
-                    id: h.identification() as u32,
-                    offset: h.fragments_offset().byte_offset() as usize,
-                    more: h.more_fragments(),
-                });
-                (
-                    h.protocol().0,
-                    &rest[hl..total.min(rest.len())],
-                    total - hl,
-                    frag,
-                )
-            }
-            ETH_IPV6 => {
-                let h = Ipv6HeaderSlice::from_slice(rest).map_err(|_| Skip::IpMalformed)?;
-                let declared = h.payload_length() as usize;
-                let plen = if declared == 0 {
-                    rest.len() - 40
-                } else {
-                    declared
-                };
-                pkt.key.src = Addr::v6(h.source());
-                pkt.key.dst = Addr::v6(h.destination());
-                pkt.ip_len = 40 + plen as u32;
-                let body = &rest[40..(40 + plen).min(rest.len())];
-                let next = h.next_header();
-                if next.is_ipv6_ext_header_value() {
-                    let (exts, proto, after) = Ipv6ExtensionsSlice::from_slice(next, body)
-                        .map_err(|_| Skip::IpMalformed)?;
-                    let ext_len = exts.slice().len();
-                    let frag = if exts.is_fragmenting_payload() {
-                        v6_fragment(&exts)
-                    } else {
-                        None
+            // Network layer: the payload (cut to the IP length, which drops
+            // Ethernet padding) and how long it was on the wire.
+            let (proto, ip_payload, payload_wire, frag) = match et {
+                ETH_IPV4 => {
+                    let h = Ipv4HeaderSlice::from_slice(rest).map_err(|_| Skip::IpMalformed)?;
+                    let hl = h.slice().len();
+                    let total = match h.total_len() as usize {
+                        0 => rest.len(), // segmentation offload captures write 0
+                        t if t < hl => return Err(Skip::IpMalformed),
+                        t => t,
                     };
-                    (proto.0, after, plen.saturating_sub(ext_len), frag)
-                } else {
-                    (next.0, body, plen, None)
+                    pkt.key.src = Addr::v4(h.source());
+                    pkt.key.dst = Addr::v4(h.destination());
+                    pkt.ip_len = total as u32;
+                    let frag = h.is_fragmenting_payload().then(|| defrag::Fragment {
+                        id: h.identification() as u32,
+                        offset: h.fragments_offset().byte_offset() as usize,
+                        more: h.more_fragments(),
+                    });
+                    (
+                        h.protocol().0,
+                        &rest[hl..total.min(rest.len())],
+                        total - hl,
+                        frag,
+                    )
                 }
+                ETH_IPV6 => {
+                    let h = Ipv6HeaderSlice::from_slice(rest).map_err(|_| Skip::IpMalformed)?;
+                    let declared = h.payload_length() as usize;
+                    let plen = if declared == 0 {
+                        rest.len() - 40
+                    } else {
+                        declared
+                    };
+                    pkt.key.src = Addr::v6(h.source());
+                    pkt.key.dst = Addr::v6(h.destination());
+                    pkt.ip_len = 40 + plen as u32;
+                    let body = &rest[40..(40 + plen).min(rest.len())];
+                    let next = h.next_header();
+                    if next.is_ipv6_ext_header_value() {
+                        let (exts, proto, after) = Ipv6ExtensionsSlice::from_slice(next, body)
+                            .map_err(|_| Skip::IpMalformed)?;
+                        let ext_len = exts.slice().len();
+                        let frag = if exts.is_fragmenting_payload() {
+                            v6_fragment(&exts)
+                        } else {
+                            None
+                        };
+                        (proto.0, after, plen.saturating_sub(ext_len), frag)
+                    } else {
+                        (next.0, body, plen, None)
+                    }
+                }
+                ETH_ARP => {
+                    evidence::from_arp(rest, frame.ts, &mut self.evidence);
+                    return Err(Skip::Arp);
+                }
+                _ if tunnel::is_tunnel_ethertype(et) => {
+                    let d = tunnel::by_ethertype(et, rest).map_err(tunnel_skip)?;
+                    (et, rest) = self.enter(&mut pkt, d, None)?;
+                    continue;
+                }
+                _ => return Err(Skip::NotIp),
+            };
+            pkt.key.proto = proto;
+            if let Some(f) = frag {
+                return self.defragment(&mut pkt, f, ip_payload, extra);
             }
-            ETH_ARP => {
-                evidence::from_arp(rest, frame.ts, &mut self.evidence);
-                return Err(Skip::Arp);
+            let base_ptr = base.as_ptr() as usize;
+            match proto {
+                PROTO_TCP => {
+                    let hl = read_tcp_header(&mut pkt, ip_payload)?;
+                    let payload = &ip_payload[hl..];
+                    pkt.payload = PayloadRef {
+                        offset: (payload.as_ptr() as usize).wrapping_sub(base_ptr) as u32,
+                        len: payload.len() as u32,
+                        in_extra: false,
+                    };
+                    pkt.payload_wire_len =
+                        payload_wire.saturating_sub(hl).max(payload.len()) as u32;
+                    return Ok(pkt);
+                }
+                PROTO_UDP => {
+                    let udp =
+                        UdpHeaderSlice::from_slice(ip_payload).map_err(|_| Skip::UdpMalformed)?;
+                    pkt.key.sport = udp.source_port();
+                    pkt.key.dport = udp.destination_port();
+                    let end = (udp.length() as usize).max(8).min(ip_payload.len());
+                    let payload = ip_payload.get(8..end).unwrap_or(&[]);
+                    if tunnel::is_tunnel_port(pkt.key.sport, pkt.key.dport)
+                        && let Some(d) = tunnel::udp(pkt.key.sport, pkt.key.dport, payload)
+                    {
+                        let outer = Some((pkt.key.src, pkt.key.dst));
+                        (et, rest) = self.enter(&mut pkt, d, outer)?;
+                        continue;
+                    }
+                    pkt.payload = PayloadRef {
+                        offset: (payload.as_ptr() as usize).wrapping_sub(base_ptr) as u32,
+                        len: payload.len() as u32,
+                        in_extra: false,
+                    };
+                    pkt.payload_wire_len = payload_wire.saturating_sub(8).max(payload.len()) as u32;
+                    self.device_evidence(&pkt, payload);
+                    return Ok(pkt);
+                }
+                PROTO_ICMPV6 => {
+                    if let IpAddr::V6(src) = pkt.key.src.to_ip() {
+                        evidence::from_ndp(ip_payload, src, pkt.ts, &mut self.evidence);
+                    }
+                    return Err(Skip::Icmp);
+                }
+                PROTO_ICMP => return Err(Skip::Icmp),
+                _ => match tunnel::ip_proto(proto, et == ETH_IPV6, ip_payload) {
+                    Some(d) => {
+                        let outer = Some((pkt.key.src, pkt.key.dst));
+                        (et, rest) = self.enter(&mut pkt, d.map_err(tunnel_skip)?, outer)?;
+                        continue;
+                    }
+                    None => return Err(Skip::OtherTransport),
+                },
             }
-            _ => return Err(Skip::NotIp),
-        };
-        pkt.key.proto = proto;
-        if let Some(f) = frag {
-            return self.defragment(&mut pkt, f, ip_payload, extra);
         }
-        let base_ptr = base.as_ptr() as usize;
-        match proto {
-            PROTO_TCP => {
-                let hl = read_tcp_header(&mut pkt, ip_payload)?;
-                let payload = &ip_payload[hl..];
-                pkt.payload = PayloadRef {
-                    offset: (payload.as_ptr() as usize).wrapping_sub(base_ptr) as u32,
-                    len: payload.len() as u32,
-                    in_extra: false,
-                };
-                pkt.payload_wire_len = payload_wire.saturating_sub(hl).max(payload.len()) as u32;
-                Ok(pkt)
-            }
-            PROTO_UDP => {
-                let udp = UdpHeaderSlice::from_slice(ip_payload).map_err(|_| Skip::UdpMalformed)?;
-                pkt.key.sport = udp.source_port();
-                pkt.key.dport = udp.destination_port();
-                let end = (udp.length() as usize).max(8).min(ip_payload.len());
-                let payload = ip_payload.get(8..end).unwrap_or(&[]);
-                pkt.payload = PayloadRef {
-                    offset: (payload.as_ptr() as usize).wrapping_sub(base_ptr) as u32,
-                    len: payload.len() as u32,
-                    in_extra: false,
-                };
-                pkt.payload_wire_len = payload_wire.saturating_sub(8).max(payload.len()) as u32;
-                self.device_evidence(&pkt, payload);
-                Ok(pkt)
-            }
-            PROTO_ICMPV6 => {
-                if let IpAddr::V6(src) = pkt.key.src.to_ip() {
-                    evidence::from_ndp(ip_payload, src, pkt.ts, &mut self.evidence);
+    }
+
+    /// Steps into a tunnel: records the layer (and the IP endpoints that
+    /// carried it) and returns the inner packet's EtherType and bytes. An
+    /// inner Ethernet frame gives its MACs to the packet; a layer-3 tunnel
+    /// over IP leaves none (the outer MACs are the tunnel ends', not the
+    /// hosts').
+    fn enter<'a>(
+        &mut self,
+        pkt: &mut Packet,
+        d: tunnel::Decap<'a>,
+        outer: Option<(Addr, Addr)>,
+    ) -> Result<(u16, &'a [u8]), Skip> {
+        if !pkt.encap.push(d.layer, outer) {
+            return Err(Skip::TunnelDepth);
+        }
+        self.stats.tunnels[d.layer.kind as usize] += 1;
+        pkt.key.tunnel = pkt.encap.tunnel_id;
+        match d.inner {
+            tunnel::Inner::EtherType(et) => {
+                if outer.is_some() {
+                    (pkt.src_mac, pkt.dst_mac) = (None, None);
                 }
-                Err(Skip::Icmp)
+                Ok((et, d.rest))
             }
-            PROTO_ICMP => Err(Skip::Icmp),
-            _ => Err(Skip::OtherTransport),
+            tunnel::Inner::Ethernet => {
+                let et = be16(d.rest, 12).ok_or(Skip::TruncatedLink)?;
+                pkt.dst_mac = mac(d.rest);
+                pkt.src_mac = d.rest.get(6..).and_then(mac);
+                Ok((et, d.rest.get(14..).ok_or(Skip::TruncatedLink)?))
+            }
         }
     }
 
@@ -459,6 +537,13 @@ impl Decoder {
                 Ok(*pkt)
             }
         }
+    }
+}
+
+fn tunnel_skip(f: tunnel::Fail) -> Skip {
+    match f {
+        tunnel::Fail::Malformed => Skip::TunnelMalformed,
+        tunnel::Fail::Unsupported => Skip::TunnelUnsupported,
     }
 }
 

@@ -53,6 +53,7 @@ fn canonical(t: &Tuple) -> FlowKey {
         dport: t.dst_port,
         proto: proto_num(t.proto),
         vlan: [0, 0],
+        tunnel: 0,
     }
     .canonical()
     .0
@@ -114,6 +115,9 @@ pub fn write(
                 let mut k = p.key;
                 let vlan: Vec<u16> = k.vlan.iter().copied().filter(|v| *v != 0).collect();
                 k.vlan = [0, 0];
+                // Detections name the inner tuple: a tunnelled flow's
+                // frames are cut with their encapsulation.
+                k.tunnel = 0;
                 let Some(list) = slots.get_mut(&k.canonical().0) else {
                     continue;
                 };

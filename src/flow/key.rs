@@ -65,6 +65,10 @@ pub struct FlowKey {
     pub proto: u8,
     /// Outer and inner 802.1Q VLAN ids (0 = none).
     pub vlan: [u16; 2],
+    /// The tunnel the packet came through (`decode::tunnel::Encap`), 0 for
+    /// none: two tunnels carrying the same inner addresses stay apart. Part
+    /// of the flow id, not of the Community ID (defined on the inner tuple).
+    pub tunnel: u64,
 }
 
 /// Which way a packet travels relative to the flow's originator.
@@ -137,7 +141,11 @@ impl FlowKey {
         }
         let extra =
             ((self.proto as u64) << 32) | ((self.vlan[0] as u64) << 16) | self.vlan[1] as u64;
-        mix64(endpoint(&self.src, self.sport).wrapping_add(endpoint(&self.dst, self.dport)) ^ extra)
+        mix64(
+            endpoint(&self.src, self.sport).wrapping_add(endpoint(&self.dst, self.dport))
+                ^ extra
+                ^ self.tunnel,
+        )
     }
 
     /// Community ID v1 (github.com/corelight/community-id-spec), seed 0 by
@@ -179,7 +187,7 @@ impl FlowKey {
 }
 
 /// splitmix64 finaliser (Stafford's mix 13): every input bit reaches every output bit.
-fn mix64(mut z: u64) -> u64 {
+pub(crate) fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
@@ -220,6 +228,7 @@ mod tests {
             dport,
             proto,
             vlan: [0, 0],
+            tunnel: 0,
         }
     }
 
@@ -252,6 +261,11 @@ mod tests {
         let mut v = k;
         v.vlan = [10, 0];
         assert_ne!(v.symmetric_hash(), k.symmetric_hash());
+        let mut t = k;
+        t.tunnel = 7;
+        assert_ne!(t.symmetric_hash(), k.symmetric_hash());
+        assert_eq!(t.symmetric_hash(), t.reversed().symmetric_hash());
+        assert_eq!(t.community_id(0), k.community_id(0));
         assert_eq!(k.flow_id(5), k.reversed().flow_id(5));
         assert_ne!(k.flow_id(5), k.flow_id(6));
     }

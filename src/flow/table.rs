@@ -20,6 +20,7 @@ use crate::app::AppState;
 use crate::app::parser::{Cx, End, ParserSet, Shared, Transport};
 use crate::decode::Packet;
 use crate::decode::tcp_flags::{ACK, FIN, RST, SYN};
+use crate::decode::tunnel::Encap;
 use crate::record::{EndpointRecord, FlowRecord, Mac, Record};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
@@ -100,6 +101,8 @@ pub struct Flow {
     app: Option<Box<AppState>>,
     /// This flow's part of the table's memory, as last counted.
     mem: usize,
+    /// The tunnels its first packet came through, oriented as `key`.
+    encap: Option<Box<Encap>>,
 }
 
 /// What a flow costs before any parser state: the boxed flow, its table
@@ -539,6 +542,8 @@ impl FlowTable {
             gaps: [0; 2],
             app: None,
             mem: FLOW_BASE_BYTES,
+            encap: (!p.encap.is_empty())
+                .then(|| Box::new(if flip { p.encap.reversed() } else { p.encap })),
         };
         self.mem += FLOW_BASE_BYTES;
         let deadline = p.ts.plus(flow.timeout(&self.settings));
@@ -860,6 +865,7 @@ impl FlowTable {
             destination: Default::default(),
             device: Default::default(),
             limits: Vec::new(),
+            encap: f.encap.as_deref().map(Encap::record),
         })));
     }
 }
@@ -882,6 +888,7 @@ mod tests {
                 dport: 443,
                 proto: PROTO_TCP,
                 vlan: [0, 0],
+                tunnel: 0,
             }
         } else {
             FlowKey {
@@ -891,6 +898,7 @@ mod tests {
                 dport: 40000,
                 proto: PROTO_TCP,
                 vlan: [0, 0],
+                tunnel: 0,
             }
         };
         Packet {

@@ -23,6 +23,10 @@ pub fn counters(
     for s in Skip::ALL {
         skipped.insert(s.name(), d.skipped[s as usize]);
     }
+    let tunnels = crate::decode::tunnel::Kind::ALL
+        .iter()
+        .map(|k| (k.name(), d.tunnels[*k as usize]))
+        .collect();
     let fragments = BTreeMap::from([
         ("reassembled", d.fragments_reassembled),
         ("timed_out", fr.timed_out),
@@ -50,6 +54,7 @@ pub fn counters(
         kind: "stats",
         ts: now,
         skipped,
+        tunnels,
         fragments,
         flows,
         reassembly,

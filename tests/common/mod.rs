@@ -43,7 +43,7 @@ pub fn is_shared(p: &Path) -> bool {
 
 /// Every capture: the third-party ones in `../shared/pcaps` (when present:
 /// a line says which are skipped otherwise) and the project's own under
-/// `fixtures/local`, `devices`, `detect`, `tcpedge` and `dns`, sorted.
+/// `fixtures/local`, `devices`, `detect`, `tcpedge`, `dns` and `tunnels`, sorted.
 pub fn all_captures() -> Vec<PathBuf> {
     let mut dirs = vec![
         fixture("detect"),
@@ -51,6 +51,7 @@ pub fn all_captures() -> Vec<PathBuf> {
         fixture("dns"),
         fixture("local"),
         fixture("tcpedge"),
+        fixture("tunnels"),
     ];
     match shared_dir() {
         Some(d) => dirs.push(d),
