@@ -237,10 +237,37 @@ pub struct TlsRecord {
     pub proxy_connect: Option<String>,
     pub sslv2_hello: bool,
     pub handshake_overflow: bool,
+    /// QUIC sessions (`proto` `udp`): what the Initial packets showed; null over TCP.
+    pub quic: Option<QuicInfo>,
     /// The device behind the client (else the server) address at `ts`.
     pub device: DeviceObject,
     /// What could not be observed (see the README).
     pub limits: Vec<&'static str>,
+}
+
+/// The QUIC part of a `tls` record (see the README).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct QuicInfo {
+    /// The client's version, `0x` + 8 hex digits.
+    pub version: String,
+    /// `1`, `2`, `draft-29`, `mvfst-draft-27`, ...; null for an unknown version.
+    pub version_name: Option<&'static str>,
+    /// The DCID of the client's first Initial (the Initial keys' input), hex.
+    pub original_dcid: Option<String>,
+    /// The source connection IDs of the client's and the server's first Initial, hex.
+    pub client_cid: Option<String>,
+    pub server_cid: Option<String>,
+    /// The ids of the client's transport parameters, in order.
+    pub client_transport_parameters: Vec<u64>,
+    /// Initial packets decrypted per side.
+    pub client_initials: u32,
+    pub server_initials: u32,
+    /// The server sent a Retry.
+    pub retry: bool,
+    /// Initial packets that did not open.
+    pub decrypt_failures: u32,
+    /// Why the ClientHello was not read; null when it was.
+    pub not_parsed: Option<&'static str>,
 }
 
 /// One per DHCPv4 message.

@@ -10,6 +10,7 @@ pub mod dhcp;
 pub mod dhcp6;
 pub mod evidence;
 pub mod features;
+pub mod quic;
 pub mod service;
 pub mod tls;
 
