@@ -402,8 +402,10 @@ pub struct CoverageRecord {
     pub tls_certificate_hidden: Share,
     /// TLS sessions offering Encrypted Client Hello (SNI hidden).
     pub tls_ech: Share,
-    /// UDP flows to port 443 (QUIC, not parsed) of those and TLS sessions together.
+    /// QUIC sessions whose ClientHello was not read, of those and the TLS
+    /// sessions (TCP and QUIC) together.
     pub quic: Share,
+    pub quic_sessions: QuicCoverage,
     /// Flow records whose addresses no evidence tied to a MAC.
     pub flows_without_device: Share,
     pub devices: crate::correlate::devices::DeviceCoverage,
@@ -411,6 +413,17 @@ pub struct CoverageRecord {
     pub capture_drops: u64,
     /// Input files cut short or damaged.
     pub damaged_inputs: u64,
+}
+
+/// QUIC sessions (flows with service `quic`): how many had their
+/// ClientHello read, and why the others did not.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct QuicCoverage {
+    pub sessions: u64,
+    pub parsed: u64,
+    /// By reason: the `quic.not_parsed` values of `tls` records, and
+    /// `handshake_not_seen` for sessions that showed no long header.
+    pub not_parsed: BTreeMap<&'static str, u64>,
 }
 
 /// One part of a detection's score.

@@ -19,6 +19,7 @@ use crate::flow::reassembly::StreamEvent;
 use crate::record::{DhcpBody, DhcpRecord, Mac};
 use crate::time::Timestamp;
 use features::{PayloadFeatures, Sampler};
+use quic::QuicState;
 use tls::TlsState;
 
 /// The `dhcp` record of a DHCPv4 (67/68) or DHCPv6 (546/547) message on
@@ -61,6 +62,16 @@ pub fn dhcp_record(
 pub struct AppState {
     sample: [Sampler; 2],
     tls: TlsSlot,
+    quic: QuicSlot,
+}
+
+/// QUIC is looked for in the first datagram of every UDP flow, on any port.
+#[derive(Debug, Default)]
+pub enum QuicSlot {
+    Unprobed,
+    Active(Box<QuicState>),
+    #[default]
+    NotQuic,
 }
 
 /// TLS is looked for in the first stream bytes of every TCP flow, on any
@@ -87,7 +98,16 @@ impl AppState {
             } else {
                 TlsSlot::NotTls
             },
+            quic: QuicSlot::NotQuic,
         }
+    }
+
+    /// Looks for QUIC in the flow's datagrams (a UDP flow with TLS parsing on).
+    pub fn with_quic(mut self, on: bool) -> Self {
+        if on {
+            self.quic = QuicSlot::Unprobed;
+        }
+        self
     }
 
     /// Bytes this state holds, itself included, about (for `flow.memcap`).
@@ -96,6 +116,10 @@ impl AppState {
             + self.sample.iter().map(Sampler::heap_bytes).sum::<usize>()
             + match &self.tls {
                 TlsSlot::Active(t) => t.heap_bytes(),
+                _ => 0,
+            }
+            + match &self.quic {
+                QuicSlot::Active(q) => std::mem::size_of::<QuicState>() + q.heap_bytes(),
                 _ => 0,
             }
     }
@@ -107,6 +131,11 @@ impl AppState {
                 TlsSlot::Unprobed => true,
                 TlsSlot::Active(t) => t.wants(),
                 TlsSlot::NotTls => false,
+            }
+            || match &self.quic {
+                QuicSlot::Unprobed => true,
+                QuicSlot::Active(q) => q.wants(d),
+                QuicSlot::NotQuic => false,
             }
     }
 
@@ -122,6 +151,16 @@ impl AppState {
         match ev {
             StreamEvent::Data(b) => {
                 s.feed(b);
+                if let QuicSlot::Unprobed = self.quic {
+                    self.quic = if QuicState::probe(b) {
+                        QuicSlot::Active(Box::default())
+                    } else {
+                        QuicSlot::NotQuic
+                    };
+                }
+                if let QuicSlot::Active(q) = &mut self.quic {
+                    q.feed(d, b, ts);
+                }
                 if let TlsSlot::Unprobed = self.tls {
                     self.tls = if TlsState::probe(b) {
                         TlsSlot::Active(Box::new(TlsState::new(b)))
@@ -167,6 +206,13 @@ impl AppState {
             self.sample[1].bytes(),
             self.tls().is_some_and(|t| t.recognised()),
         )
+    }
+
+    pub fn quic(&self) -> Option<&QuicState> {
+        match &self.quic {
+            QuicSlot::Active(q) => Some(q),
+            _ => None,
+        }
     }
 
     pub fn tls(&self) -> Option<&TlsState> {

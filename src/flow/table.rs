@@ -112,7 +112,9 @@ fn app_mut<'a>(
     s: &FlowSettings,
     tcp: bool,
 ) -> &'a mut AppState {
-    app.get_or_insert_with(|| Box::new(AppState::new(s.first_payload_bytes, s.tls && tcp)))
+    app.get_or_insert_with(|| {
+        Box::new(AppState::new(s.first_payload_bytes, s.tls && tcp).with_quic(s.tls && !tcp))
+    })
 }
 
 impl Flow {
@@ -158,7 +160,7 @@ impl Flow {
     fn wants(&self, d: Direction, s: &FlowSettings) -> bool {
         match &self.app {
             Some(a) => a.wants(d),
-            None => s.first_payload_bytes > 0 || (s.tls && self.is_tcp()),
+            None => s.first_payload_bytes > 0 || s.tls,
         }
     }
 
@@ -798,6 +800,18 @@ impl FlowTable {
         if let Some(t) = app.tls()
             && let Some(rec) = crate::app::tls::record::record(
                 t,
+                &mut self.tls_ctx,
+                &k,
+                flow_id,
+                &community_id,
+                reason == EndReason::Timeout,
+            )
+        {
+            out.push(Record::Tls(Box::new(rec)));
+        }
+        if let Some(q) = app.quic()
+            && let Some(rec) = crate::app::quic::record(
+                q,
                 &mut self.tls_ctx,
                 &k,
                 flow_id,

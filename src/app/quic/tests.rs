@@ -126,7 +126,7 @@ fn hello_over_several_initials_out_of_order() {
         q.client_hello().and_then(|h| h.sni.as_deref()),
         Some("example.com")
     );
-    assert_eq!(q.heap_bytes() < 4096, true, "crypto buffer released");
+    assert!(q.heap_bytes() < 4096, "crypto buffer released");
 }
 
 /// After a Retry the client's Initials use keys of the new DCID.
