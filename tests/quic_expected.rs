@@ -98,3 +98,85 @@ fn shared_quic_hellos_match_tshark_and_ja4plus() {
     // ../shared/pcaps/README.md: 21 QUIC ClientHellos, one answered.
     assert_eq!((clients, servers), (21, 1));
 }
+
+/// aioquic's handshakes (v1, v2, a Retry with a ClientHello over three
+/// Initials, a refused ALPN) against tshark and ja4plus.
+#[test]
+fn aioquic_handshakes_match_tshark() {
+    let cap = fixture("quic/aioquic.pcap");
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("quic/truth.json")).unwrap())
+            .unwrap();
+    let sessions = truth["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 4);
+    let recs = replay(&[&cap], 2);
+    let ours = quic_records(&recs);
+    assert_eq!(ours.len(), sessions.len());
+    let (mut ja4_checked, mut retries, mut closes) = (0, 0, 0);
+    for s in sessions {
+        let ch = &s["client_hello"];
+        let t = tuple(ch);
+        let r = ours
+            .get(&t)
+            .unwrap_or_else(|| panic!("no record for {t:?}"));
+        let q = &r["quic"];
+        for (o, x) in [
+            ("sni", "sni"),
+            ("alpn", "alpn"),
+            ("ja3", "ja3"),
+            ("ja3_string", "ja3_string"),
+            ("client_versions", "supported_versions"),
+        ] {
+            assert_eq!(r[o], ch[x], "{t:?}: {o}");
+        }
+        if !ch["ja4"].is_null() {
+            assert_eq!(r["ja4"], ch["ja4"], "{t:?}: ja4");
+            assert_eq!(r["ja4_r"], ch["ja4_r"], "{t:?}: ja4_r");
+            ja4_checked += 1;
+        }
+        assert_eq!(q["version"], ch["version"], "{t:?}");
+        assert_eq!(q["original_dcid"], s["original_dcid"], "{t:?}");
+        assert_eq!(q["client_cid"], ch["scid"], "{t:?}");
+        assert_eq!(q["server_cid"], s["server_scid"], "{t:?}");
+        assert_eq!(
+            q["client_transport_parameters"], ch["transport_parameters"],
+            "{t:?}"
+        );
+        assert_eq!(q["retry"], s["retry"], "{t:?}");
+        assert_eq!(q["not_parsed"], Value::Null, "{t:?}");
+        retries += usize::from(s["retry"] == true);
+        let sh = &s["server_hello"];
+        if sh.is_null() {
+            assert_eq!(r["version"], Value::Null);
+        } else {
+            assert_eq!(r["cipher"], sh["cipher"], "{t:?}");
+            assert_eq!(r["version"], sh["version"], "{t:?}");
+            assert_eq!(r["ja3s"], sh["ja3s"], "{t:?}");
+            assert_eq!(r["ja3s_string"], sh["ja3s_string"], "{t:?}");
+        }
+        // A crypto error in the server's Initial: 0x100 + the TLS alert.
+        if let Some(code) = s["close_error_codes"].as_array().unwrap().first() {
+            let alert = code.as_u64().unwrap() - 0x100;
+            assert_eq!(r["outcome"], "server_rejected", "{t:?}");
+            assert_eq!(r["alerts"][0]["from"], "server");
+            assert_eq!(r["alerts"][0]["description"], alert);
+            closes += 1;
+        } else {
+            assert_eq!(r["outcome"], "established", "{t:?}");
+        }
+    }
+    // ja4plus reads no v2 Initial; the v2 session's client has the first
+    // (v1) session's configuration, so its JA4 is ja4plus's value there.
+    assert_eq!((ja4_checked, retries, closes), (3, 1, 1));
+    let v2 = ours
+        .values()
+        .find(|r| r["quic"]["version"] == "0x6b3343cf")
+        .unwrap();
+    assert_eq!(sessions[0]["client_hello"]["version"], "0x00000001");
+    assert_eq!(v2["ja4"], sessions[0]["client_hello"]["ja4"]);
+    // The coverage record: four QUIC sessions, all read.
+    let c = of_type(&recs, "coverage")[0];
+    assert_eq!(c["quic_sessions"]["sessions"], 4);
+    assert_eq!(c["quic_sessions"]["parsed"], 4);
+    assert_eq!(c["quic"]["count"], 0);
+}

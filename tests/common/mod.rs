@@ -43,9 +43,14 @@ pub fn is_shared(p: &Path) -> bool {
 
 /// Every capture: the third-party ones in `../shared/pcaps` (when present:
 /// a line says which are skipped otherwise) and the project's own under
-/// `fixtures/local`, `devices` and `detect`, sorted.
+/// `fixtures/local`, `devices`, `detect` and `quic`, sorted.
 pub fn all_captures() -> Vec<PathBuf> {
-    let mut dirs = vec![fixture("detect"), fixture("devices"), fixture("local")];
+    let mut dirs = vec![
+        fixture("detect"),
+        fixture("devices"),
+        fixture("local"),
+        fixture("quic"),
+    ];
     match shared_dir() {
         Some(d) => dirs.push(d),
         None => eprintln!(

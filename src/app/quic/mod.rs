@@ -207,7 +207,9 @@ impl QuicState {
             match h.kind {
                 PacketType::Initial => self.initial(i, version, &rest[..end], &h, ts),
                 PacketType::Retry => {
-                    self.retry |= i == 1;
+                    if i == 1 {
+                        self.on_retry(version, h.scid);
+                    }
                     return;
                 }
                 _ if self.keys.is_none() && self.version.is_none() => {
@@ -301,6 +303,31 @@ impl QuicState {
             self.close = Some((i, ts, code));
         }
         self.parse_hello(i, ts);
+    }
+
+    /// A Retry: the client's next Initials go to the Retry's SCID, and both
+    /// sides' Initial keys come from it (RFC 9001 §5.2). A hello already
+    /// read is kept (the client sends the same one again). A client takes one Retry per connection (RFC 9000 §17.2.5.2): later
+    /// ones are ignored.
+    fn on_retry(&mut self, version: Version, scid: &[u8]) {
+        if std::mem::replace(&mut self.retry, true)
+            || self.keys.is_none()
+            || self.rekeys >= MAX_REKEYS
+            || self.original_dcid.is_some_and(|c| c.get() == scid)
+        {
+            return;
+        }
+        self.rekeys += 1;
+        self.original_dcid = Some(Cid::new(scid));
+        self.keys = Some(Box::new(KeySet {
+            version,
+            keys: Keys::initial(version, scid),
+        }));
+        self.other_keys = None;
+        self.largest_pn = [None; 2];
+        if self.client_hello.is_none() {
+            self.crypto[0] = Crypto::default();
+        }
     }
 
     /// Opens an Initial of side `i` with the keys of its version.
