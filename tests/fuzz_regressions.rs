@@ -18,6 +18,7 @@ fn target(name: &str) -> Option<fn(&[u8])> {
         "flow_table" => f::flow_table,
         "device_evidence" => f::device_evidence,
         "tls_stream" => f::tls_stream,
+        "quic" => f::quic,
         "certificate" => f::certificate,
         "dhcp4" => f::dhcp4,
         "dhcp6" => f::dhcp6,
@@ -79,7 +80,7 @@ fn seeds_replay_without_a_finding() {
     for t in counts.keys() {
         assert!(target(t).is_some());
     }
-    assert_eq!(counts.len(), 15, "seed folders: {:?}", counts.keys());
+    assert_eq!(counts.len(), 16, "seed folders: {:?}", counts.keys());
 }
 
 #[test]
