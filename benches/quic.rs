@@ -19,8 +19,12 @@ fn unhex(s: &str) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let client = unhex(include_str!("../src/app/quic/testdata/rfc9001-a2-client-initial.hex"));
-    let server = unhex(include_str!("../src/app/quic/testdata/rfc9001-a3-server-initial.hex"));
+    let client = unhex(include_str!(
+        "../src/app/quic/testdata/rfc9001-a2-client-initial.hex"
+    ));
+    let server = unhex(include_str!(
+        "../src/app/quic/testdata/rfc9001-a3-server-initial.hex"
+    ));
     let v = Version::of(VERSION_1).unwrap();
     let dcid = unhex("8394c8f03e515708");
     let mut g = c.benchmark_group("quic");

@@ -3,8 +3,8 @@
 //! - The third-party captures' QUIC hellos against `../shared/pcaps/expected/`
 //!   (tshark 4.4 and `ja4plus`): SNI, ALPN, JA3, JA4, versions; the
 //!   ServerHello's version, cipher and JA3S.
-//! - The project's own aioquic captures (`fixtures/quic/`, made by
-//!   `fixtures/make-quic.sh`) against `fixtures/quic/truth.json`, which tshark
+//! - The project's own aioquic and Chromium capture (`fixtures/quic/`, made
+//!   by `fixtures/make-quic.sh`) against `fixtures/quic/truth.json`, which tshark
 //!   wrote with the keys the stacks logged: SNI, ALPN, JA3, JA4, versions,
 //!   cipher, connection IDs, transport parameters.
 
@@ -100,7 +100,8 @@ fn shared_quic_hellos_match_tshark_and_ja4plus() {
 }
 
 /// aioquic's handshakes (v1, v2, a Retry with a ClientHello over three
-/// Initials, a refused ALPN) against tshark and ja4plus.
+/// Initials, a refused ALPN) and Chromium's (an ML-KEM key share over two
+/// Initials, CRYPTO frames shuffled) against tshark and ja4plus.
 #[test]
 fn aioquic_handshakes_match_tshark() {
     let cap = fixture("quic/aioquic.pcap");
@@ -108,11 +109,11 @@ fn aioquic_handshakes_match_tshark() {
         serde_json::from_str(&std::fs::read_to_string(fixture("quic/truth.json")).unwrap())
             .unwrap();
     let sessions = truth["sessions"].as_array().unwrap();
-    assert_eq!(sessions.len(), 4);
+    assert_eq!(sessions.len(), 7);
     let recs = replay(&[&cap], 2);
     let ours = quic_records(&recs);
     assert_eq!(ours.len(), sessions.len());
-    let (mut ja4_checked, mut retries, mut closes) = (0, 0, 0);
+    let (mut ja4_checked, mut retries, mut closes, mut mlkem) = (0, 0, 0, 0);
     for s in sessions {
         let ch = &s["client_hello"];
         let t = tuple(ch);
@@ -145,6 +146,20 @@ fn aioquic_handshakes_match_tshark() {
         assert_eq!(q["retry"], s["retry"], "{t:?}");
         assert_eq!(q["not_parsed"], Value::Null, "{t:?}");
         retries += usize::from(s["retry"] == true);
+        // X25519MLKEM768 (0x11ec = 4588) among the groups: Chromium's
+        // ClientHello, which needs more than one Initial.
+        let groups = ch["ja3_string"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .nth(3)
+            .unwrap();
+        if groups.split('-').any(|g| g == "4588") {
+            assert!(s["client_crypto_datagrams"].as_u64().unwrap() >= 2, "{t:?}");
+            assert!(q["client_initials"].as_u64().unwrap() >= 2, "{t:?}");
+            assert_eq!(r["ech"], true, "{t:?}: Chromium's GREASE ECH");
+            mlkem += 1;
+        }
         let sh = &s["server_hello"];
         if sh.is_null() {
             assert_eq!(r["version"], Value::Null);
@@ -167,16 +182,16 @@ fn aioquic_handshakes_match_tshark() {
     }
     // ja4plus reads no v2 Initial; the v2 session's client has the first
     // (v1) session's configuration, so its JA4 is ja4plus's value there.
-    assert_eq!((ja4_checked, retries, closes), (3, 1, 1));
+    assert_eq!((ja4_checked, retries, closes, mlkem), (6, 1, 1, 3));
     let v2 = ours
         .values()
         .find(|r| r["quic"]["version"] == "0x6b3343cf")
         .unwrap();
     assert_eq!(sessions[0]["client_hello"]["version"], "0x00000001");
     assert_eq!(v2["ja4"], sessions[0]["client_hello"]["ja4"]);
-    // The coverage record: four QUIC sessions, all read.
+    // The coverage record: seven QUIC sessions, all read.
     let c = of_type(&recs, "coverage")[0];
-    assert_eq!(c["quic_sessions"]["sessions"], 4);
-    assert_eq!(c["quic_sessions"]["parsed"], 4);
+    assert_eq!(c["quic_sessions"]["sessions"], 7);
+    assert_eq!(c["quic_sessions"]["parsed"], 7);
     assert_eq!(c["quic"]["count"], 0);
 }
