@@ -205,6 +205,17 @@ fn close_in_initial_is_a_rejection() {
     let t = q.tls_state();
     assert_eq!(t.alerts[0].description, Some(120));
     assert!(!q.wants(CLIENT) && !q.wants(SERVER));
+    // A transport error (PROTOCOL_VIOLATION, 0x0a) is no TLS alert (the
+    // fuzzer's first find: the code was reduced by 0x100 before the check).
+    let mut q = QuicState::default();
+    q.feed(CLIENT, &unhex(A2_V1), ts(0));
+    q.feed(
+        SERVER,
+        &initial(v, &keys[1], &[], &[3; 8], 0, &[0x1c, 0x0a, 0x06, 0], false),
+        ts(1),
+    );
+    let t = q.tls_state();
+    assert_eq!((t.alerts[0].level, t.alerts[0].description), (None, None));
 }
 
 #[test]
