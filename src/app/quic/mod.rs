@@ -438,9 +438,7 @@ impl QuicState {
         if let Some((i, ts, code)) = self.close {
             // A crypto error (0x0100 + alert, RFC 9001 §4.8) is a TLS alert
             // (`then`, not `then_some`: the subtraction only in range).
-            let alert = (0x100..0x200)
-                .contains(&code)
-                .then(|| (code - 0x100) as u8);
+            let alert = (0x100..0x200).contains(&code).then(|| (code - 0x100) as u8);
             t.alerts.push(Alert {
                 from: if i == 0 { "client" } else { "server" },
                 ts,
