@@ -574,3 +574,89 @@ pub fn baseline(data: &[u8]) {
         let _ = b.len();
     }
 }
+
+/// QUIC datagrams of one UDP flow, fed as the flow table feeds them, then
+/// the `tls` record built and serialised; the QUIC state stays within its
+/// caps.
+///
+/// Input: chunks of `[control u8][length u16 big-endian][bytes]`, the
+/// length clamped to what is left. Control bits: 0 direction (0 client to
+/// server); 1 the bytes are an Initial's plaintext frames, sealed here into
+/// a valid Initial (v1, or v2 with bit 2) for DCID `8394c8f03e515708` with
+/// packet number bits 4-7 (so the fuzzer reaches the frame walk, CRYPTO
+/// reassembly and hello parsing past the AEAD); else the bytes are the
+/// datagram as is.
+pub fn quic(data: &[u8]) {
+    use crate::app::quic::{self, frames, initial};
+    const DCID: [u8; 8] = [0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08];
+    let key = FlowKey {
+        sport: 50_000,
+        dport: 443,
+        proto: 17,
+        ..FlowKey::default()
+    };
+    let enabled = ParserSet::enabled(&FlowSettings::default(), Transport::Udp);
+    let mut app = AppState::new(64, enabled);
+    let mut shared = Shared::default();
+    let mut out = Vec::new();
+    let mut t = Timestamp(1_000_000_000);
+    let mut rest = data;
+    while rest.len() >= 3 {
+        let c = rest[0];
+        let len = (u16::from_be_bytes([rest[1], rest[2]]) as usize).min(rest.len() - 3);
+        let bytes = &rest[3..3 + len];
+        rest = &rest[3 + len..];
+        t = Timestamp(t.0 + 1_000_000);
+        let d = if c & 1 == 0 {
+            Direction::ToServer
+        } else {
+            Direction::ToClient
+        };
+        let sealed;
+        let datagram = if c & 2 != 0 {
+            let v = initial::Version::of(if c & 4 != 0 {
+                initial::VERSION_2
+            } else {
+                initial::VERSION_1
+            })
+            .expect("a known version");
+            let keys = initial::Keys::initial(v, &DCID);
+            let (dcid, scid): (&[u8], &[u8]) = if c & 1 == 0 {
+                (&DCID, &[1, 2, 3, 4])
+            } else {
+                (&[1, 2, 3, 4], &[5, 6, 7, 8])
+            };
+            let pn = u64::from(c >> 4);
+            let h = initial::initial_header(v, dcid, scid, pn, 2, bytes.len());
+            sealed = initial::seal(&keys[d.index()], &h, pn, 2, bytes);
+            &sealed[..]
+        } else {
+            bytes
+        };
+        if app.wants(d) {
+            let mut cx = Cx {
+                ts: t,
+                packet: None,
+                key: &key,
+                start: Timestamp(1_000_000_000),
+                shared: &mut shared,
+                out: &mut out,
+            };
+            app.on_stream(d, StreamEvent::Data(datagram), &mut cx);
+        }
+    }
+    let _ = app.service(false, 50_000, 443);
+    let ctx = &mut shared.tls;
+    if let Some(q) = app.parser::<quic::QuicState>() {
+        assert!(
+            q.heap_bytes() <= 2 * (frames::MAX_CRYPTO + 64 * frames::MAX_RANGES) + (16 << 10),
+            "QUIC state over its caps"
+        );
+        for timed_out in [false, true] {
+            if let Some(rec) = quic::record(q, ctx, &key, crate::record::FlowId(0), "1:", timed_out)
+            {
+                crate::record::Record::Tls(Box::new(rec)).write_json(&mut Vec::new());
+            }
+        }
+    }
+}

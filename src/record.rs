@@ -296,10 +296,37 @@ pub struct TlsRecord {
     pub proxy_connect: Option<String>,
     pub sslv2_hello: bool,
     pub handshake_overflow: bool,
+    /// QUIC sessions (`proto` `udp`): what the Initial packets showed; null over TCP.
+    pub quic: Option<QuicInfo>,
     /// The device behind the client (else the server) address at `ts`.
     pub device: DeviceObject,
     /// What could not be observed (see the README).
     pub limits: Vec<&'static str>,
+}
+
+/// The QUIC part of a `tls` record (see the README).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct QuicInfo {
+    /// The client's version, `0x` + 8 hex digits.
+    pub version: String,
+    /// `1`, `2`, `draft-29`, `mvfst-draft-27`, ...; null for an unknown version.
+    pub version_name: Option<&'static str>,
+    /// The DCID of the client's first Initial (the Initial keys' input), hex.
+    pub original_dcid: Option<String>,
+    /// The source connection IDs of the client's and the server's first Initial, hex.
+    pub client_cid: Option<String>,
+    pub server_cid: Option<String>,
+    /// The ids of the client's transport parameters, in order.
+    pub client_transport_parameters: Vec<u64>,
+    /// Initial packets decrypted per side.
+    pub client_initials: u32,
+    pub server_initials: u32,
+    /// The server sent a Retry.
+    pub retry: bool,
+    /// Initial packets that did not open.
+    pub decrypt_failures: u32,
+    /// Why the ClientHello was not read; null when it was.
+    pub not_parsed: Option<&'static str>,
 }
 
 /// One per DHCPv4 message.
@@ -483,12 +510,14 @@ pub struct CoverageRecord {
     pub tls_certificate_hidden: Share,
     /// TLS sessions offering Encrypted Client Hello (SNI hidden).
     pub tls_ech: Share,
-    /// UDP flows to port 443 (QUIC, not parsed) of those and TLS sessions together.
+    /// QUIC sessions whose ClientHello was not read, of those and the TLS
+    /// sessions (TCP and QUIC) together.
     pub quic: Share,
     /// DNS transactions seen in clear.
     pub dns_transactions: u64,
     /// Encrypted-DNS flows (their names are hidden): `dot`, `doh`, `doq`.
     pub encrypted_dns: BTreeMap<&'static str, u64>,
+    pub quic_sessions: QuicCoverage,
     /// Flow records whose addresses no evidence tied to a MAC.
     pub flows_without_device: Share,
     /// Inspection CAs learnt from the wire, in the order first seen.
@@ -511,6 +540,17 @@ pub struct LearntCa {
     pub learnt: Timestamp,
     /// Registrable domains of the leaves it signed (the first 64).
     pub domains: Vec<String>,
+}
+
+/// QUIC sessions (flows with service `quic`): how many had their
+/// ClientHello read, and why the others did not.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct QuicCoverage {
+    pub sessions: u64,
+    pub parsed: u64,
+    /// By reason: the `quic.not_parsed` values of `tls` records, and
+    /// `handshake_not_seen` for sessions that showed no long header.
+    pub not_parsed: BTreeMap<&'static str, u64>,
 }
 
 /// One part of a detection's score.

@@ -12,6 +12,7 @@ pub mod dns;
 pub mod evidence;
 pub mod features;
 pub mod parser;
+pub mod quic;
 pub mod service;
 pub mod tls;
 

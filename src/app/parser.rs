@@ -10,7 +10,7 @@
 //! flow's end in [`Parser::finish`] (TLS). The flow table knows no parser
 //! by name.
 
-use super::{dhcp, dhcp6, dns, tls};
+use super::{dhcp, dhcp6, dns, quic, tls};
 use crate::decode::Packet;
 use crate::flow::FlowSettings;
 use crate::flow::key::{Direction, FlowKey};
@@ -21,8 +21,14 @@ use std::any::Any;
 
 /// Every parser, in the order they are probed and finished (a flow's
 /// records are written in this order, before its `flow` record).
-pub const PARSERS: &[Registration] =
-    &[tls::PARSER, dhcp::PARSER, dhcp6::PARSER, dns::UDP, dns::TCP];
+pub const PARSERS: &[Registration] = &[
+    tls::PARSER,
+    quic::PARSER,
+    dhcp::PARSER,
+    dhcp6::PARSER,
+    dns::UDP,
+    dns::TCP,
+];
 
 /// A parser's entry in [`PARSERS`].
 pub struct Registration {

@@ -21,9 +21,9 @@ const METHODS: &[&[u8]] = &[
 ];
 
 /// QUIC versions whose long header is recognised: v1 (RFC 9000), v2
-/// (RFC 9369) and the IETF drafts (0xff0000xx).
+/// (RFC 9369), the IETF drafts (0xff0000xx) and mvfst's draft 27 (0xfaceb002).
 fn quic_version(v: u32) -> bool {
-    v == 1 || v == 0x6b33_43cf || (v & 0xffff_ff00) == 0xff00_0000
+    v == 1 || v == 0x6b33_43cf || (v & 0xffff_ff00) == 0xff00_0000 || v == 0xface_b002
 }
 
 /// `orig`/`resp`: the first payload bytes of each direction (TCP stream

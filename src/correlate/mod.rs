@@ -39,8 +39,10 @@ pub struct Correlator {
     pub counts: BTreeMap<&'static str, u64>,
     /// TLS sessions by outcome and TLS counters, for the stats record.
     pub tls: BTreeMap<&'static str, u64>,
-    /// Flow records, those without a device, UDP/443 flows.
+    /// Flow records, those without a device, QUIC flows (service `quic`).
     flows: [u64; 3],
+    /// QUIC `tls` records by why their hello was not read (`parsed` when it was).
+    quic: BTreeMap<&'static str, u64>,
     pub detector: Detector,
     /// TLS facts waiting for their flow record (the worker writes the two
     /// together, TLS first), by flow_id.
@@ -61,6 +63,7 @@ impl Correlator {
             counts: BTreeMap::new(),
             tls: BTreeMap::new(),
             flows: [0; 3],
+            quic: BTreeMap::new(),
             detector,
             pending_tls: hashbrown::HashMap::new(),
             sessions: Vec::new(),
@@ -164,7 +167,7 @@ impl Correlator {
                     f.device = d.for_connection(f.src_ip, f.dst_ip, f.ts, &mut f.limits);
                     self.flows[0] += 1;
                     self.flows[1] += u64::from(f.device.info.is_none());
-                    self.flows[2] += u64::from(f.proto == "udp" && f.dst_port == 443);
+                    self.flows[2] += u64::from(f.service == Some("quic"));
                 }
                 Record::Tls(t) => {
                     t.device = d.for_connection(t.src_ip, t.dst_ip, t.ts, &mut t.limits)
@@ -221,6 +224,17 @@ impl Correlator {
                 count("inspected", t.inspected == Some(true));
                 count("certificate_hidden", t.inspected.is_none());
                 count("ech", t.ech);
+                if let Some(q) = &t.quic {
+                    count("quic", true);
+                    count(
+                        "quic_crypto_overflow",
+                        q.not_parsed == Some("crypto_overflow"),
+                    );
+                    *self
+                        .quic
+                        .entry(q.not_parsed.unwrap_or("parsed"))
+                        .or_default() += 1;
+                }
                 if self.detector.s.enabled {
                     let mut facts = TlsFacts::new(t);
                     facts.private_ca = private_ca;
@@ -338,13 +352,28 @@ impl Correlator {
         use crate::record::Share;
         let tls = self.counts.get("tls").copied().unwrap_or(0);
         let get = |k| self.tls.get(k).copied().unwrap_or(0);
+        // QUIC sessions: flows labelled `quic`; those with no `tls` record
+        // showed no long header (picked up after the handshake).
+        let quic_tls: u64 = self.quic.values().sum();
+        let parsed = self.quic.get("parsed").copied().unwrap_or(0);
+        let mut reasons: BTreeMap<&'static str, u64> = self
+            .quic
+            .iter()
+            .filter(|(k, _)| **k != "parsed")
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        let unseen = self.flows[2].saturating_sub(quic_tls);
+        if unseen > 0 {
+            reasons.insert("handshake_not_seen", unseen);
+        }
+        let not_parsed: u64 = reasons.values().sum();
         crate::record::CoverageRecord {
             kind: "coverage",
             ts: stats.ts,
             tls_sessions: tls,
             tls_certificate_hidden: Share::new(get("certificate_hidden"), tls),
             tls_ech: Share::new(get("ech"), tls),
-            quic: Share::new(self.flows[2], self.flows[2] + tls),
+            quic: Share::new(not_parsed, not_parsed + tls),
             dns_transactions: self
                 .names
                 .counters
@@ -352,6 +381,11 @@ impl Correlator {
                 .copied()
                 .unwrap_or(0),
             encrypted_dns: self.names.encrypted.clone(),
+            quic_sessions: crate::record::QuicCoverage {
+                sessions: self.flows[2].max(quic_tls),
+                parsed,
+                not_parsed: reasons,
+            },
             flows_without_device: Share::new(self.flows[1], self.flows[0]),
             learnt_inspection_cas: self
                 .detector

@@ -24,6 +24,11 @@ pub const EXT_EARLY_DATA: u16 = 0x002a;
 pub const EXT_SUPPORTED_VERSIONS: u16 = 0x002b;
 pub const EXT_KEY_SHARE: u16 = 0x0033;
 pub const EXT_ECH: u16 = 0xfe0d;
+/// QUIC transport parameters (RFC 9001 §8.2), and the drafts' code point.
+pub const EXT_QUIC_TRANSPORT_PARAMETERS: u16 = 0x0039;
+pub const EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT: u16 = 0xffa5;
+/// Transport parameter ids kept from one ClientHello.
+pub const MAX_TRANSPORT_PARAMETERS: usize = 64;
 
 /// The ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3).
 pub const HRR_RANDOM: [u8; 32] = [
@@ -73,6 +78,9 @@ pub struct ClientHello {
     pub psk: bool,
     pub early_data: bool,
     pub ech: bool,
+    /// QUIC: the ids of the client's transport parameters, in order (the
+    /// first [`MAX_TRANSPORT_PARAMETERS`]).
+    pub quic_transport_parameters: Vec<u64>,
 }
 
 fn be16s(b: &[u8]) -> Vec<u16> {
@@ -144,6 +152,9 @@ impl ClientHello {
                 EXT_PRE_SHARED_KEY => h.psk = true,
                 EXT_EARLY_DATA => h.early_data = true,
                 EXT_ECH => h.ech = true,
+                EXT_QUIC_TRANSPORT_PARAMETERS | EXT_QUIC_TRANSPORT_PARAMETERS_DRAFT => {
+                    h.quic_transport_parameters = transport_parameter_ids(body)
+                }
                 _ => {}
             }
         }
@@ -287,6 +298,22 @@ impl ClientHello {
         };
         (ja4, raw)
     }
+}
+
+/// The ids of a transport_parameters body: `id(varint) len(varint) value`
+/// entries (RFC 9000 §18); stops at the first that does not fit.
+fn transport_parameter_ids(mut b: &[u8]) -> Vec<u64> {
+    use crate::app::quic::initial::varint;
+    let mut ids = Vec::new();
+    while ids.len() < MAX_TRANSPORT_PARAMETERS
+        && let Some((id, a)) = varint(b)
+        && let Some((len, c)) = varint(&b[a..])
+        && let Some(rest) = usize::try_from(len).ok().and_then(|l| b.get(a + c + l..))
+    {
+        ids.push(id);
+        b = rest;
+    }
+    ids
 }
 
 /// What a ServerHello (or HelloRetryRequest) chose.

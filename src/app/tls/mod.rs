@@ -176,6 +176,9 @@ pub struct TlsState {
     pub malformed: bool,
     /// An HTTP CONNECT exchange in front of the TLS (explicit proxy).
     pub connect: Option<Box<Connect>>,
+    /// When the first packet of a handshake carried another way (QUIC) was
+    /// seen: the record's time when no hello was read.
+    pub first_seen: Option<Timestamp>,
 }
 
 /// Longest CONNECT request or response head read (bytes); a longer one is
@@ -508,7 +511,11 @@ impl TlsState {
     }
 
     pub fn first_record(&self) -> Option<Timestamp> {
-        self.side.iter().filter_map(|s| s.first_ts).min()
+        self.side
+            .iter()
+            .filter_map(|s| s.first_ts)
+            .chain(self.first_seen)
+            .min()
     }
 
     pub fn app_records(&self, d: Direction) -> u32 {

@@ -115,6 +115,7 @@ pub fn record(
         proxy_connect: t.proxy_connect().map(str::to_string),
         sslv2_hello: t.sslv2_hello,
         handshake_overflow: t.handshake_overflow,
+        quic: None,
         device: Default::default(),
         limits,
     })
