@@ -75,6 +75,9 @@ pub struct RawInspection {
     /// A JA3S seen with an inspection-CA chain on this many destinations
     /// is learnt as the proxy's (0: never learn).
     pub proxy_learn_destinations: u32,
+    /// Inspecting proxies' own logs (as `--proxy-log`; relative paths are
+    /// taken from the config file's folder).
+    pub proxy_logs: Vec<toml::Spanned<String>>,
 }
 
 impl Default for RawInspection {
@@ -86,6 +89,7 @@ impl Default for RawInspection {
             proxy_ja3s: Vec::new(),
             proxy_learn_destinations: crate::detect::DetectSettings::default()
                 .proxy_learn_destinations,
+            proxy_logs: Vec::new(),
         }
     }
 }
@@ -358,6 +362,9 @@ pub struct Config {
     pub device_inputs: std::sync::Arc<crate::correlate::devices::DeviceInputs>,
     pub detect: std::sync::Arc<crate::detect::DetectSettings>,
     pub evidence_limits: crate::detect::evidence::EvidenceLimits,
+    /// `inspection.proxy_logs`, relative to the config file's folder
+    /// (loaded with `--proxy-log`'s files).
+    pub proxy_logs: Vec<std::path::PathBuf>,
     /// `--evidence DIR` (command line only).
     pub evidence_dir: Option<std::path::PathBuf>,
     /// `--baseline FILE`, loaded (command line only).
@@ -917,6 +924,15 @@ impl RawConfig {
                 max_macs: p.range("devices.max_macs", self.devices.max_macs, 1, 100_000_000),
             },
             device_inputs: Default::default(),
+            proxy_logs: self
+                .inspection
+                .proxy_logs
+                .iter()
+                .map(|f| match &self.origin.dir {
+                    Some(d) => d.join(f.get_ref()),
+                    None => std::path::PathBuf::from(f.get_ref()),
+                })
+                .collect(),
             detect: std::sync::Arc::new(self.detect(p)),
             evidence_limits: crate::detect::evidence::EvidenceLimits {
                 max_packets_per_flow: p.range(

@@ -42,8 +42,11 @@ impl From<String> for Failure {
 
 /// Loads every input file; the errors are printed, and stop the run unless
 /// `--keep-going` was given.
-fn load_inputs(a: &InputArgs) -> Result<DeviceInputs, ()> {
-    use blindspot::inputs::{LoadError, Loaded, app_events, catalog, leases, mdm, radius};
+/// `proxy_logs`: the config's `inspection.proxy_logs`, read before `--proxy-log`'s.
+fn load_inputs(a: &InputArgs, proxy_logs: &[PathBuf]) -> Result<DeviceInputs, ()> {
+    use blindspot::inputs::{
+        LoadError, Loaded, app_events, catalog, leases, mdm, proxylog, radius,
+    };
     let mut failed = false;
     fn take<T>(
         paths: &[PathBuf],
@@ -83,6 +86,13 @@ fn load_inputs(a: &InputArgs) -> Result<DeviceInputs, ()> {
         mdm: take(&a.mdm, mdm::load, k, &mut failed),
         apps: take(&a.apps, catalog::load, k, &mut failed),
         app_events: take(&a.app_events, app_events::load, k, &mut failed),
+        proxy_log: {
+            let paths: Vec<PathBuf> = proxy_logs.iter().chain(&a.proxy_log).cloned().collect();
+            let mut entries = take(&paths, proxylog::load, k, &mut failed);
+            // One timeline across files (each file comes sorted).
+            entries.sort_by_key(|e| e.ts);
+            std::sync::Arc::new(entries)
+        },
     };
     if failed {
         eprintln!(
@@ -123,7 +133,8 @@ fn setup(
         }
         cfg.workers = w;
     }
-    cfg.device_inputs = std::sync::Arc::new(load_inputs(inputs).map_err(|()| Failure::Reported)?);
+    cfg.device_inputs =
+        std::sync::Arc::new(load_inputs(inputs, &cfg.proxy_logs).map_err(|()| Failure::Reported)?);
     if let Some(b) = baseline {
         let b = blindspot::detect::baseline::Baseline::load(b)?;
         cfg.baseline = Some(std::sync::Arc::new(b));

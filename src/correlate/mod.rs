@@ -9,6 +9,7 @@
 
 pub mod devices;
 pub mod inspection;
+pub mod proxylog;
 
 use crate::app::evidence::Evidence;
 use crate::detect::{Detector, Session, TlsFacts};
@@ -44,6 +45,8 @@ pub struct Correlator {
     /// together, TLS first), by flow_id.
     pending_tls: hashbrown::HashMap<crate::record::FlowId, (TlsFacts, Vec<&'static str>)>,
     sessions: Vec<Session>,
+    /// Inspecting proxies' log entries, joined to sessions (`--proxy-log`).
+    pub proxy: proxylog::ProxyIndex,
 }
 
 impl Correlator {
@@ -60,6 +63,7 @@ impl Correlator {
             detector,
             pending_tls: hashbrown::HashMap::new(),
             sessions: Vec::new(),
+            proxy: proxylog::ProxyIndex::default(),
         }
     }
 
@@ -136,7 +140,9 @@ impl Correlator {
                 && self.detector.s.enabled
             {
                 let tls = self.pending_tls.remove(&f.flow_id);
-                self.sessions.push(Session::new(f, tls));
+                let mut s = Session::new(f, tls);
+                s.proxy = self.proxy.lookup(&s);
+                self.sessions.push(s);
             }
             *self.counts.entry(r.kind()).or_default() += 1;
             self.emit(r);
@@ -250,6 +256,9 @@ impl Correlator {
         stats.tls = self.tls.clone();
         stats.devices = self.devices.counters.clone();
         stats.detections = self.detector.counters.clone();
+        if !self.proxy.is_empty() {
+            stats.detections.extend(self.proxy.counters);
+        }
         if self.detector.apps.ja4_dropped > 0 {
             stats
                 .detections

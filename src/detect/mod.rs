@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod fet;
 pub mod names;
 pub mod patterns;
+pub mod proxy;
 pub mod rita;
 
 use crate::app::features::PayloadFeatures;
@@ -140,6 +141,8 @@ pub struct Session {
     pub resp_payload: u64,
     pub first_payload: [Option<PayloadFeatures>; 2],
     pub tls: Option<TlsFacts>,
+    /// The inspecting proxy's log entry joined to it (`--proxy-log`).
+    pub proxy: Option<crate::correlate::proxylog::ProxyCite>,
 }
 
 /// A destination name as keys use it: lower case, no trailing dot.
@@ -264,6 +267,7 @@ impl Session {
             resp_payload: f.resp.payload_bytes,
             first_payload: [f.orig.first_payload, f.resp.first_payload],
             tls,
+            proxy: None,
         }
     }
 
@@ -337,6 +341,8 @@ pub enum Inspection {
     NotInspected,
     /// The chain was hidden (TLS 1.3) and nothing else tells.
     Unknown,
+    /// Chain hidden; the proxy's own log says it intercepted the session.
+    ProxyLog,
 }
 
 impl Inspection {
@@ -347,13 +353,17 @@ impl Inspection {
             Inspection::ProxyFingerprint => "proxy_fingerprint",
             Inspection::NotInspected => "not_inspected",
             Inspection::Unknown => "unknown",
+            Inspection::ProxyLog => "proxy_log",
         }
     }
 
     pub fn inspected(self) -> bool {
         matches!(
             self,
-            Inspection::Ca | Inspection::ProxyAddress | Inspection::ProxyFingerprint
+            Inspection::Ca
+                | Inspection::ProxyAddress
+                | Inspection::ProxyFingerprint
+                | Inspection::ProxyLog
         )
     }
 }
@@ -378,6 +388,8 @@ pub struct Entry {
     pub orig_payload: u64,
     pub resp_payload: u64,
     pub first_payload: [Option<PayloadFeatures>; 2],
+    /// The proxy's log entry joined to the session.
+    pub proxy: Option<crate::correlate::proxylog::ProxyCite>,
 }
 
 /// A key's open window.
@@ -498,6 +510,7 @@ fn entry(s: &Session, inspection: Option<Inspection>) -> Entry {
         orig_payload: s.orig_payload,
         resp_payload: s.resp_payload,
         first_payload: s.first_payload,
+        proxy: s.proxy.clone(),
     }
 }
 
@@ -605,6 +618,13 @@ impl Detector {
             }
             None if t.ja3s.as_ref().is_some_and(|j| self.proxy_ja3s(j)) => {
                 Inspection::ProxyFingerprint
+            }
+            None if s
+                .proxy
+                .as_ref()
+                .is_some_and(|p| p.intercepted == Some(true)) =>
+            {
+                Inspection::ProxyLog
             }
             None => Inspection::Unknown,
         }
@@ -1056,6 +1076,7 @@ mod tests {
             orig_payload: 0,
             resp_payload: 0,
             first_payload: [None, None],
+            proxy: None,
             tls: None,
         };
         // Every length up to 40, in a scrambled order with repeated keys
@@ -1105,6 +1126,7 @@ mod tests {
             orig_payload: 100,
             resp_payload: 100,
             first_payload: [None, None],
+            proxy: None,
             tls: tls.map(|outcome| TlsFacts {
                 sni: Some(format!("{ip}.example")),
                 connect_host: None,

@@ -234,6 +234,8 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
             let count = |k: Inspection| insp.get(k.name()).copied().unwrap_or(0);
             if count(Inspection::Ca) > 0 {
                 parts.add("inspected_by_ca", 20);
+            } else if count(Inspection::ProxyLog) > 0 {
+                parts.add("inspected_per_proxy_log", 20);
             } else if count(Inspection::ProxyAddress) + count(Inspection::ProxyFingerprint) > 0 {
                 parts.add("inspected_by_proxy", 15);
                 add_limit(&mut limits, "inspection_inferred");
@@ -510,6 +512,19 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
         }
     };
 
+    // The proxy's own log, where one was given and joined.
+    let hidden =
+        w.pattern.analytic() == "AN1726" && limits.iter().any(|l| HANDSHAKE_HIDDEN.contains(l));
+    let proxy_evidence =
+        super::proxy::evidence(w.pattern, entries, hidden, d.s.max_flow_ids).map(|(ev, part)| {
+            if let Some((name, points)) = part {
+                parts.add(name, points);
+                if points < 0 {
+                    add_limit(&mut limits, "proxy_log_disagrees");
+                }
+            }
+            ev
+        });
     // Context parts, the same for every pattern.
     match (supervised, managed) {
         (Some(true), Some(true)) => parts.add("supervised_managed_device", 5),
@@ -628,6 +643,7 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
         community_ids,
         flow_ids_total: w.sessions,
         evidence_file,
+        proxy_evidence,
     })
 }
 
