@@ -26,6 +26,7 @@ fn target(name: &str) -> Option<fn(&[u8])> {
         "mdm" => f::mdm,
         "catalog" => f::catalog,
         "app_events" => f::app_events,
+        "proxy_log" => f::proxy_log,
         "config" => f::config,
         "baseline" => f::baseline,
         _ => return None,
@@ -79,7 +80,7 @@ fn seeds_replay_without_a_finding() {
     for t in counts.keys() {
         assert!(target(t).is_some());
     }
-    assert_eq!(counts.len(), 15, "seed folders: {:?}", counts.keys());
+    assert_eq!(counts.len(), 16, "seed folders: {:?}", counts.keys());
 }
 
 #[test]
