@@ -456,6 +456,7 @@ def make_files():
         "mdm": ["inventory/mdm-*.json", "detect/mdm.json"],
         "catalog": ["inventory/catalog-*.json", "detect/catalog.json"],
         "app_events": ["inventory/app-events*.jsonl", "detect/app-events.jsonl"],
+        "proxy_log": ["detect/squid/access.log"],
         "config": ["detect/*.toml", "../systemd/blindspot.toml"],
     }
     for target, pats in groups.items():

@@ -134,6 +134,9 @@ pub struct InputArgs {
     /// Bypass list: one domain per line (`*.example.com` for a domain and its subdomains), `#` comments; joins `detections.bypass_domains`.
     #[arg(long = "bypass-list", value_name = "FILE")]
     pub bypass_list: Vec<PathBuf>,
+    /// An inspecting proxy's own log: Squid access log (the README's logformat), mitmproxy addon JSON Lines, PAN-OS DECRYPTION CSV, Zscaler NSS web JSON, Netskope transaction JSON or FortiGate type=ssl lines; each entry is joined to its wire session and cited by detections. Also `inspection.proxy_logs` in the config.
+    #[arg(long = "proxy-log", value_name = "FILE")]
+    pub proxy_log: Vec<PathBuf>,
     /// Skip malformed entries in the files above with a warning naming file and line, instead of stopping. [default: stop at the first file with a malformed entry]
     #[arg(long)]
     pub keep_going: bool,

@@ -82,6 +82,9 @@ pub struct RawInspection {
     /// PEM files of CAs to treat as public besides Mozilla's roots (a lab's
     /// test root, a partner's CA): never learnt as inspection CAs.
     pub public_ca_files: Vec<toml::Spanned<String>>,
+    /// Inspecting proxies' own logs (as `--proxy-log`; relative paths are
+    /// taken from the config file's folder).
+    pub proxy_logs: Vec<toml::Spanned<String>>,
 }
 
 impl Default for RawInspection {
@@ -95,6 +98,7 @@ impl Default for RawInspection {
                 .proxy_learn_destinations,
             learn_ca_domains: crate::detect::DetectSettings::default().learn_ca_domains as u32,
             public_ca_files: Vec::new(),
+            proxy_logs: Vec::new(),
         }
     }
 }
@@ -394,6 +398,9 @@ pub struct Config {
     pub input_files: InputFiles,
     pub detect: std::sync::Arc<crate::detect::DetectSettings>,
     pub evidence_limits: crate::detect::evidence::EvidenceLimits,
+    /// `inspection.proxy_logs`, relative to the config file's folder
+    /// (loaded with `--proxy-log`'s files).
+    pub proxy_logs: Vec<std::path::PathBuf>,
     /// `--evidence DIR` (command line only).
     pub evidence_dir: Option<std::path::PathBuf>,
     /// `--baseline FILE`, loaded (command line only).
@@ -1006,6 +1013,15 @@ impl RawConfig {
             },
             device_inputs: Default::default(),
             input_files: self.input_files(),
+            proxy_logs: self
+                .inspection
+                .proxy_logs
+                .iter()
+                .map(|f| match &self.origin.dir {
+                    Some(d) => d.join(f.get_ref()),
+                    None => std::path::PathBuf::from(f.get_ref()),
+                })
+                .collect(),
             detect: std::sync::Arc::new(self.detect(p)),
             evidence_limits: crate::detect::evidence::EvidenceLimits {
                 max_packets_per_flow: p.range(

@@ -554,6 +554,26 @@ pub fn app_events(data: &[u8]) {
     }
 }
 
+/// An inspecting proxy's log (any of the six products), then the join
+/// index built from its entries.
+pub fn proxy_log(data: &[u8]) {
+    let Some(s) = text(data) else { return };
+    let r = inputs::proxylog::parse_str(s, "fuzz.log");
+    check_loaded(&r);
+    if let Ok(l) = r {
+        assert!(
+            l.items.windows(2).all(|w| w[0].ts <= w[1].ts),
+            "entries out of time order"
+        );
+        assert!(
+            l.items.iter().all(|e| e.ts <= e.end_ts),
+            "entry ends before it starts"
+        );
+        let ix = crate::correlate::proxylog::ProxyIndex::new(std::sync::Arc::new(l.items));
+        assert_eq!(ix.counters[2].1, 0);
+    }
+}
+
 /// The TOML configuration, as `blindspot config check` reads it: parse,
 /// then validate. The inspection CA files it names are not read (the
 /// fuzzer must not open the host's files); everything else is checked.

@@ -42,12 +42,16 @@ impl From<String> for Failure {
 
 /// Loads every input file, the config's `[inputs]` first, then the command
 /// line's, with the bypass lists' names; the errors are printed, and stop
-/// the run unless `--keep-going` was given.
+/// the run unless `--keep-going` was given. `proxy_logs`: the config's
+/// `inspection.proxy_logs`, read before `--proxy-log`'s.
 fn load_inputs(
     files: &InputFiles,
     a: &InputArgs,
+    proxy_logs: &[PathBuf],
 ) -> Result<(DeviceInputs, Vec<blindspot::detect::names::DomainPattern>), ()> {
-    use blindspot::inputs::{LoadError, Loaded, app_events, bypass, catalog, leases, mdm, radius};
+    use blindspot::inputs::{
+        LoadError, Loaded, app_events, bypass, catalog, leases, mdm, proxylog, radius,
+    };
     let mut failed = false;
     fn take<T>(
         paths: &[PathBuf],
@@ -106,6 +110,13 @@ fn load_inputs(
             k,
             &mut failed,
         ),
+        proxy_log: {
+            let paths: Vec<PathBuf> = proxy_logs.iter().chain(&a.proxy_log).cloned().collect();
+            let mut entries = take(&paths, proxylog::load, k, &mut failed);
+            // One timeline across files (each file comes sorted).
+            entries.sort_by_key(|e| e.ts);
+            std::sync::Arc::new(entries)
+        },
     };
     let bypass = take(
         &both(&files.bypass_list, &a.bypass_list),
@@ -153,7 +164,7 @@ fn setup(
         cfg.workers = w;
     }
     let (device_inputs, bypass) =
-        load_inputs(&cfg.input_files, inputs).map_err(|()| Failure::Reported)?;
+        load_inputs(&cfg.input_files, inputs, &cfg.proxy_logs).map_err(|()| Failure::Reported)?;
     cfg.device_inputs = std::sync::Arc::new(device_inputs);
     if !bypass.is_empty() {
         let mut d = (*cfg.detect).clone();

@@ -645,6 +645,38 @@ pub struct DetectionRecord {
     pub flow_ids_total: u64,
     /// The pcap `--evidence` writes for it (in that folder).
     pub evidence_file: Option<String>,
+    /// What the inspecting proxy's own log says of these sessions
+    /// (`--proxy-log`); null without one, or when no entry joined.
+    pub proxy_evidence: Option<ProxyEvidence>,
+}
+
+/// A detection's citation of the proxy's log (README, "Proxy logs").
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProxyEvidence {
+    /// The product whose log it is (`squid`, `mitmproxy`, `panos`, ...).
+    pub source: &'static str,
+    /// Sessions of the detection joined to a log entry.
+    pub sessions: u64,
+    /// Those sessions by the proxy's verdict.
+    pub verdicts: BTreeMap<&'static str, u64>,
+    /// The proxy's distinct reasons (at most 8).
+    pub reasons: Vec<String>,
+    /// Every verdict that bears on the pattern agrees with the wire.
+    pub agrees: bool,
+    /// Sessions whose verdict contradicts the wire's reading.
+    pub disagreements: u64,
+    /// The entries behind the first `max_flow_ids` joined sessions.
+    pub cited: Vec<ProxyCitation>,
+}
+
+/// One joined session: its flow and the log line that speaks for it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProxyCitation {
+    pub flow_id: FlowId,
+    pub file: String,
+    pub line: u32,
+    pub verdict: &'static str,
+    pub reason: String,
 }
 
 /// Serialises as the record itself (untagged: each record carries its own

@@ -29,6 +29,7 @@ fn target(name: &str) -> Option<fn(&[u8])> {
         "mdm" => f::mdm,
         "catalog" => f::catalog,
         "app_events" => f::app_events,
+        "proxy_log" => f::proxy_log,
         "config" => f::config,
         "baseline" => f::baseline,
         _ => return None,

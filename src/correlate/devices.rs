@@ -76,6 +76,9 @@ pub struct DeviceInputs {
     /// App catalog and lifecycle events: kept for the detections.
     pub apps: Vec<crate::inputs::catalog::AppProfile>,
     pub app_events: Vec<crate::inputs::app_events::AppEvent>,
+    /// Inspecting proxies' log entries, sorted by start (`--proxy-log`);
+    /// shared, not copied, by whoever clones the inputs.
+    pub proxy_log: std::sync::Arc<Vec<crate::inputs::proxylog::ProxyEntry>>,
 }
 
 /// See [`Devices::coverage`].

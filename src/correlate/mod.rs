@@ -10,6 +10,7 @@
 pub mod devices;
 pub mod inspection;
 pub mod names;
+pub mod proxylog;
 
 use crate::app::evidence::Evidence;
 use crate::detect::{Detector, Session, TlsFacts};
@@ -50,6 +51,8 @@ pub struct Correlator {
     sessions: Vec<Session>,
     /// Passive DNS and the encrypted-DNS flows.
     pub names: Names,
+    /// Inspecting proxies' log entries, joined to sessions (`--proxy-log`).
+    pub proxy: proxylog::ProxyIndex,
 }
 
 impl Correlator {
@@ -68,6 +71,7 @@ impl Correlator {
             pending_tls: hashbrown::HashMap::new(),
             sessions: Vec::new(),
             names: Names::default(),
+            proxy: proxylog::ProxyIndex::default(),
         }
     }
 
@@ -246,7 +250,9 @@ impl Correlator {
                 && self.detector.s.enabled
             {
                 let tls = self.pending_tls.remove(&f.flow_id);
-                self.sessions.push(Session::new(f, tls));
+                let mut s = Session::new(f, tls);
+                s.proxy = self.proxy.lookup(&s);
+                self.sessions.push(s);
             }
             *self.counts.entry(r.kind()).or_default() += 1;
             self.emit(r);
@@ -418,6 +424,9 @@ impl Correlator {
         stats
             .dns
             .insert("pdns_entries", self.names.entries() as u64);
+        if !self.proxy.is_empty() {
+            stats.detections.extend(self.proxy.counters);
+        }
         if self.detector.apps.ja4_dropped > 0 {
             stats
                 .detections

@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod fet;
 pub mod names;
 pub mod patterns;
+pub mod proxy;
 pub mod rita;
 
 use crate::app::features::PayloadFeatures;
@@ -155,6 +156,8 @@ pub struct Session {
     pub tls: Option<TlsFacts>,
     /// The name the device resolved the server address to (passive DNS).
     pub dns_name: Option<std::sync::Arc<str>>,
+    /// The inspecting proxy's log entry joined to it (`--proxy-log`).
+    pub proxy: Option<crate::correlate::proxylog::ProxyCite>,
 }
 
 /// A destination name as keys use it: lower case, no trailing dot.
@@ -282,6 +285,7 @@ impl Session {
             first_payload: [f.orig.first_payload, f.resp.first_payload],
             tls,
             dns_name: f.destination.name.clone(),
+            proxy: None,
         }
     }
 
@@ -366,6 +370,8 @@ pub enum Inspection {
     NotInspected,
     /// The chain was hidden (TLS 1.3) and nothing else tells.
     Unknown,
+    /// Chain hidden; the proxy's own log says it intercepted the session.
+    ProxyLog,
 }
 
 impl Inspection {
@@ -377,6 +383,7 @@ impl Inspection {
             Inspection::LearntCa => "learnt_ca",
             Inspection::NotInspected => "not_inspected",
             Inspection::Unknown => "unknown",
+            Inspection::ProxyLog => "proxy_log",
         }
     }
 
@@ -387,6 +394,7 @@ impl Inspection {
                 | Inspection::ProxyAddress
                 | Inspection::ProxyFingerprint
                 | Inspection::LearntCa
+                | Inspection::ProxyLog
         )
     }
 }
@@ -413,6 +421,8 @@ pub struct Entry {
     pub orig_payload: u64,
     pub resp_payload: u64,
     pub first_payload: [Option<PayloadFeatures>; 2],
+    /// The proxy's log entry joined to the session.
+    pub proxy: Option<crate::correlate::proxylog::ProxyCite>,
 }
 
 /// A key's open window.
@@ -544,6 +554,7 @@ fn entry(s: &Session, inspection: Option<Inspection>) -> Entry {
         orig_payload: s.orig_payload,
         resp_payload: s.resp_payload,
         first_payload: s.first_payload,
+        proxy: s.proxy.clone(),
     }
 }
 
@@ -656,6 +667,13 @@ impl Detector {
             }
             None if t.ja3s.as_ref().is_some_and(|j| self.proxy_ja3s(j)) => {
                 Inspection::ProxyFingerprint
+            }
+            None if s
+                .proxy
+                .as_ref()
+                .is_some_and(|p| p.intercepted == Some(true)) =>
+            {
+                Inspection::ProxyLog
             }
             None => Inspection::Unknown,
         }
@@ -1131,6 +1149,7 @@ mod tests {
             orig_payload: 0,
             resp_payload: 0,
             first_payload: [None, None],
+            proxy: None,
             tls: None,
         };
         // Every length up to 40, in a scrambled order with repeated keys
@@ -1181,6 +1200,7 @@ mod tests {
             orig_payload: 100,
             resp_payload: 100,
             first_payload: [None, None],
+            proxy: None,
             tls: tls.map(|outcome| TlsFacts {
                 sni: Some(format!("{ip}.example")),
                 connect_host: None,

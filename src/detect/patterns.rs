@@ -239,6 +239,8 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
                 // The chain names the CA; that it inspects is learnt.
                 parts.add("inspected_by_learnt_ca", 15);
                 add_limit(&mut limits, "inspection_learnt");
+            } else if count(Inspection::ProxyLog) > 0 {
+                parts.add("inspected_per_proxy_log", 20);
             } else if count(Inspection::ProxyAddress) + count(Inspection::ProxyFingerprint) > 0 {
                 parts.add("inspected_by_proxy", 15);
                 add_limit(&mut limits, "inspection_inferred");
@@ -515,6 +517,19 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
         }
     };
 
+    // The proxy's own log, where one was given and joined.
+    let hidden =
+        w.pattern.analytic() == "AN1726" && limits.iter().any(|l| HANDSHAKE_HIDDEN.contains(l));
+    let proxy_evidence =
+        super::proxy::evidence(w.pattern, entries, hidden, d.s.max_flow_ids).map(|(ev, part)| {
+            if let Some((name, points)) = part {
+                parts.add(name, points);
+                if points < 0 {
+                    add_limit(&mut limits, "proxy_log_disagrees");
+                }
+            }
+            ev
+        });
     // Context parts, the same for every pattern.
     match (supervised, managed) {
         (Some(true), Some(true)) => parts.add("supervised_managed_device", 5),
@@ -634,6 +649,7 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
         community_ids,
         flow_ids_total: w.sessions,
         evidence_file,
+        proxy_evidence,
     })
 }
 

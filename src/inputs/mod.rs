@@ -14,6 +14,7 @@ pub mod catalog;
 mod jsondoc;
 pub mod leases;
 pub mod mdm;
+pub mod proxylog;
 pub mod radius;
 
 use std::fmt;

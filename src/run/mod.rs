@@ -47,7 +47,9 @@ pub fn correlator(cfg: &Config) -> Correlator {
         cfg.evidence_dir.is_some(),
     );
     let devices = Devices::new(cfg.device_limits, (**inputs).clone());
-    Correlator::new(Arc::clone(&cfg.inspection), devices, detector)
+    let mut c = Correlator::new(Arc::clone(&cfg.inspection), devices, detector);
+    c.proxy = crate::correlate::proxylog::ProxyIndex::new(Arc::clone(&inputs.proxy_log));
+    c
 }
 
 /// What the correlator hands the sink thread.
