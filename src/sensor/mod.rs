@@ -179,10 +179,19 @@ pub fn run(cfg: &Config, opts: &SensorOptions) -> Result<SensorOutcome, String> 
     let max_pending = settings.max_pending_bytes;
     let hup_sink = Arc::clone(&hup);
     let term_sink = Arc::clone(&term);
+    let encoding = crate::output::Encoding::for_config(cfg, &opts.interfaces);
     thread::Builder::new()
         .name("sink".into())
         .spawn(move || {
-            let r = run_sink(sink_rx, sink, &hup_sink, &term_sink, flush, max_pending);
+            let r = run_sink(
+                sink_rx,
+                sink,
+                encoding,
+                &hup_sink,
+                &term_sink,
+                flush,
+                max_pending,
+            );
             let _ = done_tx.send(r);
         })
         .map_err(|e| format!("cannot start the sink thread: {e}"))?;
@@ -649,13 +658,13 @@ fn run_correlator(
 fn run_sink(
     rx: Receiver<ToSink>,
     mut sink: LiveSink,
+    mut encoding: crate::output::Encoding,
     hup: &AtomicBool,
     stop: &AtomicBool,
     flush: Duration,
     max_pending: usize,
 ) -> std::io::Result<()> {
     let mut last_flush = Instant::now();
-    let mut encoding = crate::output::Encoding::json_lines();
     let mut failing: Option<(Instant, Instant)> = None; // (since, last report)
     // The correlator waits for everything before this to be written.
     let mut sync: Option<Sender<()>> = None;
