@@ -4,6 +4,8 @@
 //! TLS: ClientHello parse + JA3 + JA4 on every ClientHello of the shared
 //! captures.
 //! Per connection: first-payload features over 1 KiB samples.
+//! Output forms: the flow and TLS records of the mix encoded as JSON Lines,
+//! OCSF, ECS and EVE (the sink's encoding stage alone).
 //! Run: `cargo bench --bench pipeline`.
 
 use blindspot::app::tls::hello::ClientHello;
@@ -175,5 +177,32 @@ fn bench_features(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_tls, bench_features);
+fn bench_forms(c: &mut Criterion) {
+    use blindspot::output::{Encoding, Format, observer::Observer};
+    let chunks = load(MIX);
+    let mut d = Decoder::default();
+    let mut table = FlowTable::new(FlowSettings::default(), 1);
+    let mut records = Vec::new();
+    let mut extra = Vec::new();
+    for c in &chunks {
+        for f in &c.frames {
+            if let Some(p) = d.decode(&c.data, f, &mut extra) {
+                table.process(&p, decode::payload(&p, &c.data, &extra), &mut records);
+            }
+        }
+    }
+    let end = blindspot::time::Timestamp(u64::MAX / 2);
+    table.drain_batches(end, 4096, &mut Vec::new(), |r| records.append(r));
+    let obs = Observer::new(Some("bench"), &["eth1".to_string()]);
+    let mut g = c.benchmark_group("output_forms");
+    g.throughput(Throughput::Elements(records.len() as u64));
+    for form in [Format::Jsonl, Format::Ocsf, Format::Ecs, Format::Eve] {
+        let mut enc = Encoding::new(form, &obs);
+        g.bench_function(form.name(), |b| {
+            b.iter(|| black_box(enc.encode(&records).len()))
+        });
+    }
+}
+
+criterion_group!(benches, bench, bench_tls, bench_features, bench_forms);
 criterion_main!(benches);

@@ -16,7 +16,8 @@
 # A second file, bench-data/synth-tls.pcap (MIN_BYTES / 2), holds only TLS
 # connections (the local TLS captures: handshakes followed by bulk data, and
 # the Signal phone capture): TLS parsing's cost over flows only is measured
-# on it, one thread and two workers.
+# on it, one thread and two workers. The OCSF, ECS and EVE output forms
+# are timed against JSON Lines on the first file, one thread.
 # bench-data/synth-vxlan.pcap is the first file with every frame wrapped in
 # VXLAN: the cost of decapsulation, one thread.
 set -euo pipefail
@@ -77,6 +78,13 @@ report "flows+TLS, --workers 2" "$s2" "$r2"
 read -r _ rh < <(measure $bin replay "$half" -w 2 -o /dev/null)
 echo "half-size file, --workers 2: peak RSS $((rh / 1024)) MiB"
 python3 -c "print(f'threaded / one thread: flows only {$f0/$f2:.2f}x, flows+TLS {$s0/$s2:.2f}x;  TLS cost vs flows only (--workers 2): {($s2-$f2)/$f2*100:.0f}%;  peak RSS full / half file: {$r2/$rh:.2f}')"
+# The output forms (issue 21) against JSON Lines, one thread (every
+# stage, the encoding too, on it: the cost is not hidden by a spare core).
+for form in ocsf ecs eve; do
+  read -r t m < <(measure $bin replay "$big" -w 0 -o /dev/null --format $form)
+  report "flows+TLS, --format $form, -w 0" "$t" "$m"
+  python3 -c "print(f'  --format $form vs JSON Lines, one thread: {($t-$s0)/$s0*100:+.0f}% (target <= +25%)')"
+done
 
 # The same traffic, every frame wrapped in VXLAN (synth_capture --vxlan):
 # the cost of peeling a tunnel, one thread, flows+TLS (target <= 10 %).

@@ -30,7 +30,7 @@ pub enum Cmd {
         /// pcap or pcapng files (plain, .gz or .zst), read in the order given as one timeline; `-` reads standard input.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// Where records go: `-` for standard output, or a file path; a path ending in `.zst` is written zstd-compressed as independent frames, flushed at least once a second.
+        /// Where records go: `-` for standard output, or a file path; a path ending in `.zst` is written zstd-compressed as independent frames, one ending in `.gz` gzip-compressed, both flushed at least once a second.
         #[arg(short, long, value_name = "PATH", default_value = "-")]
         output: String,
         /// Flow worker threads. 0 runs every stage on one thread with no channels. [default: pipeline.workers from the config, 2]
@@ -44,6 +44,8 @@ pub enum Cmd {
         /// Baseline from `blindspot baseline build`: long uninspected sessions it explains are not reported, and its facts are shown in each detection's context. [default: none; detections say `no_baseline`]
         #[arg(long, value_name = "FILE")]
         baseline: Option<PathBuf>,
+        #[command(flatten)]
+        form: FormatArg,
         /// Write, for each detection, a pcap of the first packets of its flows into this folder (created if needed), named `PATTERN-DETECTION_ID.pcap` as in the record's `evidence_file`; written after the replay, from a second read of the inputs. [default: none]
         #[arg(long, value_name = "DIR")]
         evidence: Option<PathBuf>,
@@ -77,6 +79,8 @@ pub enum Cmd {
         /// Baseline from `blindspot baseline build` (as for replay).
         #[arg(long, value_name = "FILE")]
         baseline: Option<PathBuf>,
+        #[command(flatten)]
+        form: FormatArg,
     },
     /// Baseline commands: learn what is normal per client fingerprint and destination.
     Baseline {
@@ -88,6 +92,14 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+}
+
+/// The output form.
+#[derive(clap::Args)]
+pub struct FormatArg {
+    /// Output form: `jsonl` (blindspot's records, the richest), `ocsf` (OCSF 1.8.0 events), `ecs` (Elastic Common Schema 8.17), `eve` (Suricata EVE JSON); see the README's "Output forms". [default: output.format from the config, jsonl]
+    #[arg(long, value_name = "FORM")]
+    pub format: Option<blindspot::output::Format>,
 }
 
 /// What `capture` reads and where its records go.

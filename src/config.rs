@@ -29,6 +29,7 @@ pub struct RawConfig {
     pub evidence: RawEvidence,
     pub capture: RawCapture,
     pub inputs: RawInputs,
+    pub sensor: RawSensor,
     /// Where the text came from (for error messages and relative paths).
     #[serde(skip)]
     pub origin: Origin,
@@ -337,6 +338,16 @@ pub struct RawOutput {
     pub prefix: String,
     /// Bytes of records the sensor's sink holds while writes fail.
     pub max_pending_bytes: usize,
+    /// The output form: `jsonl`, `ocsf`, `ecs` or `eve`.
+    pub format: crate::output::Format,
+}
+
+/// Who the sensor is, on every record (`observer`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSensor {
+    /// The sensor's name in records. [default: the host name]
+    pub name: Option<String>,
 }
 
 impl Default for RawOutput {
@@ -348,6 +359,7 @@ impl Default for RawOutput {
             rotate_interval_s: 3600,
             prefix: "blindspot".into(),
             max_pending_bytes: 64 << 20,
+            format: crate::output::Format::Jsonl,
         }
     }
 }
@@ -406,8 +418,13 @@ pub struct Config {
     /// `--baseline FILE`, loaded (command line only).
     pub baseline: Option<std::sync::Arc<crate::detect::baseline::Baseline>>,
     pub capture: CaptureSettings,
-    /// Draw replay's progress line (set when stderr is a terminal).
+    /// Draw replay's progress line and its end-of-run summary (set when
+    /// stderr is a terminal).
     pub progress: bool,
+    /// The output form (`output.format`, `--format`).
+    pub format: crate::output::Format,
+    /// `sensor.name`: the `observer` name on records (else the host name).
+    pub sensor_name: Option<String>,
 }
 
 impl Default for Config {
@@ -545,6 +562,20 @@ impl<'a> Problems<'a> {
 }
 
 impl RawConfig {
+    fn sensor_name(&self, p: &mut Problems) -> Option<String> {
+        let n = self.sensor.name.as_ref()?;
+        if n.is_empty() || n.len() > 255 || n.chars().any(char::is_control) {
+            p.key(
+                "sensor.name",
+                format!(
+                    "sensor.name = {n:?} must be 1 to 255 characters, none a control character"
+                ),
+            );
+            return None;
+        }
+        Some(n.clone())
+    }
+
     fn capture_settings(&self, p: &mut Problems) -> CaptureSettings {
         let c = &self.capture;
         let o = &self.output;
@@ -1000,6 +1031,8 @@ impl RawConfig {
             zstd_level: p.range("output.zstd_level", self.output.zstd_level, 1, 19),
             capture: self.capture_settings(p),
             progress: false,
+            format: self.output.format,
+            sensor_name: self.sensor_name(p),
             inspection: std::sync::Arc::new(self.inspection(p)),
             device_limits: crate::correlate::devices::DeviceLimits {
                 max_ips: p.range("devices.max_ips", self.devices.max_ips, 1, 100_000_000),

@@ -183,6 +183,26 @@ pub fn flow_table(data: &[u8]) {
     for r in &out {
         serde_json::to_string(r).expect("a record serialises");
     }
+    // Every output form writes one valid JSON object a record, whatever
+    // the packets said.
+    let obs = crate::output::observer::Observer::new(Some("fuzz"), &[]);
+    for form in [
+        crate::output::Format::Jsonl,
+        crate::output::Format::Ocsf,
+        crate::output::Format::Ecs,
+        crate::output::Format::Eve,
+    ] {
+        let mut enc = crate::output::Encoding::new(form, &obs);
+        let bytes = enc.encode(&out);
+        let lines = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+        let mut n = 0;
+        for l in lines {
+            let v: serde_json::Value = serde_json::from_slice(l).expect("a form writes JSON");
+            assert!(v.is_object(), "a form writes objects");
+            n += 1;
+        }
+        assert_eq!(n, out.len(), "one line a record in {}", form.name());
+    }
 }
 
 /// The same bytes as DHCPv4, DHCPv6, ARP and ICMPv6 (NDP) payloads, then

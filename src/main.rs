@@ -240,6 +240,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             user,
             inputs,
             baseline,
+            form,
         } => {
             // The same check as capture.user's, before anything is read.
             if let Some(u) = &user {
@@ -250,6 +251,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if user.is_some() {
                 cfg.capture.user = user;
             }
+            cfg.format = form.format.unwrap_or(cfg.format);
             // SIGHUP loads the same files again.
             let reload = || match setup(config.as_ref(), workers, &inputs, baseline.as_ref()) {
                 Ok(c) => Some(c),
@@ -269,8 +271,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             inputs,
             baseline,
             evidence,
+            form,
         } => {
             let mut cfg = setup(config.as_ref(), workers, &inputs, baseline.as_ref())?;
+            cfg.format = form.format.unwrap_or(cfg.format);
             cfg.evidence_dir = evidence;
             cfg.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             replay(&files, &cfg, &output)
@@ -326,6 +330,13 @@ fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<(), Failure> 
 
 #[cfg(unix)]
 fn capture(cfg: &Config, a: SensorArgs, reload: blindspot::sensor::Reload) -> Result<(), Failure> {
+    if a.output.ends_with(".gz") {
+        return Err(format!(
+            "-o {}: capture does not write gzip (its files are reopened and appended to); use a path ending in .zst, or a folder",
+            a.output
+        )
+        .into());
+    }
     let duration = match a.duration {
         Some(d) if d.is_finite() && d > 0.0 && d < 1e9 => {
             Some(std::time::Duration::from_secs_f64(d))

@@ -257,6 +257,8 @@ pub struct TlsRecord {
     pub version: Option<String>,
     /// Chosen cipher suite, `0x` + 4 hex digits.
     pub cipher: Option<String>,
+    /// Its IANA name (`TLS_AES_128_GCM_SHA256`); null when unassigned.
+    pub cipher_name: Option<&'static str>,
     pub alpn_selected: Option<String>,
     pub ja3: Option<String>,
     pub ja3_string: Option<String>,

@@ -242,6 +242,23 @@ impl Timestamp {
 }
 
 /// Seconds with microsecond precision, for `duration` fields.
+/// Unix seconds (negative before 1970, as certificates may say) as RFC
+/// 3339 UTC to the second: `2025-01-31T00:00:00Z`. Certificate validity
+/// reaches past what [`Timestamp`] holds (year 9999 is common), so this
+/// takes the seconds themselves; years outside 0..=9999 are clamped to
+/// their four digits' range.
+pub fn rfc3339_secs(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    let y = y.clamp(0, 9999);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
 pub fn nanos_to_secs_f64(n: Nanos) -> f64 {
     (n / 1_000) as f64 / 1e6
 }
@@ -249,6 +266,16 @@ pub fn nanos_to_secs_f64(n: Nanos) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_seconds_as_rfc3339() {
+        // `date -u -d @N +%FT%TZ` gives these (the last is X.509's largest
+        // GeneralizedTime, 99991231235959Z).
+        assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_secs(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339_secs(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_secs(253_402_300_799), "9999-12-31T23:59:59Z");
+    }
 
     #[test]
     fn compact_names_the_second() {

@@ -18,17 +18,7 @@ fn pcap() -> PathBuf {
 }
 
 fn inputs() -> Vec<String> {
-    let f = |n: &str| fixture(&format!("detect/{n}")).display().to_string();
-    vec![
-        "--config".into(),
-        f("config.toml"),
-        "--mdm".into(),
-        f("mdm.json"),
-        "--apps".into(),
-        f("catalog.json"),
-        "--app-events".into(),
-        f("app-events.jsonl"),
-    ]
+    scenario_inputs()
 }
 
 fn run(workers: usize, extra: &[String]) -> Vec<Value> {

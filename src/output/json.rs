@@ -111,7 +111,7 @@ fn str_contents(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-fn string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     str_contents(out, s);
@@ -123,7 +123,7 @@ fn int<I: itoa::Integer>(out: &mut Vec<u8>, v: I) {
 }
 
 /// serde_json writes non-finite floats as `null`.
-fn float<F: zmij::Float>(out: &mut Vec<u8>, v: F, finite: bool) {
+pub(crate) fn float<F: zmij::Float>(out: &mut Vec<u8>, v: F, finite: bool) {
     if finite {
         out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
     } else {
@@ -132,7 +132,7 @@ fn float<F: zmij::Float>(out: &mut Vec<u8>, v: F, finite: bool) {
 }
 
 /// `Display` output as a string, escaped as it is written.
-fn display<T: ?Sized + Display>(out: &mut Vec<u8>, v: &T) -> Result<(), Error> {
+pub(crate) fn display<T: ?Sized + Display>(out: &mut Vec<u8>, v: &T) -> Result<(), Error> {
     out.push(b'"');
     fmt::write(&mut Escaping(out), format_args!("{v}"))
         .map_err(|_| Error("a Display impl failed".into()))?;

@@ -1,4 +1,4 @@
-//! Sinks: where JSON Lines go.
+//! Sinks: where records go, and the forms they are written in.
 //!
 //! One sink owns the output. It receives records in batches and encodes
 //! them itself ([`Encoder`]: the encoding stage runs where the sink runs),
@@ -6,11 +6,25 @@
 //! time (output durability is about the wall clock, not packet time). A path
 //! ending in `.zst` is written as independent zstd frames, one per flush, so
 //! `zstdcat` reads a file that is still being written and a crash loses at
-//! most the last interval.
+//! most the last interval; a path ending in `.gz` is gzip, sync-flushed at
+//! the same times (so `zcat` reads it while it grows).
+//!
+//! Forms ([`Format`]): blindspot's JSON Lines (the default and the
+//! richest), OCSF (`ocsf`), ECS (`ecs`) and Suricata EVE (`eve`), each an
+//! [`Encoder`]; every record of every form carries the sensor
+//! ([`observer::Observer`]).
 
+pub mod builder;
+pub mod ecs;
+pub mod eve;
+pub mod extras;
 pub mod json;
+pub mod names;
+pub mod observer;
+pub mod ocsf;
 pub mod progress;
 pub mod rotate;
+pub mod summary;
 pub mod zstd_framed;
 
 use crate::record::Record;
@@ -23,6 +37,7 @@ enum Target {
     Stdout(BufWriter<io::Stdout>),
     Plain(BufWriter<File>),
     Zstd(zstd_framed::FramedZstd<File>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
 }
 
 pub struct Sink {
@@ -32,6 +47,8 @@ pub struct Sink {
     last_flush: Instant,
     pub bytes_written: u64,
     name: String,
+    /// Replay on a terminal: what was written, for the end-of-run summary.
+    summary: Option<summary::Tally>,
 }
 
 impl Sink {
@@ -45,6 +62,11 @@ impl Sink {
             let file = File::create(&path)?;
             if is_zst(&path) {
                 Target::Zstd(zstd_framed::FramedZstd::new(file, zstd_level)?)
+            } else if is_gz(&path) {
+                Target::Gzip(flate2::write::GzEncoder::new(
+                    BufWriter::with_capacity(256 << 10, file),
+                    flate2::Compression::default(),
+                ))
             } else {
                 Target::Plain(BufWriter::with_capacity(256 << 10, file))
             }
@@ -56,7 +78,21 @@ impl Sink {
             last_flush: Instant::now(),
             bytes_written: 0,
             name: spec.to_string(),
+            summary: None,
         })
+    }
+
+    /// Writes records in `encoding`'s form (JSON Lines until this is called).
+    pub fn with_encoding(mut self, encoding: Encoding) -> Sink {
+        self.encoding = encoding;
+        self
+    }
+
+    /// Prints the end-of-run summary on standard error at [`Sink::finish`]
+    /// (replay, when standard error is a terminal).
+    pub fn with_summary(mut self, on: bool) -> Sink {
+        self.summary = on.then(summary::Tally::default);
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -65,12 +101,16 @@ impl Sink {
 
     /// Encodes a batch of records and writes it.
     pub fn write_records(&mut self, batch: &[Record]) -> io::Result<()> {
+        if let Some(t) = &mut self.summary {
+            t.add(batch);
+        }
         let block = self.encoding.encode(batch);
         self.bytes_written += block.len() as u64;
         match &mut self.target {
             Target::Stdout(w) => w.write_all(block)?,
             Target::Plain(w) => w.write_all(block)?,
             Target::Zstd(z) => z.write_all(block)?,
+            Target::Gzip(g) => g.write_all(block)?,
         }
         self.flush_if_due()
     }
@@ -89,6 +129,8 @@ impl Sink {
             Target::Stdout(w) => w.flush(),
             Target::Plain(w) => w.flush(),
             Target::Zstd(z) => z.flush(),
+            // A sync flush: what is written so far decompresses.
+            Target::Gzip(g) => g.flush(),
         }
     }
 
@@ -98,8 +140,15 @@ impl Sink {
 
     pub fn finish(mut self) -> io::Result<()> {
         self.flush()?;
-        if let Target::Zstd(z) = self.target {
-            z.finish()?;
+        match self.target {
+            Target::Zstd(z) => {
+                z.finish()?;
+            }
+            Target::Gzip(g) => g.finish()?.flush()?,
+            Target::Stdout(_) | Target::Plain(_) => {}
+        }
+        if let Some(t) = &self.summary {
+            t.print(&self.name);
         }
         Ok(())
     }
@@ -107,18 +156,73 @@ impl Sink {
 
 /// The encoding stage: a record in, the bytes of one output form out. It
 /// runs where the sink runs (the sink's thread in replay and capture), never
-/// on the correlator. JSON Lines is the form today; another form is one more
-/// implementation (OCSF, ECS and EVE are issue 21).
+/// on the correlator. Each form is one implementation.
 pub trait Encoder: Send {
     fn encode(&mut self, r: &Record, out: &mut Vec<u8>);
 }
 
-/// blindspot's own form: one JSON object a line (README "Records").
-pub struct JsonLines;
+/// The output forms (`--format`, config `output.format`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Deserialize,
+    serde::Serialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// blindspot's own records (README "Records").
+    #[default]
+    Jsonl,
+    /// OCSF 1.8.0 events.
+    Ocsf,
+    /// Elastic Common Schema documents.
+    Ecs,
+    /// Suricata EVE JSON.
+    Eve,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jsonl => "jsonl",
+            Format::Ocsf => "ocsf",
+            Format::Ecs => "ecs",
+            Format::Eve => "eve",
+        }
+    }
+}
+
+/// blindspot's own form: one JSON object a line (README "Records"), with
+/// the `observer` object added at its end.
+pub struct JsonLines {
+    observer: Vec<u8>,
+}
 
 impl Encoder for JsonLines {
     fn encode(&mut self, r: &Record, out: &mut Vec<u8>) {
         r.write_json(out);
+        // `...}\n` → `...,"observer":{...}}\n`: every record is an object.
+        if out.ends_with(b"}\n") {
+            out.truncate(out.len() - 2);
+            out.push(b',');
+            out.extend_from_slice(&self.observer);
+            out.extend_from_slice(b"}\n");
+        }
+    }
+}
+
+/// A detection's severity from its score (0–100), the same in every form:
+/// `high` from 70, `medium` from 40, else `low`.
+pub fn severity(score: u8) -> &'static str {
+    match score {
+        70.. => "high",
+        40.. => "medium",
+        _ => "low",
     }
 }
 
@@ -130,11 +234,32 @@ pub struct Encoding {
 }
 
 impl Encoding {
+    /// JSON Lines with the observer of a replay named by the host name.
     pub fn json_lines() -> Self {
+        Self::new(Format::Jsonl, &observer::Observer::new(None, &[]))
+    }
+
+    pub fn new(format: Format, observer: &observer::Observer) -> Self {
+        let encoder: Box<dyn Encoder> = match format {
+            Format::Jsonl => Box::new(JsonLines {
+                observer: observer.jsonl_member(),
+            }),
+            Format::Ocsf => Box::new(ocsf::Ocsf::new(observer)),
+            Format::Ecs => Box::new(ecs::Ecs::new(observer)),
+            Format::Eve => Box::new(eve::Eve::new(observer)),
+        };
         Encoding {
-            encoder: Box::new(JsonLines),
+            encoder,
             buf: Vec::with_capacity(512 << 10),
         }
+    }
+
+    /// The form `cfg` asks for, with the sensor `cfg` names watching `interfaces`.
+    pub fn for_config(cfg: &crate::config::Config, interfaces: &[String]) -> Self {
+        Self::new(
+            cfg.format,
+            &observer::Observer::new(cfg.sensor_name.as_deref(), interfaces),
+        )
     }
 
     pub fn encode(&mut self, batch: &[Record]) -> &[u8] {
@@ -148,4 +273,8 @@ impl Encoding {
 
 fn is_zst(p: &Path) -> bool {
     p.extension().is_some_and(|e| e == "zst")
+}
+
+fn is_gz(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e == "gz")
 }

@@ -240,7 +240,10 @@ impl Reader {
 
 /// Replays `files` into the sink named `output`.
 pub fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<Outcome, OutputError> {
-    let sink = Sink::open(output, cfg.flush_interval_ms, cfg.zstd_level).map_err(OutputError)?;
+    let sink = Sink::open(output, cfg.flush_interval_ms, cfg.zstd_level)
+        .map_err(OutputError)?
+        .with_encoding(crate::output::Encoding::for_config(cfg, &[]))
+        .with_summary(cfg.progress);
     let (mut outcome, wants) = if cfg.workers == 0 {
         replay_inline(files, cfg, sink)?
     } else {

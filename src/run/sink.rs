@@ -40,13 +40,13 @@ pub fn replay(rx: Receiver<ToSink>, mut sink: Sink, spare: Sender<RecordBatch>) 
 pub fn live(
     rx: Receiver<ToSink>,
     mut sink: LiveSink,
+    mut encoding: crate::output::Encoding,
     hup: &AtomicBool,
     stop: &AtomicBool,
     flush: Duration,
     max_pending: usize,
 ) -> std::io::Result<()> {
     let mut last_flush = Instant::now();
-    let mut encoding = crate::output::Encoding::json_lines();
     let mut failing: Option<(Instant, Instant)> = None; // (since, last report)
     // The correlator waits for everything before this to be written.
     let mut sync: Option<Sender<()>> = None;

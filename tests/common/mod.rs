@@ -78,6 +78,23 @@ pub fn all_captures() -> Vec<PathBuf> {
     v
 }
 
+/// The detection scenario's input files (fixtures/detect): its config, MDM
+/// inventory, app catalog and app events, as replay arguments.
+#[allow(dead_code)]
+pub fn scenario_inputs() -> Vec<String> {
+    let f = |n: &str| fixture(&format!("detect/{n}")).display().to_string();
+    vec![
+        "--config".into(),
+        f("config.toml"),
+        "--mdm".into(),
+        f("mdm.json"),
+        "--apps".into(),
+        f("catalog.json"),
+        "--app-events".into(),
+        f("app-events.jsonl"),
+    ]
+}
+
 pub fn blindspot(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_blindspot"))
         .args(args)

@@ -449,6 +449,7 @@ impl QuicState {
                 inferred: false,
                 level: alert.map(|_| 2),
                 description: alert,
+                description_name: alert.and_then(crate::output::names::alert),
             });
         }
         t

@@ -47,6 +47,9 @@ pub struct Chain {
     /// Validity, Unix seconds.
     pub not_before: Option<i64>,
     pub not_after: Option<i64>,
+    /// The same validity as RFC 3339 UTC (`2025-01-31T00:00:00Z`).
+    pub not_before_rfc3339: Option<String>,
+    pub not_after_rfc3339: Option<String>,
     pub sha256: String,
     /// Certificates in the message (all of them, also past [`MAX_CERTS`]).
     pub chain_length: u32,
@@ -86,6 +89,8 @@ impl Chain {
                     chain.serial = Some(serial_hex(c.raw_serial()));
                     chain.not_before = Some(c.validity().not_before.timestamp());
                     chain.not_after = Some(c.validity().not_after.timestamp());
+                    chain.not_before_rfc3339 = chain.not_before.map(crate::time::rfc3339_secs);
+                    chain.not_after_rfc3339 = chain.not_after.map(crate::time::rfc3339_secs);
                     if let Ok(Some(san)) = c.subject_alternative_name() {
                         for n in &san.value.general_names {
                             let s = match n {

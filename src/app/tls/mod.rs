@@ -56,6 +56,8 @@ pub struct Alert {
     pub inferred: bool,
     pub level: Option<u8>,
     pub description: Option<u8>,
+    /// The IANA name of `description` (`handshake_failure`, `unknown_ca`, ...).
+    pub description_name: Option<&'static str>,
 }
 
 /// What one record (or handshake message) was, for the outcome rules and
@@ -436,6 +438,7 @@ impl TlsState {
                                 inferred: false,
                                 level,
                                 description,
+                                description_name: description.and_then(crate::output::names::alert),
                             });
                         }
                         self.push_event(

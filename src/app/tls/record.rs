@@ -89,6 +89,7 @@ pub fn record(
         client_max_version: ch.map(|c| version_name(c.max_version())),
         version: sh.map(|s| version_name(s.version)),
         cipher: sh.map(|s| format!("0x{:04x}", s.cipher)),
+        cipher_name: sh.and_then(|s| crate::output::names::cipher_suite(s.cipher)),
         alpn_selected: sh.and_then(|s| s.alpn.clone()),
         ja3: fp.as_ref().map(|f| f.ja3.clone()),
         ja3_string: fp.as_ref().map(|f| f.ja3_string.clone()),

@@ -272,6 +272,7 @@ pub fn summarize(events: &[Event], f: &Facts) -> Summary {
             inferred: true,
             level: None,
             description: None,
+            description_name: None,
         };
         if response_is_alert && let Some(r) = response {
             inferred_alerts.push(mk(0, events[r].ev_len(), events[r].ts));
