@@ -87,6 +87,15 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: BaselineCmd,
     },
+    /// A page a person reads from records (JSON Lines, plain, .zst or .gz): detections by severity with evidence and limits, devices, apps, beacon and rejection timelines, the coverage record's blind spots, destinations' inspection state. One self-contained HTML file (no script, no network) with `-o FILE`; Markdown tables on stdout without `-o` or with `-o -`.
+    Report {
+        /// Record files, read in order.
+        #[arg(required = true, value_name = "RECORDS")]
+        files: Vec<PathBuf>,
+        /// The HTML file to write; `-` or absent: Markdown on stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]

@@ -33,6 +33,7 @@ pub mod fuzzing;
 pub mod inputs;
 pub mod output;
 pub mod record;
+pub mod report;
 pub mod run;
 #[cfg(unix)]
 pub mod sensor;

@@ -224,6 +224,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Cmd::Baseline {
             cmd: BaselineCmd::Build { files, output },
         } => baseline_build(&files, &output),
+        Cmd::Report { files, output } => report(&files, output.as_deref()),
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => {
@@ -301,6 +302,23 @@ fn baseline_build(files: &[PathBuf], output: &std::path::Path) -> Result<(), Fai
         }
     );
     Ok(())
+}
+
+fn report(files: &[PathBuf], output: Option<&std::path::Path>) -> Result<(), Failure> {
+    let sum = blindspot::report::Summary::read(files)?;
+    match output {
+        Some(p) if p.as_os_str() != "-" => std::fs::write(p, blindspot::report::html::render(&sum))
+            .map_err(|e| format!("{}: cannot write: {e}", p.display()).into()),
+        _ => {
+            match std::io::stdout().write_all(blindspot::report::markdown::render(&sum).as_bytes())
+            {
+                Err(e) if e.kind() != ErrorKind::BrokenPipe => {
+                    Err(format!("cannot write stdout: {e}").into())
+                }
+                _ => Ok(()),
+            }
+        }
+    }
 }
 
 fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<(), Failure> {

@@ -124,6 +124,59 @@ fn open(path: &Path) -> Result<Box<dyn BufRead>, String> {
     Ok(Box::new(BufReader::with_capacity(256 << 10, r)))
 }
 
+/// What [`for_each_record`] read.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadCounts {
+    /// Lines that were JSON.
+    pub records: u64,
+    /// Lines that were not (skipped).
+    pub bad_lines: u64,
+}
+
+/// Reads record files written by `blindspot replay` or `capture` (JSON
+/// Lines, plain, .zst or .gz) in order, one parsed line at a time, each
+/// line bounded by 16 MiB: `baseline build` and `report` read through it.
+pub fn for_each_record(
+    files: &[std::path::PathBuf],
+    mut each: impl FnMut(&serde_json::Value),
+) -> Result<ReadCounts, String> {
+    let mut counts = ReadCounts::default();
+    for path in files {
+        let mut r = open(path)?;
+        let mut line = String::new();
+        let mut n = 0u64;
+        loop {
+            line.clear();
+            n += 1;
+            // A line is read with a bound: a file with no newline (or
+            // /dev/zero) is refused, not held in memory whole.
+            match r.by_ref().take(MAX_LINE_BYTES + 1).read_line(&mut line) {
+                Ok(0) => break,
+                Ok(k) if k as u64 > MAX_LINE_BYTES => {
+                    return Err(format!(
+                        "{}:{n}: a line longer than {}: not a records file from `blindspot replay`",
+                        path.display(),
+                        crate::bounded::human(MAX_LINE_BYTES)
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("{}:{n}: cannot read: {e}", path.display())),
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(v) => {
+                    counts.records += 1;
+                    each(&v);
+                }
+                Err(_) => counts.bad_lines += 1,
+            }
+        }
+    }
+    Ok(counts)
+}
+
 impl Baseline {
     pub fn get(&self, ja4: &str, dest: &str) -> Option<&Entry> {
         self.entries.get(&(ja4.to_string(), dest.to_string()))
@@ -148,102 +201,72 @@ impl Baseline {
         let mut acc: HashMap<(String, String), Acc> = HashMap::new();
         // flow_id → (ja4, destination, outcome, inspection state)
         let mut pending: HashMap<String, (String, String, String, &'static str)> = HashMap::new();
-        for path in files {
-            let mut r = open(path)?;
-            let mut line = String::new();
-            let mut n = 0u64;
-            loop {
-                line.clear();
-                n += 1;
-                // A line is read with a bound: a file with no newline (or
-                // /dev/zero) is refused, not held in memory whole.
-                match r.by_ref().take(MAX_LINE_BYTES + 1).read_line(&mut line) {
-                    Ok(0) => break,
-                    Ok(k) if k as u64 > MAX_LINE_BYTES => {
-                        return Err(format!(
-                            "{}:{n}: a line longer than {}: not a records file from `blindspot replay`",
-                            path.display(),
-                            crate::bounded::human(MAX_LINE_BYTES)
-                        ));
+        let read = for_each_record(files, |v| {
+            let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+            match v.get("type").and_then(|t| t.as_str()) {
+                Some("tls") => {
+                    let (Some(id), Some(outcome)) = (s("flow_id"), s("outcome")) else {
+                        return;
+                    };
+                    // Keyed exactly as the detector keys a session.
+                    let name = s("sni")
+                        .map(|n| super::normal_name(&n))
+                        .or_else(|| s("proxy_connect").map(|c| super::connect_host(&c)));
+                    let ip = s("dst_ip")
+                        .and_then(|i| i.parse().ok())
+                        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+                    let port = v.get("dst_port").and_then(|p| p.as_u64()).unwrap_or(0) as u16;
+                    let dest = super::destination_key(name.as_deref(), ip, port);
+                    let insp = match v.get("inspected").and_then(|x| x.as_bool()) {
+                        Some(true) => "inspected",
+                        Some(false) => "not_inspected",
+                        None => "hidden",
+                    };
+                    if pending.len() >= MAX_PENDING {
+                        rep.pending_over_cap += 1;
+                        return;
                     }
-                    Ok(_) => {}
-                    Err(e) => return Err(format!("{}:{n}: cannot read: {e}", path.display())),
+                    pending.insert(id, (s("ja4").unwrap_or_default(), dest, outcome, insp));
                 }
-                if line.trim().is_empty() {
-                    continue;
+                Some("flow") => {
+                    let Some((ja4, dest, outcome, insp)) =
+                        s("flow_id").and_then(|id| pending.remove(&id))
+                    else {
+                        return;
+                    };
+                    let dur = v.get("duration").and_then(|d| d.as_f64()).unwrap_or(0.0);
+                    let bytes = ["orig", "resp"]
+                        .iter()
+                        .filter_map(|k| v.get(*k)?.get("payload_bytes")?.as_u64())
+                        .sum::<u64>() as f64;
+                    let key = (ja4.clone(), dest.clone());
+                    if !acc.contains_key(&key) && acc.len() >= MAX_KEYS {
+                        rep.keys_over_cap += 1;
+                        return;
+                    }
+                    let a = acc.entry(key).or_insert_with(|| Acc {
+                        entry: Entry {
+                            ja4,
+                            destination: dest,
+                            ..Entry::default()
+                        },
+                        durations: Vec::new(),
+                        bytes: Vec::new(),
+                    });
+                    rep.sessions += 1;
+                    a.entry.sessions += 1;
+                    *a.entry.inspection.entry(insp.to_string()).or_default() += 1;
+                    *a.entry.outcomes.entry(outcome).or_default() += 1;
+                    if a.durations.len() < MAX_SAMPLES {
+                        a.durations.push(dur);
+                        a.bytes.push(bytes);
+                    }
                 }
-                let v: serde_json::Value = match serde_json::from_str(&line) {
-                    Ok(v) => v,
-                    Err(_) => {
-                        rep.bad_lines += 1;
-                        continue;
-                    }
-                };
-                rep.records += 1;
-                let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-                match v.get("type").and_then(|t| t.as_str()) {
-                    Some("tls") => {
-                        let (Some(id), Some(outcome)) = (s("flow_id"), s("outcome")) else {
-                            continue;
-                        };
-                        // Keyed exactly as the detector keys a session.
-                        let name = s("sni")
-                            .map(|n| super::normal_name(&n))
-                            .or_else(|| s("proxy_connect").map(|c| super::connect_host(&c)));
-                        let ip = s("dst_ip")
-                            .and_then(|i| i.parse().ok())
-                            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-                        let port = v.get("dst_port").and_then(|p| p.as_u64()).unwrap_or(0) as u16;
-                        let dest = super::destination_key(name.as_deref(), ip, port);
-                        let insp = match v.get("inspected").and_then(|x| x.as_bool()) {
-                            Some(true) => "inspected",
-                            Some(false) => "not_inspected",
-                            None => "hidden",
-                        };
-                        if pending.len() >= MAX_PENDING {
-                            rep.pending_over_cap += 1;
-                            continue;
-                        }
-                        pending.insert(id, (s("ja4").unwrap_or_default(), dest, outcome, insp));
-                    }
-                    Some("flow") => {
-                        let Some((ja4, dest, outcome, insp)) =
-                            s("flow_id").and_then(|id| pending.remove(&id))
-                        else {
-                            continue;
-                        };
-                        let dur = v.get("duration").and_then(|d| d.as_f64()).unwrap_or(0.0);
-                        let bytes = ["orig", "resp"]
-                            .iter()
-                            .filter_map(|k| v.get(*k)?.get("payload_bytes")?.as_u64())
-                            .sum::<u64>() as f64;
-                        let key = (ja4.clone(), dest.clone());
-                        if !acc.contains_key(&key) && acc.len() >= MAX_KEYS {
-                            rep.keys_over_cap += 1;
-                            continue;
-                        }
-                        let a = acc.entry(key).or_insert_with(|| Acc {
-                            entry: Entry {
-                                ja4,
-                                destination: dest,
-                                ..Entry::default()
-                            },
-                            durations: Vec::new(),
-                            bytes: Vec::new(),
-                        });
-                        rep.sessions += 1;
-                        a.entry.sessions += 1;
-                        *a.entry.inspection.entry(insp.to_string()).or_default() += 1;
-                        *a.entry.outcomes.entry(outcome).or_default() += 1;
-                        if a.durations.len() < MAX_SAMPLES {
-                            a.durations.push(dur);
-                            a.bytes.push(bytes);
-                        }
-                    }
-                    _ => {}
-                }
+                _ => {}
             }
-        }
+        })?;
+        rep.records = read.records;
+        rep.bad_lines = read.bad_lines;
         let mut b = Baseline::default();
         for (k, mut a) in acc {
             a.entry.duration_s = Spread::of(&mut a.durations);
