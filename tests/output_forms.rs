@@ -80,6 +80,7 @@ fn ecs_field_names_are_ecs_or_documented_custom() {
         "flow",
         "tls",
         "dhcp",
+        "dns",
         "device",
         "detection",
         "coverage",
@@ -302,4 +303,91 @@ fn gzip_output_and_the_format_key() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("gzip"), "{err}");
+}
+
+/// DNS in every form says what the `dns` records say: per transaction the
+/// query name, the response code and the answers' data, the same in OCSF
+/// DNS Activity (4003), EVE `dns` (v3) and ECS `dns.*`.
+#[test]
+fn dns_transactions_agree_across_forms() {
+    let cap = fixture("dns/dns-names.pcap");
+    let files = [cap.as_path()];
+    let key = |q: Option<&str>, rcode: Option<&str>, data: Vec<String>| {
+        let mut data = data;
+        data.sort();
+        format!(
+            "{} {} {}",
+            q.unwrap_or("-"),
+            rcode.unwrap_or("-"),
+            data.join(",")
+        )
+    };
+    let strs = |v: &Value, k: &str| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x[k].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut sets: Vec<(&str, Vec<String>)> = Vec::new();
+    let mut jl: Vec<String> = of_type(&replay_form(&files, "jsonl", &[]), "dns")
+        .iter()
+        .map(|d| {
+            key(
+                d["query"].as_str(),
+                d["rcode_name"].as_str(),
+                strs(&d["answers"], "data"),
+            )
+        })
+        .collect();
+    jl.sort();
+    assert!(jl.len() >= 9, "{jl:?}");
+    let mut ocsf: Vec<String> = replay_form(&files, "ocsf", &[])
+        .iter()
+        .filter(|e| e["class_uid"] == 4003)
+        .map(|e| {
+            key(
+                e["query"]["hostname"].as_str(),
+                e["rcode"].as_str(),
+                strs(&e["answers"], "rdata")
+                    .into_iter()
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            )
+        })
+        .collect();
+    ocsf.sort();
+    sets.push(("ocsf", ocsf));
+    let mut eve: Vec<String> = replay_form(&files, "eve", &[])
+        .iter()
+        .filter(|e| e["event_type"] == "dns")
+        .map(|e| {
+            let q = e["dns"]["queries"][0]["rrname"].as_str();
+            key(
+                q,
+                e["dns"]["rcode"].as_str(),
+                strs(&e["dns"]["answers"], "rdata"),
+            )
+        })
+        .collect();
+    eve.sort();
+    sets.push(("eve", eve));
+    let mut ecs: Vec<String> = replay_form(&files, "ecs", &[])
+        .iter()
+        .filter(|e| e["event"]["dataset"] == "blindspot.dns")
+        .map(|e| {
+            key(
+                e["dns"]["question"]["name"].as_str(),
+                e["dns"]["response_code"].as_str(),
+                strs(&e["dns"]["answers"], "data"),
+            )
+        })
+        .collect();
+    ecs.sort();
+    sets.push(("ecs", ecs));
+    for (form, got) in sets {
+        assert_eq!(got, jl, "{form}");
+    }
 }

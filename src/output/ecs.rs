@@ -12,7 +12,8 @@ use super::builder::{Obj, members};
 use super::names;
 use super::observer::Observer;
 use crate::record::{
-    DetectionRecord, DeviceRecord, DhcpBody, DhcpRecord, FlowRecord, Mac, Record, TlsRecord,
+    DetectionRecord, DeviceRecord, DhcpBody, DhcpRecord, DnsRecord, FlowRecord, Mac, Record,
+    TlsRecord,
 };
 use crate::time::Timestamp;
 use std::net::IpAddr;
@@ -231,6 +232,67 @@ impl Ecs {
         super::extras::dhcp(&mut r, d);
     }
 
+    /// ECS `dns.*`: one event per transaction (`dns.type` answer when
+    /// answered, else query).
+    fn dns(&self, d: &DnsRecord, out: &mut Vec<u8>) {
+        let mut o = Obj::new(out);
+        self.head(
+            &mut o,
+            d.ts,
+            "event",
+            &["network"],
+            &["protocol", "info"],
+            "blindspot.dns",
+            |_| {},
+        );
+        side(&mut o, "source", d.src_ip, d.src_port, None);
+        side(&mut o, "destination", d.dst_ip, d.dst_port, None);
+        network(&mut o, d.proto, None, d.src_ip, Some("dns"));
+        {
+            let mut n = o.obj("dns");
+            n.str("type", if d.rcode.is_some() { "answer" } else { "query" })
+                .str("id", &d.trans_id.to_string())
+                .opt_str("op_code", if d.opcode == 0 { Some("QUERY") } else { None })
+                .opt_str("response_code", d.rcode_name);
+            let flags: Vec<&str> = [("AA", d.aa), ("TC", d.tc), ("RD", d.rd), ("RA", d.ra)]
+                .into_iter()
+                .filter(|(_, on)| *on)
+                .map(|(f, _)| f)
+                .collect();
+            if !flags.is_empty() {
+                n.strs("header_flags", &flags);
+            }
+            if let Some(q) = &d.query {
+                let mut qo = n.obj("question");
+                qo.str("name", q)
+                    .opt_str("type", d.qtype_name)
+                    .opt_str("class", d.qclass_name);
+            }
+            if !d.answers.is_empty() {
+                let mut a = n.arr("answers");
+                for x in &d.answers {
+                    a.obj()
+                        .str("name", &x.name)
+                        .opt_str("type", x.type_name)
+                        .u64("ttl", u64::from(x.ttl))
+                        .opt_str("data", x.data.as_deref());
+                }
+            }
+            let ips: Vec<&str> = d
+                .answers
+                .iter()
+                .filter(|x| matches!(x.type_name, Some("A" | "AAAA")))
+                .filter_map(|x| x.data.as_deref())
+                .collect();
+            if !ips.is_empty() {
+                n.strs("resolved_ip", &ips);
+            }
+        }
+        let mut b = o.obj("blindspot");
+        b.str("type", "dns").raw_members(&self.interfaces);
+        b.ser("dns", d);
+    }
+
     fn device(&self, d: &DeviceRecord, out: &mut Vec<u8>) {
         let mut o = Obj::new(out);
         self.head(
@@ -364,9 +426,7 @@ impl Encoder for Ecs {
             Record::Detection(d) => self.detection(d, out),
             Record::Coverage(c) => self.metric(r, c.ts, out),
             Record::Stats(s) => self.metric(r, s.ts, out),
-            // DNS Activity (OCSF 4003), ECS dns.* and EVE dns are not mapped yet:
-            // the record goes out whole under the form's blindspot-only key.
-            Record::Dns(d) => self.metric(r, d.ts, out),
+            Record::Dns(d) => self.dns(d, out),
         }
         out.push(b'\n');
     }

@@ -12,7 +12,8 @@ use super::builder::Obj;
 use super::names;
 use super::observer::Observer;
 use crate::record::{
-    DetectionRecord, DeviceRecord, DhcpBody, DhcpRecord, FlowId, FlowRecord, Mac, Record, TlsRecord,
+    DetectionRecord, DeviceRecord, DhcpBody, DhcpRecord, DnsRecord, FlowId, FlowRecord, Mac,
+    Record, TlsRecord,
 };
 use crate::time::Timestamp;
 use std::net::IpAddr;
@@ -273,6 +274,51 @@ impl Eve {
         super::extras::tls(&mut b, t);
     }
 
+    /// Suricata 8's DNS v3 event: one per transaction, `response` when
+    /// answered (with its queries and answers), else `request`.
+    fn dns(&self, d: &DnsRecord, out: &mut Vec<u8>) {
+        let mut o = Obj::new(out);
+        self.head(&mut o, d.ts, "dns");
+        tuple(
+            &mut o, d.flow_id, d.src_ip, d.src_port, d.dst_ip, d.dst_port, d.proto, None,
+        );
+        o.str("app_proto", "dns");
+        {
+            let mut h = o.obj("dns");
+            let answered = d.rcode.is_some();
+            h.u64("version", 3)
+                .str("type", if answered { "response" } else { "request" })
+                .u64("id", u64::from(d.trans_id));
+            if answered {
+                h.bool("qr", true)
+                    .bool("aa", d.aa)
+                    .bool("tc", d.tc)
+                    .bool("rd", d.rd)
+                    .bool("ra", d.ra)
+                    .opt_str("rcode", d.rcode_name);
+            } else {
+                h.bool("rd", d.rd);
+            }
+            h.u64("opcode", u64::from(d.opcode));
+            if let Some(q) = &d.query {
+                let mut qs = h.arr("queries");
+                qs.obj().str("rrname", q).opt_str("rrtype", d.qtype_name);
+            }
+            if !d.answers.is_empty() {
+                let mut a = h.arr("answers");
+                for x in &d.answers {
+                    a.obj()
+                        .str("rrname", &x.name)
+                        .opt_str("rrtype", x.type_name)
+                        .u64("ttl", u64::from(x.ttl))
+                        .opt_str("rdata", x.data.as_deref());
+                }
+            }
+        }
+        let mut b = self.blindspot(&mut o, "dns");
+        b.ser("dns", d);
+    }
+
     fn dhcp(&self, d: &DhcpRecord, out: &mut Vec<u8>) {
         let mut o = Obj::new(out);
         self.head(&mut o, d.ts, "dhcp");
@@ -427,9 +473,7 @@ impl Encoder for Eve {
             Record::Detection(d) => self.detection(d, out),
             Record::Coverage(c) => self.other(r, c.ts, out),
             Record::Stats(s) => self.other(r, s.ts, out),
-            // DNS Activity (OCSF 4003), ECS dns.* and EVE dns are not mapped yet:
-            // the record goes out whole under the form's blindspot-only key.
-            Record::Dns(d) => self.other(r, d.ts, out),
+            Record::Dns(d) => self.dns(d, out),
         }
         out.push(b'\n');
     }

@@ -19,8 +19,8 @@ use super::builder::Obj;
 use super::names;
 use super::observer::{Observer, VERSION};
 use crate::record::{
-    DetectionRecord, DeviceObject, DeviceRecord, DhcpBody, DhcpRecord, FlowRecord, Record,
-    TlsRecord,
+    DetectionRecord, DeviceObject, DeviceRecord, DhcpBody, DhcpRecord, DnsRecord, FlowRecord,
+    Record, TlsRecord,
 };
 use crate::time::Timestamp;
 use std::net::IpAddr;
@@ -358,6 +358,66 @@ impl Ocsf {
         super::extras::dhcp(&mut u, d);
     }
 
+    /// DNS Activity (4003): one event per transaction, `Traffic` when
+    /// answered, `Query` when not.
+    fn dns(&self, d: &DnsRecord, out: &mut Vec<u8>) {
+        let activity = if d.rcode.is_some() {
+            (6, "Traffic")
+        } else {
+            (1, "Query")
+        };
+        let mut o = Obj::new(out);
+        self.head(
+            &mut o,
+            (4003, "DNS Activity"),
+            NETWORK,
+            activity,
+            d.ts,
+            INFO,
+            "dns",
+            None,
+        );
+        endpoint(&mut o, "src_endpoint", d.src_ip, d.src_port, None);
+        endpoint(&mut o, "dst_endpoint", d.dst_ip, d.dst_port, None);
+        connection(&mut o, d.flow_id, None, d.proto, d.src_ip, None);
+        if let Some(q) = &d.query {
+            let mut qo = o.obj("query");
+            qo.str("hostname", q)
+                .opt_str("type", d.qtype_name)
+                .opt_str("class", d.qclass_name)
+                .u64(
+                    "opcode_id",
+                    match d.opcode {
+                        o @ (0..=2 | 4..=6) => u64::from(o),
+                        _ => 99,
+                    },
+                )
+                .u64("packet_uid", u64::from(d.trans_id));
+        }
+        if !d.answers.is_empty() {
+            let mut a = o.arr("answers");
+            for x in &d.answers {
+                a.obj()
+                    .str("rdata", x.data.as_deref().unwrap_or(""))
+                    .opt_str("type", x.type_name)
+                    .u64("ttl", u64::from(x.ttl))
+                    .u64("packet_uid", u64::from(d.trans_id));
+            }
+        }
+        if let Some(r) = d.rcode {
+            // OCSF's Response Code ids are the DNS RCODEs it lists; 99 Other.
+            let known = matches!(r, 0..=11 | 16..=23);
+            o.u64("rcode_id", if known { u64::from(r) } else { 99 })
+                .opt_str("rcode", d.rcode_name);
+        }
+        o.u64("query_time", ms(d.ts));
+        if let Some(rtt) = d.rtt {
+            o.u64("response_time", ms(d.ts) + (rtt * 1000.0) as u64);
+        }
+        let mut u = o.obj("unmapped");
+        u.ser("dns", d);
+    }
+
     fn device_record(&self, d: &DeviceRecord, out: &mut Vec<u8>) {
         let mut o = Obj::new(out);
         self.head(
@@ -521,9 +581,7 @@ impl Encoder for Ocsf {
             Record::Detection(d) => self.detection(d, out),
             Record::Coverage(c) => self.base(r, c.ts, out),
             Record::Stats(s) => self.base(r, s.ts, out),
-            // DNS Activity (OCSF 4003), ECS dns.* and EVE dns are not mapped yet:
-            // the record goes out whole under the form's blindspot-only key.
-            Record::Dns(d) => self.base(r, d.ts, out),
+            Record::Dns(d) => self.dns(d, out),
         }
         out.push(b'\n');
     }
