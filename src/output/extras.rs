@@ -82,7 +82,10 @@ pub fn detection(o: &mut Obj<'_>, d: &DetectionRecord) {
         .str("pattern", d.pattern)
         .u64("score", u64::from(d.score))
         .ser("score_parts", &d.score_parts)
+        .str("status", d.status)
+        .str("severity", d.severity)
         .str("visibility", d.visibility)
+        .str("recommended_action", &d.recommended_action)
         .disp("ts", &d.ts)
         .disp("end_ts", &d.end_ts)
         .ser("device", &d.device)
@@ -95,6 +98,8 @@ pub fn detection(o: &mut Obj<'_>, d: &DetectionRecord) {
         .ser("context", &d.context)
         .ser("limits", &d.limits)
         .ser("flow_ids", &d.flow_ids)
+        .ser("community_ids", &d.community_ids)
         .u64("flow_ids_total", d.flow_ids_total)
+        .ser("proxy_evidence", &d.proxy_evidence)
         .ser("evidence_file", &d.evidence_file);
 }
