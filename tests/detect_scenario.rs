@@ -64,18 +64,7 @@ fn has_part(d: &Value, part: &str) -> bool {
 fn every_finding_of_the_scenario_and_nothing_else() {
     let t = truth();
     let recs = run(2, &inputs());
-    let mut found: Vec<(String, String)> = of_type(&recs, "detection")
-        .iter()
-        .map(|d| {
-            let dest = &d["destination"];
-            let name = match dest["name"].as_str() {
-                Some(n) => n.to_string(),
-                None => format!("{}:{}", dest["ip"].as_str().unwrap(), dest["port"]),
-            };
-            (d["pattern"].as_str().unwrap().to_string(), name)
-        })
-        .collect();
-    found.sort();
+    let found = findings(&recs);
     let want = [
         ("background_transmission", "beacon.example"),
         ("destination_bypass", "bank.example"),

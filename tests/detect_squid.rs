@@ -44,23 +44,6 @@ fn with_log() -> Vec<String> {
     a
 }
 
-/// (pattern, destination name) of every detection, sorted.
-fn findings(recs: &[Value]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = of_type(recs, "detection")
-        .iter()
-        .map(|d| {
-            let dest = &d["destination"];
-            let name = match dest["name"].as_str() {
-                Some(n) => n.to_string(),
-                None => format!("{}:{}", dest["ip"].as_str().unwrap(), dest["port"]),
-            };
-            (d["pattern"].as_str().unwrap().to_string(), name)
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 fn want(t: &Value) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = t["expected_findings"]
         .as_array()

@@ -153,3 +153,20 @@ macro_rules! shared_file {
 }
 #[allow(unused_imports)]
 pub(crate) use shared_file;
+
+/// (pattern, destination name) of every detection, sorted.
+pub fn findings(recs: &[Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = of_type(recs, "detection")
+        .iter()
+        .map(|d| {
+            let dest = &d["destination"];
+            let name = match dest["name"].as_str() {
+                Some(n) => n.to_string(),
+                None => format!("{}:{}", dest["ip"].as_str().unwrap(), dest["port"]),
+            };
+            (d["pattern"].as_str().unwrap().to_string(), name)
+        })
+        .collect();
+    v.sort();
+    v
+}
