@@ -905,10 +905,12 @@ impl Detector {
             }
             // The proxy's ServerHello fingerprints: TLS 1.2 JA3S seen with
             // an inspection CA's chain; TLS 1.3 JA3S (chain hidden) of a
-            // device whose other sessions were inspected.
+            // device whose other sessions were inspected — over TCP: QUIC
+            // servers answer past a TCP proxy.
+            let quic = is_quic(s.tuple.proto, true);
             let seen = match i {
                 Inspection::Ca | Inspection::LearntCa => Some(&mut self.ja3s_seen),
-                Inspection::Unknown if self.inspected.contains_key(&hash_str(&dev)) => {
+                Inspection::Unknown if !quic && self.inspected.contains_key(&hash_str(&dev)) => {
                     Some(&mut self.ja3s13_seen)
                 }
                 _ => None,
@@ -953,8 +955,8 @@ impl Detector {
             // bypass when the device's TCP sessions are inspected (asked
             // when the window closes). A proxy that answered it (its address
             // or fingerprint) inspected it.
-            let quic_uninspected = is_quic(s.tuple.proto, true)
-                && matches!(i, Inspection::Unknown | Inspection::NotInspected);
+            let quic_uninspected =
+                quic && matches!(i, Inspection::Unknown | Inspection::NotInspected);
             if t.outcome == Outcome::Established
                 && (i == Inspection::NotInspected || quic_uninspected)
                 && s.name().is_some()
@@ -1268,6 +1270,7 @@ mod tests {
         let quic = |secs: u64, outcome: Outcome| {
             let mut s = to(secs, "10.0.0.50", 443, "udp", Some(outcome));
             s.service = Some("quic");
+            s.tls.as_mut().unwrap().ja3s = Some("771,4865,43-51".into());
             s
         };
         let run = |inspected_tcp: bool, q: Session, proxy: bool| {
@@ -1293,6 +1296,8 @@ mod tests {
                 }
             }
             d.add(q);
+            // A QUIC server's ServerHello is no proxy fingerprint.
+            assert!(d.ja3s13_seen.is_empty());
             let opaque = d
                 .windows
                 .keys()
