@@ -113,6 +113,7 @@ pub struct RawDetections {
     pub rejection_min_handshakes: u32,
     pub bypass_domains: Vec<toml::Spanned<String>>,
     pub bypass_min_sessions: u32,
+    pub bypass_min_quic_sessions: u32,
     pub bypass_min_inspected_elsewhere: u32,
     pub persistent_min_duration_s: u64,
     pub beacon_min_connections: u32,
@@ -139,6 +140,7 @@ impl Default for RawDetections {
             rejection_min_handshakes: d.rejection_min_handshakes,
             bypass_domains: Vec::new(),
             bypass_min_sessions: d.bypass_min_sessions,
+            bypass_min_quic_sessions: d.bypass_min_quic_sessions,
             bypass_min_inspected_elsewhere: d.bypass_min_inspected_elsewhere,
             persistent_min_duration_s: d.persistent_min_duration / NANOS_PER_SEC,
             beacon_min_connections: d.beacon_min_connections,
@@ -868,6 +870,12 @@ impl RawConfig {
             bypass_min_sessions: p.range(
                 "detections.bypass_min_sessions",
                 d.bypass_min_sessions,
+                1,
+                10_000,
+            ),
+            bypass_min_quic_sessions: p.range(
+                "detections.bypass_min_quic_sessions",
+                d.bypass_min_quic_sessions,
                 1,
                 10_000,
             ),

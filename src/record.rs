@@ -33,6 +33,9 @@ pub enum DetectionEvidence {
         inspection: BTreeMap<&'static str, u64>,
         last: Timestamp,
         sessions: u64,
+        /// `tcp` (uninspected TLS over TCP), `quic` (completed QUIC
+        /// sessions of a device whose TCP is inspected) or `tcp_and_quic`.
+        via: &'static str,
     },
     /// `opaque_persistent_session`.
     Persistent {

@@ -73,6 +73,7 @@ impl Entry {
             "client_rejected",
             "client_encrypted_alert",
             "client_aborted",
+            "client_closed_after_handshake",
         ]
         .iter()
         .filter_map(|k| self.outcomes.get(*k))

@@ -39,6 +39,8 @@ pub struct DetectSettings {
     pub rejection_min_handshakes: u32,
     pub bypass_domains: Vec<DomainPattern>,
     pub bypass_min_sessions: u32,
+    /// Completed QUIC sessions that make a `destination_bypass` (`via: quic`).
+    pub bypass_min_quic_sessions: u32,
     pub bypass_min_inspected_elsewhere: u32,
     pub persistent_min_duration: Nanos,
     pub beacon_min_connections: u32,
@@ -80,6 +82,7 @@ impl Default for DetectSettings {
             rejection_min_handshakes: 3,
             bypass_domains: Vec::new(),
             bypass_min_sessions: 3,
+            bypass_min_quic_sessions: 1,
             bypass_min_inspected_elsewhere: 3,
             persistent_min_duration: 600 * NANOS_PER_SEC,
             beacon_min_connections: 6,
@@ -525,6 +528,11 @@ fn infrastructure(s: &Session) -> bool {
         }
 }
 
+/// A QUIC session: UDP with a `tls` record (its hellos were in the Initials).
+pub fn is_quic(proto: &str, tls: bool) -> bool {
+    proto == "udp" && tls
+}
+
 /// The TLS handshake failed: no application data passed.
 fn failed_handshake(s: &Session) -> bool {
     s.tls
@@ -897,10 +905,12 @@ impl Detector {
             }
             // The proxy's ServerHello fingerprints: TLS 1.2 JA3S seen with
             // an inspection CA's chain; TLS 1.3 JA3S (chain hidden) of a
-            // device whose other sessions were inspected.
+            // device whose other sessions were inspected — over TCP: QUIC
+            // servers answer past a TCP proxy.
+            let quic = is_quic(s.tuple.proto, true);
             let seen = match i {
                 Inspection::Ca | Inspection::LearntCa => Some(&mut self.ja3s_seen),
-                Inspection::Unknown if self.inspected.contains_key(&hash_str(&dev)) => {
+                Inspection::Unknown if !quic && self.inspected.contains_key(&hash_str(&dev)) => {
                     Some(&mut self.ja3s13_seen)
                 }
                 _ => None,
@@ -926,7 +936,10 @@ impl Detector {
             }
             if matches!(
                 t.outcome,
-                Outcome::ClientRejected | Outcome::ClientEncryptedAlert | Outcome::ClientAborted
+                Outcome::ClientRejected
+                    | Outcome::ClientEncryptedAlert
+                    | Outcome::ClientAborted
+                    | Outcome::ClientClosedAfterHandshake
             ) {
                 self.enter(
                     Pattern::RepeatedHandshakeRejection,
@@ -938,8 +951,14 @@ impl Detector {
             }
             // Only sessions seen uninspected can make a bypass; the
             // inspected ones to the same destination are counted per device.
+            // A completed QUIC session did not pass the TCP proxy: a
+            // bypass when the device's TCP sessions are inspected (asked
+            // when the window closes). A proxy that answered it (its address
+            // or fingerprint) inspected it.
+            let quic_uninspected =
+                quic && matches!(i, Inspection::Unknown | Inspection::NotInspected);
             if t.outcome == Outcome::Established
-                && i == Inspection::NotInspected
+                && (i == Inspection::NotInspected || quic_uninspected)
                 && s.name().is_some()
                 // Inspection configured, or learnt (later, perhaps: the
                 // window asks for sessions inspected elsewhere when it closes).
@@ -976,7 +995,9 @@ impl Detector {
                 (&dev, &dest),
             );
         }
+        // QUIC is a known protocol (its hellos were read), never opaque.
         if s.service.is_none()
+            && !is_quic(s.tuple.proto, s.tls.is_some())
             && let Some(f) = &s.first_payload[0]
         {
             match fet::exemption(
@@ -1087,6 +1108,13 @@ impl Detector {
             .get(&hash_str(dev))
             .and_then(|m| m.get(&hash_str(dest)).copied())
             .unwrap_or(0)
+    }
+
+    /// Inspected sessions of the device, to any destination.
+    pub fn inspected_any(&self, dev: &str) -> u32 {
+        self.inspected
+            .get(&hash_str(dev))
+            .map_or(0, |m| m.values().sum())
     }
 
     /// Inspected sessions of the device to destinations other than `dest`.
@@ -1226,6 +1254,104 @@ mod tests {
             None,
             false,
         )
+    }
+
+    /// A device whose TCP is inspected completes a QUIC session: that
+    /// destination passed the proxy by (`via: quic`), even though the
+    /// device's TCP to it is inspected. Controls: no inspected TCP, a QUIC
+    /// handshake that did not complete, a QUIC session a proxy answered.
+    #[test]
+    fn completed_quic_of_an_inspected_device_is_a_bypass() {
+        let tcp_inspected = |secs: u64, ip: &str| {
+            let mut s = to(secs, ip, 443, "tcp", Some(Outcome::Established));
+            s.tls.as_mut().unwrap().inspected = Some(true);
+            s
+        };
+        let quic = |secs: u64, outcome: Outcome| {
+            let mut s = to(secs, "10.0.0.50", 443, "udp", Some(outcome));
+            s.service = Some("quic");
+            s.tls.as_mut().unwrap().ja3s = Some("771,4865,43-51".into());
+            s
+        };
+        let run = |inspected_tcp: bool, q: Session, proxy: bool| {
+            let mut settings = DetectSettings {
+                inspection_configured: true,
+                ..DetectSettings::default()
+            };
+            if proxy {
+                settings.proxy_addresses = vec![Cidr::parse("10.0.0.50/32").unwrap()];
+            }
+            let mut d = Detector::new(
+                Arc::new(settings),
+                context::Apps::new(Vec::new(), &[]),
+                None,
+                false,
+            );
+            if inspected_tcp {
+                for (i, ip) in ["10.0.0.20", "10.0.0.21", "10.0.0.22", "10.0.0.50"]
+                    .iter()
+                    .enumerate()
+                {
+                    d.add(tcp_inspected(10 + i as u64, ip));
+                }
+            }
+            d.add(q);
+            // A QUIC server's ServerHello is no proxy fingerprint.
+            assert!(d.ja3s13_seen.is_empty());
+            let opaque = d
+                .windows
+                .keys()
+                .any(|(p, _)| *p == Pattern::OpaqueEncryptedChannel);
+            let out: Vec<_> = d
+                .finish()
+                .into_iter()
+                .filter(|r| r.pattern == "destination_bypass")
+                .map(|r| serde_json::to_value(&r.evidence).unwrap())
+                .collect();
+            (out, opaque)
+        };
+        let (found, opaque) = run(true, quic(20, Outcome::Established), false);
+        assert!(!opaque);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0]["via"], "quic");
+        assert_eq!(found[0]["sessions"], 1);
+        assert_eq!(found[0]["inspection"]["unknown"], 1);
+        assert!(
+            run(false, quic(20, Outcome::Established), false)
+                .0
+                .is_empty()
+        );
+        assert!(
+            run(true, quic(20, Outcome::ClientAborted), false)
+                .0
+                .is_empty()
+        );
+        assert!(run(true, quic(20, Outcome::Established), true).0.is_empty());
+    }
+
+    /// QUIC is never an opaque channel: its Initial looks random but its
+    /// hellos were read. The same payload over UDP without them is.
+    #[test]
+    fn quic_is_never_an_opaque_channel() {
+        let random = crate::app::features::PayloadFeatures {
+            len: 1200,
+            entropy: 7.8,
+            popcount: 4.0,
+            printable_frac: 0.37,
+            printable_prefix: 0,
+            printable_run: 4,
+        };
+        let opaque = |tls: Option<Outcome>| {
+            let mut d = detector();
+            let mut s = to(10, "10.0.0.50", 4433, "udp", tls);
+            s.first_payload[0] = Some(random);
+            d.add(s);
+            d.windows
+                .keys()
+                .any(|(p, _)| *p == Pattern::OpaqueEncryptedChannel)
+        };
+        assert!(opaque(None));
+        assert!(!opaque(Some(Outcome::Established)));
     }
 
     #[test]

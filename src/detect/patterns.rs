@@ -3,7 +3,7 @@
 //! section states every rule and every score part written here.
 
 use super::context::{Apps, Background};
-use super::{Detector, Entry, Inspection, Pattern, Window, names, rita};
+use super::{Detector, Entry, Inspection, Pattern, Window, is_quic, names, rita};
 use crate::app::tls::summary::Outcome;
 use crate::inputs::app_events::AppLifecycle;
 use crate::record::DetectionEvidence;
@@ -146,6 +146,24 @@ fn add_limit(limits: &mut Vec<&'static str>, l: &'static str) {
     }
 }
 
+/// A bypass window's sessions seen `not_inspected` over TCP, and its
+/// completed QUIC sessions that no proxy answered.
+fn bypass_counts(d: &Detector, entries: &[Entry]) -> (u64, u64) {
+    let (mut tcp, mut quic) = (0, 0);
+    for e in entries {
+        let i = inspection(d, e);
+        if is_quic(e.tuple.proto, e.outcome.is_some()) {
+            quic += u64::from(matches!(
+                i,
+                Some(Inspection::Unknown | Inspection::NotInspected)
+            ));
+        } else {
+            tcp += u64::from(i == Some(Inspection::NotInspected));
+        }
+    }
+    (tcp, quic)
+}
+
 /// A cheap first look: can this window make a detection at all? (Most
 /// windows hold one session of an ordinary connection; they need no context.)
 fn may_fire(d: &Detector, w: &Window) -> bool {
@@ -154,11 +172,9 @@ fn may_fire(d: &Detector, w: &Window) -> bool {
             w.sessions >= u64::from(d.s.rejection_min_handshakes)
         }
         Pattern::DestinationBypass => {
-            w.entries
-                .iter()
-                .filter(|e| inspection(d, e) == Some(Inspection::NotInspected))
-                .count() as u64
-                >= u64::from(d.s.bypass_min_sessions)
+            let (tcp, quic) = bypass_counts(d, &w.entries);
+            tcp >= u64::from(d.s.bypass_min_sessions)
+                || quic >= u64::from(d.s.bypass_min_quic_sessions)
         }
         Pattern::BackgroundTransmission => {
             w.entries.len() as u64 >= u64::from(d.s.beacon_min_connections)
@@ -230,7 +246,18 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
             if w.sessions < min {
                 return None;
             }
-            parts.add("rejections", 30 + steps(w.sessions - min, 1, 5, 15));
+            // Closes right after a completed handshake weigh less than
+            // rejections during it: clients also close idle connections so.
+            let late = entries
+                .iter()
+                .filter(|e| e.outcome == Some(Outcome::ClientClosedAfterHandshake))
+                .count() as u64;
+            let base = if w.sessions.saturating_sub(late) >= min {
+                30
+            } else {
+                15
+            };
+            parts.add("rejections", base + steps(w.sessions - min, 1, 5, 15));
             let insp = inspection_counts(d, entries);
             let count = |k: Inspection| insp.get(k.name()).copied().unwrap_or(0);
             if count(Inspection::Ca) > 0 {
@@ -303,27 +330,32 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
         }
         Pattern::DestinationBypass => {
             let insp = inspection_counts(d, entries);
-            let not = insp
-                .get(Inspection::NotInspected.name())
-                .copied()
-                .unwrap_or(0);
+            let (not, quic) = bypass_counts(d, entries);
             let inspected = u64::from(d.inspected_to(&w.device_key, &w.dest_key));
             let elsewhere = d.inspected_elsewhere(&w.device_key, &w.dest_key);
-            if not < d.s.bypass_min_sessions as u64
-                || inspected > 0
-                || elsewhere < d.s.bypass_min_inspected_elsewhere
-            {
-                return None;
-            }
+            let min_elsewhere = d.s.bypass_min_inspected_elsewhere;
+            let tcp_bypass = not >= u64::from(d.s.bypass_min_sessions)
+                && inspected == 0
+                && elsewhere >= min_elsewhere;
+            // QUIC passes by a TCP proxy even where the device's TCP to
+            // the same destination is inspected.
+            let quic_bypass = quic >= u64::from(d.s.bypass_min_quic_sessions)
+                && d.inspected_any(&w.device_key) >= min_elsewhere;
+            let (via, past_min) = match (tcp_bypass, quic_bypass) {
+                (false, false) => return None,
+                (true, false) => ("tcp", not - u64::from(d.s.bypass_min_sessions)),
+                (false, true) => ("quic", quic - u64::from(d.s.bypass_min_quic_sessions)),
+                (true, true) => (
+                    "tcp_and_quic",
+                    not + quic - u64::from(d.s.bypass_min_sessions),
+                ),
+            };
             if bypass_documented {
                 parts.add("documented_bypass", 10);
             } else {
                 parts.add("consistently_uninspected", 40);
                 parts.add("inspected_elsewhere", 20);
-                parts.add(
-                    "sessions",
-                    steps(not - u64::from(d.s.bypass_min_sessions), 1, 5, 10),
-                );
+                parts.add("sessions", steps(past_min, 1, 5, 10));
             }
             DetectionEvidence::Bypass {
                 sessions: w.sessions,
@@ -332,6 +364,7 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
                 documented: bypass_documented,
                 first,
                 last,
+                via,
             }
         }
         Pattern::OpaquePersistentSession => {

@@ -113,7 +113,9 @@ pub struct QuicState {
     crypto: [Crypto; 2],
     client_hello: Option<(Timestamp, ClientHello)>,
     server_hello: Option<(Timestamp, ServerHello)>,
-    /// The client's first 1-RTT packet after the ServerHello.
+    /// Handshake packets seen per side (their contents are not read).
+    handshake: [u32; 2],
+    /// The client's first 1-RTT packet after its own Handshake packets.
     client_1rtt: Option<Timestamp>,
     /// A CONNECTION_CLOSE in an Initial: who sent it, when, its code.
     close: Option<(usize, Timestamp, u64)>,
@@ -145,7 +147,9 @@ impl QuicState {
                 self.client_hello.is_none()
                     || (self.server_hello.is_some() && self.client_1rtt.is_none())
             }
-            Direction::ToClient => self.server_hello.is_none(),
+            // The server's Handshake flight (usually in the ServerHello's
+            // datagram) tells the client went silent after it.
+            Direction::ToClient => self.server_hello.is_none() || self.handshake[1] == 0,
         }
     }
 
@@ -182,7 +186,7 @@ impl QuicState {
         while let Some(&first) = rest.first() {
             if first & 0x80 == 0 {
                 // A short header (1-RTT) fills the rest of the datagram.
-                if i == 0 && self.server_hello.is_some() {
+                if i == 0 && self.server_hello.is_some() && self.handshake[0] > 0 {
                     self.client_1rtt.get_or_insert(ts);
                 }
                 return;
@@ -208,6 +212,9 @@ impl QuicState {
             let end = h.end;
             match h.kind {
                 PacketType::Initial => self.initial(i, version, &rest[..end], &h, ts),
+                PacketType::Handshake if self.keys.is_some() => {
+                    self.handshake[i] = self.handshake[i].saturating_add(1);
+                }
                 PacketType::Retry => {
                     if i == 1 {
                         self.on_retry(version, h.scid);
@@ -456,15 +463,21 @@ impl QuicState {
     }
 
     /// The QUIC outcome rules (the README's): a CONNECTION_CLOSE in an
-    /// Initial rejects; the client's first 1-RTT packet after the
-    /// ServerHello completes the handshake.
-    fn outcome(&self, timed_out: bool) -> crate::app::tls::summary::Outcome {
+    /// Initial rejects; Handshake packets from both sides, then the
+    /// client's 1-RTT packet, complete the handshake; a client silent after
+    /// the server's Handshake flight until the flow timed out aborted.
+    pub(crate) fn outcome(&self, timed_out: bool) -> crate::app::tls::summary::Outcome {
         use crate::app::tls::summary::Outcome;
+        let [client_hs, server_hs] = self.handshake.map(|n| n > 0);
         match (self.close, &self.client_hello, &self.server_hello) {
             (Some((0, ..)), Some(_), _) => Outcome::ClientRejected,
             (Some(_), Some(_), _) => Outcome::ServerRejected,
-            (None, Some(_), Some(_)) if self.client_1rtt.is_some() => Outcome::Established,
-            (None, Some(_), Some(_)) if timed_out => Outcome::ClientAborted,
+            (None, Some(_), Some(_)) if server_hs && self.client_1rtt.is_some() => {
+                Outcome::Established
+            }
+            (None, Some(_), Some(_)) if server_hs && !client_hs && timed_out => {
+                Outcome::ClientAborted
+            }
             (None, Some(_), None) if timed_out => Outcome::NoServerHello,
             _ => Outcome::Incomplete,
         }

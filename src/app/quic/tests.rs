@@ -37,6 +37,21 @@ fn initial(
     seal(keys, &h, pn, 2, &payload)
 }
 
+/// A Handshake packet of version `number` (its payload is never opened).
+fn handshake_packet(number: u32) -> Vec<u8> {
+    let v = Version::of(number).unwrap();
+    let first = [0xe0u8, 0xf0]
+        .into_iter()
+        .find(|f| v.packet_type(*f) == PacketType::Handshake)
+        .unwrap();
+    let mut p = vec![first];
+    p.extend_from_slice(&number.to_be_bytes());
+    // Empty DCID and SCID, length 20, then the (protected) rest.
+    p.extend_from_slice(&[0, 0, 20]);
+    p.extend_from_slice(&[0x5a; 20]);
+    p
+}
+
 fn crypto_frame(offset: usize, data: &[u8]) -> Vec<u8> {
     let mut f = vec![0x06, 0x80, 0, 0, 0];
     f[1..5].copy_from_slice(&(0x8000_0000u32 | offset as u32).to_be_bytes());
@@ -64,13 +79,26 @@ fn rfc_vectors_give_both_hellos() {
         q.feed(SERVER, &s, ts(5));
         let sh = q.server_hello().expect("server hello");
         assert_eq!((sh.version, sh.cipher), (0x0304, 0x1301));
+        // The server's Handshake flight is still wanted.
+        assert!(q.wants(SERVER));
+        let number = u32::from_be_bytes(unhex(a2)[1..5].try_into().unwrap());
+        q.feed(SERVER, &handshake_packet(number), ts(6));
         assert!(!q.wants(SERVER));
-        // The client's first 1-RTT packet ends the handshake.
+        // Silent client: aborted once the flow times out.
+        assert_eq!(q.outcome(true).name(), "client_aborted");
+        assert_eq!(q.outcome(false).name(), "incomplete");
+        // A 1-RTT packet before the client's Handshake packets does not
+        // complete it; its Handshake packet and 1-RTT (coalesced) do.
         assert!(q.wants(CLIENT));
-        q.feed(CLIENT, &[0x40, 1, 2, 3, 4, 5, 6, 7, 8, 9], ts(9));
+        q.feed(CLIENT, &[0x40, 1, 2, 3, 4, 5, 6, 7, 8, 9], ts(7));
+        assert_eq!(q.outcome(true).name(), "client_aborted");
+        let mut d = handshake_packet(number);
+        d.extend_from_slice(&[0x40, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        q.feed(CLIENT, &d, ts(9));
         assert!(!q.wants(CLIENT));
         assert_eq!(q.not_parsed(), None);
         assert_eq!(q.outcome(false).name(), "established");
+        assert_eq!(q.outcome(true).name(), "established");
         assert_eq!(
             q.cid[1].map(|c| c.get().to_vec()),
             Some(unhex("f067a5502a4262b5"))

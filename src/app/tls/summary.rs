@@ -23,6 +23,7 @@ pub enum Outcome {
     ServerRejected,
     ClientAborted,
     ClientEncryptedAlert,
+    ClientClosedAfterHandshake,
     ServerAborted,
     NoServerHello,
     Incomplete,
@@ -36,6 +37,7 @@ impl Outcome {
             Outcome::ServerRejected => "server_rejected",
             Outcome::ClientAborted => "client_aborted",
             Outcome::ClientEncryptedAlert => "client_encrypted_alert",
+            Outcome::ClientClosedAfterHandshake => "client_closed_after_handshake",
             Outcome::ServerAborted => "server_aborted",
             Outcome::NoServerHello => "no_server_hello",
             Outcome::Incomplete => "incomplete",
@@ -202,6 +204,9 @@ pub fn summarize(events: &[Event], f: &Facts) -> Summary {
         }
     }
 
+    let closed_after_handshake =
+        done.is_some_and(|d| client_closed_after_handshake(events, f, d, client_response_len));
+
     let outcome = if ch.is_none() {
         if f.app_records[0] > 0 && f.app_records[1] > 0 {
             Outcome::Established
@@ -218,6 +223,8 @@ pub fn summarize(events: &[Event], f: &Facts) -> Summary {
         Outcome::ClientEncryptedAlert
     } else if server_late_alert.is_some() {
         Outcome::ServerRejected
+    } else if closed_after_handshake {
+        Outcome::ClientClosedAfterHandshake
     } else if done.is_some() {
         Outcome::Established
     } else if first_sh.is_none() {
@@ -308,6 +315,74 @@ pub fn summarize(events: &[Event], f: &Facts) -> Summary {
         inferred_alerts,
         handshake_not_seen: ch.is_none(),
     }
+}
+
+/// The client completed the handshake (`done`: the event that completed
+/// it), then sent one alert and no application data, and closed; its alert
+/// came before any close (alert or FIN/RST) of the server. TLS <= 1.2: an
+/// alert record after the handshake, no server application data before it.
+/// TLS 1.3: one 19-byte record after the client's flight (the server's
+/// NewSessionTickets may come before it).
+fn client_closed_after_handshake(
+    events: &[Event],
+    f: &Facts,
+    done: usize,
+    client_response_len: Option<u16>,
+) -> bool {
+    let cclose = events
+        .iter()
+        .position(|e| e.from == 0 && matches!(e.ev, Ev::Close { .. }));
+    let Some(cclose) = cclose else { return false };
+    let server_close = |after: usize| {
+        events[after..]
+            .iter()
+            .position(|e| e.from == 1 && matches!(e.ev, Ev::Close { .. } | Ev::Alert { .. }))
+            .map(|i| i + after)
+    };
+    if !f.tls13 {
+        let after = &events[done + 1..];
+        let Some(a) = after
+            .iter()
+            .position(|e| e.from == 0 && matches!(e.ev, Ev::Alert { .. }))
+            .map(|i| i + done + 1)
+        else {
+            return false;
+        };
+        let data_before = events[done + 1..a]
+            .iter()
+            .any(|e| matches!(e.ev, Ev::Data { .. }));
+        return f.app_records[0] == 0
+            && !data_before
+            && a < cclose
+            && server_close(done + 1).is_none_or(|s| s > a);
+    }
+    // Records of the client's flight: Finished alone, or Certificate,
+    // CertificateVerify and Finished.
+    let flight = if client_response_len >= Some(MIN_FINISHED_RECORD) {
+        1
+    } else {
+        3
+    };
+    let early: u32 = events[..done]
+        .iter()
+        .filter(|e| e.from == 0)
+        .map(|e| match e.ev {
+            Ev::Data { count, .. } => count,
+            _ => 0,
+        })
+        .sum();
+    let Some((ALERT_RECORD, alert_ts)) = f.last_app[0] else {
+        return false;
+    };
+    let server_closed_first = events
+        .iter()
+        .any(|e| e.from == 1 && matches!(e.ev, Ev::Close { .. }) && e.ts < alert_ts)
+        || f.last_app[1].is_some_and(|(len, ts)| {
+            len == ALERT_RECORD && ts < alert_ts && server_close(0).is_some()
+        });
+    f.app_records[0].checked_sub(early + flight) == Some(1)
+        && events[cclose].ts >= alert_ts
+        && !server_closed_first
 }
 
 impl Event {
@@ -469,5 +544,94 @@ mod tests {
             summarize(&e, &facts(true, false)).outcome,
             Outcome::Established
         );
+    }
+
+    fn tls12(client_tail: &[Event], server_tail: &[Event]) -> Vec<Event> {
+        let mut e = vec![
+            ev(0, 0, Ev::Hs(1)),
+            ev(1, 1, Ev::Hs(2)),
+            ev(1, 1, Ev::Hs(11)),
+            ev(1, 1, Ev::Hs(14)),
+            ev(0, 2, Ev::Hs(16)),
+            ev(0, 2, Ev::Ccs),
+            ev(0, 2, Ev::ProtectedHs),
+            ev(1, 3, Ev::Ccs),
+            ev(1, 3, Ev::ProtectedHs),
+        ];
+        e.extend_from_slice(client_tail);
+        e.extend_from_slice(server_tail);
+        e.sort_by_key(|e| e.ts);
+        e
+    }
+
+    /// TLS 1.2: a completed handshake, then only the client's encrypted
+    /// alert and its close: `client_closed_after_handshake`. Not when the
+    /// server closed first, nor after application data.
+    #[test]
+    fn tls12_alert_after_handshake() {
+        let alert = Ev::Alert {
+            encrypted: true,
+            fatal: false,
+        };
+        let fin = Ev::Close { rst: false };
+        let client = [ev(0, 4, alert), ev(0, 6, fin)];
+        let server = [ev(1, 5, alert), ev(1, 5, fin)];
+        let e = tls12(&client, &server);
+        let f = facts(false, false);
+        let out = summarize(&e, &f).outcome;
+        assert_eq!(out, Outcome::ClientClosedAfterHandshake);
+        // The server's close_notify came first: an ordinary close.
+        let server_first = [ev(1, 3, alert), ev(1, 3, fin)];
+        let e = tls12(&client, &server_first);
+        assert_eq!(summarize(&e, &f).outcome, Outcome::Established);
+        // The client sent a request before its alert.
+        let e = tls12(
+            &[ev(0, 3, data(100, 1)), ev(0, 4, alert), ev(0, 6, fin)],
+            &server,
+        );
+        let mut f = facts(false, false);
+        f.app_records = [1, 0];
+        assert_eq!(summarize(&e, &f).outcome, Outcome::Established);
+        // No close from the client (capture ended): not this outcome.
+        let e = tls12(&client[..1], &[]);
+        assert_eq!(
+            summarize(&e, &facts(false, false)).outcome,
+            Outcome::Established
+        );
+    }
+
+    /// TLS 1.3: the client's Finished, then one 19-byte record (its alert,
+    /// after the server's tickets) and its close.
+    #[test]
+    fn tls13_alert_after_finished() {
+        let run = |client_data: Ev, app: [u32; 2], last: [Option<(u16, Timestamp)>; 2]| {
+            let e = [
+                ev(0, 0, Ev::Hs(1)),
+                ev(1, 1, Ev::Hs(2)),
+                ev(1, 1, data(1200, 1)),
+                ev(0, 2, Ev::Ccs),
+                ev(0, 2, client_data),
+                ev(1, 3, data(250, 2)),
+                ev(0, 4, data(19, 1)),
+                ev(1, 5, data(19, 1)),
+                ev(1, 5, Ev::Close { rst: false }),
+                ev(0, 6, Ev::Close { rst: false }),
+            ];
+            let mut f = facts(true, false);
+            f.app_records = app;
+            f.last_app = last;
+            summarize(&e, &f)
+        };
+        let at = |ms: u64| Some((19, Timestamp(ms * 1_000_000)));
+        let s = run(data(53, 1), [2, 4], [at(4), at(5)]);
+        assert_eq!(s.outcome, Outcome::ClientClosedAfterHandshake);
+        assert_eq!(s.app_records[0], 0);
+        assert!(s.inferred_alerts.iter().any(|a| a.from == "client"));
+        // Finished, a request, then the alert: established.
+        let s = run(data(53, 2), [3, 4], [at(4), at(5)]);
+        assert_eq!(s.outcome, Outcome::Established);
+        // The server's close_notify came before the client's.
+        let s = run(data(53, 1), [2, 4], [at(4), at(3)]);
+        assert_eq!(s.outcome, Outcome::Established);
     }
 }
