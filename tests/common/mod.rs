@@ -43,14 +43,16 @@ pub fn is_shared(p: &Path) -> bool {
 
 /// Every capture: the third-party ones in `../shared/pcaps` (when present:
 /// a line says which are skipped otherwise) and the project's own under
-/// `fixtures/local`, `devices`, `detect`, `tcpedge`, `dns`, `tunnels` and `quic`, sorted.
+/// `fixtures/local`, `devices`, `detect`, `tcpedge`, `dns`, `tunnels`, `quic`, `posthandshake` and `quicbypass`, sorted.
 pub fn all_captures() -> Vec<PathBuf> {
     let mut dirs = vec![
         fixture("detect"),
         fixture("devices"),
         fixture("dns"),
         fixture("local"),
+        fixture("posthandshake"),
         fixture("quic"),
+        fixture("quicbypass"),
         fixture("tcpedge"),
         fixture("tunnels"),
     ];
