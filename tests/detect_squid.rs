@@ -304,3 +304,49 @@ fn deterministic_across_workers() {
     assert_eq!(zero.len(), 5);
     assert_eq!(zero, key(&run(3, &with_log())));
 }
+
+/// No inspection CA configured: Squid's CA (which Squid sends twice after
+/// the leaf) is learnt from the leaves it minted, the lab's test root is
+/// declared public, and the findings are those of the configured run, the
+/// TLS 1.2 rejections read as `learnt_ca`. The scenario's Squid bumps two
+/// registrable domains, so the threshold is lowered to 2 here.
+#[test]
+fn squids_ca_is_learnt_without_configuration() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(dir("public-ca.pem"), tmp.path().join("public-ca.pem")).unwrap();
+    let config: String = std::fs::read_to_string(dir("config.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("ca_files"))
+        .map(|l| {
+            if l == "[inspection]" {
+                "[inspection]\nlearn_ca_domains = 2\npublic_ca_files = [\"public-ca.pem\"]"
+                    .to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = tmp.path().join("site.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let mut args = inputs();
+    args[1] = cfg.display().to_string();
+    let recs = run(1, &args);
+    let cov = of_type(&recs, "coverage")[0];
+    let learnt = cov["learnt_inspection_cas"].as_array().unwrap();
+    assert_eq!(learnt.len(), 1, "{learnt:?}");
+    assert!(
+        learnt[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("Squid Inspection CA"),
+        "{learnt:?}"
+    );
+    assert_eq!(findings(&recs), findings(&run(1, &inputs())));
+    assert!(
+        of_type(&recs, "detection")
+            .iter()
+            .any(|d| d["evidence"]["inspection"]["learnt_ca"].as_u64().is_some())
+    );
+}

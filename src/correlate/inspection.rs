@@ -205,9 +205,14 @@ impl Learner {
             }
         }
         // An inspecting proxy sends the leaf it minted, alone or with its
-        // own CA; a longer chain is a PKI's hierarchy (an old capture's
-        // root that left Mozilla's list is not a proxy).
-        if chain.chain.len() > 1 {
+        // own CA (Squid sends its CA twice); two or more different CA
+        // certificates are a PKI's hierarchy (an old capture's root that
+        // left Mozilla's list is not a proxy).
+        if chain
+            .chain
+            .iter()
+            .any(|c| c.subject != chain.chain[0].subject || c.issuer != chain.chain[0].issuer)
+        {
             return None;
         }
         // The top of what was sent: the CA itself (self-signed), or the
@@ -462,5 +467,31 @@ mod learner_hierarchy_tests {
             assert!(l.observe(&long, Timestamp(10 + i as u64)).is_none());
         }
         assert_eq!(l.learnt().count(), 0);
+        // Squid sends its CA twice after the leaf: one CA, a candidate.
+        let squid = "CN=Example Corp Squid Inspection CA";
+        let ca = CertInfo {
+            subject: Some(squid.into()),
+            issuer: Some(squid.into()),
+            ..CertInfo::default()
+        };
+        for (i, n) in ["a.one.example", "b.two.example", "c.three.example"]
+            .iter()
+            .enumerate()
+        {
+            let c = Chain {
+                san: vec![n.to_string()],
+                leaf: CertInfo {
+                    issuer: Some(squid.into()),
+                    ..CertInfo::default()
+                },
+                chain: vec![ca.clone(), ca.clone()],
+                ..Chain::default()
+            };
+            assert!(l.observe(&c, Timestamp(20 + i as u64)).is_some());
+        }
+        assert_eq!(
+            l.learnt().map(|c| c.subject.as_str()).collect::<Vec<_>>(),
+            [squid]
+        );
     }
 }
