@@ -124,6 +124,7 @@ impl jsondoc::DocKind for Catalog {
     type Item = AppProfile;
     const SHAPES: &'static str = SHAPES;
     const NOUN: &'static str = "app";
+    const WHAT: &'static str = "an app catalog";
 
     fn sniff(doc: &Doc<'_>, errs: &mut Errors) -> jsondoc::Sniffed<Shape> {
         Ok(Some(match &doc.root {
@@ -165,7 +166,6 @@ impl jsondoc::DocKind for Catalog {
                     .iter()
                     .find(|r| doc.text.as_bytes().get(r.start) == Some(&b'{'));
                 match first {
-                    None if elements.is_empty() => return Ok(None),
                     Some(r) if first_is_mobsf(doc, r.clone()) => (Shape::Mobsf, elements.clone()),
                     _ => {
                         return Err((
@@ -177,12 +177,8 @@ impl jsondoc::DocKind for Catalog {
                     }
                 }
             }
-            Root::Scalar => {
-                return Err((
-                    Some(1),
-                    format!("a JSON scalar, not an app catalog; {SHAPES}"),
-                ));
-            }
+            // Refused by `jsondoc::load` before it asks.
+            Root::Scalar => return Ok(None),
         }))
     }
 

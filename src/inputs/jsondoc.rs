@@ -258,7 +258,10 @@ pub(crate) trait DocKind {
     const SHAPES: &'static str;
     /// What an entry is called in error lines ("device", "app").
     const NOUN: &'static str;
-    /// The document's shape and its entries; `None` for an empty array.
+    /// What the document is, for the line refusing a scalar ("an MDM inventory").
+    const WHAT: &'static str;
+    /// The document's shape and its entries (an object, or a non-empty
+    /// array: [`load`] answers a scalar and an empty array itself).
     /// Problems at the top level that do not stop the load go to `errs`.
     fn sniff(doc: &Doc<'_>, errs: &mut Errors) -> Sniffed<Self::Shape>;
     /// One entry: the item and what was wrong inside it but not fatal;
@@ -287,6 +290,16 @@ pub(crate) fn load<K: DocKind>(text: &str, file: &str) -> Result<Loaded<K::Item>
     let doc = open(text).map_err(|(line, m)| fail(line, format!("{m}; {}", K::SHAPES)))?;
     let mut out = Loaded::default();
     let mut errs = Errors::new(file);
+    match &doc.root {
+        Root::Array(elements) if elements.is_empty() => return Ok(out),
+        Root::Scalar => {
+            return Err(fail(
+                Some(1),
+                format!("a JSON scalar, not {}; {}", K::WHAT, K::SHAPES),
+            ));
+        }
+        _ => {}
+    }
     let Some((shape, entries)) = K::sniff(&doc, &mut errs).map_err(|(l, m)| fail(l, m))? else {
         out.warnings = errs.take_warnings();
         return Ok(out);

@@ -138,6 +138,7 @@ impl jsondoc::DocKind for Mdm {
     type Item = MdmDevice;
     const SHAPES: &'static str = SHAPES;
     const NOUN: &'static str = "device";
+    const WHAT: &'static str = "an MDM inventory";
 
     fn sniff(doc: &Doc<'_>, errs: &mut Errors) -> jsondoc::Sniffed<Shape> {
         Ok(Some(match &doc.root {
@@ -176,7 +177,6 @@ impl jsondoc::DocKind for Mdm {
             }
             Root::Array(elements) => match sniff_array(doc, elements) {
                 Some(shape) => (shape, elements.clone()),
-                None if elements.is_empty() => return Ok(None),
                 None => {
                     return Err((
                         Some(1),
@@ -186,12 +186,8 @@ impl jsondoc::DocKind for Mdm {
                     ));
                 }
             },
-            Root::Scalar => {
-                return Err((
-                    Some(1),
-                    format!("a JSON scalar, not an MDM inventory; {SHAPES}"),
-                ));
-            }
+            // Refused by `jsondoc::load` before it asks.
+            Root::Scalar => return Ok(None),
         }))
     }
 
