@@ -487,24 +487,14 @@ fn inputs_named_in_the_config_and_a_plain_bypass_list() {
 fn inspection_ca_learnt_without_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let f = |n: &str| fixture(&format!("detect/{n}"));
-    std::fs::copy(f("public-ca.pem"), dir.path().join("public-ca.pem")).unwrap();
-    let config: String = std::fs::read_to_string(f("config.toml"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("ca_files") && !l.starts_with("proxy_addresses"))
-        .map(|l| {
-            if l == "[inspection]" {
-                // The scenario's proxy signs two domains (corp, pinned).
-                "[inspection]\nlearn_ca_domains = 2\npublic_ca_files = [\"public-ca.pem\"]"
-                    .to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let cfg = dir.path().join("site.toml");
-    std::fs::write(&cfg, config).unwrap();
+    // The scenario's proxy signs two domains (corp, pinned).
+    let cfg = learning_config(
+        &f("config.toml"),
+        &f("public-ca.pem"),
+        dir.path(),
+        &["ca_files", "proxy_addresses"],
+        2,
+    );
     let mut args = inputs();
     args[1] = cfg.display().to_string();
     let recs = run(2, &args);

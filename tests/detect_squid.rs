@@ -313,23 +313,13 @@ fn deterministic_across_workers() {
 #[test]
 fn squids_ca_is_learnt_without_configuration() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(dir("public-ca.pem"), tmp.path().join("public-ca.pem")).unwrap();
-    let config: String = std::fs::read_to_string(dir("config.toml"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("ca_files"))
-        .map(|l| {
-            if l == "[inspection]" {
-                "[inspection]\nlearn_ca_domains = 2\npublic_ca_files = [\"public-ca.pem\"]"
-                    .to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let cfg = tmp.path().join("site.toml");
-    std::fs::write(&cfg, config).unwrap();
+    let cfg = learning_config(
+        &dir("config.toml"),
+        &dir("public-ca.pem"),
+        tmp.path(),
+        &["ca_files"],
+        2,
+    );
     let mut args = inputs();
     args[1] = cfg.display().to_string();
     let recs = run(1, &args);
