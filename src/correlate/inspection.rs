@@ -229,14 +229,7 @@ impl Learner {
             top.authority_key_id.clone()
         };
         let key = (issuer.to_string(), key_id);
-        let hash = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-                .build_hasher();
-            h.write(key.0.as_bytes());
-            h.write(key.1.as_deref().unwrap_or("").as_bytes());
-            h.finish()
-        };
+        let hash = ca_key(&key.0, key.1.as_deref());
         if !self.cas.contains_key(&key) {
             if self.cas.len() >= MAX_CANDIDATE_CAS {
                 self.over_cap += 1;
@@ -278,14 +271,9 @@ impl Learner {
     /// Is the CA of this key learnt?
     pub fn is_learnt(&self, key: u64) -> bool {
         // Few CAs are learnt; the keys are hashed again rather than stored twice.
-        self.learnt().any(|c| {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-                .build_hasher();
-            h.write(c.subject.as_bytes());
-            h.write(c.key_id.as_deref().unwrap_or("").as_bytes());
-            h.finish() == key
-        })
+        self.cas
+            .values()
+            .any(|c| c.learnt.is_some() && ca_key(&c.subject, c.key_id.as_deref()) == key)
     }
 
     /// The learnt CAs, in the order they were first seen.
@@ -294,6 +282,18 @@ impl Learner {
         v.sort_by(|a, b| (a.first_seen, &a.subject).cmp(&(b.first_seen, &b.subject)));
         v.into_iter()
     }
+}
+
+/// The key a session keeps of its chain's CA (fixed hasher keys: the same
+/// in every run).
+fn ca_key(subject: &str, key_id: Option<&str>) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+    h.write(subject.as_bytes());
+    h.write(key_id.unwrap_or("").as_bytes());
+    h.finish()
 }
 
 /// The registrable domain (public suffix + 1 label) of a DNS name; `None`
