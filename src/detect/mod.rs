@@ -839,24 +839,25 @@ impl Detector {
         let os_channel = self.os_channel(&s);
         // Device activity, for the inferred background state: only what a
         // user's action makes (see `infrastructure`).
-        let full = self.activity.len() >= self.s.max_keys;
-        match self.activity.get_mut(&dev) {
-            _ if infrastructure || os_channel || !transmitted => {}
-            Some(a) => {
-                let forgot = a.len() == ACTIVITY_PER_DEVICE;
-                if forgot {
-                    a.pop_front();
+        if !(infrastructure || os_channel || !transmitted) {
+            let full = self.activity.len() >= self.s.max_keys;
+            match self.activity.get_mut(&dev) {
+                Some(a) => {
+                    let forgot = a.len() == ACTIVITY_PER_DEVICE;
+                    if forgot {
+                        a.pop_front();
+                    }
+                    a.push_back((s.ts, dest_hash));
+                    if forgot {
+                        self.count("activity_forgotten");
+                    }
                 }
-                a.push_back((s.ts, dest_hash));
-                if forgot {
-                    self.count("activity_forgotten");
+                None if !full => {
+                    self.activity
+                        .insert(dev.clone(), VecDeque::from([(s.ts, dest_hash)]));
                 }
+                None => self.count("activity_devices_over_cap"),
             }
-            None if !full => {
-                self.activity
-                    .insert(dev.clone(), VecDeque::from([(s.ts, dest_hash)]));
-            }
-            None => self.count("activity_devices_over_cap"),
         }
         if os_channel {
             self.count("os_channel_sessions");
