@@ -91,9 +91,17 @@ fn ecs_field_names_are_ecs_or_documented_custom() {
             "no {k} document: {kinds:?}"
         );
     }
-    // Every kept ECS name is used (a stale list would hide a rename).
-    let unused: Vec<&&str> = ecs.iter().filter(|f| !seen.contains(**f)).collect();
-    assert!(unused.is_empty(), "listed but never written: {unused:?}");
+    // Every kept ECS name is used (a stale list would hide a rename). Some
+    // names only the third-party captures make (802.1Q tags), so the check
+    // needs them.
+    if shared_dir().is_some() {
+        let unused: Vec<&&str> = ecs.iter().filter(|f| !seen.contains(**f)).collect();
+        assert!(unused.is_empty(), "listed but never written: {unused:?}");
+    } else {
+        eprintln!(
+            "SKIPPED the check that every listed ECS name is written: ../shared/pcaps is absent (network.vlan.id comes from a tagged third-party capture)"
+        );
+    }
 }
 
 /// OCSF and EVE against their schemas (tests/schemas/check-forms.py: the
