@@ -271,15 +271,27 @@ impl Names {
     }
 }
 
+/// A well-known DoH resolver's address. The list is parsed once: this runs
+/// for every flow and TLS record on the correlator's one thread.
 fn doh_address(ip: IpAddr) -> bool {
-    DOH_ADDRESSES
-        .iter()
-        .any(|a| a.parse::<IpAddr>().is_ok_and(|x| x == ip))
+    static PARSED: std::sync::OnceLock<Vec<IpAddr>> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| DOH_ADDRESSES.iter().filter_map(|a| a.parse().ok()).collect())
+        .contains(&ip)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_doh_address_parses_and_is_known() {
+        for a in DOH_ADDRESSES {
+            let ip: IpAddr = a.parse().expect(a);
+            assert!(doh_address(ip), "{a}");
+        }
+        assert!(!doh_address("192.0.2.1".parse().unwrap()));
+    }
 
     fn held(name: &str, from: u64, ttl: u64) -> Held {
         Held {
