@@ -7,6 +7,8 @@
 #   benches/compare-records.sh save  DIR    before the first commit of a refactor
 #   benches/compare-records.sh check DIR    after the last: exit 1 on any difference
 #
+# BLINDSPOT_BIN names another binary to run (a build of the commit before).
+#
 # `stats` records are compared apart (a counter may move with a change; the
 # check names each one that differs), every other record must be identical.
 set -euo pipefail
@@ -15,7 +17,7 @@ cd "$here"
 mode=${1:?usage: compare-records.sh save|check DIR}
 dir=${2:?usage: compare-records.sh save|check DIR}
 cargo build --release --quiet --bin blindspot --example synth_capture
-bin=target/release/blindspot
+bin=${BLINDSPOT_BIN:-target/release/blindspot}
 mkdir -p bench-data "$dir"
 caps=(fixtures/local/*.pcap fixtures/devices/*.pcap fixtures/detect/*.pcap fixtures/hostile/*.pcap)
 if [ -d ../shared/pcaps ]; then
@@ -29,7 +31,7 @@ caps+=("$synth")
 status=0
 for cap in "${caps[@]}"; do
   name=$(basename "$cap")
-  for w in 0 1 2; do
+  for w in ${COMPARE_WORKERS:-0 1 2}; do
     out=$(mktemp)
     "$bin" replay "$cap" --workers "$w" -o - 2>/dev/null | sort > "$out" || true
     grep -v '"type":"stats"' "$out" > "$out.records" || true

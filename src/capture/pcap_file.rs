@@ -163,6 +163,8 @@ pub struct CaptureReader {
     pub skipped_frames: u64,
     /// Blocks handed out recently, reused when no worker holds them any more.
     recent: Vec<Arc<Vec<u8>>>,
+    /// How many of `recent` to keep.
+    recycle: usize,
     /// A frame list handed back by [`CaptureReader::recycle`]: its
     /// capacity is about what the next block needs.
     spare_frames: Vec<FrameRef>,
@@ -185,7 +187,8 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// Blocks remembered for reuse (bounded: queue depth plus a few).
+/// Blocks remembered for reuse by default (bounded: queue depth plus a
+/// few); [`CaptureReader::with_recycle`] sets it to a pipeline's depth.
 const RECYCLE: usize = 16;
 
 /// A little-endian pcap file header (snap length 262144).
@@ -272,6 +275,7 @@ impl CaptureReader {
             chunk_size: CHUNK_SIZE,
             skipped_frames: 0,
             recent: Vec::new(),
+            recycle: RECYCLE,
             spare_frames: Vec::new(),
             raw_read,
         })
@@ -280,6 +284,13 @@ impl CaptureReader {
     /// Bytes read from the file so far (compressed bytes for .gz/.zst).
     pub fn raw_bytes(&self) -> u64 {
         self.raw_read.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Remembers up to `blocks` blocks for reuse: as many as a pipeline holds
+    /// in flight, so that a steady replay allocates (and faults in) none.
+    pub fn with_recycle(mut self, blocks: usize) -> Self {
+        self.recycle = blocks.max(1);
+        self
     }
 
     /// Smaller blocks, for tests that exercise records cut by a block boundary.
@@ -397,13 +408,18 @@ impl CaptureReader {
     /// Takes a block back once it has been handled, to reuse its frame
     /// list: a list freed and allocated again per block costs fresh pages.
     pub fn recycle(&mut self, chunk: Chunk) {
-        self.spare_frames = chunk.frames;
+        self.recycle_frames(chunk.frames);
+    }
+
+    /// Takes back a block's frame list alone (the block went elsewhere).
+    pub fn recycle_frames(&mut self, frames: Vec<FrameRef>) {
+        self.spare_frames = frames;
     }
 
     /// Wraps a block for sharing, remembering it for reuse once released.
     fn share(&mut self, buf: Vec<u8>, frames: Vec<FrameRef>) -> Chunk {
         let data = Arc::new(buf);
-        if self.recent.len() >= RECYCLE {
+        if self.recent.len() >= self.recycle {
             self.recent.remove(0);
         }
         self.recent.push(Arc::clone(&data));

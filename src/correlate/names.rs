@@ -276,7 +276,12 @@ impl Names {
 fn doh_address(ip: IpAddr) -> bool {
     static PARSED: std::sync::OnceLock<Vec<IpAddr>> = std::sync::OnceLock::new();
     PARSED
-        .get_or_init(|| DOH_ADDRESSES.iter().filter_map(|a| a.parse().ok()).collect())
+        .get_or_init(|| {
+            DOH_ADDRESSES
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect()
+        })
         .contains(&ip)
 }
 

@@ -81,6 +81,9 @@ pub enum Skip {
     TunnelDepth,
     TunnelMalformed,
     TunnelUnsupported,
+    /// Not a skip: a fragment handed on for reassembly later
+    /// ([`Decoder::defer_fragments`]); never counted, not in [`Skip::ALL`].
+    Deferred,
 }
 
 impl Skip {
@@ -117,6 +120,7 @@ impl Skip {
             Skip::TunnelDepth => "tunnel_depth_exceeded",
             Skip::TunnelMalformed => "tunnel_malformed",
             Skip::TunnelUnsupported => "tunnel_unsupported",
+            Skip::Deferred => "deferred",
         }
     }
 }
@@ -132,7 +136,9 @@ pub struct DecodeStats {
 
 impl DecodeStats {
     pub fn count(&mut self, s: Skip) {
-        self.skipped[s as usize] += 1;
+        if let Some(c) = self.skipped.get_mut(s as usize) {
+            *c += 1;
+        }
     }
     pub fn merge(&mut self, o: &DecodeStats) {
         for (a, b) in self.skipped.iter_mut().zip(o.skipped.iter()) {
@@ -152,6 +158,23 @@ pub struct Decoder {
     /// Device evidence (DHCP, ARP, NDP) from the frames decoded since the
     /// caller last drained it, in frame order.
     pub evidence: Vec<crate::app::evidence::Evidence>,
+    /// Hand IP fragments out (`deferred`) instead of reassembling them:
+    /// replay's decoders work on chunks in parallel, so the one ordered
+    /// reassembly happens after them, in the flow workers
+    /// ([`Decoder::reassemble`]).
+    pub defer_fragments: bool,
+    /// Fragments met since the caller last drained it, in frame order.
+    pub deferred: Vec<Deferred>,
+}
+
+/// An IP fragment whose reassembly was left to a later stage: the packet
+/// as far as it was read (addresses, protocol, tunnels, time), the
+/// fragment header, and where its bytes lie in the chunk.
+#[derive(Clone, Copy, Debug)]
+pub struct Deferred {
+    pub pkt: Packet,
+    pub frag: defrag::Fragment,
+    pub bytes: PayloadRef,
 }
 
 /// Link layer result: ethertype, the bytes after the link header, MACs.
@@ -268,6 +291,25 @@ impl Decoder {
             defrag: defrag::Defrag::new(limits),
             stats: DecodeStats::default(),
             evidence: Vec::new(),
+            defer_fragments: false,
+            deferred: Vec::new(),
+        }
+    }
+
+    /// Reassembles a fragment a decoder deferred, exactly as `decode` does
+    /// inline: `Ok` with the completed packet (its payload in `extra`).
+    pub fn reassemble(&mut self, d: &Deferred, base: &[u8], extra: &mut Vec<u8>) -> Option<Packet> {
+        let mut pkt = d.pkt;
+        let start = d.bytes.offset as usize;
+        let bytes = base
+            .get(start..start.saturating_add(d.bytes.len as usize))
+            .unwrap_or(&[]);
+        match self.defragment(&mut pkt, d.frag, bytes, extra) {
+            Ok(p) => Some(p),
+            Err(s) => {
+                self.stats.count(s);
+                None
+            }
         }
     }
 
@@ -280,6 +322,7 @@ impl Decoder {
         let bytes = base.get(start..end).unwrap_or(&[]);
         match self.decode_inner(base, bytes, frame, extra) {
             Ok(p) => Some(p),
+            Err(Skip::Deferred) => None,
             Err(s) => {
                 self.stats.count(s);
                 None
@@ -388,10 +431,22 @@ impl Decoder {
                 _ => return Err(Skip::NotIp),
             };
             pkt.key.proto = proto;
+            let base_ptr = base.as_ptr() as usize;
             if let Some(f) = frag {
+                if self.defer_fragments {
+                    self.deferred.push(Deferred {
+                        pkt,
+                        frag: f,
+                        bytes: PayloadRef {
+                            offset: (ip_payload.as_ptr() as usize).wrapping_sub(base_ptr) as u32,
+                            len: ip_payload.len() as u32,
+                            in_extra: false,
+                        },
+                    });
+                    return Err(Skip::Deferred);
+                }
                 return self.defragment(&mut pkt, f, ip_payload, extra);
             }
-            let base_ptr = base.as_ptr() as usize;
             match proto {
                 PROTO_TCP => {
                     let hl = read_tcp_header(&mut pkt, ip_payload)?;

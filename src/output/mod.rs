@@ -106,12 +106,18 @@ impl Sink {
         }
         let block = self.encoding.encode(batch);
         self.bytes_written += block.len() as u64;
-        match &mut self.target {
-            Target::Stdout(w) => w.write_all(block)?,
-            Target::Plain(w) => w.write_all(block)?,
-            Target::Zstd(z) => z.write_all(block)?,
-            Target::Gzip(g) => g.write_all(block)?,
+        write_target(&mut self.target, block)?;
+        self.flush_if_due()
+    }
+
+    /// Writes a batch of records an encoder of the pool encoded
+    /// (`bytes`, in this sink's form).
+    pub fn write_encoded(&mut self, batch: &[Record], bytes: &[u8]) -> io::Result<()> {
+        if let Some(t) = &mut self.summary {
+            t.add(batch);
         }
+        self.bytes_written += bytes.len() as u64;
+        write_target(&mut self.target, bytes)?;
         self.flush_if_due()
     }
 
@@ -268,6 +274,15 @@ impl Encoding {
             self.encoder.encode(r, &mut self.buf);
         }
         &self.buf
+    }
+}
+
+fn write_target(target: &mut Target, block: &[u8]) -> io::Result<()> {
+    match target {
+        Target::Stdout(w) => w.write_all(block),
+        Target::Plain(w) => w.write_all(block),
+        Target::Zstd(z) => z.write_all(block),
+        Target::Gzip(g) => g.write_all(block),
     }
 }
 

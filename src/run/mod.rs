@@ -13,10 +13,13 @@
 //! - [`correlator`] makes the correlator the same way for both; the
 //!   [`Handoff`] hands its blocks of records to the sink thread.
 //! - [`stats`] assembles the `stats` and `coverage` records.
-//! - [`sink`] is the sink thread: it encodes (`output::Encoding`) and
-//!   writes; replay's stops at the first write error, capture's holds
-//!   and retries.
+//! - [`encode`] is the encoder pool between them: block `k` is encoded
+//!   by encoder `k mod E` and written in turn.
+//! - [`sink`] is the sink thread: it writes what the encoders made (or
+//!   encodes itself, with no pool); replay's stops at the first write
+//!   error, capture's holds and retries.
 
+pub mod encode;
 pub mod order;
 pub mod replay;
 pub mod sink;
@@ -56,23 +59,39 @@ pub fn correlator(cfg: &Config) -> Correlator {
 pub enum ToSink {
     /// Records, and when they were sent; the sink encodes them.
     Block(Instant, RecordBatch),
+    /// Records and their encoding (from the [`encode`] pool).
+    Encoded(Instant, RecordBatch, Vec<u8>),
     /// Write everything received so far (capture: retrying while writes
     /// fail), then answer.
     Sync(Sender<()>),
 }
 
-/// The correlator's end of the channel to the sink thread.
+/// The correlator's end of the channel to the sink thread: one channel,
+/// or the encoder pool's channels taken in turn ([`encode`]).
 pub struct Handoff {
-    tx: Sender<ToSink>,
+    txs: Vec<Sender<ToSink>>,
+    next: usize,
     last_send: Instant,
 }
 
 impl Handoff {
     pub fn new(tx: Sender<ToSink>) -> Self {
+        Self::pooled(vec![tx])
+    }
+
+    /// Hands block `k` to `txs[k mod len]` (the sink takes them back in turn).
+    pub fn pooled(txs: Vec<Sender<ToSink>>) -> Self {
         Handoff {
-            tx,
+            txs,
+            next: 0,
             last_send: Instant::now(),
         }
+    }
+
+    fn send(&mut self, item: ToSink) -> bool {
+        let ok = self.txs[self.next].send(item).is_ok();
+        self.next = (self.next + 1) % self.txs.len();
+        ok
     }
 
     /// Hands on the correlator's full blocks (`partial`: the last partial
@@ -80,7 +99,7 @@ impl Handoff {
     pub fn blocks(&mut self, corr: &mut Correlator, partial: bool) -> bool {
         while let Some(block) = corr.next_block(partial) {
             self.last_send = Instant::now();
-            if self.tx.send(ToSink::Block(self.last_send, block)).is_err() {
+            if !self.send(ToSink::Block(self.last_send, block)) {
                 return false;
             }
         }
@@ -92,15 +111,15 @@ impl Handoff {
         self.last_send.elapsed()
     }
 
-    /// Blocks waiting for the sink.
+    /// Blocks waiting for the sink (or its encoders).
     pub fn queued(&self) -> usize {
-        self.tx.len()
+        self.txs.iter().map(Sender::len).sum()
     }
 
     /// Waits until the sink has written everything handed on so far;
     /// false when it has stopped.
-    pub fn sync(&self) -> bool {
+    pub fn sync(&mut self) -> bool {
         let (ack_tx, ack_rx) = bounded::<()>(1);
-        self.tx.send(ToSink::Sync(ack_tx)).is_ok() && ack_rx.recv().is_ok()
+        self.send(ToSink::Sync(ack_tx)) && ack_rx.recv().is_ok()
     }
 }

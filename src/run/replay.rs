@@ -1,30 +1,40 @@
-//! Replay: files → decode/dispatch → N flow workers → correlator → sink.
+//! Replay: files → cut → N decoders → N flow workers → correlator → sink.
 //!
 //! ```text
-//!  reader (this thread)          workers (N)              correlator (1)      sink (1)
-//!  files → chunks → decode ─┬──▶ flow table, reassembly ─┐
-//!           symmetric hash  ├──▶ flow table, reassembly ─┼─▶ records → JSON ──▶ file / stdout
-//!                           └──▶ ...                     ┘
+//!  reader (this thread)   decoders (N)            workers (N)               correlator (1)   sink (1)
+//!  files → chunks ──i──▶ decode-(i mod N) ─┬──▶ defrag, flow table,    ─┐
+//!  cut at record          symmetric hash   ├──▶ reassembly, parsers     ├─▶ records ──▶ encode, write
+//!  boundaries                              └──▶ ...                     ┘
 //! ```
 //!
-//! Every channel is a bounded crossbeam channel carrying batches (one per
-//! 512 KiB chunk per worker), so a slow stage makes the reader wait: replay
-//! never drops. Packet bytes are not copied: a batch holds a reference to the
+//! The reader only reads and cuts: 512 KiB chunks ending at a record
+//! boundary, numbered. Chunk `i` goes to decoder `i mod N`, which decodes it
+//! (link, VLAN, tunnels, IP, TCP/UDP), hashes each packet to its flow's
+//! worker and sends every worker its batch of chunk `i`; its device
+//! evidence goes to the correlator first. Worker `w` takes chunk `i` from
+//! decoder `i mod N`, so it sees its packets in capture order with no
+//! reordering buffer. IP fragments are the one order-dependent part of
+//! decoding: decoders hand them on undecoded to every worker, and each
+//! worker reassembles every train (bounded by `[defrag]`, per worker) and
+//! keeps the datagrams of its own flows. Every channel is a bounded
+//! crossbeam channel, so a slow stage makes the reader wait: replay never
+//! drops. Packet bytes are not copied: a batch holds a reference to the
 //! chunk they lie in. With `workers = 0` the same stages run on one thread
 //! with no channels at all.
 
 use crate::app::evidence::Evidence;
-use crate::capture::Chunk;
 use crate::capture::pcap_file::{CaptureError, CaptureReader};
+use crate::capture::{Chunk, FrameRef};
 use crate::config::Config;
 use crate::correlate::{Correlator, RecordBatch};
-use crate::decode::{self, Decoder, Packet};
+use crate::decode::defrag::DefragStats;
+use crate::decode::{self, DecodeStats, Decoder, Deferred, Packet};
 use crate::flow::table::{FlowTable, TableStats};
 use crate::output::Sink;
 use crate::record::{FileStats, Record, StatsRecord};
 use crate::run::order::{EndMerge, InOrder};
 use crate::run::stats::{counters, finish};
-use crate::run::{Handoff, ToSink, correlator, sink as sink_thread};
+use crate::run::{Handoff, ToSink, correlator, encode, sink as sink_thread};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use std::io;
@@ -58,12 +68,16 @@ impl std::error::Error for OutputError {}
 /// Packets of one chunk bound for one worker.
 pub struct Batch {
     pub chunk: Arc<Vec<u8>>,
-    /// Reassembled IP fragments referenced by packets with `in_extra`.
-    pub extra: Vec<u8>,
     pub packets: Vec<Packet>,
+    /// The chunk's IP fragments (every worker gets all of them: each
+    /// reassembles every train and keeps the datagrams of its own flows).
+    pub fragments: Arc<Vec<Deferred>>,
+    /// For each fragment, how many of `packets` come before it.
+    pub fragment_at: Vec<u32>,
     /// Latest packet time the reader has seen (drives timeouts on every worker).
     pub now: Timestamp,
-    /// The chunk's number: the correlator releases records in this order.
+    /// The chunk's number: workers take chunks, and the correlator
+    /// releases records, in this order.
     pub seq: u64,
 }
 
@@ -72,8 +86,16 @@ enum Work {
     End(Timestamp),
 }
 
+/// A chunk cut by the reader, on its way to a decoder.
+enum Cut {
+    Chunk(u64, Chunk, Timestamp),
+    /// End of input after `seq` chunks: the decoder whose turn `seq` is
+    /// tells the workers.
+    End(Timestamp),
+}
+
 enum ToCorrelator {
-    /// Device evidence of chunk `seq`, sent by the reader before the chunk's batches.
+    /// Device evidence of chunk `seq`, sent by its decoder before the chunk's batches.
     Evidence(u64, Vec<Evidence>),
     /// A worker's records of chunk `seq`, in pieces of at most
     /// [`RECORDS_PER_MESSAGE`]; the last piece (empty or not, `true`) tells
@@ -95,9 +117,9 @@ const END_BATCH: usize = 4096;
 /// Records a worker hands on per message.
 const RECORDS_PER_MESSAGE: usize = 1024;
 
-/// Source + decode: reads the files in order, as one timeline.
+/// The source: reads the files in order, as one timeline, and cuts them
+/// into chunks at record boundaries; it decodes nothing.
 pub struct Reader {
-    pub decoder: Decoder,
     /// Chunks handed on so far.
     pub seq: u64,
     pub packets: u64,
@@ -113,7 +135,6 @@ pub struct Reader {
 impl Reader {
     pub fn new(cfg: &Config, files: &[PathBuf]) -> Self {
         Reader {
-            decoder: Decoder::new(cfg.defrag),
             seq: 0,
             packets: 0,
             bytes: 0,
@@ -127,24 +148,22 @@ impl Reader {
         }
     }
 
-    /// Calls `handle` with each chunk's decoded packets, the packet time
-    /// and the chunk's device evidence. Stops early when `handle` fails
-    /// (the output is gone).
-    pub fn run(
+    /// Calls `handle` with each chunk and the packet time reached at its
+    /// end; `handle` may give the chunk's frame list back for reuse. Stops
+    /// early when `handle` fails (the output is gone).
+    pub fn cut(
         &mut self,
         files: &[PathBuf],
-        mut handle: impl FnMut(
-            &Chunk,
-            &[Packet],
-            &[u8],
-            Timestamp,
-            &mut Vec<Evidence>,
-        ) -> Result<(), OutputError>,
+        in_flight: usize,
+        mut handle: impl FnMut(Chunk, Timestamp) -> Result<Option<Vec<FrameRef>>, OutputError>,
     ) -> Result<(), OutputError> {
-        let mut packets = Vec::with_capacity(8192);
-        let mut extra = Vec::new();
         // Bytes of the files read whole, for the progress line.
         let mut files_done = 0u64;
+        // Tests only: smaller chunks put chunk boundaries inside fragment
+        // trains, TCP streams and detection windows (the output must not move).
+        let chunk = std::env::var("BLINDSPOT_REPLAY_BLOCK")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok());
         for path in files {
             let name = path.display().to_string();
             let mut fs = FileStats {
@@ -152,7 +171,11 @@ impl Reader {
                 ..FileStats::default()
             };
             let mut reader = match CaptureReader::open(path) {
-                Ok(r) => r,
+                Ok(r) => match chunk {
+                    Some(size) => r.with_chunk_size(size),
+                    None => r,
+                }
+                .with_recycle(in_flight),
                 Err(e) => {
                     let msg = format!("{name}: {e}");
                     fs.error = Some(e.to_string());
@@ -164,28 +187,24 @@ impl Reader {
             loop {
                 match reader.next_chunk() {
                     Ok(Some(chunk)) => {
-                        packets.clear();
-                        extra.clear();
+                        let mut bytes = 0u64;
                         for f in &chunk.frames {
-                            fs.frames += 1;
-                            fs.bytes += f.wire_len as u64;
+                            bytes += f.wire_len as u64;
                             self.now = self.now.max(f.ts);
-                            if let Some(p) = self.decoder.decode(&chunk.data, f, &mut extra) {
-                                packets.push(p);
-                            }
                         }
-                        self.packets += chunk.frames.len() as u64;
-                        self.bytes += chunk.frames.iter().map(|f| f.wire_len as u64).sum::<u64>();
-                        let mut evidence = std::mem::take(&mut self.decoder.evidence);
-                        let r = handle(&chunk, &packets, &extra, self.now, &mut evidence);
-                        reader.recycle(chunk);
-                        evidence.clear();
-                        self.decoder.evidence = evidence;
+                        let frames = chunk.frames.len() as u64;
+                        fs.frames += frames;
+                        fs.bytes += bytes;
+                        self.packets += frames;
+                        self.bytes += bytes;
+                        let r = handle(chunk, self.now);
                         self.seq += 1;
                         if let Some(p) = &mut self.progress {
                             p.update(files_done + reader.raw_bytes(), self.packets);
                         }
-                        r?;
+                        if let Some(spare) = r? {
+                            reader.recycle_frames(spare);
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -214,14 +233,9 @@ impl Reader {
         Ok(())
     }
 
-    /// The reader's part of the stats record.
-    fn stats(&self, table: &TableStats) -> StatsRecord {
-        let mut s = counters(
-            &self.decoder.stats,
-            &self.decoder.defrag.stats,
-            table,
-            self.now,
-        );
+    /// The source's part of the stats record, with the decoders' counters.
+    fn stats(&self, decode: &DecodeStats, defrag: &DefragStats, table: &TableStats) -> StatsRecord {
+        let mut s = counters(decode, defrag, table, self.now);
         s.packets = self.packets;
         s.bytes = self.bytes;
         s.files = self.files.clone();
@@ -266,18 +280,25 @@ type Replayed = (Outcome, Vec<crate::detect::EvidenceWant>);
 
 fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Replayed, OutputError> {
     let mut reader = Reader::new(cfg, files);
+    let mut decoder = Decoder::new(cfg.defrag);
     let mut table = FlowTable::new(cfg.flow, 1);
     let mut corr = correlator(cfg);
     let mut out = Vec::new();
-    reader.run(files, |chunk, packets, extra, now, evidence| {
-        corr.evidence(evidence);
-        for p in packets {
-            table.process(p, decode::payload(p, &chunk.data, extra), &mut out);
+    let mut extra = Vec::new();
+    reader.cut(files, 2, |chunk, now| {
+        extra.clear();
+        for f in &chunk.frames {
+            if let Some(p) = decoder.decode(&chunk.data, f, &mut extra) {
+                table.process(&p, decode::payload(&p, &chunk.data, &extra), &mut out);
+            }
         }
+        corr.evidence(&decoder.evidence);
+        decoder.evidence.clear();
         table.advance(now, &mut out);
         corr.push(out.drain(..));
         write_blocks(&mut corr, &mut sink, false).map_err(OutputError)?;
-        sink.flush_if_due().map_err(OutputError)
+        sink.flush_if_due().map_err(OutputError)?;
+        Ok(Some(chunk.frames))
     })?;
     let mut written = Ok(());
     table.drain_batches(reader.now, END_BATCH, &mut out, |recs| {
@@ -288,7 +309,7 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Repl
     });
     written.map_err(OutputError)?;
     corr.push(out.drain(..));
-    let mut stats = reader.stats(&table.stats);
+    let mut stats = reader.stats(&decoder.stats, &decoder.defrag.stats, &table.stats);
     finish(&mut corr, &mut stats);
     write_blocks(&mut corr, &mut sink, true).map_err(OutputError)?;
     sink.finish().map_err(OutputError)?;
@@ -305,18 +326,32 @@ fn write_blocks(corr: &mut Correlator, sink: &mut Sink, all: bool) -> io::Result
     Ok(())
 }
 
+fn stopped() -> OutputError {
+    OutputError(io::Error::other("pipeline stopped"))
+}
+
+/// ```text
+///  reader ──chunk i──▶ decoder (i mod D) ──batch i, per worker──▶ worker w ──▶ correlator
+/// ```
+/// Worker `w` takes chunk `i` from decoder `i mod D`, so every worker sees
+/// its packets in capture order with no reordering buffer; a decoder
+/// blocks only on the worker that is behind, which always can go on.
 fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replayed, OutputError> {
     let n = cfg.workers;
+    let decoders = n;
     let interval = sink.interval();
     let (corr_tx, corr_rx) = bounded::<ToCorrelator>(cfg.queue_batches * n.max(1));
-    let (sink_tx, sink_rx) = bounded::<ToSink>(cfg.queue_batches);
+    // The encoders: as many as workers, each a share of the queue.
+    let (sink_txs, sink_rx) = encode::pool(n, cfg.queue_batches.div_ceil(n).max(2), || {
+        crate::output::Encoding::for_config(cfg, &[])
+    })
+    .map_err(OutputError)?;
     let (stats_tx, stats_rx) = bounded::<StatsRecord>(1);
-    // Emptied buffers go back to the thread that fills them: memory freed on
-    // another thread is slow to come back to the allocating one, which then
-    // keeps faulting in fresh pages.
-    let (spare_packets_tx, spare_packets_rx) =
-        bounded::<Vec<Packet>>(cfg.queue_batches * n.max(1) * 2);
-    let (spare_blocks_tx, spare_blocks_rx) = bounded::<RecordBatch>(4);
+    let (spare_blocks_tx, spare_blocks_rx) = bounded::<RecordBatch>(4 + 2 * n);
+    // Frame lists go back to the reader: memory freed on another thread is
+    // slow to come back to the allocating one, which then keeps faulting in
+    // fresh pages.
+    let (spare_frames_tx, spare_frames_rx) = bounded::<Vec<FrameRef>>(decoders * 2);
 
     let sink_thread = thread::Builder::new()
         .name("sink".into())
@@ -329,7 +364,7 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
             run_correlator(
                 corr,
                 corr_rx,
-                sink_tx,
+                sink_txs,
                 stats_rx,
                 n,
                 interval,
@@ -337,78 +372,84 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
             )
         })
         .expect("spawn correlator thread");
-    let mut work_txs: Vec<Sender<Work>> = Vec::with_capacity(n);
+    // work[d][w]: decoder d's batches for worker w. A worker takes from the
+    // decoders in turn, so each pair needs only its share of the queue.
+    let per_pair = cfg.queue_batches.div_ceil(decoders).max(2);
+    let mut work_rxs: Vec<Vec<Receiver<Work>>> = (0..n).map(|_| Vec::new()).collect();
+    let mut spare_packet_txs = Vec::with_capacity(decoders);
+    let mut cut_txs = Vec::with_capacity(decoders);
+    let mut decode_threads = Vec::with_capacity(decoders);
+    for d in 0..decoders {
+        let mut txs = Vec::with_capacity(n);
+        for rxs in work_rxs.iter_mut() {
+            let (tx, rx) = bounded::<Work>(per_pair);
+            txs.push(tx);
+            rxs.push(rx);
+        }
+        let (cut_tx, cut_rx) = bounded::<Cut>(2);
+        cut_txs.push(cut_tx);
+        let (spare_tx, spare_rx) = bounded::<Vec<Packet>>(cfg.queue_batches * n * 2);
+        spare_packet_txs.push(spare_tx);
+        let ctx = corr_tx.clone();
+        let spare = spare_frames_tx.clone();
+        let mut decoder = Decoder::new(cfg.defrag);
+        decoder.defer_fragments = true;
+        decode_threads.push(
+            thread::Builder::new()
+                .name(format!("decode-{d}"))
+                .spawn(move || run_decoder(decoder, cut_rx, txs, ctx, spare, spare_rx))
+                .expect("spawn decoder thread"),
+        );
+    }
+    drop(spare_frames_tx);
     let mut workers = Vec::with_capacity(n);
-    for i in 0..n {
-        let (tx, rx) = bounded::<Work>(cfg.queue_batches);
+    for (i, rxs) in work_rxs.into_iter().enumerate() {
         let ctx = corr_tx.clone();
         let settings = cfg.flow;
-        let spare = spare_packets_tx.clone();
+        let defrag = cfg.defrag;
+        let spare = spare_packet_txs.clone();
         workers.push(
             thread::Builder::new()
                 .name(format!("worker-{i}"))
-                .spawn(move || run_worker(i, rx, ctx, FlowTable::new(settings, n), spare))
+                .spawn(move || {
+                    let table = FlowTable::new(settings, n);
+                    run_worker(i, n, rxs, ctx, table, Decoder::new(defrag), spare)
+                })
                 .expect("spawn worker thread"),
         );
-        work_txs.push(tx);
     }
-    let mut reader = Reader::new(cfg, files);
-    let mut pending: Vec<Vec<Packet>> = (0..n).map(|_| Vec::new()).collect();
-    let mut extras: Vec<Vec<u8>> = (0..n).map(|_| Vec::new()).collect();
-    let mut seq = 0u64;
-    let read_result = reader.run(files, |chunk, packets, extra, now, evidence| {
-        // Evidence goes first: every record of this chunk reaches the
-        // correlator after it (one FIFO channel, sent before the batches).
-        if !evidence.is_empty() {
-            corr_tx
-                .send(ToCorrelator::Evidence(seq, std::mem::take(evidence)))
-                .map_err(|_| OutputError(io::Error::other("pipeline stopped")))?;
-        }
-        for p in packets {
-            let w = (p.key.symmetric_hash() % n as u64) as usize;
-            let mut p = *p;
-            if p.payload.in_extra {
-                let bytes = decode::payload(&p, &chunk.data, extra);
-                p.payload.offset = extras[w].len() as u32;
-                extras[w].extend_from_slice(bytes);
-            }
-            pending[w].push(p);
-        }
-        for w in 0..n {
-            let batch = Batch {
-                chunk: Arc::clone(&chunk.data),
-                extra: std::mem::take(&mut extras[w]),
-                packets: std::mem::replace(
-                    &mut pending[w],
-                    spare_packets_rx
-                        .try_recv()
-                        .unwrap_or_else(|_| Vec::with_capacity(packets.len() / n + 16)),
-                ),
-                now,
-                seq,
-            };
-            // A closed channel means a later stage failed; the sink reports why.
-            work_txs[w]
-                .send(Work::Batch(batch))
-                .map_err(|_| OutputError(io::Error::other("pipeline stopped")))?;
-        }
-        seq += 1;
-        Ok(())
-    });
     drop(corr_tx);
-    let now = reader.now;
-    for tx in &work_txs {
-        let _ = tx.send(Work::End(now));
+    let mut reader = Reader::new(cfg, files);
+    let mut seq = 0u64;
+    // Chunks alive at once: per decoder, two waiting, one being decoded and
+    // the `per_pair` its slowest worker has not taken yet; one per worker.
+    let in_flight = decoders * (per_pair + 3) + n;
+    let read_result = reader.cut(files, in_flight, |chunk, now| {
+        cut_txs[(seq % decoders as u64) as usize]
+            .send(Cut::Chunk(seq, chunk, now))
+            .map_err(|_| stopped())?;
+        seq += 1;
+        Ok(spare_frames_rx.try_recv().ok())
+    });
+    let _ = cut_txs[(seq % decoders as u64) as usize].send(Cut::End(reader.now));
+    drop(cut_txs);
+    let mut decode_stats = DecodeStats::default();
+    for d in decode_threads {
+        if let Ok(s) = d.join() {
+            decode_stats.merge(&s);
+        }
     }
-    drop(work_txs);
     let mut table_stats = TableStats::default();
+    let mut defrag_stats = DefragStats::default();
     for w in workers {
-        if let Ok(s) = w.join() {
-            table_stats.merge(&s);
+        if let Ok((t, d, fr)) = w.join() {
+            table_stats.merge(&t);
+            decode_stats.merge(&d);
+            defrag_stats.merge(&fr);
         }
     }
     // Counts are known to the correlator; it completes the record.
-    let stats = reader.stats(&table_stats);
+    let stats = reader.stats(&decode_stats, &defrag_stats, &table_stats);
     let _ = stats_tx.send(stats);
     let (final_stats, wants) = corr_thread.join().unwrap_or_default();
     let sink_result = sink_thread
@@ -419,29 +460,148 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
     Ok((reader.outcome(final_stats), wants))
 }
 
+/// A decoder: decodes the chunks it is given, hashes each packet to its
+/// flow's worker and hands every worker its batch; the chunk's device
+/// evidence goes to the correlator first. Returns its counters.
+fn run_decoder(
+    mut decoder: Decoder,
+    rx: Receiver<Cut>,
+    txs: Vec<Sender<Work>>,
+    corr: Sender<ToCorrelator>,
+    spare_frames: Sender<Vec<FrameRef>>,
+    spare: Receiver<Vec<Packet>>,
+) -> DecodeStats {
+    let n = txs.len();
+    // Packet lists are sized to the last chunk's share.
+    let mut per_worker = 64usize;
+    let mut unused = Vec::new();
+    for cut in rx {
+        let (seq, chunk, now) = match cut {
+            Cut::Chunk(seq, chunk, now) => (seq, chunk, now),
+            Cut::End(now) => {
+                for tx in &txs {
+                    let _ = tx.send(Work::End(now));
+                }
+                break;
+            }
+        };
+        let mut pending: Vec<Vec<Packet>> = (0..n)
+            .map(|_| {
+                spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(per_worker))
+            })
+            .collect();
+        let mut at: Vec<Vec<u32>> = (0..n).map(|_| Vec::new()).collect();
+        for f in &chunk.frames {
+            let deferred = decoder.deferred.len();
+            if let Some(p) = decoder.decode(&chunk.data, f, &mut unused) {
+                pending[(p.key.symmetric_hash() % n as u64) as usize].push(p);
+            } else if decoder.deferred.len() > deferred {
+                for (a, p) in at.iter_mut().zip(&pending) {
+                    a.push(p.len() as u32);
+                }
+            }
+        }
+        per_worker = pending.iter().map(Vec::len).max().unwrap_or(0) + 16;
+        // Evidence goes first: every record of this chunk reaches the
+        // correlator after it (one FIFO channel, sent before the batches).
+        if !decoder.evidence.is_empty()
+            && corr
+                .send(ToCorrelator::Evidence(
+                    seq,
+                    std::mem::take(&mut decoder.evidence),
+                ))
+                .is_err()
+        {
+            break;
+        }
+        let fragments = Arc::new(std::mem::take(&mut decoder.deferred));
+        let Chunk { data, frames } = chunk;
+        let _ = spare_frames.try_send(frames);
+        for ((tx, packets), fragment_at) in txs.iter().zip(pending).zip(at) {
+            let batch = Batch {
+                chunk: Arc::clone(&data),
+                packets,
+                fragments: Arc::clone(&fragments),
+                fragment_at,
+                now,
+                seq,
+            };
+            // A closed channel means a later stage failed; the sink reports why.
+            if tx.send(Work::Batch(batch)).is_err() {
+                return decoder.stats;
+            }
+        }
+    }
+    decoder.stats
+}
+
 fn run_worker(
     worker: usize,
-    rx: Receiver<Work>,
+    n: usize,
+    rxs: Vec<Receiver<Work>>,
     tx: Sender<ToCorrelator>,
     mut table: FlowTable,
-    spare: Sender<Vec<Packet>>,
-) -> TableStats {
+    mut defrag: Decoder,
+    spare: Vec<Sender<Vec<Packet>>>,
+) -> (TableStats, DecodeStats, DefragStats) {
     let mut out = Vec::new();
-    for work in rx {
+    let mut extra = Vec::new();
+    let decoders = rxs.len() as u64;
+    let mut seq = 0u64;
+    let mine = |p: &Packet| (p.key.symmetric_hash() % n as u64) as usize == worker;
+    let finish = |table: FlowTable, defrag: Decoder| {
+        // Every worker reassembles every fragment train: the first one's counters stand for all.
+        if worker == 0 {
+            (table.stats, defrag.stats, defrag.defrag.stats)
+        } else {
+            (table.stats, DecodeStats::default(), DefragStats::default())
+        }
+    };
+    while let Ok(work) = rxs[(seq % decoders) as usize].recv() {
+        seq += 1;
         match work {
             Work::Batch(mut b) => {
-                for p in &b.packets {
-                    table.process(p, decode::payload(p, &b.chunk, &b.extra), &mut out);
+                extra.clear();
+                let mut frags = b.fragments.iter().zip(&b.fragment_at).peekable();
+                for (i, p) in b.packets.iter().enumerate() {
+                    while let Some((d, _)) = frags.next_if(|(_, at)| **at as usize <= i) {
+                        let chunk = &b.chunk[..];
+                        own_fragment(
+                            d,
+                            chunk,
+                            &mut defrag,
+                            &mut extra,
+                            mine,
+                            &mut table,
+                            &mut out,
+                        );
+                    }
+                    table.process(p, decode::payload(p, &b.chunk, &extra), &mut out);
                     if out.len() >= RECORDS_PER_MESSAGE {
                         let piece = ToCorrelator::Records(b.seq, std::mem::take(&mut out), false);
                         if tx.send(piece).is_err() {
-                            return table.stats;
+                            return finish(table, defrag);
                         }
                     }
                 }
+                for (d, _) in frags {
+                    let chunk = &b.chunk[..];
+                    own_fragment(
+                        d,
+                        chunk,
+                        &mut defrag,
+                        &mut extra,
+                        mine,
+                        &mut table,
+                        &mut out,
+                    );
+                }
                 table.advance(b.now, &mut out);
+                // The emptied list goes back to the decoder that filled it.
                 b.packets.clear();
-                let _ = spare.try_send(b.packets);
+                let _ = spare[(b.seq % decoders) as usize].try_send(b.packets);
                 if tx
                     .send(ToCorrelator::Records(b.seq, std::mem::take(&mut out), true))
                     .is_err()
@@ -463,20 +623,38 @@ fn run_worker(
             }
         }
     }
-    table.stats
+    finish(table, defrag)
+}
+
+/// Reassembles fragment `d` (every worker sees every fragment); a datagram
+/// it completes goes to the flow table when its flow is this worker's.
+fn own_fragment(
+    d: &Deferred,
+    chunk: &[u8],
+    defrag: &mut Decoder,
+    extra: &mut Vec<u8>,
+    mine: impl Fn(&Packet) -> bool,
+    table: &mut FlowTable,
+    out: &mut Vec<Record>,
+) {
+    if let Some(q) = defrag.reassemble(d, chunk, extra)
+        && mine(&q)
+    {
+        table.process(&q, decode::payload(&q, chunk, extra), out);
+    }
 }
 
 fn run_correlator(
     mut corr: Correlator,
     rx: Receiver<ToCorrelator>,
-    sink: Sender<ToSink>,
+    sink: Vec<Sender<ToSink>>,
     stats_rx: Receiver<StatsRecord>,
     workers: usize,
     interval: std::time::Duration,
     spare_blocks: Receiver<RecordBatch>,
 ) -> (StatsRecord, Vec<crate::detect::EvidenceWant>) {
     let mut order = InOrder::new(workers);
-    let mut sink = Handoff::new(sink);
+    let mut sink = Handoff::pooled(sink);
     let mut end = EndMerge::new(workers);
     let mut piece = Vec::new();
     while !end.all_done() {

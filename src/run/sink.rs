@@ -1,11 +1,12 @@
 //! The sink thread of a run: encodes the correlator's blocks of records
 //! (`output::Encoding`) and writes them.
 
+use super::encode::Merged;
 use super::{TICK, ToSink};
 use crate::correlate::RecordBatch;
 use crate::output::Sink;
 use crate::output::rotate::LiveSink;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{RecvTimeoutError, Sender};
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -13,12 +14,18 @@ use std::time::{Duration, Instant};
 
 /// Replay's sink thread: encodes each block and writes it; the first write
 /// error ends the run. Emptied blocks go back to the correlator (`spare`).
-pub fn replay(rx: Receiver<ToSink>, mut sink: Sink, spare: Sender<RecordBatch>) -> io::Result<()> {
+pub fn replay(mut rx: Merged, mut sink: Sink, spare: Sender<RecordBatch>) -> io::Result<()> {
     let interval = sink.interval();
     loop {
         match rx.recv_timeout(interval) {
             Ok(ToSink::Block(_, mut block)) => {
                 sink.write_records(&block)?;
+                block.clear();
+                let _ = spare.try_send(block);
+            }
+            Ok(ToSink::Encoded(_, mut block, bytes)) => {
+                sink.write_encoded(&block, &bytes)?;
+                rx.give_back(bytes);
                 block.clear();
                 let _ = spare.try_send(block);
             }
@@ -38,7 +45,7 @@ pub fn replay(rx: Receiver<ToSink>, mut sink: Sink, spare: Sender<RecordBatch>) 
 /// and retries every second; `hup` reopens the output; a reader that went
 /// away (`-o -`) sets `stop`.
 pub fn live(
-    rx: Receiver<ToSink>,
+    mut rx: Merged,
     mut sink: LiveSink,
     mut encoding: crate::output::Encoding,
     hup: &AtomicBool,
@@ -93,6 +100,14 @@ pub fn live(
                         .sink_lag_ms
                         .fetch_max(waited, Ordering::Relaxed);
                     sink.write(encoding.encode(&block));
+                }
+                Ok(ToSink::Encoded(sent, _, bytes)) => {
+                    let waited = sent.elapsed().as_millis() as u64;
+                    sink.counters
+                        .sink_lag_ms
+                        .fetch_max(waited, Ordering::Relaxed);
+                    sink.write(&bytes);
+                    rx.give_back(bytes);
                 }
                 Ok(ToSink::Sync(ack)) => sync = Some(ack),
                 Err(RecvTimeoutError::Timeout) => {}

@@ -163,7 +163,13 @@ pub fn run(cfg: &Config, opts: &SensorOptions, reload: Reload) -> Result<SensorO
     let ctl = Arc::new(Control::default());
     let counters = Arc::clone(&sink.counters);
     let (live_tx, live_rx) = bounded::<Live>(cfg.queue_batches * workers * 4);
-    let (sink_tx, sink_rx) = bounded::<ToSink>(cfg.queue_batches);
+    // The encoders: as many as workers, each a share of the queue.
+    let (sink_txs, sink_rx) = crate::run::encode::pool(
+        workers,
+        cfg.queue_batches.div_ceil(workers.max(1)).max(2),
+        || crate::output::Encoding::for_config(cfg, &opts.interfaces),
+    )
+    .map_err(|e| format!("cannot start the encoder threads: {e}"))?;
     let (done_tx, done_rx) = bounded::<std::io::Result<()>>(1);
     let flush = Duration::from_millis(cfg.flush_interval_ms);
     let max_pending = settings.max_pending_bytes;
@@ -198,7 +204,7 @@ pub fn run(cfg: &Config, opts: &SensorOptions, reload: Reload) -> Result<SensorO
                 corr,
                 live_rx,
                 reload_rx,
-                sink_tx,
+                sink_txs,
                 workers,
                 corr_counters,
                 slack,
@@ -521,7 +527,7 @@ fn run_correlator(
     mut corr: Correlator,
     rx: Receiver<Live>,
     reload: Receiver<Box<Config>>,
-    sink: Sender<ToSink>,
+    sink: Vec<Sender<ToSink>>,
     workers: usize,
     counters: Arc<OutputCounters>,
     slack: u64,
@@ -537,7 +543,7 @@ fn run_correlator(
     // The longest records waited between a worker and the correlator
     // since the last stats record.
     let mut lag_ms = 0u64;
-    let mut sink = Handoff::new(sink);
+    let mut sink = Handoff::pooled(sink);
     let mut order = Watermark::new(workers);
     while done < workers {
         if let Ok(new) = reload.try_recv() {
