@@ -225,6 +225,7 @@ impl Correlator {
                 count("sslv2_hellos", t.sslv2_hello);
                 count("handshake_overflow", t.handshake_overflow);
                 count("connect_tunnels", t.proxy_connect.is_some());
+                count("upgraded", t.upgrade.is_some());
                 count("inspected", t.inspected == Some(true));
                 count("certificate_hidden", t.inspected.is_none());
                 count("ech", t.ech);
