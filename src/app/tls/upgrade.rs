@@ -143,6 +143,8 @@ pub struct Prelude {
     pos: [usize; 2],
     /// Where the search for the next line end (or XMPP's `<failure`) resumes.
     scan: [usize; 2],
+    /// Bytes read per direction (against [`MAX_PRELUDE`]; `buf` may hold fewer).
+    read: [usize; 2],
     /// Where TLS starts in `buf[i]`, once known.
     start: [Option<usize>; 2],
     /// The client asked for the upgrade (`start[0]` is set).
@@ -178,6 +180,7 @@ impl Prelude {
             buf: Default::default(),
             pos: [0; 2],
             scan: [0; 2],
+            read: [0; 2],
             start: [None; 2],
             asked: false,
             agreed: false,
@@ -246,14 +249,35 @@ impl Prelude {
     /// Reads direction `i`'s next bytes; `Err` when the flow will not turn
     /// to TLS. Then [`Prelude::take`] gives each direction's first TLS bytes.
     pub fn feed(&mut self, i: usize, data: &[u8]) -> Result<(), Stop> {
-        let room = MAX_PRELUDE - self.buf[i].len();
+        let room = MAX_PRELUDE - self.read[i];
         let over = data.len() > room;
-        self.buf[i].extend_from_slice(&data[..data.len().min(room)]);
+        let take = data.len().min(room);
+        self.read[i] += take;
+        self.buf[i].extend_from_slice(&data[..take]);
         self.step(i)?;
+        self.compact(i);
         if over && !(self.agreed && self.start[i].is_some()) {
             return Err(Stop::Cap);
         }
         Ok(())
+    }
+
+    /// Drops direction `i`'s lines or messages already read (the readers
+    /// that keep no offsets into them: lines and LDAP), so a plain session
+    /// holds its unfinished line only, not everything up to the cap.
+    fn compact(&mut self, i: usize) {
+        let at = self.pos[i];
+        if at > 0
+            && self.start[i].is_none()
+            && matches!(
+                self.kind,
+                Kind::Reply220 | Kind::Imap | Kind::Pop3 | Kind::Ldap
+            )
+        {
+            self.buf[i].drain(..at);
+            self.pos[i] = 0;
+            self.scan[i] = self.scan[i].saturating_sub(at);
+        }
     }
 
     /// Direction `j`'s bytes from where TLS starts, once the upgrade is
@@ -442,6 +466,10 @@ impl Prelude {
         if !self.recognised && contains(head, b"<stream:stream") {
             self.recognised = true;
         }
+        if !self.recognised && head.len() == 256 {
+            // Some other XML over TCP: an XMPP stream opens at once.
+            return Err(Stop::NotProtocol);
+        }
         if i == 0 {
             if let Some(end) = element_end(&self.buf[0], &mut self.pos[0], b"<starttls") {
                 self.asked = true;
@@ -608,11 +636,17 @@ impl Prelude {
             return Err(Stop::NotProtocol);
         }
         let port = u16::from_be_bytes([h[2], h[3]]);
-        let Some(user_end) = b[8..].iter().position(|c| *c == 0).map(|n| 8 + n + 1) else {
+        // A user id or host name runs to its NUL, within 255 bytes each.
+        let field = |from: usize| match b[from..].iter().take(256).position(|c| *c == 0) {
+            Some(n) => Ok(Some(n)),
+            None if b.len() - from >= 256 => Err(Stop::NotProtocol),
+            None => Ok(None),
+        };
+        let Some(user_end) = field(8)?.map(|n| 8 + n + 1) else {
             return Ok(());
         };
         let (target, end) = if h[4..7] == [0, 0, 0] && h[7] != 0 {
-            let Some(n) = b[user_end..].iter().position(|c| *c == 0) else {
+            let Some(n) = field(user_end)? else {
                 return Ok(());
             };
             (
@@ -1032,6 +1066,20 @@ mod tests {
         let mut no = resp;
         no[9] = 2;
         assert_eq!(run(Kind::Ldap, &[(0, &req), (1, &no)]), Err(Stop::Refused));
+    }
+
+    /// A plain session holds only its unfinished line, however long it runs
+    /// before the cap.
+    #[test]
+    fn plain_smtp_holds_one_line() {
+        let mut p = Prelude::new(Kind::Reply220, 25);
+        p.feed(1, b"220 mx\r\n").unwrap();
+        for _ in 0..100 {
+            p.feed(0, b"RCPT TO:<a@b.test>\r\nDA").unwrap();
+            p.feed(0, b"TA\r\n").unwrap();
+            assert!(p.buf[0].len() < 32 && p.buf[1].is_empty());
+        }
+        assert!(p.recognised && !p.upgraded());
     }
 
     /// A banner that never ends, or a server that never agrees, stops at
