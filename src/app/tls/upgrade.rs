@@ -234,7 +234,7 @@ impl Prelude {
         self.handed[i]
     }
 
-    /// Both directions were handed over and the upgrade agreed.
+    /// The server agreed to the upgrade.
     pub fn upgraded(&self) -> bool {
         self.agreed
     }
@@ -400,7 +400,9 @@ impl Prelude {
                 Kind::Pop3 => {
                     if line.starts_with(b"+OK") {
                         (true, true)
-                    } else if line.starts_with(b"-ERR") {
+                    } else if line.starts_with(b"-ERR") || line.starts_with(b"+ ") {
+                        // `+ ` asks for the next SASL line (RFC 5034), which
+                        // the client sends as a line of its own.
                         (true, false)
                     } else if !self.greeted {
                         return Err(Stop::NotProtocol);
@@ -984,6 +986,26 @@ mod tests {
             ],
         );
         assert_eq!(pop, Err(Stop::Refused));
+    }
+
+    /// A SASL exchange before STLS: `+ ` answers the AUTH line, `+OK` the
+    /// client's response line, so the count still pairs STLS with its reply.
+    #[test]
+    fn pop3_sasl_before_stls() {
+        let pop = run(
+            Kind::Pop3,
+            &[
+                (1, b"+OK hi\r\n"),
+                (0, b"AUTH PLAIN\r\n"),
+                (1, b"+ \r\n"),
+                (0, b"AGFAYg==\r\n"),
+                (1, b"+OK in\r\n"),
+                (0, b"STLS\r\n"),
+                (1, b"+OK go\r\n"),
+                (0, HELLO),
+            ],
+        );
+        assert_eq!(pop, Ok([HELLO.to_vec(), Vec::new()]));
     }
 
     #[test]
