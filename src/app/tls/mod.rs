@@ -286,6 +286,7 @@ impl TlsState {
             return self.records(i, data, ts, ctx);
         };
         if let Err(stop) = p.feed(i, data) {
+            p.free();
             self.prelude_stop = Some(stop);
             self.not_tls = true;
             return;

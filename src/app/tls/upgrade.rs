@@ -262,6 +262,12 @@ impl Prelude {
         Ok(())
     }
 
+    /// The prelude ended without TLS: the bytes held are no longer needed.
+    pub fn free(&mut self) {
+        self.buf = Default::default();
+        self.tag = Vec::new();
+    }
+
     /// Drops direction `i`'s lines or messages already read (the readers
     /// that keep no offsets into them: lines and LDAP), so a plain session
     /// holds its unfinished line only, not everything up to the cap.
