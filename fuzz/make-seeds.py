@@ -496,6 +496,22 @@ def make_baseline(rebuild):
         shutil.rmtree(tmp)
 
 
+def make_tls_upgrade():
+    """Each connection of fixtures/starttls/ (STARTTLS, SOCKS, refusals,
+    the hostile SMTP server) in the tls_upgrade shape: a byte picking the
+    server port of blindspot::fuzzing::tls_upgrade (index 11 is 8080, no
+    port rule: the first bytes decide), then the tls_stream chunks; the
+    first few also in 7-byte chunks."""
+    s = Seeds("tls_upgrade")
+    for cap in sorted(glob.glob(os.path.join(ROOT, "fixtures", "starttls", "*.pcap"))):
+        for n, items in enumerate(tcp_streams(cap)):
+            if not items:
+                continue
+            s.add(f"{name_of(cap)}-{n}", bytes([11]) + tls_stream_seed(items))
+            if n < 4:
+                s.add(f"{name_of(cap)}-{n}-pieces", bytes([11]) + tls_stream_seed(items, piece=7))
+
+
 if __name__ == "__main__":
     make_dhcp()
     make_dns()
@@ -504,6 +520,7 @@ if __name__ == "__main__":
     make_flow_table()
     make_capture_file()
     make_tls()
+    make_tls_upgrade()
     make_files()
     make_baseline("--baseline" in sys.argv[1:])
     for t in sorted(os.listdir(SEEDS)):

@@ -384,9 +384,24 @@ pub fn dhcp6(data: &[u8]) {
 /// 2 the direction closes after this chunk, 3 with a RST; bits 4-7 the time
 /// step before the chunk, in milliseconds.
 pub fn tls_stream(data: &[u8]) {
+    tls_stream_to(data, 443);
+}
+
+/// TLS after a plaintext start (`app::tls::upgrade`): the first byte picks
+/// the server's port among those that choose a prelude by port; the rest
+/// is [`tls_stream`]'s input.
+pub fn tls_upgrade(data: &[u8]) {
+    const PORTS: [u16; 12] = [21, 24, 25, 110, 143, 389, 587, 1080, 3306, 5222, 5432, 8080];
+    let Some((pick, rest)) = data.split_first() else {
+        return;
+    };
+    tls_stream_to(rest, PORTS[usize::from(*pick) % PORTS.len()]);
+}
+
+fn tls_stream_to(data: &[u8], dport: u16) {
     let key = FlowKey {
         sport: 50_000,
-        dport: 443,
+        dport,
         proto: 6,
         ..FlowKey::default()
     };
@@ -406,7 +421,8 @@ pub fn tls_stream(data: &[u8]) {
     }
     let _ = app.payload_features(Direction::ToServer);
     let _ = app.payload_features(Direction::ToClient);
-    let _ = app.service(true, 50_000, 443);
+    let _ = app.service(true, 50_000, dport);
+    let _ = app.limits();
     if let Some(t) = app.parser::<TlsState>() {
         tls_fields(t, &mut shared.tls, false);
         tls_fields(t, &mut shared.tls, true);
@@ -427,7 +443,18 @@ fn tls_fields(t: &TlsState, ctx: &mut TlsCtx, timed_out: bool) {
     assert!(t.alerts.len() <= tls::MAX_ALERTS, "alerts over the cap");
     // One close event per side may follow a full history.
     assert!(t.events.len() <= tls::MAX_EVENTS + 2, "events over the cap");
-    let _ = (t.recognised(), t.first_record(), t.proxy_connect());
+    let _ = (
+        t.recognised(),
+        t.first_record(),
+        t.proxy_connect(),
+        t.upgrade(),
+    );
+    if let Some(p) = &t.prelude {
+        assert!(
+            p.heap_bytes() <= 2 * tls::upgrade::MAX_PRELUDE + 1024,
+            "prelude over the cap"
+        );
+    }
     // The record the flow table writes, built by the same function.
     let key = crate::flow::key::FlowKey::default();
     let id = crate::record::FlowId(0);

@@ -297,7 +297,12 @@ pub struct TlsRecord {
     /// application_data records after the handshake, per side.
     pub client_app_records: u32,
     pub server_app_records: u32,
-    /// Target of the HTTP CONNECT that preceded the TLS (explicit proxy), if any.
+    /// What the flow spoke before its TLS, once the server agreed to the
+    /// upgrade: `smtp`, `lmtp`, `imap`, `pop3`, `ftp`, `xmpp`, `ldap`,
+    /// `postgres`, `mysql`, `socks4`, `socks5`, `http_connect`.
+    pub upgrade: Option<&'static str>,
+    /// `host:port` the proxy was asked for by the HTTP CONNECT or SOCKS
+    /// request that opened the tunnel (explicit proxy), if any.
     pub proxy_connect: Option<String>,
     pub sslv2_hello: bool,
     pub handshake_overflow: bool,

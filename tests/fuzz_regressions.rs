@@ -19,6 +19,7 @@ fn target(name: &str) -> Option<fn(&[u8])> {
         "flow_table" => f::flow_table,
         "device_evidence" => f::device_evidence,
         "tls_stream" => f::tls_stream,
+        "tls_upgrade" => f::tls_upgrade,
         "quic" => f::quic,
         "certificate" => f::certificate,
         "dhcp4" => f::dhcp4,

@@ -288,3 +288,60 @@ fn issue_15_a_dhcp_hlen_of_17_is_one_record_not_a_crash() {
         assert_eq!(of_type(&recs, "stats")[0]["records"]["dhcp"], 6);
     }
 }
+
+/// Issue 19.2: a hostile SMTP server (`fixtures/make-starttls.sh`,
+/// `hostile-smtp.pcap`) with a greeting that never ends, and one that
+/// answers STARTTLS with continuation lines only while the client sends its
+/// ClientHello: each flow stops at the prelude cap (`upgrade_prelude_cap`
+/// in its `limits`, counted in `stats.tls`), nothing is read as TLS, and
+/// the flow is still SMTP.
+#[test]
+fn an_endless_smtp_greeting_or_reply_stops_at_the_prelude_cap() {
+    let cap = fixture("starttls/hostile-smtp.pcap");
+    let recs = replay(&[&cap], 2);
+    assert!(of_type(&recs, "tls").is_empty());
+    let flows = of_type(&recs, "flow");
+    assert_eq!(flows.len(), 2);
+    for f in &flows {
+        assert_eq!(f["service"], "smtp");
+        assert_eq!(f["limits"][0], "upgrade_prelude_cap");
+        // The server sent more than the cap: the cap, not the end, stopped it.
+        let sent = f["resp"]["payload_bytes"].as_u64().unwrap() as usize;
+        assert!(sent > blindspot::app::tls::upgrade::MAX_PRELUDE, "{sent}");
+    }
+    assert_eq!(of_type(&recs, "stats")[0]["tls"]["upgrade_prelude_cap"], 2);
+}
+
+/// The same, fed straight to the TLS parser a line at a time for 1 MiB:
+/// it holds at most the cap, stops wanting the stream, and never turns to TLS.
+#[test]
+fn a_never_agreeing_server_stays_bounded() {
+    use blindspot::app::tls::{TlsCtx, TlsState, upgrade};
+    use blindspot::flow::key::Direction;
+    let mut ctx = TlsCtx::default();
+    let mut t = TlsState::new(TlsState::prelude_kind(b"220-", 1, 25));
+    t.feed(Direction::ToClient, b"220 mx\r\n", Timestamp(1), &mut ctx);
+    t.feed(
+        Direction::ToServer,
+        b"EHLO c\r\nSTARTTLS\r\n",
+        Timestamp(2),
+        &mut ctx,
+    );
+    let hello = [22, 3, 1, 0, 200];
+    t.feed(Direction::ToServer, &hello, Timestamp(3), &mut ctx);
+    let mut fed = 0;
+    while fed < 1 << 20 && t.wants() {
+        t.feed(
+            Direction::ToClient,
+            b"220-not yet\r\n",
+            Timestamp(4),
+            &mut ctx,
+        );
+        fed += 13;
+        assert!(t.heap_bytes() < 2 * upgrade::MAX_PRELUDE + 4096);
+    }
+    assert!(!t.wants(), "still reading after {fed} bytes");
+    assert!(fed <= upgrade::MAX_PRELUDE + 13);
+    assert_eq!(t.prelude_stop, Some(upgrade::Stop::Cap));
+    assert!(!t.recognised() && t.upgrade().is_none());
+}

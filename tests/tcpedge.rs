@@ -9,11 +9,7 @@ use common::*;
 use serde_json::Value;
 
 fn truth() -> Vec<Value> {
-    std::fs::read_to_string(fixture("tcpedge/truth.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    jsonl("tcpedge/truth.jsonl")
 }
 
 fn of_file<'a>(t: &'a [Value], file: &str, kind: &str) -> Vec<&'a Value> {

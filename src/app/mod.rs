@@ -129,6 +129,11 @@ impl AppState {
         })
     }
 
+    /// The parsers' limits for the flow record's `limits`.
+    pub fn limits(&self) -> Vec<&'static str> {
+        self.parsers.iter().filter_map(|p| p.limit()).collect()
+    }
+
     /// The flow's parser of type `T`, if it claimed the flow.
     pub fn parser<T: Parser>(&self) -> Option<&T> {
         self.parsers

@@ -118,6 +118,11 @@ pub trait Parser: Any + Send + std::fmt::Debug {
     fn service(&self) -> Option<&'static str> {
         None
     }
+    /// A limit of the flow's to name in its record's `limits` (a cap the
+    /// parser reached), if any.
+    fn limit(&self) -> Option<&'static str> {
+        None
+    }
     /// The flow ended: write what the parser owns.
     fn finish(&mut self, _end: &mut End<'_>) {}
 }

@@ -172,6 +172,9 @@ impl Correlator {
                     self.flows[0] += 1;
                     self.flows[1] += u64::from(f.device.info.is_none());
                     self.flows[2] += u64::from(f.service == Some("quic"));
+                    if f.limits.contains(&"upgrade_prelude_cap") {
+                        *self.tls.entry("upgrade_prelude_cap").or_default() += 1;
+                    }
                 }
                 Record::Tls(t) => {
                     t.device = d.for_connection(t.src_ip, t.dst_ip, t.ts, &mut t.limits)
@@ -225,6 +228,7 @@ impl Correlator {
                 count("sslv2_hellos", t.sslv2_hello);
                 count("handshake_overflow", t.handshake_overflow);
                 count("connect_tunnels", t.proxy_connect.is_some());
+                count("upgraded", t.upgrade.is_some());
                 count("inspected", t.inspected == Some(true));
                 count("certificate_hidden", t.inspected.is_none());
                 count("ech", t.ech);

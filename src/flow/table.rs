@@ -864,7 +864,7 @@ impl FlowTable {
             resp: ep(1, Direction::ToClient),
             destination: Default::default(),
             device: Default::default(),
-            limits: Vec::new(),
+            limits: app.limits(),
             encap: f.encap.as_deref().map(Encap::record),
         })));
     }

@@ -48,6 +48,7 @@ pub fn tls(o: &mut Obj<'_>, t: &TlsRecord) {
         .ser("client_response_len", &t.client_response_len)
         .u64("client_app_records", u64::from(t.client_app_records))
         .u64("server_app_records", u64::from(t.server_app_records))
+        .ser("upgrade", &t.upgrade)
         .ser("proxy_connect", &t.proxy_connect)
         .bool("sslv2_hello", t.sslv2_hello)
         .bool("handshake_overflow", t.handshake_overflow)

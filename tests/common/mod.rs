@@ -41,9 +41,18 @@ pub fn is_shared(p: &Path) -> bool {
     shared_dir().is_some_and(|d| p.parent() == Some(d.as_path()))
 }
 
+/// A JSON Lines fixture (a truth file), one value per line.
+pub fn jsonl(rel: &str) -> Vec<Value> {
+    std::fs::read_to_string(fixture(rel))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 /// Every capture: the third-party ones in `../shared/pcaps` (when present:
 /// a line says which are skipped otherwise) and the project's own under
-/// `fixtures/local`, `devices`, `detect`, `tcpedge`, `dns`, `tunnels`, `quic`, `posthandshake` and `quicbypass`, sorted.
+/// `fixtures/local`, `devices`, `detect`, `tcpedge`, `starttls`, `dns`, `tunnels`, `quic`, `posthandshake` and `quicbypass`, sorted.
 pub fn all_captures() -> Vec<PathBuf> {
     let mut dirs = vec![
         fixture("detect"),
@@ -53,6 +62,7 @@ pub fn all_captures() -> Vec<PathBuf> {
         fixture("posthandshake"),
         fixture("quic"),
         fixture("quicbypass"),
+        fixture("starttls"),
         fixture("tcpedge"),
         fixture("tunnels"),
     ];

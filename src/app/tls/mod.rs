@@ -17,6 +17,7 @@ pub mod cert;
 pub mod hello;
 pub mod record;
 pub mod summary;
+pub mod upgrade;
 
 use crate::app::parser::{Cx, End, Parser, Registration, Transport};
 use crate::flow::key::Direction;
@@ -147,9 +148,10 @@ impl TlsState {
             .iter()
             .map(|s| s.hs.capacity() + s.alert.capacity())
             .sum();
-        let connect = self.connect.as_ref().map_or(0, |c| {
-            size_of::<Connect>() + c.head.iter().map(Vec::capacity).sum::<usize>()
-        });
+        let connect = self
+            .prelude
+            .as_ref()
+            .map_or(0, |p| size_of::<upgrade::Prelude>() + p.heap_bytes());
         size_of::<TlsState>()
             + sides
             + connect
@@ -176,69 +178,14 @@ pub struct TlsState {
     pub certs: Option<std::sync::Arc<cert::Chain>>,
     pub handshake_overflow: bool,
     pub malformed: bool,
-    /// An HTTP CONNECT exchange in front of the TLS (explicit proxy).
-    pub connect: Option<Box<Connect>>,
+    /// A plaintext start in front of the TLS (STARTTLS and the like, a
+    /// SOCKS or HTTP CONNECT tunnel): `upgrade.rs`.
+    pub prelude: Option<Box<upgrade::Prelude>>,
+    /// Why the prelude ended without TLS.
+    pub prelude_stop: Option<upgrade::Stop>,
     /// When the first packet of a handshake carried another way (QUIC) was
     /// seen: the record's time when no hello was read.
     pub first_seen: Option<Timestamp>,
-}
-
-/// Longest CONNECT request or response head read (bytes); a longer one is
-/// not followed.
-pub const MAX_CONNECT_HEAD: usize = 8 << 10;
-
-/// The HTTP CONNECT request and response that open a proxy tunnel; TLS
-/// starts in each direction after that direction's header block.
-#[derive(Debug, Default)]
-pub struct Connect {
-    head: [Vec<u8>; 2],
-    done: [bool; 2],
-    /// `host:port` of the request line.
-    pub target: String,
-    pub status: Option<u16>,
-}
-
-impl Connect {
-    /// Feeds direction `i`; returns the bytes after the header block once it
-    /// is complete, `Err` when this is not a CONNECT tunnel after all.
-    fn feed<'a>(&mut self, i: usize, data: &'a [u8]) -> Result<Option<&'a [u8]>, ()> {
-        if self.done[i] {
-            return Ok(Some(data));
-        }
-        let h = &mut self.head[i];
-        let before = h.len();
-        let room = MAX_CONNECT_HEAD - before;
-        h.extend_from_slice(&data[..data.len().min(room)]);
-        // Look for the blank line from a little before the new bytes.
-        let from = before.saturating_sub(3);
-        let Some(end) = h[from..].windows(4).position(|w| w == b"\r\n\r\n") else {
-            return if h.len() >= MAX_CONNECT_HEAD {
-                Err(())
-            } else {
-                Ok(None)
-            };
-        };
-        let end = from + end + 4;
-        let rest = data.get(end.saturating_sub(before)..).unwrap_or_default();
-        let line = h.split(|b| *b == b'\r').next().unwrap_or_default();
-        let line = String::from_utf8_lossy(line);
-        let mut words = line.split(' ');
-        if i == 0 {
-            match (words.next(), words.next()) {
-                (Some("CONNECT"), Some(target)) => self.target = target.chars().take(300).collect(),
-                _ => return Err(()),
-            }
-        } else {
-            let status = words.nth(1).and_then(|w| w.parse::<u16>().ok());
-            self.status = status;
-            if !status.is_some_and(|s| (200..300).contains(&s)) {
-                return Err(());
-            }
-        }
-        self.done[i] = true;
-        self.head[i] = Vec::new();
-        Ok(Some(rest))
-    }
 }
 
 impl TlsState {
@@ -246,28 +193,47 @@ impl TlsState {
     /// version 3), or an SSLv2-compatible ClientHello (RFC 6101 appendix E:
     /// 2-byte header with the top bit set, message type 1, version 3.x).
     pub fn probe(first: &[u8]) -> bool {
-        matches!(first, [20..=23, 3, ..])
-            || matches!(first, [20..=23])
-            || is_sslv2_hello(first)
-            || first.starts_with(b"CONNECT ")
+        matches!(first, [20..=23, 3, ..]) || matches!(first, [20..=23]) || is_sslv2_hello(first)
     }
 
-    /// State for a stream whose first bytes passed [`TlsState::probe`].
-    pub fn new(first: &[u8]) -> Self {
+    /// The plaintext prelude to read first, if the flow's first payload
+    /// (from the client: `dir` 0) or the server's port says one.
+    pub fn prelude_kind(
+        first: &[u8],
+        dir: usize,
+        server_port: u16,
+    ) -> Option<(upgrade::Kind, u16)> {
+        if Self::probe(first) {
+            return None;
+        }
+        upgrade::Kind::probe(first, dir, server_port).map(|k| (k, server_port))
+    }
+
+    /// State for a stream whose first bytes passed [`TlsState::probe`] or
+    /// named a prelude.
+    pub fn new(prelude: Option<(upgrade::Kind, u16)>) -> Self {
         TlsState {
-            connect: first
-                .starts_with(b"CONNECT ")
-                .then(|| Box::new(Connect::default())),
+            prelude: prelude.map(|(k, port)| Box::new(upgrade::Prelude::new(k, port))),
             ..TlsState::default()
         }
     }
 
-    /// `host:port` of the CONNECT that opened the tunnel, once it succeeded.
-    pub fn proxy_connect(&self) -> Option<&str> {
-        self.connect
+    /// What came before the TLS (`smtp`, `socks5`, `http_connect`, ...),
+    /// once the server agreed.
+    pub fn upgrade(&self) -> Option<&'static str> {
+        self.prelude
             .as_ref()
-            .filter(|c| c.done == [true, true])
-            .map(|c| c.target.as_str())
+            .filter(|p| p.upgraded())
+            .map(|p| p.name())
+    }
+
+    /// `host:port` of the CONNECT (HTTP or SOCKS) that opened the tunnel,
+    /// once it succeeded.
+    pub fn proxy_connect(&self) -> Option<&str> {
+        self.prelude
+            .as_ref()
+            .filter(|p| p.upgraded())
+            .and_then(|p| p.target.as_deref())
     }
 
     /// TLS wants the stream of both directions until it stops looking like TLS.
@@ -314,18 +280,28 @@ impl TlsState {
         }
     }
 
-    pub fn feed(&mut self, d: Direction, mut data: &[u8], ts: Timestamp, ctx: &mut TlsCtx) {
+    pub fn feed(&mut self, d: Direction, data: &[u8], ts: Timestamp, ctx: &mut TlsCtx) {
         let i = d.index();
-        if let Some(c) = &mut self.connect {
-            match c.feed(i, data) {
-                Ok(Some(rest)) => data = rest,
-                Ok(None) => return,
-                Err(()) => {
-                    self.not_tls = true;
-                    return;
-                }
+        let Some(p) = self.prelude.as_mut().filter(|p| !p.passing(i)) else {
+            return self.records(i, data, ts, ctx);
+        };
+        if let Err(stop) = p.feed(i, data) {
+            p.free();
+            self.prelude_stop = Some(stop);
+            self.not_tls = true;
+            return;
+        }
+        // The client's bytes first: its hello precedes the server's.
+        let rest = [p.take(0), p.take(1)];
+        for (j, b) in rest.into_iter().enumerate() {
+            if let Some(b) = b {
+                self.records(j, &b, ts, ctx);
             }
         }
+    }
+
+    /// TLS records of direction `i`.
+    fn records(&mut self, i: usize, mut data: &[u8], ts: Timestamp, ctx: &mut TlsCtx) {
         while !data.is_empty() && !self.not_tls {
             let tls13_started = self.server_hellos.iter().any(|(_, h)| h.version >= 0x0304);
             let s = &mut self.side[i];
@@ -532,15 +508,24 @@ impl TlsState {
 }
 
 /// TLS's entry in the parser registry: any TCP flow whose first bytes
-/// (either direction) look like a TLS record, an SSLv2-compatible hello or
-/// an HTTP CONNECT; switched off by `tls.enabled = false`.
+/// (either direction) look like a TLS record or an SSLv2-compatible hello,
+/// or name a plaintext prelude (`upgrade.rs`: by content, else by the
+/// server's port); switched off by `tls.enabled = false`.
 pub const PARSER: Registration = Registration {
     name: "tls",
     transport: Transport::Tcp,
     enabled: |s| s.tls,
-    probe: |p| TlsState::probe(p.first),
-    new: |p| Box::new(TlsState::new(p.first)),
+    probe: |p| TlsState::probe(p.first) || probe_prelude(p).is_some(),
+    new: |p| Box::new(TlsState::new(probe_prelude(p))),
 };
+
+fn probe_prelude(p: &crate::app::parser::Probe<'_>) -> Option<(upgrade::Kind, u16)> {
+    let (dir, server_port) = match p.dir {
+        Direction::ToServer => (0, p.dport),
+        Direction::ToClient => (1, p.sport),
+    };
+    TlsState::prelude_kind(p.first, dir, server_port)
+}
 
 impl Parser for TlsState {
     fn feed(&mut self, d: Direction, ev: StreamEvent<'_>, cx: &mut Cx<'_>) {
@@ -564,7 +549,18 @@ impl Parser for TlsState {
     }
 
     fn service(&self) -> Option<&'static str> {
-        self.recognised().then_some("ssl")
+        if self.recognised() {
+            return Some("ssl");
+        }
+        // A plaintext start the prelude recognised that led to no TLS.
+        self.prelude
+            .as_ref()
+            .filter(|p| p.recognised)
+            .map(|p| p.service())
+    }
+
+    fn limit(&self) -> Option<&'static str> {
+        (self.prelude_stop == Some(upgrade::Stop::Cap)).then_some("upgrade_prelude_cap")
     }
 
     fn finish(&mut self, end: &mut End<'_>) {
@@ -661,7 +657,7 @@ mod tests {
         );
         assert!(TlsState::probe(&hello));
         let mut ctx = TlsCtx::default();
-        let mut t = TlsState::new(&hello);
+        let mut t = TlsState::new(None);
         // In pieces: the skip survives a hello split across segments.
         t.feed(Direction::ToServer, &hello[..3], Timestamp(1), &mut ctx);
         t.feed(Direction::ToServer, &hello[3..], Timestamp(1), &mut ctx);
@@ -681,7 +677,7 @@ mod tests {
     fn refused_connect_is_not_tls() {
         let mut ctx = TlsCtx::default();
         let req = b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n";
-        let mut t = TlsState::new(req);
+        let mut t = TlsState::new(TlsState::prelude_kind(req, 0, 3128));
         t.feed(Direction::ToServer, req, Timestamp(1), &mut ctx);
         assert!(t.wants());
         t.feed(

@@ -113,6 +113,7 @@ pub fn record(
         client_response_len: sum.client_response_len,
         client_app_records: sum.app_records[0],
         server_app_records: sum.app_records[1],
+        upgrade: t.upgrade(),
         proxy_connect: t.proxy_connect().map(str::to_string),
         sslv2_hello: t.sslv2_hello,
         handshake_overflow: t.handshake_overflow,
