@@ -58,6 +58,7 @@ pub fn all_captures() -> Vec<PathBuf> {
         fixture("detect"),
         fixture("devices"),
         fixture("dns"),
+        fixture("fragments"),
         fixture("local"),
         fixture("posthandshake"),
         fixture("quic"),
