@@ -619,6 +619,7 @@ impl RawConfig {
             drain_timeout_s: p.range("fleet.drain_timeout_s", f.drain_timeout_s, 0, 3600),
             max_age_h: p.range("fleet.max_age_h", f.max_age_h, 0, 87_600),
             reorder_s: p.range("fleet.reorder_s", f.reorder_s, 0, 86_400),
+            ack_wait_s: p.range("fleet.ack_wait_s", f.ack_wait_s, 6, 86_400),
             ..f.clone()
         }
     }

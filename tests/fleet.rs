@@ -10,8 +10,10 @@
 //!   app's five TLS 1.3 rejections reach only together (tshark counts them
 //!   in each half). `correlate` writes the same detections as one replay of
 //!   the whole capture, the roaming one with both sensors as observers; two
-//!   processes splitting the partitions write the same as one; a restart
-//!   reads nothing twice.
+//!   processes splitting the partitions write the same as one; a consumer
+//!   stopped (SIGTERM) after site A published and started again after
+//!   site B did writes the same too; a finished consumer's restart reads
+//!   nothing again.
 //! - Fault: two sensors publish while the stream's leader is killed with
 //!   SIGKILL; every record they acknowledged is in the stream exactly once,
 //!   and each device's sessions are in the order the sensor wrote them.
@@ -202,6 +204,31 @@ fn detections(recs: &[Value]) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// Panics with the ids and fields that differ (not the whole records).
+fn assert_same(got: &BTreeMap<String, Value>, want: &BTreeMap<String, Value>, what: &str) {
+    let mut diff = Vec::new();
+    for id in want.keys().chain(got.keys()) {
+        match (got.get(id), want.get(id)) {
+            (Some(g), Some(w)) => {
+                for (k, wv) in w.as_object().unwrap() {
+                    if g.get(k) != Some(wv) {
+                        let g = g.get(k).map_or("absent".into(), |v| v.to_string());
+                        diff.push(format!(
+                            "{id}.{k}: {g:.200} instead of {:.200}",
+                            wv.to_string()
+                        ));
+                    }
+                }
+            }
+            (None, Some(w)) => diff.push(format!("{id} missing ({})", w["pattern"])),
+            (Some(g), None) => diff.push(format!("{id} extra ({})", g["pattern"])),
+            (None, None) => {}
+        }
+    }
+    diff.dedup();
+    assert!(diff.is_empty(), "{what}:\n{}", diff.join("\n"));
+}
+
 fn observers(recs: &[Value]) -> BTreeMap<String, Vec<String>> {
     of_type(recs, "detection")
         .into_iter()
@@ -331,8 +358,32 @@ fn a_roaming_device_is_one_finding_with_both_sensors() {
             .arg(&whole),
     );
     let want = detections(&read(&whole_out));
+    // A consumer that runs while only site A has published, and is
+    // stopped (SIGTERM) before site B publishes: with a 5 s reorder delay
+    // it applies most of site A's sessions, but their windows are still
+    // open, so it acknowledges none of them and gives them back.
+    let cfg_r = config(
+        d,
+        "r.toml",
+        threshold,
+        &format!("{fleet}durable = \"restart\"\nreorder_s = 5\n"),
+    );
+    let mut early: Option<(Child, PathBuf)> = None;
     let mut roaming = None;
     for (pcap, cfg, url) in [(&a, &cfg_a, cluster.url(0)), (&b, &cfg_b, cluster.url(1))] {
+        if let Some((child, out)) = early.take() {
+            let mut child = child;
+            std::thread::sleep(Duration::from_secs(3));
+            run_ok(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+            assert!(child.wait().unwrap().success());
+            let recs = read(&out);
+            assert!(detections(&recs).is_empty());
+            let st = fleet_stats(&recs);
+            assert!(st["sessions"].as_u64().unwrap() > 0, "{st}");
+            // Every message with sessions is held (a message of device
+            // records only is acknowledged at once).
+            assert!(st["given_back"].as_u64().unwrap() > 0, "{st}");
+        }
         let out = pcap.with_extension("jsonl");
         run_ok(
             bin()
@@ -352,6 +403,17 @@ fn a_roaming_device_is_one_finding_with_both_sensors() {
         let got = detections(&recs);
         // The rejection only both sites together see is in neither half.
         let missing: Vec<&String> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+        if pcap == &a {
+            let out = d.join("early.jsonl");
+            let mut c = bin();
+            c.arg("correlate")
+                .arg("-c")
+                .arg(&cfg_r)
+                .args(inputs())
+                .args(["--from", &cluster.url(2), "-o"])
+                .arg(&out);
+            early = Some((c.spawn().unwrap(), out));
+        }
         if pcap == &b {
             roaming = match missing.as_slice() {
                 [one] => Some((*one).clone()),
@@ -367,10 +429,10 @@ fn a_roaming_device_is_one_finding_with_both_sensors() {
     let all = d.join("all.jsonl");
     run_ok(&mut correlate(&cfg_c, &cluster.url(2), "0/1", &all));
     let recs = read(&all);
-    assert_eq!(
-        detections(&recs),
-        want,
-        "correlate vs one replay of the whole capture"
+    assert_same(
+        &detections(&recs),
+        &want,
+        "correlate vs one replay of the whole capture",
     );
     let obs = observers(&recs);
     assert_eq!(obs[&roaming], ["site-a", "site-b"]);
@@ -393,7 +455,17 @@ fn a_roaming_device_is_one_finding_with_both_sensors() {
     assert!(c0.wait().unwrap().success() && c1.wait().unwrap().success());
     let mut both = detections(&read(&p0));
     both.extend(detections(&read(&p1)));
-    assert_eq!(both, want, "two correlate processes vs one");
+    assert_same(&both, &want, "two correlate processes vs one");
+
+    // The stopped consumer, run again: it gets site A's sessions again and
+    // writes what one consumer that never stopped wrote.
+    let resumed = d.join("resumed.jsonl");
+    run_ok(&mut correlate(&cfg_r, &cluster.url(1), "0/1", &resumed));
+    assert_same(
+        &detections(&read(&resumed)),
+        &want,
+        "a consumer stopped and resumed",
+    );
 
     // A restart of the first consumer: everything was acknowledged.
     let again = d.join("again.jsonl");

@@ -12,10 +12,12 @@
 //!   correlator would have seen them.
 //! - A message is acknowledged once every detection window its sessions
 //!   can be in has been evaluated and written (its last session plus
-//!   `detections.window_s` is behind the released time), so a consumer
-//!   that restarts gets again exactly the sessions of the windows still
-//!   open, and detection ids (pattern, key, window start) come out the
-//!   same.
+//!   `detections.window_s` is behind the released time); until then a
+//!   progress acknowledgement every third of `fleet.ack_wait_s` keeps it
+//!   from redelivery, and SIGTERM gives the held ones back (NAK). So a
+//!   consumer that restarts gets again exactly the sessions of the windows
+//!   still open, and detection ids (pattern, key, window start) come out
+//!   the same.
 //! - `observers` on each detection: the sensors (their subject token) that
 //!   sent the flows in its `flow_ids`.
 
@@ -37,6 +39,9 @@ const MAX_HELD_MESSAGES: usize = 200_000;
 /// Flows whose sensors are remembered for `observers`; past this the map
 /// starts again (counted: `observers_forgotten`).
 const MAX_FLOW_SENSORS: usize = 4_000_000;
+/// Sessions held for the time-order merge; past this, every held session
+/// is released at once (counted: `released_early`).
+const MAX_HELD_SESSIONS: usize = 1_000_000;
 /// Distinct sensors named in `observers`.
 const MAX_SENSORS: usize = 4096;
 
@@ -75,7 +80,8 @@ impl State {
         Some((self.sensors.len() - 1) as u16)
     }
 
-    fn take(&mut self, msg: jetstream::Message) {
+    /// Reads a message's sessions; the latest session start in it.
+    fn take(&mut self, msg: jetstream::Message) -> u64 {
         let token = msg
             .subject
             .as_str()
@@ -108,6 +114,7 @@ impl State {
             self.sessions.push(s);
         }
         self.held.push_back(Held { msg, last_ts });
+        last_ts
     }
 
     /// Releases the sessions that started by `until` to the detector (and
@@ -237,13 +244,14 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
         .map_err(|e| format!("cannot connect to {:?}: {e}", o.servers))?;
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(10))
-        .build(client);
+        .build(client.clone());
     let window = cfg.detect.window;
     let reorder = s.reorder_s * 1_000_000_000;
-    // Held messages wait a window and the reorder delay of packet time;
-    // replayed captures pass that in seconds, live traffic in as long.
-    let ack_wait = Duration::from_nanos(window.saturating_mul(2).saturating_add(reorder))
-        + Duration::from_secs(300);
+    // Held messages wait a window and the reorder delay of packet time
+    // (live: as long in wall time); they are kept from redelivery by a
+    // progress acknowledgement every third of the ack wait.
+    let ack_wait = Duration::from_secs(s.ack_wait_s);
+    let mut progress_at = Instant::now();
     let consumers = consumers(s, &js, o.share, ack_wait).await?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -271,6 +279,10 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
             .map(|k| (k, 0))
             .collect(),
     };
+    // Per partition: the latest session start read, and whether the last
+    // fetch left messages waiting.
+    let mut part_max = vec![0u64; consumers.len()];
+    let mut behind = vec![false; consumers.len()];
     let mut idle_since = Instant::now();
     let started = Instant::now();
     let mut last_ack_error: Option<String> = None;
@@ -301,11 +313,18 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
             (v, errors)
         }))
         .await;
-        for (msgs, errors) in batches {
+        for (i, (msgs, errors)) in batches.into_iter().enumerate() {
             st.count("fetch_errors", errors);
+            // Caught up: the partition has nothing more now (its messages
+            // then cannot be older than what is released).
+            behind[i] = msgs
+                .last()
+                .and_then(|m| m.info().ok())
+                .is_some_and(|info| info.pending > 0);
             for m in msgs {
                 got += 1;
-                st.take(m);
+                let last = st.take(m);
+                part_max[i] = part_max[i].max(last);
             }
         }
         let stopping = stop.load(Ordering::Relaxed);
@@ -316,8 +335,17 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
         }
         let until = if finished {
             u64::MAX
+        } else if st.sessions.len() > MAX_HELD_SESSIONS {
+            st.count("released_early", st.sessions.len() as u64);
+            st.max_ts
         } else {
-            st.max_ts.saturating_sub(reorder)
+            // Not past a partition that still has messages waiting.
+            let lagging = (0..consumers.len())
+                .filter(|&i| behind[i])
+                .map(|i| part_max[i])
+                .min()
+                .unwrap_or(u64::MAX);
+            st.max_ts.min(lagging).saturating_sub(reorder)
         };
         let mut acks = Vec::new();
         if !stopping && (finished || until > st.released) {
@@ -336,8 +364,31 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
                 last_ack_error = Some(e.to_string());
             }
         }
-        if finished || stopping {
+        if stopping {
+            // Given back at once, for the next run (a process that dies
+            // instead gets them back after fleet.ack_wait_s).
+            st.count("given_back", st.held.len() as u64);
+            for h in std::mem::take(&mut st.held) {
+                let _ = h.msg.ack_with(jetstream::AckKind::Nak(None)).await;
+            }
+            // The NAKs are only queued until the connection is flushed.
+            if client.flush().await.is_err() {
+                st.count("ack_errors", 1);
+            }
             break;
+        }
+        if finished {
+            break;
+        }
+        if progress_at.elapsed() >= ack_wait / 3 {
+            progress_at = Instant::now();
+            let mut failed = 0;
+            for h in &st.held {
+                if h.msg.ack_with(jetstream::AckKind::Progress).await.is_err() {
+                    failed += 1;
+                }
+            }
+            st.count("ack_errors", failed);
         }
         if got == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;

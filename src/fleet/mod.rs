@@ -65,6 +65,10 @@ pub struct Settings {
     /// `fleet.reorder_s`: `correlate` holds sessions this long in packet
     /// time, to merge the sensors' streams in time order.
     pub reorder_s: u64,
+    /// `fleet.ack_wait_s`: `correlate`'s consumers' ack wait: a message
+    /// read and neither acknowledged nor kept (progress) this long is
+    /// delivered again.
+    pub ack_wait_s: u64,
     /// `fleet.durable`: prefix of `correlate`'s durable consumer names.
     pub durable: String,
 }
@@ -85,6 +89,7 @@ impl Default for Settings {
             drain_timeout_s: 30,
             max_age_h: 168,
             reorder_s: 60,
+            ack_wait_s: 60,
             durable: "blindspot-correlate".into(),
         }
     }
