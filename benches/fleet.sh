@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Fleet mode (README "Fleet mode") against a local 3-node NATS JetStream
-# cluster (R3 stream), on the synthetic capture of benches/throughput.sh:
+# cluster (R3 stream), on two synthetic captures: FILE=bench-data/synth.pcap
+# (benches/throughput.sh's, bulk-heavy: few records per byte) or, with
+# DENSE=1, bench-data/synth-detect.pcap (the detection scenario copied by
+# synth_capture, addresses rewritten per copy: a session per 3 KiB, many
+# devices), the one that loads the publisher:
 #
-#   benches/fleet.sh [MIN_BYTES]     (default 1 GiB; needs nats-server)
+#   [DENSE=1] benches/fleet.sh [MIN_BYTES]     (default 1 GiB; needs nats-server)
 #
 # 1. replay -w 2 without --publish, best of 3 (wall s);
 # 2. the same with --publish to the cluster, best of 3: wall time until
@@ -23,7 +27,12 @@ mkdir -p bench-data
 cargo build --release --quiet --bin blindspot --example synth_capture
 bin=target/release/blindspot
 fx=(../shared/pcaps/*.pcap ../shared/pcaps/*.pcapng fixtures/local/*.pcap)
-big=bench-data/synth.pcap
+if [ "${DENSE:-0}" = 1 ]; then
+  big=bench-data/synth-detect.pcap
+  fx=(fixtures/detect/scenario.pcap)
+else
+  big=bench-data/synth.pcap
+fi
 [ -s "$big" ] && [ "$(stat -c %s "$big")" -ge "$min" ] || target/release/examples/synth_capture "$big" "$min" "${fx[@]}"
 cat "$big" > /dev/null
 

@@ -28,7 +28,7 @@ use crate::output::Sink;
 use crate::record::{FlowId, Record};
 use async_nats::jetstream::{self, consumer::pull};
 use futures_util::StreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,7 +49,47 @@ struct Held {
     msg: jetstream::Message,
     /// The latest session start in it (0: none).
     last_ts: u64,
+    /// Order of arrival (ties).
+    seq: u64,
 }
+
+// Min-heap order on (last_ts, arrival): the first to be done on top.
+impl Ord for Held {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.last_ts, o.seq).cmp(&(self.last_ts, self.seq))
+    }
+}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl PartialEq for Held {
+    fn eq(&self, o: &Self) -> bool {
+        (self.last_ts, self.seq) == (o.last_ts, o.seq)
+    }
+}
+impl Eq for Held {}
+
+/// A session waiting for the merge, in a min-heap on (start, arrival).
+struct Waiting(Session, u64);
+
+impl Ord for Waiting {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (o.0.ts, o.1).cmp(&(self.0.ts, self.1))
+    }
+}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl PartialEq for Waiting {
+    fn eq(&self, o: &Self) -> bool {
+        (self.0.ts, self.1) == (o.0.ts, o.1)
+    }
+}
+impl Eq for Waiting {}
 
 struct State {
     detector: crate::detect::Detector,
@@ -57,8 +97,10 @@ struct State {
     sensors: Vec<String>,
     flow_sensors: HashMap<FlowId, Vec<u16>>,
     /// Sessions not yet released, with their sensor.
-    sessions: Vec<Session>,
-    held: std::collections::VecDeque<Held>,
+    sessions: BinaryHeap<Waiting>,
+    held: BinaryHeap<Held>,
+    /// Arrivals so far (heap ties).
+    arrivals: u64,
     max_ts: u64,
     released: u64,
     counters: BTreeMap<&'static str, u64>,
@@ -111,19 +153,27 @@ impl State {
                     v.push(i);
                 }
             }
-            self.sessions.push(s);
+            self.arrivals += 1;
+            self.sessions.push(Waiting(s, self.arrivals));
         }
-        self.held.push_back(Held { msg, last_ts });
+        self.arrivals += 1;
+        self.held.push(Held {
+            msg,
+            last_ts,
+            seq: self.arrivals,
+        });
         last_ts
     }
 
     /// Releases the sessions that started by `until` to the detector (and
     /// evaluates the windows that ended by then); the detections.
     fn release(&mut self, until: u64) -> Vec<Record> {
-        let (mut now, keep): (Vec<Session>, Vec<Session>) = std::mem::take(&mut self.sessions)
-            .into_iter()
-            .partition(|s| s.ts.0 <= until);
-        self.sessions = keep;
+        let mut now = Vec::new();
+        while self.sessions.peek().is_some_and(|w| w.0.ts.0 <= until) {
+            if let Some(w) = self.sessions.pop() {
+                now.push(w.0);
+            }
+        }
         let mut found = self.detector.push(&mut now);
         if until == u64::MAX {
             found.extend(self.detector.finish());
@@ -155,17 +205,17 @@ impl State {
     fn done(&mut self, window: u64, all: bool) -> Vec<jetstream::Message> {
         let mut out = Vec::new();
         let released = self.released;
-        let mut keep = std::collections::VecDeque::with_capacity(self.held.len());
-        for h in self.held.drain(..) {
-            if all || h.last_ts.saturating_add(window) <= released {
+        while self
+            .held
+            .peek()
+            .is_some_and(|h| all || h.last_ts.saturating_add(window) <= released)
+        {
+            if let Some(h) = self.held.pop() {
                 out.push(h.msg);
-            } else {
-                keep.push_back(h);
             }
         }
-        self.held = keep;
         while self.held.len() > MAX_HELD_MESSAGES {
-            if let Some(h) = self.held.pop_front() {
+            if let Some(h) = self.held.pop() {
                 out.push(h.msg);
                 self.count("acked_early", 1);
             }
@@ -270,8 +320,9 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
             .collect(),
         sensors: Vec::new(),
         flow_sensors: HashMap::new(),
-        sessions: Vec::new(),
-        held: Default::default(),
+        sessions: BinaryHeap::new(),
+        held: BinaryHeap::new(),
+        arrivals: 0,
         max_ts: 0,
         released: 0,
         counters: ["messages", "sessions", "bad_lines", "detections"]
@@ -290,6 +341,8 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
         let mut got = 0usize;
         // Every partition's next messages at once (each fetch waits up to
         // its expiry when the partition has nothing).
+        // Every partition's next messages at once (a fetch returns what
+        // is there, or waits up to its expiry when there is nothing).
         let batches = futures_util::future::join_all(consumers.iter().map(|c| async move {
             let mut v = Vec::new();
             let mut errors = 0u64;
@@ -356,10 +409,12 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
                 .map_err(|e| format!("cannot write {}: {e}", sink.name()))?;
             acks = st.done(window, finished);
         }
-        for m in acks {
-            // A lost acknowledgement means a redelivery: its sessions come
-            // again, into windows that closed (the detection ids repeat).
-            if let Err(e) = m.double_ack().await {
+        // Confirmed acknowledgements, all at once. A lost one means a
+        // redelivery: its sessions come again, into windows that closed
+        // (the detection ids repeat).
+        let results = futures_util::future::join_all(acks.iter().map(|m| m.double_ack())).await;
+        for r in results {
+            if let Err(e) = r {
                 st.count("ack_errors", 1);
                 last_ack_error = Some(e.to_string());
             }
@@ -367,9 +422,13 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
         if stopping {
             // Given back at once, for the next run (a process that dies
             // instead gets them back after fleet.ack_wait_s).
-            st.count("given_back", st.held.len() as u64);
-            for h in std::mem::take(&mut st.held) {
-                let _ = h.msg.ack_with(jetstream::AckKind::Nak(None)).await;
+            let back: Vec<jetstream::Message> = std::mem::take(&mut st.held)
+                .into_iter()
+                .map(|h| h.msg)
+                .collect();
+            st.count("given_back", back.len() as u64);
+            for m in back {
+                let _ = m.ack_with(jetstream::AckKind::Nak(None)).await;
             }
             // The NAKs are only queued until the connection is flushed.
             if client.flush().await.is_err() {

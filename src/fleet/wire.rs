@@ -306,3 +306,34 @@ pub fn read_sessions(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_fnv1a_and_stable() {
+        // FNV-1a 64 of "a" is 0xaf63dc4c8601ec8c (the published test vector).
+        assert_eq!(
+            partition("a", u32::MAX),
+            (0xaf63_dc4c_8601_ec8c_u64 % u64::from(u32::MAX)) as u32
+        );
+        assert_eq!(partition("", 7), (0xcbf2_9ce4_8422_2325_u64 % 7) as u32);
+        assert_eq!(partition("anything", 0), 0);
+    }
+
+    #[test]
+    fn sensor_names_become_one_subject_token() {
+        assert_eq!(crate::fleet::subject_token("site a.b*>"), "site_a_b__");
+        assert_eq!(crate::fleet::subject_token(""), "_");
+        assert_eq!(crate::fleet::subject_token(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn bad_lines_are_counted_and_other_kinds_skipped() {
+        let body = b"{\"kind\":\"stats\",\"record\":{}}\nnot json\n{\"kind\":\"session\",\"session\":{\"ts\":1}}\n\n";
+        let mut bad = 0;
+        let s = read_sessions(body, &|_| None, &mut bad);
+        assert_eq!((s.len(), bad), (0, 2));
+    }
+}
