@@ -46,6 +46,8 @@ pub enum Cmd {
         baseline: Option<PathBuf>,
         #[command(flatten)]
         form: FormatArg,
+        #[command(flatten)]
+        publish: PublishArg,
         /// Write, for each detection, a pcap of the first packets of its flows into this folder (created if needed), named `PATTERN-DETECTION_ID.pcap` as in the record's `evidence_file`; written after the replay, from a second read of the inputs. [default: none]
         #[arg(long, value_name = "DIR")]
         evidence: Option<PathBuf>,
@@ -81,6 +83,37 @@ pub enum Cmd {
         baseline: Option<PathBuf>,
         #[command(flatten)]
         form: FormatArg,
+        #[command(flatten)]
+        publish: PublishArg,
+    },
+    /// Fleet mode: read the sessions sensors published (`--publish`) from NATS JetStream and write the detections of every device across the fleet, each with the sensors that saw its evidence (`observers`).
+    ///
+    /// Durable consumers (one per partition this process owns) resume where
+    /// the last run acknowledged. Exit status: 0 after `--until-idle` or
+    /// SIGTERM/SIGINT; 1 when the servers, the stream or the output fail.
+    Correlate {
+        /// NATS server URLs, comma-separated. [default: fleet.servers from the config]
+        #[arg(long, value_name = "URLS")]
+        from: Option<String>,
+        /// This process's share of the partitions, `I/N` (0-based): the partitions p with p % N == I. [default: 0/1, all]
+        #[arg(long, value_name = "I/N", default_value = "0/1")]
+        partitions: String,
+        /// Stop once the stream has had nothing new for this many seconds: evaluate every open window, write, acknowledge, exit. [default: run until SIGTERM]
+        #[arg(long, value_name = "SECONDS")]
+        until_idle: Option<f64>,
+        /// Where detections go: `-` or a file path (`.zst`, `.gz` as for replay).
+        #[arg(short, long, value_name = "PATH", default_value = "-")]
+        output: String,
+        /// TOML configuration file ([fleet], [detections], [inputs]; the same detection settings as the sensors'). [default: built-in defaults]
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Baseline from `blindspot baseline build` (as for replay).
+        #[arg(long, value_name = "FILE")]
+        baseline: Option<PathBuf>,
+        #[command(flatten)]
+        form: FormatArg,
     },
     /// Baseline commands: learn what is normal per client fingerprint and destination.
     Baseline {
@@ -101,6 +134,14 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+}
+
+/// Fleet mode's publishing.
+#[derive(clap::Args)]
+pub struct PublishArg {
+    /// Publish sessions, device records, coverage and stats to NATS JetStream for `blindspot correlate` (fleet mode): server URLs, comma-separated (`nats://a:4222,nats://b:4222`). Local outputs are written as without it. [default: fleet.publish from the config, none]
+    #[arg(long, value_name = "URLS")]
+    pub publish: Option<String>,
 }
 
 /// The output form.

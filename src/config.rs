@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub capture: RawCapture,
     pub inputs: RawInputs,
     pub sensor: RawSensor,
+    /// `[fleet]` (validated in place: `Config::fleet` is a checked copy).
+    pub fleet: crate::fleet::Settings,
     /// Where the text came from (for error messages and relative paths).
     #[serde(skip)]
     pub origin: Origin,
@@ -427,6 +429,8 @@ pub struct Config {
     pub format: crate::output::Format,
     /// `sensor.name`: the `observer` name on records (else the host name).
     pub sensor_name: Option<String>,
+    /// `[fleet]`, with `--publish` (command line) in `publish`.
+    pub fleet: crate::fleet::Settings,
 }
 
 impl Default for Config {
@@ -563,7 +567,63 @@ impl<'a> Problems<'a> {
     }
 }
 
+/// `nats://host:port` (or `tls://`) URLs: each one checked, none empty.
+pub fn check_nats_urls(key: &str, urls: &[String]) -> Result<(), String> {
+    for u in urls {
+        let ok = ["nats://", "tls://"].iter().any(|p| {
+            u.strip_prefix(p)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', ' ']))
+        });
+        if !ok {
+            return Err(format!(
+                "{key} {u:?} is not a NATS server URL: use nats://HOST:PORT (several: a list, or comma-separated on the command line)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl RawConfig {
+    fn fleet(&self, p: &mut Problems) -> crate::fleet::Settings {
+        let f = &self.fleet;
+        for (key, urls) in [("fleet.publish", &f.publish), ("fleet.servers", &f.servers)] {
+            if let Err(e) = check_nats_urls(key, urls) {
+                p.key(key, e);
+            }
+        }
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        for (key, v) in [
+            ("fleet.stream", &f.stream),
+            ("fleet.subject", &f.subject),
+            ("fleet.durable", &f.durable),
+        ] {
+            if !name_ok(v) {
+                p.key(
+                    key,
+                    format!("{key} = {v:?} must be 1 to 64 letters, digits, '-' or '_'"),
+                );
+            }
+        }
+        crate::fleet::Settings {
+            replicas: p.range("fleet.replicas", f.replicas, 1, 5),
+            partitions: p.range("fleet.partitions", f.partitions, 1, 1024),
+            batch_records: p.range("fleet.batch_records", f.batch_records, 1, 4096),
+            linger_ms: p.range("fleet.linger_ms", f.linger_ms, 1, 60_000),
+            queue_records: p.range("fleet.queue_records", f.queue_records, 1, 100_000_000),
+            ack_timeout_s: p.range("fleet.ack_timeout_s", f.ack_timeout_s, 1, 600),
+            drain_timeout_s: p.range("fleet.drain_timeout_s", f.drain_timeout_s, 0, 3600),
+            max_age_h: p.range("fleet.max_age_h", f.max_age_h, 0, 87_600),
+            reorder_s: p.range("fleet.reorder_s", f.reorder_s, 0, 86_400),
+            ack_wait_s: p.range("fleet.ack_wait_s", f.ack_wait_s, 6, 86_400),
+            ..f.clone()
+        }
+    }
+
     fn sensor_name(&self, p: &mut Problems) -> Option<String> {
         let n = self.sensor.name.as_ref()?;
         if n.is_empty() || n.len() > 255 || n.chars().any(char::is_control) {
@@ -1041,6 +1101,7 @@ impl RawConfig {
             progress: false,
             format: self.output.format,
             sensor_name: self.sensor_name(p),
+            fleet: self.fleet(p),
             inspection: std::sync::Arc::new(self.inspection(p)),
             device_limits: crate::correlate::devices::DeviceLimits {
                 max_ips: p.range("devices.max_ips", self.devices.max_ips, 1, 100_000_000),

@@ -727,3 +727,35 @@ pub fn quic(data: &[u8]) {
         }
     }
 }
+
+/// A fleet message body as `blindspot correlate` reads it from the stream
+/// (JSON Lines of session, device, coverage and stats envelopes): the
+/// sessions read back, go on the wire again and read back the same count,
+/// then run through a detector with small caps.
+pub fn fleet_message(data: &[u8]) {
+    use crate::fleet::wire;
+    let mut bad = 0;
+    let sessions = wire::read_sessions(data, &|_| None, &mut bad);
+    let mut out = Vec::new();
+    for s in &sessions {
+        wire::push_session(&mut out, s);
+    }
+    let mut bad_again = 0;
+    let mut again = wire::read_sessions(&out, &|_| None, &mut bad_again);
+    assert_eq!((again.len(), bad_again), (sessions.len(), 0));
+    let settings = crate::detect::DetectSettings {
+        max_keys: 8,
+        max_sessions_per_key: 8,
+        max_flow_ids: 4,
+        ..crate::detect::DetectSettings::default()
+    };
+    let mut d = crate::detect::Detector::new(
+        std::sync::Arc::new(settings),
+        crate::detect::context::Apps::new(Vec::new(), &[]),
+        None,
+        false,
+    );
+    for r in d.push(&mut again).into_iter().chain(d.finish()) {
+        let _ = serde_json::to_vec(&r).expect("a detection serialises");
+    }
+}

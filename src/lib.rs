@@ -27,6 +27,7 @@ pub mod config;
 pub mod correlate;
 pub mod decode;
 pub mod detect;
+pub mod fleet;
 pub mod flow;
 #[doc(hidden)]
 pub mod fuzzing;

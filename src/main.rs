@@ -225,6 +225,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             cmd: BaselineCmd::Build { files, output },
         } => baseline_build(&files, &output),
         Cmd::Report { files, output } => report(&files, output.as_deref()),
+        Cmd::Correlate {
+            from,
+            partitions,
+            until_idle,
+            output,
+            config,
+            inputs,
+            baseline,
+            form,
+        } => correlate(
+            from.as_deref(),
+            &partitions,
+            until_idle,
+            output,
+            config.as_ref(),
+            &inputs,
+            baseline.as_ref(),
+            &form,
+        ),
         Cmd::Config {
             cmd: ConfigCmd::Check { file },
         } => {
@@ -242,6 +261,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             inputs,
             baseline,
             form,
+            publish,
         } => {
             // The same check as capture.user's, before anything is read.
             if let Some(u) = &user {
@@ -253,9 +273,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 cfg.capture.user = user;
             }
             cfg.format = form.format.unwrap_or(cfg.format);
+            set_publish(&mut cfg, publish.publish.as_deref())?;
             // SIGHUP loads the same files again.
             let reload = || match setup(config.as_ref(), workers, &inputs, baseline.as_ref()) {
-                Ok(c) => Some(c),
+                Ok(mut c) => {
+                    c.fleet.publish.clone_from(&cfg.fleet.publish);
+                    Some(c)
+                }
                 Err(Failure::Problems(p)) => {
                     print_problems(&p);
                     None
@@ -273,14 +297,106 @@ fn run(cli: Cli) -> Result<(), Failure> {
             baseline,
             evidence,
             form,
+            publish,
         } => {
             let mut cfg = setup(config.as_ref(), workers, &inputs, baseline.as_ref())?;
             cfg.format = form.format.unwrap_or(cfg.format);
+            set_publish(&mut cfg, publish.publish.as_deref())?;
             cfg.evidence_dir = evidence;
             cfg.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             replay(&files, &cfg, &output)
         }
     }
+}
+
+/// `--publish URLS` over `fleet.publish`; refused when built without the `fleet` feature.
+fn set_publish(cfg: &mut Config, publish: Option<&str>) -> Result<(), Failure> {
+    if let Some(p) = publish {
+        let urls: Vec<String> = p.split(',').map(|u| u.trim().to_string()).collect();
+        blindspot::config::check_nats_urls("--publish", &urls)?;
+        cfg.fleet.publish = urls;
+    }
+    if !cfg.fleet.publish.is_empty() && !cfg!(feature = "fleet") {
+        return Err(
+            "--publish: this blindspot was built without the `fleet` feature"
+                .to_string()
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// `blindspot correlate`.
+#[allow(clippy::too_many_arguments)]
+fn correlate(
+    from: Option<&str>,
+    partitions: &str,
+    until_idle: Option<f64>,
+    output: String,
+    config: Option<&PathBuf>,
+    inputs: &InputArgs,
+    baseline: Option<&PathBuf>,
+    form: &cli::FormatArg,
+) -> Result<(), Failure> {
+    let mut cfg = setup(config, None, inputs, baseline)?;
+    cfg.format = form.format.unwrap_or(cfg.format);
+    // A consumer publishes nothing.
+    cfg.fleet.publish.clear();
+    let servers: Vec<String> = match from {
+        Some(f) => f.split(',').map(|u| u.trim().to_string()).collect(),
+        None => cfg.fleet.servers.clone(),
+    };
+    if servers.is_empty() {
+        return Err(
+            "correlate: name the servers with --from nats://HOST:PORT (or fleet.servers)"
+                .to_string()
+                .into(),
+        );
+    }
+    blindspot::config::check_nats_urls("--from", &servers)?;
+    let share = partitions
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)))
+        .filter(|&(i, n)| n >= 1 && i < n && n <= cfg.fleet.partitions)
+        .ok_or_else(|| {
+            format!(
+                "--partitions {partitions}: use I/N with 0 <= I < N <= fleet.partitions ({})",
+                cfg.fleet.partitions
+            )
+        })?;
+    let until_idle = match until_idle {
+        Some(d) if (0.0..1e6).contains(&d) => Some(std::time::Duration::from_secs_f64(d)),
+        Some(d) => {
+            return Err(format!("--until-idle {d} is out of range: use seconds from 0").into());
+        }
+        None => None,
+    };
+    fleet_correlate(&cfg, servers, share, until_idle, output)
+}
+
+fn fleet_correlate(
+    cfg: &Config,
+    servers: Vec<String>,
+    share: (u32, u32),
+    until_idle: Option<std::time::Duration>,
+    output: String,
+) -> Result<(), Failure> {
+    let o = blindspot::fleet::CorrelateOptions {
+        servers,
+        share,
+        until_idle,
+        output,
+    };
+    let sum = blindspot::fleet::correlate(cfg, &o).map_err(|e| format!("correlate: {e}"))?;
+    let g = |k| sum.get(k).copied().unwrap_or(0);
+    eprintln!(
+        "blindspot: correlate: {} messages, {} sessions, {} detections, {} lines unreadable",
+        g("messages"),
+        g("sessions"),
+        g("detections"),
+        g("bad_lines")
+    );
+    Ok(())
 }
 
 fn baseline_build(files: &[PathBuf], output: &std::path::Path) -> Result<(), Failure> {

@@ -223,6 +223,9 @@ pub struct StatsRecord {
     /// Live capture: what the output did (absent in replay).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub output: BTreeMap<&'static str, u64>,
+    /// Fleet mode (`--publish`): the publisher's counters (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<BTreeMap<&'static str, u64>>,
 }
 
 /// A worker's queue to the correlator (live capture).
@@ -658,6 +661,10 @@ pub struct DetectionRecord {
     /// What the inspecting proxy's own log says of these sessions
     /// (`--proxy-log`); null without one, or when no entry joined.
     pub proxy_evidence: Option<ProxyEvidence>,
+    /// `blindspot correlate`: the sensors that saw the flows in `flow_ids`
+    /// (absent from a sensor's own detections).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub observers: Vec<String>,
 }
 
 /// A detection's citation of the proxy's log (README, "Proxy logs").

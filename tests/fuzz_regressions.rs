@@ -33,6 +33,7 @@ fn target(name: &str) -> Option<fn(&[u8])> {
         "proxy_log" => f::proxy_log,
         "config" => f::config,
         "baseline" => f::baseline,
+        "fleet_message" => f::fleet_message,
         _ => return None,
     })
 }

@@ -7,9 +7,10 @@
 //! Traffic", USENIX Security 2023): a random byte stream has a mean of about
 //! 4 set bits per byte, few printable bytes and no long printable run.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+/// (Deserialize: fleet mode reads them back from the stream, `fleet/wire.rs`.)
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PayloadFeatures {
     /// Bytes the features were computed over.
     pub len: u32,

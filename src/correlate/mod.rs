@@ -53,6 +53,8 @@ pub struct Correlator {
     pub names: Names,
     /// Inspecting proxies' log entries, joined to sessions (`--proxy-log`).
     pub proxy: proxylog::ProxyIndex,
+    /// Fleet mode (`--publish`): gets each session and each block handed on.
+    pub fleet: Option<Box<dyn crate::fleet::Tap>>,
 }
 
 impl Correlator {
@@ -72,6 +74,7 @@ impl Correlator {
             sessions: Vec::new(),
             names: Names::default(),
             proxy: proxylog::ProxyIndex::default(),
+            fleet: None,
         }
     }
 
@@ -256,6 +259,9 @@ impl Correlator {
                 let tls = self.pending_tls.remove(&f.flow_id);
                 let mut s = Session::new(f, tls);
                 s.proxy = self.proxy.lookup(&s);
+                if let Some(t) = &mut self.fleet {
+                    t.session(&s);
+                }
                 self.sessions.push(s);
             }
             *self.counts.entry(r.kind()).or_default() += 1;
@@ -331,9 +337,16 @@ impl Correlator {
 
     /// The next batch to hand on: a full one, or with `partial` also the
     /// last, partly filled one (call until `None`).
+    /// The fleet tap sees every block first (and is called once more,
+    /// with none, when there is none).
     pub fn next_block(&mut self, partial: bool) -> Option<RecordBatch> {
-        self.full_block()
-            .or_else(|| (partial && self.has_pending()).then(|| self.take()))
+        let mut b = self
+            .full_block()
+            .or_else(|| (partial && self.has_pending()).then(|| self.take()));
+        if let Some(t) = &mut self.fleet {
+            t.block(b.as_deref_mut().unwrap_or(&mut []));
+        }
+        b
     }
 
     /// The oldest batch, even a partial one (call while [`Self::has_pending`]).

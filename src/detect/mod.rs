@@ -118,8 +118,9 @@ pub struct Tuple {
     pub vlan: Vec<u16>,
 }
 
-/// What the TLS record says, for the detections.
-#[derive(Clone, Debug)]
+/// What the TLS record says, for the detections (serde: fleet mode sends
+/// it to `correlate`, `fleet/wire.rs`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TlsFacts {
     pub sni: Option<String>,
     /// Host of the HTTP CONNECT that opened the tunnel (explicit proxy).

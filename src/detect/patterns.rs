@@ -683,6 +683,7 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
         flow_ids_total: w.sessions,
         evidence_file,
         proxy_evidence,
+        observers: Vec::new(),
     })
 }
 

@@ -86,7 +86,10 @@ pub struct ManagedApp {
     pub associated_domains: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// (serde: fleet mode sends it to `correlate`, without its apps, which
+/// `correlate` takes from its own inventory, and with `source` beside it;
+/// `fleet/wire.rs`.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MdmDevice {
     pub serial: Option<String>,
     pub udid: Option<String>,
@@ -99,8 +102,10 @@ pub struct MdmDevice {
     /// `corporate`, `personal` or as the MDM says.
     pub ownership: Option<String>,
     pub wifi_mac: Option<[u8; 6]>,
+    #[serde(skip)]
     pub apps: Vec<ManagedApp>,
     /// `"blindspot"`, `"jamf"` or `"intune"`.
+    #[serde(skip)]
     pub source: &'static str,
 }
 

@@ -103,4 +103,7 @@ pub fn detection(o: &mut Obj<'_>, d: &DetectionRecord) {
         .u64("flow_ids_total", d.flow_ids_total)
         .ser("proxy_evidence", &d.proxy_evidence)
         .ser("evidence_file", &d.evidence_file);
+    if !d.observers.is_empty() {
+        o.ser("observers", &d.observers);
+    }
 }

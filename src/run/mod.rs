@@ -52,6 +52,7 @@ pub fn correlator(cfg: &Config) -> Correlator {
     let devices = Devices::new(cfg.device_limits, (**inputs).clone());
     let mut c = Correlator::new(Arc::clone(&cfg.inspection), devices, detector);
     c.proxy = crate::correlate::proxylog::ProxyIndex::new(Arc::clone(&inputs.proxy_log));
+    c.fleet = crate::fleet::tap(cfg);
     c
 }
 

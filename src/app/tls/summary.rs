@@ -51,6 +51,31 @@ impl Serialize for Outcome {
     }
 }
 
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Established,
+        Outcome::ClientRejected,
+        Outcome::ServerRejected,
+        Outcome::ClientAborted,
+        Outcome::ClientEncryptedAlert,
+        Outcome::ClientClosedAfterHandshake,
+        Outcome::ServerAborted,
+        Outcome::NoServerHello,
+        Outcome::Incomplete,
+    ];
+}
+
+/// By name (fleet mode reads sessions back from the stream).
+impl<'de> serde::Deserialize<'de> for Outcome {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown TLS outcome {name:?}")))
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Timing {
     /// ClientHello → ServerHello (the first one; a HelloRetryRequest counts).
