@@ -5,6 +5,7 @@
 //! ServerHello parse). Run: `cargo bench --bench quic`.
 
 use blindspot::app::quic::QuicState;
+use blindspot::app::tls::hello::{ClientHello, ServerHello};
 use blindspot::app::quic::initial::{self, Keys, VERSION_1, Version};
 use blindspot::flow::key::Direction;
 use blindspot::time::Timestamp;
@@ -51,7 +52,43 @@ fn bench(c: &mut Criterion) {
             q
         })
     });
+    let ch = hello_message(&client, &keys[0], v);
+    let sh = hello_message(&server, &keys[1], v);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("handshake_fingerprints", |b| {
+        b.iter(|| {
+            let mut q = QuicState::default();
+            q.feed(Direction::ToServer, black_box(&client), Timestamp(1));
+            q.feed(Direction::ToClient, black_box(&server), Timestamp(2));
+            fingerprints(q.client_hello().unwrap(), q.server_hello().unwrap(), 'q')
+        })
+    });
+    g.bench_function("tls_same_hellos_fingerprints", |b| {
+        b.iter(|| {
+            let c = ClientHello::parse(black_box(&ch), 0x0301).unwrap();
+            let s = ServerHello::parse(black_box(&sh)).unwrap();
+            fingerprints(&c, &s, 't')
+        })
+    });
     g.finish();
+}
+
+fn fingerprints(c: &ClientHello, s: &ServerHello, t: char) -> usize {
+    c.ja3().len() + c.ja4(t).0.len() + s.ja3s().len()
+}
+
+fn hello_message(pkt: &[u8], k: &Keys, v: Version) -> Vec<u8> {
+    let h = initial::parse_long(pkt, v).unwrap();
+    let mut buf = pkt.to_vec();
+    let o = initial::open(k, &mut buf, h.pn_offset, None).unwrap();
+    let mut c = blindspot::app::quic::frames::Crypto::default();
+    blindspot::app::quic::frames::walk(&buf[o.payload], |f| {
+        if let blindspot::app::quic::frames::Frame::Crypto { offset, data } = f {
+            c.add(offset, data)
+        }
+    })
+    .unwrap();
+    c.contiguous().to_vec()
 }
 
 criterion_group!(benches, bench);
