@@ -3,7 +3,26 @@
 # on the same file, from the page cache, in one run on one machine.
 #
 #   benches/throughput.sh [MIN_BYTES]     (default 1 GiB)
+#   benches/throughput.sh --handshakes [MIN_BYTES]   (default 64 MiB per file)
 #
+# --handshakes: whole-process CPU per handshake, QUIC against TLS over
+# TCP, on two captures made from real fixtures (copies as below):
+#   bench-data/synth-quic.pcap     fixtures/quic/aioquic.pcap: aioquic and
+#                                  Chromium clients against aioquic, v1 and v2
+#   bench-data/synth-tls13-hs.pcap the two short TLS 1.3 captures of
+#                                  fixtures/local (curl and openssl against
+#                                  nginx and openssl: whole handshakes, the
+#                                  server's flight, the client's alert)
+# each replayed on one thread (--workers 0: every stage on it, so the
+# process's CPU time is the work), best of 5, with TLS parsing on (which
+# reads QUIC too) and off (tls.enabled = false: flows only). The parsers'
+# CPU per handshake is (on - off) / handshakes, where handshakes counts the
+# `tls` records whose ClientHello was read (a JA4), by transport; the whole
+# process's CPU per handshake is on / handshakes. CPU is user + system time
+# of the child (getrusage), so time the shared machine gives to other
+# processes is not counted.
+#
+# Otherwise:
 # Builds bench-data/synth.pcap (>= MIN_BYTES; delete bench-data/ after the
 # fixtures change) from the real fixtures with
 # addresses rewritten per copy and times shifted (benches/synth_capture.rs),
@@ -23,10 +42,60 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-min=${1:-1073741824}
+handshakes=
+if [ "${1:-}" = --handshakes ]; then
+  handshakes=1
+  shift
+fi
+min=${1:-$([ -n "$handshakes" ] && echo 67108864 || echo 1073741824)}
 mkdir -p bench-data
 cargo build --release --quiet --bin blindspot --example synth_capture
 bin=target/release/blindspot
+flows_only=bench-data/flows-only.toml
+printf '[tls]\nenabled = false\n' > "$flows_only"
+
+if [ -n "$handshakes" ]; then
+  quic=bench-data/synth-quic.pcap
+  tls=bench-data/synth-tls13-hs.pcap
+  [ -s "$quic" ] || target/release/examples/synth_capture "$quic" "$min" fixtures/quic/aioquic.pcap
+  [ -s "$tls" ] || target/release/examples/synth_capture "$tls" "$min" \
+    fixtures/local/tls13-client-rejects-unknown-ca.pcap \
+    fixtures/local/tls13-openssl-client-rejects-unknown-ca-cleartext-alert.pcap
+  python3 - "$bin" "$flows_only" "$quic" udp "$tls" tcp <<'PY'
+import json, resource, subprocess, sys
+
+binary, flows_only = sys.argv[1], sys.argv[2]
+pairs = list(zip(sys.argv[3::2], sys.argv[4::2]))
+
+def cpu(args):
+    """Best of 5: user + system seconds of one replay."""
+    best = float("inf")
+    for _ in range(5):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([binary, "replay", *args, "-w", "0", "-o", "/dev/null"], check=True,
+                       stderr=subprocess.DEVNULL)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        best = min(best, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+    return best
+
+per = {}
+for path, proto in pairs:
+    out = subprocess.run([binary, "replay", path, "-w", "0", "-o", "-"], check=True,
+                         capture_output=True, text=True).stdout
+    n = 0
+    for line in out.splitlines():
+        r = json.loads(line)
+        if r.get("type") == "tls" and r.get("proto") == proto and r.get("ja4"):
+            n += 1
+    on, off = cpu([path]), cpu([path, "-c", flows_only])
+    per[proto] = ((on - off) / n * 1e6, on / n * 1e6)
+    print(f"{path}: {n} handshakes over {proto}; CPU with TLS {on:.3f} s, flows only {off:.3f} s; "
+          f"parser {per[proto][0]:.2f} us per handshake, whole process {per[proto][1]:.2f} us")
+q, t = per["udp"], per["tcp"]
+print(f"QUIC / TLS per handshake: parser {q[0] / t[0]:.2f}x, whole process {q[1] / t[1]:.2f}x")
+PY
+  exit 0
+fi
 # The third-party captures are read from ../shared/pcaps beside the checkout.
 fx=(../shared/pcaps/*.pcap ../shared/pcaps/*.pcapng fixtures/local/*.pcap)
 big=bench-data/synth.pcap
@@ -65,8 +134,6 @@ PY
 read -r cat_s cat_rss < <(measure cat "$big")
 echo "file: $big  $(python3 -c "print(f'{$size/2**30:.2f} GiB')")  $packets packets  ($(nproc) cores)"
 report "cat > /dev/null" "$cat_s" "$cat_rss"
-flows_only=bench-data/flows-only.toml
-printf '[tls]\nenabled = false\n' > "$flows_only"
 read -r f0 q0 < <(measure $bin replay "$big" -w 0 -o /dev/null -c "$flows_only")
 report "flows only, --workers 0" "$f0" "$q0"
 read -r f2 q2 < <(measure $bin replay "$big" -w 2 -o /dev/null -c "$flows_only")

@@ -89,11 +89,30 @@ impl Cid {
     }
 }
 
-/// The Initial keys of one version for the client's original DCID.
+/// The Initial keys of one version for the client's original DCID: both
+/// sides' secrets, and each side's keys made when its first Initial comes
+/// (a server that never answers costs no server keys).
 #[derive(Debug)]
 struct KeySet {
     version: Version,
-    keys: [Keys; 2],
+    secrets: [[u8; 32]; 2],
+    keys: [Option<Keys>; 2],
+}
+
+impl KeySet {
+    fn new(version: Version, dcid: &[u8]) -> Box<KeySet> {
+        Box::new(KeySet {
+            version,
+            secrets: initial::initial_secrets(version, dcid),
+            keys: [None, None],
+        })
+    }
+
+    /// Side `i`'s keys (0 client, 1 server).
+    fn side(&mut self, i: usize) -> &Keys {
+        let (secret, v2) = (&self.secrets[i & 1], self.version.v2());
+        self.keys[i & 1].get_or_insert_with(|| Keys::from_secret(secret, v2))
+    }
 }
 
 /// Per-flow QUIC state.
@@ -250,10 +269,7 @@ impl QuicState {
             }
             self.version = Some(version.number);
             self.original_dcid = Some(Cid::new(h.dcid));
-            self.keys = Some(Box::new(KeySet {
-                version,
-                keys: Keys::initial(version, h.dcid),
-            }));
+            self.keys = Some(KeySet::new(version, h.dcid));
         }
         if self.cid[i].is_none() {
             self.cid[i] = Some(Cid::new(h.scid));
@@ -276,11 +292,11 @@ impl QuicState {
         {
             // After a Retry the client derives its keys from the new DCID.
             self.rekeys += 1;
-            let keys = Keys::initial(version, h.dcid);
+            let mut keys = KeySet::new(version, h.dcid);
             buf.copy_from_slice(pkt);
-            if let Ok(o) = initial::open(&keys[0], &mut buf, h.pn_offset, None) {
+            if let Ok(o) = initial::open(keys.side(0), &mut buf, h.pn_offset, None) {
                 self.original_dcid = Some(Cid::new(h.dcid));
-                self.keys = Some(Box::new(KeySet { version, keys }));
+                self.keys = Some(keys);
                 self.crypto = Default::default();
                 self.largest_pn = [None; 2];
                 opened = Some(o);
@@ -328,10 +344,7 @@ impl QuicState {
         }
         self.rekeys += 1;
         self.original_dcid = Some(Cid::new(scid));
-        self.keys = Some(Box::new(KeySet {
-            version,
-            keys: Keys::initial(version, scid),
-        }));
+        self.keys = Some(KeySet::new(version, scid));
         self.other_keys = None;
         self.largest_pn = [None; 2];
         if self.client_hello.is_none() {
@@ -356,14 +369,11 @@ impl QuicState {
                 .as_ref()
                 .is_none_or(|k| k.version != version)
             {
-                self.other_keys = Some(Box::new(KeySet {
-                    version,
-                    keys: Keys::initial(version, dcid.get()),
-                }));
+                self.other_keys = Some(KeySet::new(version, dcid.get()));
             }
             &mut self.other_keys
         };
-        let keys = &slot.as_ref()?.keys[i];
+        let keys = slot.as_mut()?.side(i);
         initial::open(keys, buf, pn_offset, self.largest_pn[i]).ok()
     }
 
