@@ -268,9 +268,18 @@ impl Correlator {
         }
         self.names.end_chunk();
         if !self.sessions.is_empty() {
-            let found = self.detector.push(&mut self.sessions);
+            let found = self.detector.hold(&mut self.sessions);
             self.write_detections(found);
         }
+    }
+
+    /// Lets the held sessions whose order time is before `horizon` into the
+    /// detector (see `detect::admit`): the run stages call it once every
+    /// worker's records up to a point are in, with the smallest horizon
+    /// the workers reported.
+    pub fn release_sessions(&mut self, horizon: crate::time::Timestamp) {
+        let found = self.detector.release(horizon);
+        self.write_detections(found);
     }
 
     fn write_detections(&mut self, found: Vec<crate::record::DetectionRecord>) {

@@ -19,6 +19,7 @@ use crate::capture::pcap_file::{CaptureError, CaptureReader};
 use crate::config::Config;
 use crate::correlate::{Correlator, RecordBatch};
 use crate::decode::{self, Decoder, Packet};
+use crate::detect::admit::horizon;
 use crate::flow::table::{FlowTable, TableStats};
 use crate::output::Sink;
 use crate::record::{FileStats, Record, StatsRecord};
@@ -76,11 +77,12 @@ enum ToCorrelator {
     /// Device evidence of chunk `seq`, sent by the reader before the chunk's batches.
     Evidence(u64, Vec<Evidence>),
     /// A worker's records of chunk `seq`, in pieces of at most
-    /// [`RECORDS_PER_MESSAGE`]; the last piece (empty or not, `true`) tells
-    /// the correlator that this worker is past the chunk. Pieces keep the
+    /// [`RECORDS_PER_MESSAGE`]; the last piece (empty or not, with the
+    /// worker's `detect::admit::horizon`) tells the correlator that this
+    /// worker is past the chunk. Pieces keep the
     /// records in flight bounded when every packet ends a flow (a SYN flood
     /// evicting one flow per packet makes a record per packet).
-    Records(u64, Vec<Record>, bool),
+    Records(u64, Vec<Record>, Option<Timestamp>),
     /// A worker's end-of-input records (its flows still open), in pieces in
     /// the order of start and flow id; `last` on its final piece.
     End {
@@ -108,6 +110,10 @@ pub struct Reader {
     pub outcome_damaged: Vec<String>,
     /// On a terminal: the progress line.
     pub progress: Option<crate::output::progress::Progress>,
+    /// Test knob, not documented: `BLINDSPOT_REPLAY_BLOCK` (bytes) reads
+    /// the files in blocks of that size instead of 512 KiB, so the tests
+    /// can show that records do not depend on where blocks split.
+    block: Option<usize>,
 }
 
 impl Reader {
@@ -124,6 +130,9 @@ impl Reader {
             progress: cfg
                 .progress
                 .then(|| crate::output::progress::Progress::new(files)),
+            block: std::env::var("BLINDSPOT_REPLAY_BLOCK")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         }
     }
 
@@ -152,7 +161,10 @@ impl Reader {
                 ..FileStats::default()
             };
             let mut reader = match CaptureReader::open(path) {
-                Ok(r) => r,
+                Ok(r) => match self.block {
+                    Some(b) => r.with_chunk_size(b),
+                    None => r,
+                },
                 Err(e) => {
                     let msg = format!("{name}: {e}");
                     fs.error = Some(e.to_string());
@@ -276,6 +288,7 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Repl
         }
         table.advance(now, &mut out);
         corr.push(out.drain(..));
+        corr.release_sessions(horizon(now, table.oldest_open()));
         write_blocks(&mut corr, &mut sink, false).map_err(OutputError)?;
         sink.flush_if_due().map_err(OutputError)
     })?;
@@ -433,7 +446,7 @@ fn run_worker(
                 for p in &b.packets {
                     table.process(p, decode::payload(p, &b.chunk, &b.extra), &mut out);
                     if out.len() >= RECORDS_PER_MESSAGE {
-                        let piece = ToCorrelator::Records(b.seq, std::mem::take(&mut out), false);
+                        let piece = ToCorrelator::Records(b.seq, std::mem::take(&mut out), None);
                         if tx.send(piece).is_err() {
                             return table.stats;
                         }
@@ -442,8 +455,13 @@ fn run_worker(
                 table.advance(b.now, &mut out);
                 b.packets.clear();
                 let _ = spare.try_send(b.packets);
+                let h = horizon(b.now, table.oldest_open());
                 if tx
-                    .send(ToCorrelator::Records(b.seq, std::mem::take(&mut out), true))
+                    .send(ToCorrelator::Records(
+                        b.seq,
+                        std::mem::take(&mut out),
+                        Some(h),
+                    ))
                     .is_err()
                 {
                     break;
