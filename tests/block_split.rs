@@ -166,3 +166,28 @@ fn windows_that_close_while_a_long_session_is_open_do_not_depend_on_the_block_si
     assert_eq!(sync.len(), 1, "{found:#?}");
     assert_eq!(sync[0]["flow_ids"].as_array().unwrap().len(), 2);
 }
+
+/// With nothing about inspection configured the scenarios' proxies' CAs
+/// are learnt from the wire mid-replay: when, and so what the detections
+/// read as inspected, does not depend on the block size or worker count.
+#[test]
+fn learnt_inspection_cas_give_the_same_detections_whatever_the_block_size() {
+    let mitm = (
+        scenario_inputs(),
+        "detect/config.toml",
+        "detect/scenario.pcap",
+    );
+    let squid = (
+        squid_inputs(),
+        "detect/squid/config.toml",
+        "detect/squid/scenario.pcap",
+    );
+    for (mut inputs, config, pcap) in [mitm, squid] {
+        let dir = tempfile::tempdir().unwrap();
+        inputs[1] = without_inspection_config(&fixture(config), dir.path())
+            .display()
+            .to_string();
+        let found = same_everywhere(&[&fixture(pcap)], &inputs);
+        assert!(found.iter().any(|d| d.contains("\"learnt_ca\"")), "{pcap}");
+    }
+}
