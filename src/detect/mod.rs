@@ -732,6 +732,18 @@ impl Detector {
             sessions.clear();
             return Vec::new();
         }
+        // A connection that carried no payload and no TLS enters no window
+        // and marks no activity (see `add`): it is counted, never held, so
+        // a SYN flood or a scan does not fill the buffer.
+        let mut os_channel = 0;
+        sessions.retain(|s| {
+            let inert = s.tls.is_none() && s.orig_payload + s.resp_payload == 0;
+            os_channel += u64::from(inert && self.os_channel(s));
+            !inert
+        });
+        if os_channel > 0 {
+            *self.counters.entry("os_channel_sessions").or_default() += os_channel;
+        }
         let mut now = std::mem::take(&mut self.ready);
         self.admit.hold(sessions, &mut now);
         for (k, n) in [
@@ -1643,6 +1655,18 @@ mod tests {
         d.hold(&mut vec![rejected(5_000, 5_001)]);
         assert_eq!(d.counters.get("order_late"), Some(&1));
         assert_eq!(d.held(), 100);
+        // Connections with neither payload nor TLS (a SYN flood, a scan)
+        // enter no window: they are not held at all.
+        let mut syns: Vec<Session> = (0..1000u64)
+            .map(|i| {
+                let mut s = to(20_000 + i, "10.0.0.8", 443, "tcp", None);
+                (s.orig_payload, s.resp_payload) = (0, 0);
+                s
+            })
+            .collect();
+        d.hold(&mut syns);
+        assert_eq!(d.held(), 100);
+        assert_eq!(d.counters.get("order_held_over_cap"), Some(&900));
         let found = d.finish();
         assert_eq!(d.held(), 0);
         let sessions: usize = found.iter().map(|f| f.flow_ids.len()).sum();
