@@ -43,9 +43,9 @@ pub const LEAD: Nanos = 30 * NANOS_PER_SEC;
 /// may be up to a second past its end.
 pub const SLACK: Nanos = 2 * NANOS_PER_SEC;
 
-/// Sessions held at most (about 1 KiB each): at 4,000 connections a
-/// second, the half minute [`LEAD`] holds fits.
-pub const HELD_CAP: usize = 131_072;
+/// Sessions held at most (about 1 KiB each, so some 64 MiB): at 2,000
+/// connections with payload a second, the half minute [`LEAD`] holds fits.
+pub const HELD_CAP: usize = 65_536;
 
 /// A session's order time: its start, or [`LEAD`] before its end.
 pub fn order_time(start: Timestamp, ended: Timestamp) -> Timestamp {
