@@ -15,6 +15,11 @@
 //!   one of `fixtures/local/tls13-curl-nginx-download.pcap`, made by curl),
 //!   each connection's hello sent whole, a byte per segment, after its
 //!   handshake.
+//! - `conns`: COUNT short TCP connections from random sources, each a
+//!   handshake, 16 bytes from the client and a reset: every one a session
+//!   with payload, all within seconds of packet time, after one long
+//!   connection that stays open: the detector holds them for their turn
+//!   (`detect::admit`) up to its cap.
 
 use blindspot::capture::FrameRef;
 use blindspot::capture::pcap_file::{CaptureReader, pcap_header, pcap_record_header};
@@ -130,7 +135,7 @@ fn real_client_hello() -> Vec<u8> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 4 {
-        eprintln!("usage: flood_capture syn|frag|macs|hello1 OUT.pcap COUNT");
+        eprintln!("usage: flood_capture syn|frag|macs|hello1|conns OUT.pcap COUNT");
         std::process::exit(2);
     }
     let count: u64 = args[3].parse().expect("COUNT");
@@ -150,6 +155,26 @@ fn main() {
                 out.frame(&tcp(c, server(443), 0x02, rng.next_u64() as u32, 0, &[]));
             }
             written = count;
+        }
+        "conns" => {
+            // One long connection stays open throughout: no session can
+            // enter before its start until the end of the input.
+            let long = client(&mut rng);
+            out.frame(&tcp(long, server(443), 0x02, 1, 0, &[]));
+            out.frame(&tcp(server(443), long, 0x12, 1, 2, &[]));
+            out.frame(&tcp(long, server(443), 0x18, 2, 2, &[0x5a; 16]));
+            written += 3;
+            for _ in 0..count {
+                let c = client(&mut rng);
+                let s = server(443);
+                let (cs, ss) = (rng.next_u64() as u32, rng.next_u64() as u32);
+                let (c1, s1) = (cs.wrapping_add(1), ss.wrapping_add(1));
+                out.frame(&tcp(c, s, 0x02, cs, 0, &[]));
+                out.frame(&tcp(s, c, 0x12, ss, c1, &[]));
+                out.frame(&tcp(c, s, 0x18, c1, s1, &[0x5a; 16]));
+                out.frame(&tcp(c, s, 0x04, c1.wrapping_add(16), 0, &[]));
+            }
+            written += count * 4;
         }
         "frag" => {
             for i in 0..count {

@@ -12,6 +12,8 @@
 # - macs:   1 000 000 neighbours announcing themselves (ARP and IPv6 NS)
 # - hello1: 200 000 one-byte segments carrying whole ClientHellos (curl's,
 #           from the project's own capture): a quadratic path would show here
+# - conns:  300 000 short TCP connections with payload within ~1 s of packet
+#           time: sessions the detector holds for their turn, up to its cap
 #
 # Each flood is replayed with one thread (--workers 0) and two workers (the
 # default), best of 3 wall time, and its peak RSS; then the counters that
@@ -23,14 +25,14 @@ mkdir -p bench-data
 cargo build --release --quiet --bin blindspot --example flood_capture
 bin=target/release/blindspot
 gen=target/release/examples/flood_capture
-declare -A count=([syn]=2000000 [frag]=500000 [macs]=1000000 [hello1]=200000)
-for k in syn frag macs hello1; do
+declare -A count=([syn]=2000000 [frag]=500000 [macs]=1000000 [hello1]=200000 [conns]=300000)
+for k in syn frag macs hello1 conns; do
   f=bench-data/flood-$k.pcap
   [ -s "$f" ] || "$gen" "$k" "$f" "${count[$k]}"
 done
 
 printf '%-7s %-9s %9s %9s %10s  %s\n' flood workers packets seconds "peak MiB" counters
-for k in syn frag macs hello1; do
+for k in ${FLOODS:-syn frag macs hello1 conns}; do
   f=bench-data/flood-$k.pcap
   for w in 0 2; do
     best=
@@ -48,6 +50,7 @@ pick = {
     "frag": {"fragments": ["dropped_cap", "timed_out", "reassembled"]},
     "macs": {"devices": ["ips_over_cap", "macs_over_cap", "device_cache_cleared"]},
     "hello1": {"flows": ["created"], "tls": ["incomplete", "handshake_overflow"]},
+    "conns": {"flows": ["created"], "detections": ["order_held_over_cap", "order_late"]},
 }[k]
 c = " ".join(f"{sec}.{n}={s[sec].get(n, 0)}" for sec, names in pick.items() for n in names)
 print(f"{k:<7} {w:<9} {s['packets']:>9} {float(best[0]):>9.2f} {int(best[1]) / 1024:>10.0f}  {c}")

@@ -149,8 +149,9 @@ pub fn capture_file(data: &[u8]) {
 
 /// Ethernet frames through one flow table holding at most [`FLOW_CAP`]
 /// flows. Records: `[frame length, u16 big-endian][time step, u8, in 0.1 s][frame]`
-/// (the length is clamped to what is left). No panic, the cap holds, and
-/// every record the table writes serialises.
+/// (the length is clamped to what is left). No panic, the cap holds, the
+/// index of open flows by start follows the table, and every record the
+/// table writes serialises.
 pub fn flow_table(data: &[u8]) {
     let settings = FlowSettings {
         max_flows: FLOW_CAP,
@@ -175,11 +176,18 @@ pub fn flow_table(data: &[u8]) {
         if let Some(p) = d.decode(rest, &frame, &mut extra) {
             table.process(&p, decode::payload(&p, rest, &extra), &mut out);
             assert!(table.active() <= FLOW_CAP, "flow table over its cap");
+            // The index of open flows by start follows the table.
+            assert_eq!(table.oldest_open().is_some(), table.active() > 0);
         }
         rest = &rest[3 + len..];
     }
     table.drain(Timestamp(t), &mut out);
     assert_eq!(table.active(), 0, "flows left after the drain");
+    assert_eq!(
+        table.oldest_open(),
+        None,
+        "open starts left after the drain"
+    );
     for r in &out {
         serde_json::to_string(r).expect("a record serialises");
     }

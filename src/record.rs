@@ -94,6 +94,13 @@ pub struct FlowRecord {
     pub kind: &'static str,
     pub ts: Timestamp,
     pub end_ts: Timestamp,
+    /// Not written: the packet time the flow ended at — its last packet
+    /// plus the linger after a close or the idle timeout, the packet that
+    /// reused its ports, or the end of the input. Unlike the time the
+    /// record was made, it does not depend on where blocks split; the
+    /// detector orders sessions by it (`detect::admit`).
+    #[serde(skip)]
+    pub ended: Timestamp,
     pub flow_id: FlowId,
     pub community_id: String,
     pub src_ip: IpAddr,

@@ -305,21 +305,19 @@ fn deterministic_across_workers() {
     assert_eq!(zero, key(&run(3, &with_log())));
 }
 
-/// No inspection CA configured: Squid's CA (which Squid sends twice after
-/// the leaf) is learnt from the leaves it minted, the lab's test root is
-/// declared public, and the findings are those of the configured run, the
-/// TLS 1.2 rejections read as `learnt_ca`. The scenario's Squid bumps two
-/// registrable domains, so the threshold is lowered to 2 here.
+/// Nothing about inspection configured: Squid's CA (which Squid sends
+/// twice after the leaf) is learnt at the default threshold from the
+/// leaves it minted — the phone browsed six sites besides mail and pinned,
+/// eight registrable domains in the cleartext chains (truth.json, tshark) —
+/// while the lab's test root, which signs only bank.example and
+/// health.example here, is not; the findings are those of the configured
+/// run, the TLS 1.2 rejections read as `learnt_ca`.
 #[test]
 fn squids_ca_is_learnt_without_configuration() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = learning_config(
-        &dir("config.toml"),
-        &dir("public-ca.pem"),
-        tmp.path(),
-        &["ca_files"],
-        2,
-    );
+    // No inspection configured at all: learnt at the default threshold (5)
+    // from the eight registrable domains Squid minted leaves for.
+    let cfg = without_inspection_config(&dir("config.toml"), tmp.path());
     let mut args = inputs();
     args[1] = cfg.display().to_string();
     let recs = run(1, &args);
@@ -333,6 +331,12 @@ fn squids_ca_is_learnt_without_configuration() {
             .contains("Squid Inspection CA"),
         "{learnt:?}"
     );
+    let t = truth();
+    let minted = t["inspection_ca_leaf_domains"].as_array().unwrap();
+    assert!(minted.len() >= 6, "{minted:?}");
+    let domains = learnt[0]["domains"].as_array().unwrap();
+    assert_eq!(domains.len(), 5, "learnt at its fifth domain: {domains:?}");
+    assert!(domains.iter().all(|d| minted.contains(d)), "{domains:?}");
     assert_eq!(findings(&recs), findings(&run(1, &inputs())));
     assert!(
         of_type(&recs, "detection")

@@ -158,11 +158,49 @@ impl Correlator {
         }
     }
 
+    /// Shows the CA learner the chains of a chunk's `tls` records that no
+    /// configured CA matches, in (start, flow id) order rather than the
+    /// order the workers' pieces came in, so that when a CA is learnt —
+    /// and so which records say `inspection_source: learnt` — does not
+    /// depend on the worker count. By record index: the key of each chain's
+    /// CA, and the CA's subject once it is learnt.
+    fn learn_cas(
+        &mut self,
+        records: &[Record],
+    ) -> hashbrown::HashMap<usize, (u64, Option<String>)> {
+        let mut chains: Vec<(crate::time::Timestamp, crate::record::FlowId, usize)> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r {
+                Record::Tls(t)
+                    if t.cert
+                        .as_ref()
+                        .is_some_and(|c| self.inspection.matches(c).is_none()) =>
+                {
+                    Some((t.ts, t.flow_id, i))
+                }
+                _ => None,
+            })
+            .collect();
+        chains.sort_unstable();
+        let mut out = hashbrown::HashMap::with_capacity(chains.len());
+        for (_, _, i) in chains {
+            if let Record::Tls(t) = &records[i]
+                && let Some(chain) = &t.cert
+                && let Some((key, ca)) = self.detector.learner.observe(chain, t.ts)
+            {
+                out.insert(i, (key, ca.map(|c| c.subject.clone())));
+            }
+        }
+        out
+    }
+
     /// Adds records to the pending block.
     pub fn push(&mut self, records: impl IntoIterator<Item = Record>) {
         let mut records: Vec<Record> = records.into_iter().collect();
         self.learn_dns(&mut records);
-        for mut r in records {
+        let mut learnt = self.learn_cas(&records);
+        for (i, mut r) in records.into_iter().enumerate() {
             match &mut r {
                 Record::Flow(f) => self.name_flow(f),
                 Record::Tls(t) => self.names.tls(t),
@@ -213,11 +251,11 @@ impl Correlator {
                         t.inspected = Some(true);
                         t.inspection_ca = Some(ca.name.clone());
                         t.inspection_source = Some("configured");
-                    } else if let Some((key, learnt)) = self.detector.learner.observe(chain, t.ts) {
+                    } else if let Some((key, ca)) = learnt.remove(&i) {
                         private_ca = Some(key);
-                        if let Some(ca) = learnt {
+                        if let Some(subject) = ca {
                             t.inspected = Some(true);
-                            t.inspection_ca = Some(ca.subject.clone());
+                            t.inspection_ca = Some(subject);
                             t.inspection_source = Some("learnt");
                         }
                     }
@@ -278,9 +316,18 @@ impl Correlator {
         }
         self.names.end_chunk();
         if !self.sessions.is_empty() {
-            let found = self.detector.push(&mut self.sessions);
+            let found = self.detector.hold(&mut self.sessions);
             self.write_detections(found);
         }
+    }
+
+    /// Lets the held sessions whose order time is before `horizon` into the
+    /// detector (see `detect::admit`): the run stages call it once every
+    /// worker's records up to a point are in, with the smallest horizon
+    /// the workers reported.
+    pub fn release_sessions(&mut self, horizon: crate::time::Timestamp) {
+        let found = self.detector.release(horizon);
+        self.write_detections(found);
     }
 
     fn write_detections(&mut self, found: Vec<crate::record::DetectionRecord>) {

@@ -157,6 +157,7 @@ mod tests {
         Session {
             ts: Timestamp(ts * NANOS_PER_SEC),
             end_ts: Timestamp((ts + 1) * NANOS_PER_SEC),
+            order: Timestamp(ts * NANOS_PER_SEC),
             flow_id: crate::record::FlowId(ts),
             community_id: String::new(),
             tuple: crate::detect::Tuple {

@@ -12,6 +12,7 @@
 //! its evidence, score parts, context and limits. Open windows are
 //! evaluated at the end of the input. Every table has a cap and a counter.
 
+pub mod admit;
 pub mod baseline;
 pub mod context;
 pub mod evidence;
@@ -148,6 +149,8 @@ pub struct TlsFacts {
 pub struct Session {
     pub ts: Timestamp,
     pub end_ts: Timestamp,
+    /// When it enters the detector: [`admit::order_time`].
+    pub order: Timestamp,
     pub flow_id: crate::record::FlowId,
     pub community_id: String,
     pub tuple: Tuple,
@@ -271,6 +274,7 @@ impl Session {
         Session {
             ts: f.ts,
             end_ts: f.end_ts,
+            order: admit::order_time(f.ts, f.ended),
             flow_id: f.flow_id,
             community_id: f.community_id.clone(),
             tuple: Tuple {
@@ -500,6 +504,10 @@ pub struct Detector {
     pub wants: Vec<EvidenceWant>,
     /// Scratch for [`sort_sessions`], kept between chunks.
     order: Vec<u32>,
+    /// Sessions waiting for their turn (see [`admit`]), and a reused
+    /// buffer for the ones let in.
+    admit: admit::Admission,
+    ready: Vec<Session>,
     /// Sensor mode: a window that reaches its threshold writes an `open`
     /// detection at once and updates it (replay writes closed ones only).
     pub live: bool,
@@ -567,7 +575,7 @@ fn entry(s: &Session, inspection: Option<Inspection>) -> Entry {
     }
 }
 
-/// Sorts sessions by (start, flow id), stably, without moving a session
+/// Sorts sessions by (order time, flow id), stably, without moving a session
 /// more than once: the sort runs on indices, then the permutation is applied
 /// by swaps along its cycles. Sorting the sessions themselves moved each
 /// several hundred bytes many times, and the stable sort's scratch buffer of
@@ -577,7 +585,7 @@ fn sort_sessions(sessions: &mut [Session], order: &mut Vec<u32>) {
     order.extend(0..sessions.len() as u32);
     order.sort_by(|&a, &b| {
         let (a, b) = (&sessions[a as usize], &sessions[b as usize]);
-        (a.ts, &a.flow_id).cmp(&(b.ts, &b.flow_id))
+        (a.order, &a.flow_id).cmp(&(b.order, &b.flow_id))
     });
     // Position j takes the session at order[j]; a visited position is
     // marked by order[j] == j.
@@ -650,6 +658,8 @@ impl Detector {
             evidence,
             wants: Vec::new(),
             order: Vec::new(),
+            admit: admit::Admission::default(),
+            ready: Vec::new(),
             live: false,
             open_due: BTreeMap::new(),
             opened: Vec::new(),
@@ -714,8 +724,59 @@ impl Detector {
                 .is_some_and(|n| names::any_matches(&self.s.os_channel_domains, n))
     }
 
-    /// Takes one chunk's sessions (any order: they are sorted here) and
-    /// returns the detections of the windows they closed.
+    /// Holds one chunk's sessions until [`Detector::release`] lets them
+    /// in, in the order [`admit`] describes; returns the detections of the
+    /// windows closed by sessions that entered at once (late, or pushed
+    /// out of a full buffer). `sessions` is left empty.
+    pub fn hold(&mut self, sessions: &mut Vec<Session>) -> Vec<crate::record::DetectionRecord> {
+        if !self.s.enabled {
+            sessions.clear();
+            return Vec::new();
+        }
+        // A connection that carried no payload and no TLS enters no window
+        // and marks no activity (see `add`): it is counted, never held, so
+        // a SYN flood or a scan does not fill the buffer.
+        let mut os_channel = 0;
+        sessions.retain(|s| {
+            let inert = s.tls.is_none() && s.orig_payload + s.resp_payload == 0;
+            os_channel += u64::from(inert && self.os_channel(s));
+            !inert
+        });
+        if os_channel > 0 {
+            *self.counters.entry("os_channel_sessions").or_default() += os_channel;
+        }
+        let mut now = std::mem::take(&mut self.ready);
+        self.admit.hold(sessions, &mut now);
+        for (k, n) in [
+            ("order_held_over_cap", self.admit.over_cap),
+            ("order_late", self.admit.late),
+        ] {
+            if n > 0 {
+                self.counters.insert(k, n);
+            }
+        }
+        let out = self.push(&mut now);
+        self.ready = now;
+        out
+    }
+
+    /// Lets in the held sessions whose order time is before `horizon`
+    /// ([`admit::horizon`]: no session still to come is earlier).
+    pub fn release(&mut self, horizon: Timestamp) -> Vec<crate::record::DetectionRecord> {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.admit.release(horizon, &mut ready);
+        let out = self.push(&mut ready);
+        self.ready = ready;
+        out
+    }
+
+    /// Sessions held for their turn.
+    pub fn held(&self) -> usize {
+        self.admit.len()
+    }
+
+    /// Adds sessions now (any order: they are sorted here by order time
+    /// and flow id) and returns the detections of the windows they closed.
     /// `sessions` is left empty, its capacity kept for the next chunk.
     pub fn push(&mut self, sessions: &mut Vec<Session>) -> Vec<crate::record::DetectionRecord> {
         if !self.s.enabled {
@@ -726,7 +787,7 @@ impl Detector {
         let mut out = Vec::new();
         for s in sessions.drain(..) {
             // Windows whose time has passed close before a later session is added.
-            self.close_until(s.ts, &mut out);
+            self.close_until(s.order, &mut out);
             self.add(s);
             out.append(&mut self.opened);
         }
@@ -790,18 +851,20 @@ impl Detector {
     }
 
     /// Evaluates the windows that closed before `now` (live capture, where
-    /// the wall clock moves on without sessions).
+    /// the wall clock moves on without sessions), and no later than the
+    /// sessions let in: a held session may still join them.
     pub fn advance(&mut self, now: Timestamp) -> Vec<crate::record::DetectionRecord> {
         let mut out = Vec::new();
         if self.s.enabled {
-            self.close_until(now, &mut out);
+            self.close_until(now.min(self.admit.floor()), &mut out);
         }
         out
     }
 
-    /// Evaluates every open window (end of input), in a fixed order.
+    /// Lets in every held session, then evaluates every open window (end
+    /// of input), in a fixed order.
     pub fn finish(&mut self) -> Vec<crate::record::DetectionRecord> {
-        let mut out = Vec::new();
+        let mut out = self.release(Timestamp(u64::MAX));
         self.close_until(Timestamp(u64::MAX), &mut out);
         out
     }
@@ -1046,8 +1109,9 @@ impl Detector {
                 let id = self.next_id;
                 self.next_id += 1;
                 let start = s.ts;
+                // It closes `window` after the session that opened it entered.
                 self.deadlines.insert(
-                    (Timestamp(start.0.saturating_add(self.s.window)), id),
+                    (Timestamp(s.order.0.saturating_add(self.s.window)), id),
                     v.key().clone(),
                 );
                 let t = s.tls.as_ref();
@@ -1162,6 +1226,7 @@ mod tests {
         let session = |ts: u64, id: u64, port: u16| Session {
             ts: Timestamp(ts),
             end_ts: Timestamp(ts),
+            order: Timestamp(ts),
             community_id: String::new(),
             flow_id: crate::record::FlowId(id),
             tuple: Tuple {
@@ -1209,10 +1274,17 @@ mod tests {
 
     /// A session of device 10.0.0.9 at `secs` to `ip:port`, as the
     /// correlator would build it.
-    fn to(secs: u64, ip: &str, port: u16, proto: &'static str, tls: Option<Outcome>) -> Session {
+    pub(super) fn to(
+        secs: u64,
+        ip: &str,
+        port: u16,
+        proto: &'static str,
+        tls: Option<Outcome>,
+    ) -> Session {
         Session {
             ts: Timestamp(secs * NANOS_PER_SEC),
             end_ts: Timestamp(secs * NANOS_PER_SEC + 1),
+            order: Timestamp(secs * NANOS_PER_SEC),
             flow_id: crate::record::FlowId(secs),
             community_id: String::new(),
             tuple: Tuple {
@@ -1463,11 +1535,146 @@ mod tests {
         assert_eq!((update[0].status, update[0].flow_ids.len()), ("open", 7));
         // No new evidence: no update.
         assert!(live.advance_open(t(1000)).is_empty());
-        // The window ends: closed, with the same id.
+        // The window ends: closed, with the same id — once no session held
+        // for its turn can still join it (the horizon has passed its end).
+        assert!(live.advance(t(100 + 3600)).is_empty());
+        assert!(live.release(t(100 + 3600)).is_empty());
         let closed = live.advance(t(100 + 3600));
         assert_eq!(closed.len(), 1);
         assert_eq!(closed[0].status, "closed");
         assert_eq!(closed[0].detection_id, open[0].detection_id);
         assert_eq!(live.counters.get("background_transmission"), Some(&1));
+    }
+
+    /// A rejected handshake of `secs` .. `ended` s (its flow's end).
+    fn rejected(secs: u64, ended: u64) -> Session {
+        let mut s = to(secs, "10.0.0.7", 443, "tcp", Some(Outcome::ClientRejected));
+        s.end_ts = Timestamp(ended * NANOS_PER_SEC);
+        s.order = admit::order_time(s.ts, s.end_ts);
+        s
+    }
+
+    /// Feeds sessions as the run stages do: chunk by chunk, each chunk's
+    /// sessions those whose flows ended in it, then the horizon the
+    /// workers would report after it (the oldest start among the flows
+    /// still open, the chunk's last end as packet time).
+    fn feed(chunks: &[Vec<Session>]) -> Vec<String> {
+        let mut d = detector();
+        let mut out = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            let now = c.iter().map(|s| s.end_ts).max().unwrap();
+            let open = chunks[i + 1..]
+                .iter()
+                .flatten()
+                .map(|s| s.ts)
+                .filter(|t| *t <= now)
+                .min();
+            out.extend(d.hold(&mut c.clone()));
+            out.extend(d.release(admit::horizon(now, open)));
+        }
+        out.extend(d.finish());
+        out.iter()
+            .map(|d| serde_json::to_string(d).unwrap())
+            .collect()
+    }
+
+    /// Issue 20: a long session's record comes when its flow ends, after
+    /// sessions that started later. Where the capture blocks split decides
+    /// which of them come in one chunk; the detections must not change.
+    /// Rejections at 3000 .. 4000 s, and one from 50 s that lasted until
+    /// 3850 s (it enters at 3820 s, `LEAD` before its end).
+    #[test]
+    fn a_long_session_after_later_short_ones_gives_the_same_windows_whatever_the_chunks() {
+        let l = rejected(50, 3850);
+        let r: Vec<Session> = [3000, 3100, 3200, 3800, 3900, 4000]
+            .into_iter()
+            .map(|t| rejected(t, t + 1))
+            .collect();
+        // In the order the flows ended.
+        let ended = [
+            r[0].clone(),
+            r[1].clone(),
+            r[2].clone(),
+            r[3].clone(),
+            l.clone(),
+            r[4].clone(),
+            r[5].clone(),
+        ];
+        let one_each: Vec<Vec<Session>> = ended.iter().map(|s| vec![s.clone()]).collect();
+        let all_in_one = vec![ended.to_vec()];
+        let three = vec![
+            ended[..2].to_vec(),
+            ended[2..5].to_vec(),
+            ended[5..].to_vec(),
+        ];
+        let want = feed(&one_each);
+        assert_eq!(feed(&all_in_one), want);
+        assert_eq!(feed(&three), want);
+        // One window, from the first rejection, with all seven.
+        assert_eq!(want.len(), 1, "{want:#?}");
+        let d: serde_json::Value = serde_json::from_str(&want[0]).unwrap();
+        assert_eq!(d["pattern"], "repeated_handshake_rejection");
+        assert_eq!(d["flow_ids"].as_array().unwrap().len(), 7);
+
+        // The old way — each session entering at its start as its chunk
+        // came — gave one window in one chunking and two in the other.
+        let old = |chunks: &[Vec<Session>]| {
+            let mut d = detector();
+            let mut n = 0;
+            for c in chunks {
+                let mut c: Vec<Session> = c
+                    .iter()
+                    .cloned()
+                    .map(|mut s| {
+                        s.order = s.ts;
+                        s
+                    })
+                    .collect();
+                n += d.push(&mut c).len();
+            }
+            n + d.finish().len()
+        };
+        assert_eq!((old(&one_each), old(&all_in_one)), (1, 2));
+    }
+
+    /// Many long flows open at once hold the horizon back: the held
+    /// sessions stay under the cap, the earliest enter early, counted; a
+    /// session that comes after those with an earlier order time enters
+    /// at once, counted too. Nothing is lost.
+    #[test]
+    fn a_flood_of_held_sessions_stays_capped_and_counted() {
+        let mut d = detector();
+        d.admit = admit::Admission::new(100);
+        let mut v: Vec<Session> = (0..1000u64)
+            .map(|i| rejected(10_000 + i, 10_000 + i + 1))
+            .collect();
+        d.hold(&mut v);
+        // The horizon stays at the oldest open start (a flow from 0 s).
+        d.release(Timestamp(0));
+        assert_eq!(d.held(), 100);
+        assert_eq!(d.counters.get("order_held_over_cap"), Some(&900));
+        d.hold(&mut vec![rejected(5_000, 5_001)]);
+        assert_eq!(d.counters.get("order_late"), Some(&1));
+        assert_eq!(d.held(), 100);
+        // Connections with neither payload nor TLS (a SYN flood, a scan)
+        // enter no window: they are not held at all.
+        let mut syns: Vec<Session> = (0..1000u64)
+            .map(|i| {
+                let mut s = to(20_000 + i, "10.0.0.8", 443, "tcp", None);
+                (s.orig_payload, s.resp_payload) = (0, 0);
+                s
+            })
+            .collect();
+        d.hold(&mut syns);
+        assert_eq!(d.held(), 100);
+        assert_eq!(d.counters.get("order_held_over_cap"), Some(&900));
+        let found = d.finish();
+        assert_eq!(d.held(), 0);
+        let sessions: usize = found.iter().map(|f| f.flow_ids.len()).sum();
+        assert!(sessions > 0);
+        assert_eq!(
+            d.counters.get("repeated_handshake_rejection"),
+            Some(&(found.len() as u64))
+        );
     }
 }

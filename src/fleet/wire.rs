@@ -30,6 +30,10 @@ pub const MAX_MESSAGE: usize = 512 << 10;
 pub struct WireSession {
     pub ts: u64,
     pub end_ts: u64,
+    /// When the session entered the sensor's detector
+    /// (`detect::admit::order_time`); the consumer orders by it too.
+    #[serde(default)]
+    pub order: u64,
     pub flow_id: u64,
     pub community_id: String,
     pub src_ip: IpAddr,
@@ -144,6 +148,7 @@ impl WireSession {
         WireSession {
             ts: s.ts.0,
             end_ts: s.end_ts.0,
+            order: s.order.0,
             flow_id: s.flow_id.0,
             community_id: s.community_id.clone(),
             src_ip: s.tuple.src_ip,
@@ -196,6 +201,7 @@ impl WireSession {
         Session {
             ts: Timestamp(self.ts),
             end_ts: Timestamp(self.end_ts),
+            order: Timestamp(self.order.max(self.ts)),
             flow_id: FlowId(self.flow_id),
             community_id: self.community_id,
             tuple: Tuple {

@@ -24,7 +24,7 @@ use crate::decode::tunnel::Encap;
 use crate::record::{EndpointRecord, FlowRecord, Mac, Record};
 use crate::time::{Nanos, Timestamp, nanos_to_secs_f64};
 use hashbrown::HashTable;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 const WHEEL_SLOTS: u64 = 1024;
 
@@ -269,6 +269,11 @@ pub struct FlowTable {
     /// moves forward, so push order is deadline order, near enough: a late
     /// one only waits for the one before it).
     closing: VecDeque<(Timestamp, WheelEntry)>,
+    /// The open flows by start (and generation): the oldest start is what
+    /// the worker reports with each block, so that the detector knows no
+    /// session can still come that started before it (`detect::admit`).
+    /// One entry per open flow: bounded by `max_flows`.
+    open_starts: BTreeSet<(Timestamp, u64)>,
     pub stats: TableStats,
     /// Debug builds only: `BLINDSPOT_TEST_PANIC` set makes the first packet
     /// panic the worker, so the tests can prove that a panic ends the process.
@@ -298,6 +303,7 @@ impl FlowTable {
             closed: HashTable::new(),
             closed_order: VecDeque::new(),
             closing: VecDeque::new(),
+            open_starts: BTreeSet::new(),
             stats: TableStats::default(),
             #[cfg(debug_assertions)]
             test_panic: std::env::var_os("BLINDSPOT_TEST_PANIC").is_some(),
@@ -306,6 +312,17 @@ impl FlowTable {
 
     pub fn active(&self) -> usize {
         self.flows.len()
+    }
+
+    /// The start of the oldest flow still open (none: no flow is open).
+    pub fn oldest_open(&self) -> Option<Timestamp> {
+        self.open_starts.first().map(|(ts, _)| *ts)
+    }
+
+    /// When a flow whose time runs out ends: its last packet plus its
+    /// timeout (the linger after a close), whenever the wheel noticed.
+    fn deadline(&self, f: &Flow) -> Timestamp {
+        f.last.plus(f.timeout(&self.settings))
     }
 
     fn schedule(&mut self, e: WheelEntry, deadline: Timestamp) {
@@ -345,8 +362,9 @@ impl FlowTable {
             self.closing.pop_front();
             let Some(f) = self.find(&e) else { continue };
             if f.expired(now, &self.settings) {
+                let ended = self.deadline(f);
                 let f = self.remove_entry(&e).expect("found above");
-                self.finish(f, EndReason::Closed, out);
+                self.finish(f, EndReason::Closed, ended, out);
             } else if f.closed() {
                 // Trailing packets moved its linger on.
                 let deadline = f.last.plus(f.timeout(&self.settings));
@@ -382,7 +400,8 @@ impl FlowTable {
                 if expired {
                     if let Some(f) = self.remove_entry(&e) {
                         let reason = f.idle_end();
-                        self.finish(f, reason, out);
+                        let ended = self.deadline(&f);
+                        self.finish(f, reason, ended, out);
                     }
                 } else {
                     self.schedule(e, deadline);
@@ -456,12 +475,12 @@ impl FlowTable {
         let mut all: Vec<Box<Flow>> = self.flows.drain().collect();
         all.sort_by_cached_key(|f| (f.start, f.key.flow_id_u64(f.start.as_nanos())));
         for (i, f) in all.into_iter().enumerate() {
-            let reason = if f.expired(now, &self.settings) {
-                f.idle_end()
+            let (reason, ended) = if f.expired(now, &self.settings) {
+                (f.idle_end(), self.deadline(&f))
             } else {
-                EndReason::EndOfInput
+                (EndReason::EndOfInput, now)
             };
-            self.finish(f, reason, out);
+            self.finish(f, reason, ended, out);
             if (i + 1) % batch == 0 {
                 emit(out);
             }
@@ -474,15 +493,15 @@ impl FlowTable {
         self.closing.clear();
     }
 
-    /// Makes room: ends the flow scheduled soonest.
-    fn evict_one(&mut self, out: &mut Vec<Record>) {
+    /// Makes room at packet time `now`: ends the flow scheduled soonest.
+    fn evict_one(&mut self, now: Timestamp, out: &mut Vec<Record>) {
         let base = self.wheel_sec.unwrap_or(0);
         for i in 0..WHEEL_SLOTS {
             let slot = ((base + i) % WHEEL_SLOTS) as usize;
             while let Some(e) = self.wheel[slot].pop() {
                 if self.find(&e).is_some() {
                     let f = self.remove_entry(&e).expect("found above");
-                    self.finish(f, EndReason::Evicted, out);
+                    self.finish(f, EndReason::Evicted, now, out);
                     return;
                 }
             }
@@ -498,11 +517,11 @@ impl FlowTable {
         out: &mut Vec<Record>,
     ) {
         if self.flows.len() >= self.max_flows {
-            self.evict_one(out);
+            self.evict_one(p.ts, out);
         }
         while self.mem + FLOW_BASE_BYTES > self.memcap && !self.flows.is_empty() {
             self.stats.evicted_memcap += 1;
-            self.evict_one(out);
+            self.evict_one(p.ts, out);
         }
         // Orientation: the sender of the first packet is the originator,
         // unless that packet is a SYN+ACK, or it is mid-stream traffic from a
@@ -547,6 +566,7 @@ impl FlowTable {
         };
         self.mem += FLOW_BASE_BYTES;
         let deadline = p.ts.plus(flow.timeout(&self.settings));
+        self.open_starts.insert((p.ts, generation));
         self.flows.insert_unique(hash, Box::new(flow), |f| f.hash);
         self.schedule(WheelEntry { hash, generation }, deadline);
         self.stats.active_max = self.stats.active_max.max(self.flows.len() as u64);
@@ -600,7 +620,12 @@ impl FlowTable {
             Existing::Absent => self.create(p, hash, canon, lower_is_src, out),
             Existing::Ends(r) => {
                 let f = self.remove(hash, &canon).expect("found above");
-                self.finish(f, r, out);
+                let ended = if r == EndReason::Reused {
+                    p.ts
+                } else {
+                    self.deadline(&f)
+                };
+                self.finish(f, r, ended, out);
                 if r == EndReason::Closed {
                     // Written now; this packet trails it, unless it opens the next connection.
                     if !fresh_syn {
@@ -746,14 +771,14 @@ impl FlowTable {
             flow.mem = m;
             while self.mem > self.memcap && !self.flows.is_empty() {
                 self.stats.evicted_memcap += 1;
-                self.evict_one(out);
+                self.evict_one(p.ts, out);
             }
         }
         if close_now {
             let Some(f) = self.remove(hash, &canon) else {
                 return; // evicted just above
             };
-            self.finish(f, EndReason::Closed, out);
+            self.finish(f, EndReason::Closed, p.ts, out);
             return;
         }
         if let Some(generation) = closing {
@@ -764,8 +789,17 @@ impl FlowTable {
         }
     }
 
-    fn finish(&mut self, mut f: Box<Flow>, reason: EndReason, out: &mut Vec<Record>) {
+    /// Writes a flow's records. `ended`: the packet time it ended at (see
+    /// [`FlowRecord::ended`]), which does not depend on when the wheel ran.
+    fn finish(
+        &mut self,
+        mut f: Box<Flow>,
+        reason: EndReason,
+        ended: Timestamp,
+        out: &mut Vec<Record>,
+    ) {
         self.stats.ended[reason as usize] += 1;
+        self.open_starts.remove(&(f.start, f.generation));
         self.mem -= f.mem;
         if reason == EndReason::Closed {
             self.remember_closed(f.hash, f.canon, f.last.plus(self.settings.tcp_closed));
@@ -839,6 +873,7 @@ impl FlowTable {
             kind: "flow",
             ts: f.start,
             end_ts: f.last,
+            ended,
             flow_id,
             community_id,
             src_ip: k.src.to_ip(),
@@ -1091,5 +1126,55 @@ mod tests {
         assert_eq!(out.len(), 3, "three connections written");
         assert_eq!(t.stats.ended[EndReason::Closed as usize], 3);
         assert_eq!((t.closed_order.len(), t.stats.closed_over_cap), (2, 1));
+    }
+
+    /// A flow's `ended` time is its own (last packet plus timeout), not
+    /// the time the wheel noticed: the same whether the table advances
+    /// just past the timeout or long after (a later block). The oldest
+    /// open start is tracked as flows come and go.
+    #[test]
+    fn a_flow_ends_at_its_own_time_and_the_oldest_open_start_is_known() {
+        let s = FlowSettings::default();
+        let ended = |advance_to_ms: u64| {
+            let mut t = FlowTable::new(s, 1);
+            assert_eq!(t.oldest_open(), None);
+            run(&mut t, &handshake());
+            assert_eq!(t.oldest_open(), Some(tcp(0, true, 0, 0, 0).ts));
+            let mut out = Vec::new();
+            t.advance(tcp(advance_to_ms, true, 0, 0, 0).ts, &mut out);
+            assert_eq!(t.oldest_open(), None);
+            let Some(Record::Flow(f)) = out.pop() else {
+                panic!("no flow record")
+            };
+            (f.end_reason, f.ended)
+        };
+        let idle_ms = s.tcp_idle / MS;
+        let want = ("timeout", tcp(2 + idle_ms, true, 0, 0, 0).ts);
+        assert_eq!(ended(2 + idle_ms + 1), want);
+        assert_eq!(ended(2 + idle_ms + 5_000), want);
+        assert_eq!(ended(2 + 3 * idle_ms), want);
+        // Two flows: the oldest start moves on when the older one closes.
+        let mut t = FlowTable::new(s, 1);
+        run(&mut t, &handshake());
+        let mut other = tcp(50, true, SYN, 7, 0);
+        other.key.sport = 40001;
+        run(&mut t, &[other]);
+        assert_eq!(t.oldest_open(), Some(tcp(0, true, 0, 0, 0).ts));
+        let out = run(
+            &mut t,
+            &[
+                tcp(60, true, FIN | ACK, 101, 501),
+                tcp(61, false, FIN | ACK, 501, 102),
+                tcp(62, true, ACK, 102, 502),
+            ],
+        );
+        let Some(Record::Flow(f)) = out.last() else {
+            panic!("no flow record")
+        };
+        assert_eq!(f.ended, tcp(62, true, 0, 0, 0).ts, "closed at the last ACK");
+        assert_eq!(t.oldest_open(), Some(other.ts));
+        let mut out = Vec::new();
+        t.drain(tcp(100, true, 0, 0, 0).ts, &mut out);
+        assert_eq!(t.oldest_open(), None);
     }
 }

@@ -87,7 +87,9 @@ impl EndMerge {
 pub struct InOrder {
     workers: usize,
     evidence: BTreeMap<u64, Vec<Evidence>>,
-    records: BTreeMap<u64, (usize, Vec<Record>)>,
+    /// Per chunk: the workers past it, its records, and the smallest
+    /// horizon they reported (`detect::admit`).
+    records: BTreeMap<u64, (usize, Vec<Record>, Timestamp)>,
 }
 
 impl InOrder {
@@ -104,9 +106,16 @@ impl InOrder {
         self.evidence.insert(seq, evidence);
     }
 
-    pub fn add(&mut self, seq: u64, recs: Vec<Record>, last: bool) {
-        let e = self.records.entry(seq).or_default();
-        e.0 += usize::from(last);
+    /// A worker's records of chunk `seq`; `horizon` on its last piece.
+    pub fn add(&mut self, seq: u64, recs: Vec<Record>, horizon: Option<Timestamp>) {
+        let e = self
+            .records
+            .entry(seq)
+            .or_insert_with(|| (0, Vec::new(), Timestamp(u64::MAX)));
+        if let Some(h) = horizon {
+            e.0 += 1;
+            e.2 = e.2.min(h);
+        }
         e.1.extend(recs);
     }
 
@@ -127,8 +136,11 @@ impl InOrder {
             }
             match rec {
                 Some((_, reported)) if all || reported == self.workers => {
-                    if let Some((_, (_, recs))) = self.records.pop_first() {
+                    if let Some((_, (_, recs, horizon))) = self.records.pop_first() {
                         corr.push(recs);
+                        if reported == self.workers {
+                            corr.release_sessions(horizon);
+                        }
                     }
                 }
                 _ => return,
@@ -142,6 +154,9 @@ impl InOrder {
 pub struct Tick {
     pub worker: usize,
     pub now: Timestamp,
+    /// The smallest order time its worker's sessions still to come can
+    /// have (`detect::admit::horizon`).
+    pub horizon: Timestamp,
     pub sent: Instant,
     pub evidence: Vec<Evidence>,
     pub records: Vec<Record>,
@@ -154,6 +169,8 @@ pub struct Tick {
 pub struct Watermark {
     reached: Vec<Timestamp>,
     held: Vec<Tick>,
+    /// Each worker's horizon as of its last tick released.
+    horizons: Vec<Timestamp>,
 }
 
 impl Watermark {
@@ -161,6 +178,7 @@ impl Watermark {
         Watermark {
             reached: vec![Timestamp::ZERO; workers],
             held: Vec::new(),
+            horizons: vec![Timestamp::ZERO; workers],
         }
     }
 
@@ -171,6 +189,7 @@ impl Watermark {
 
     pub fn finished(&mut self, worker: usize) {
         self.reached[worker] = Timestamp(u64::MAX);
+        self.horizons[worker] = Timestamp(u64::MAX);
     }
 
     pub fn release(&mut self, corr: &mut Correlator) {
@@ -207,7 +226,14 @@ impl Watermark {
         // A released tick's evidence is all applied above: its times are at
         // most the tick's `now`, which is at most `mark`.
         for t in ready {
+            let h = &mut self.horizons[t.worker];
+            if *h != Timestamp(u64::MAX) {
+                *h = (*h).max(t.horizon);
+            }
             corr.push(t.records);
         }
+        // The sessions no worker can still precede go into the detector.
+        let horizon = self.horizons.iter().copied().min().unwrap_or_default();
+        corr.release_sessions(horizon);
     }
 }

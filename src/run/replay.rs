@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::correlate::{Correlator, RecordBatch};
 use crate::decode::defrag::DefragStats;
 use crate::decode::{self, DecodeStats, Decoder, Deferred, Packet};
+use crate::detect::admit::horizon;
 use crate::flow::table::{FlowTable, TableStats};
 use crate::output::Sink;
 use crate::record::{FileStats, Record, StatsRecord};
@@ -98,11 +99,12 @@ enum ToCorrelator {
     /// Device evidence of chunk `seq`, sent by its decoder before the chunk's batches.
     Evidence(u64, Vec<Evidence>),
     /// A worker's records of chunk `seq`, in pieces of at most
-    /// [`RECORDS_PER_MESSAGE`]; the last piece (empty or not, `true`) tells
-    /// the correlator that this worker is past the chunk. Pieces keep the
+    /// [`RECORDS_PER_MESSAGE`]; the last piece (empty or not, with the
+    /// worker's `detect::admit::horizon`) tells the correlator that this
+    /// worker is past the chunk. Pieces keep the
     /// records in flight bounded when every packet ends a flow (a SYN flood
     /// evicting one flow per packet makes a record per packet).
-    Records(u64, Vec<Record>, bool),
+    Records(u64, Vec<Record>, Option<Timestamp>),
     /// A worker's end-of-input records (its flows still open), in pieces in
     /// the order of start and flow id; `last` on its final piece.
     End {
@@ -130,6 +132,10 @@ pub struct Reader {
     pub outcome_damaged: Vec<String>,
     /// On a terminal: the progress line.
     pub progress: Option<crate::output::progress::Progress>,
+    /// Test knob, not documented: `BLINDSPOT_REPLAY_BLOCK` (bytes) reads
+    /// the files in blocks of that size instead of 512 KiB, so the tests
+    /// can show that records do not depend on where blocks split.
+    block: Option<usize>,
 }
 
 impl Reader {
@@ -145,6 +151,9 @@ impl Reader {
             progress: cfg
                 .progress
                 .then(|| crate::output::progress::Progress::new(files)),
+            block: std::env::var("BLINDSPOT_REPLAY_BLOCK")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         }
     }
 
@@ -159,11 +168,6 @@ impl Reader {
     ) -> Result<(), OutputError> {
         // Bytes of the files read whole, for the progress line.
         let mut files_done = 0u64;
-        // Tests only: smaller chunks put chunk boundaries inside fragment
-        // trains, TCP streams and detection windows (the output must not move).
-        let chunk = std::env::var("BLINDSPOT_REPLAY_BLOCK")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok());
         for path in files {
             let name = path.display().to_string();
             let mut fs = FileStats {
@@ -171,7 +175,7 @@ impl Reader {
                 ..FileStats::default()
             };
             let mut reader = match CaptureReader::open(path) {
-                Ok(r) => match chunk {
+                Ok(r) => match self.block {
                     Some(size) => r.with_chunk_size(size),
                     None => r,
                 }
@@ -296,6 +300,7 @@ fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Repl
         decoder.evidence.clear();
         table.advance(now, &mut out);
         corr.push(out.drain(..));
+        corr.release_sessions(horizon(now, table.oldest_open()));
         write_blocks(&mut corr, &mut sink, false).map_err(OutputError)?;
         sink.flush_if_due().map_err(OutputError)?;
         Ok(Some(chunk.frames))
@@ -580,7 +585,7 @@ fn run_worker(
                     }
                     table.process(p, decode::payload(p, &b.chunk, &extra), &mut out);
                     if out.len() >= RECORDS_PER_MESSAGE {
-                        let piece = ToCorrelator::Records(b.seq, std::mem::take(&mut out), false);
+                        let piece = ToCorrelator::Records(b.seq, std::mem::take(&mut out), None);
                         if tx.send(piece).is_err() {
                             return finish(table, defrag);
                         }
@@ -602,8 +607,13 @@ fn run_worker(
                 // The emptied list goes back to the decoder that filled it.
                 b.packets.clear();
                 let _ = spare[(b.seq % decoders) as usize].try_send(b.packets);
+                let h = horizon(b.now, table.oldest_open());
                 if tx
-                    .send(ToCorrelator::Records(b.seq, std::mem::take(&mut out), true))
+                    .send(ToCorrelator::Records(
+                        b.seq,
+                        std::mem::take(&mut out),
+                        Some(h),
+                    ))
                     .is_err()
                 {
                     break;

@@ -453,6 +453,7 @@ impl Worker {
             self.queue(Live::Tick(Tick {
                 worker: self.idx,
                 now,
+                horizon: crate::detect::admit::horizon(now, table.oldest_open()),
                 sent: Instant::now(),
                 evidence: std::mem::take(&mut decoder.evidence),
                 records: std::mem::take(&mut out),
