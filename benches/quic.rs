@@ -297,7 +297,7 @@ fn bench_handshake(c: &mut Criterion<ThreadCpu>) {
             let mut n = 0;
             for (s, [ch, sh]) in sessions.iter().zip(&records) {
                 let mut ctx = TlsCtx::default();
-                let mut t = TlsState::new(ch);
+                let mut t = TlsState::new(None);
                 t.feed(
                     Direction::ToServer,
                     black_box(ch),
