@@ -3,7 +3,8 @@
 //! streams); every test says SKIPPED and returns where `nats-server` is
 //! absent.
 //!
-//! - Roaming: the detection scenario cut in two by time with editcap (the
+//! - Roaming: the detection scenario cut in two by time with editcap, between
+//!   the pinning app's third and fourth attempt (the
 //!   device's DHCP exchange, taken out with tshark, starts the second half,
 //!   as a phone joining another site would), each half replayed by its own
 //!   sensor with `--publish`, and a rejection threshold (4) that the pinning
@@ -244,6 +245,11 @@ fn observers(recs: &[Value]) -> BTreeMap<String, Vec<String>> {
 
 /// TLS ClientHellos to api.pinned.example in a capture, counted by tshark.
 fn pinned_hellos(pcap: &Path) -> usize {
+    pinned_hello_times(pcap).len()
+}
+
+/// When the pinning app's TLS 1.3 ClientHellos were sent (epoch seconds, tshark).
+fn pinned_hello_times(pcap: &Path) -> Vec<f64> {
     let out = run_ok(Command::new("tshark").args([
         "-r",
         pcap.to_str().unwrap(),
@@ -252,9 +258,12 @@ fn pinned_hellos(pcap: &Path) -> usize {
         "-T",
         "fields",
         "-e",
-        "frame.number",
+        "frame.time_epoch",
     ]));
-    String::from_utf8_lossy(&out.stdout).lines().count()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect()
 }
 
 fn fleet_stats(recs: &[Value]) -> Value {
@@ -289,7 +298,11 @@ fn a_roaming_device_is_one_finding_with_both_sensors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let whole = fixture("detect/scenario.pcap");
-    let cut = "2026-11-21 07:29:31";
+    // Cut between the pinning app's third and fourth attempt (tshark's times).
+    let times = pinned_hello_times(&whole);
+    assert_eq!(times.len(), 5, "{times:?}");
+    let cut = format!("{:.6}", (times[2] + times[3]) / 2.0);
+    let cut = cut.as_str();
     let (a, late, ids, b) = (
         d.join("a.pcap"),
         d.join("late.pcap"),
