@@ -2,7 +2,8 @@
 """Writes fuzz/seeds/TARGET/: seed inputs for each fuzz target, in that
 target's own input shape (see fuzz/README.md), cut from the project's own
 fixtures only: captures in fixtures/local/ (recorded by fixtures/make-local.sh)
-and fixtures/dns/ (fixtures/make-dns.sh),
+fixtures/dns/ (fixtures/make-dns.sh) and fixtures/fragments/
+(fixtures/make-fragments.sh),
 the lab certificates in fixtures/local/certs/, the lease, RADIUS and
 inventory files in fixtures/leases/ and fixtures/inventory/, the detection
 config in fixtures/detect/ and systemd/blindspot.toml. Nothing from
@@ -261,6 +262,24 @@ def make_decode():
                     s.add(f"lt{lt}-{name_of(cap)}-{i:03}", struct.pack("<H", lt) + f)
 
 
+def make_decode_deferred():
+    """Fragment trains of fixtures/fragments/ (make-fragments.sh), whole and
+    reordered, as `[link type][len][frame]...` sequences."""
+    s = Seeds("decode_deferred")
+    frames = [fr for _, fr in read_pcap(os.path.join(ROOT, "fixtures", "fragments", "udp-fragments.pcap"))]
+
+    def seq(idx):
+        return struct.pack("<H", 1) + b"".join(struct.pack("<H", len(frames[i])) + frames[i] for i in idx)
+
+    # tshark's frame numbers less one: the v4 and v6 DNS answers, the v4
+    # datagrams both ways, the v6 one out of order, then the small ones.
+    s.add("v4-dns-answer", seq([9, 10, 11]))
+    s.add("v6-dns-answer", seq([15, 16, 17]))
+    s.add("v4-both-ways", seq([18, 19, 20, 21, 22, 23]))
+    s.add("v6-out-of-order", seq([26, 25, 27, 28, 29, 30, 24, 8]))
+    s.add("small-frames", seq([i for i, f in enumerate(frames) if len(f) < 400]))
+
+
 def make_tunnel():
     """[carrier][bytes]: the VXLAN payloads (header and real inner frame) of
     fixtures/tunnels/vxlan4-tls.pcap after UDP to 4789 (carrier 3), and
@@ -516,6 +535,7 @@ if __name__ == "__main__":
     make_dhcp()
     make_dns()
     make_decode()
+    make_decode_deferred()
     make_tunnel()
     make_flow_table()
     make_capture_file()

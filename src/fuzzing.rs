@@ -57,6 +57,77 @@ pub fn decode(data: &[u8]) {
     }
 }
 
+/// Replay's decoders hand fragments on (`Decoder::defer_fragments`) and the
+/// workers reassemble them (`Decoder::reassemble`): on any sequence of
+/// frames that must give exactly the packets, payloads and counters of one
+/// decoder that reassembles inline. Input: two bytes of link type, then
+/// frames as `[len: u16 le][bytes]` (at most 64).
+pub fn decode_deferred(data: &[u8]) {
+    if data.len() < 2 {
+        return;
+    }
+    let linktype = u16::from_le_bytes([data[0], data[1]]) % 300;
+    let mut frames = Vec::new();
+    let mut at = 2usize;
+    while frames.len() < 64 && at + 2 <= data.len() {
+        let len = u16::from_le_bytes([data[at], data[at + 1]]) as usize;
+        let start = at + 2;
+        let end = start.saturating_add(len).min(data.len());
+        frames.push(FrameRef {
+            ts: Timestamp(1 + frames.len() as u64),
+            offset: start as u32,
+            caplen: (end - start) as u32,
+            wire_len: (end - start) as u32,
+            linktype,
+        });
+        at = end;
+    }
+    let seen = |p: &crate::decode::Packet, extra: &[u8]| {
+        (
+            p.ts,
+            p.key,
+            p.wire_len,
+            p.payload_wire_len,
+            decode::payload(p, data, extra).to_vec(),
+        )
+    };
+    let mut inline = Decoder::default();
+    let mut extra = Vec::new();
+    let mut want = Vec::new();
+    for f in &frames {
+        if let Some(p) = inline.decode(data, f, &mut extra) {
+            want.push(seen(&p, &extra));
+        }
+    }
+    let mut first = Decoder {
+        defer_fragments: true,
+        ..Decoder::default()
+    };
+    let mut later = Decoder::default();
+    let (mut unused, mut extra2) = (Vec::new(), Vec::new());
+    let mut got = Vec::new();
+    for f in &frames {
+        let before = first.deferred.len();
+        if let Some(p) = first.decode(data, f, &mut unused) {
+            got.push(seen(&p, &[]));
+        }
+        for d in &first.deferred[before..] {
+            if let Some(p) = later.reassemble(d, data, &mut extra2) {
+                got.push(seen(&p, &extra2));
+            }
+        }
+    }
+    assert_eq!(want, got);
+    assert!(unused.is_empty());
+    let mut stats = first.stats.clone();
+    stats.merge(&later.stats);
+    assert_eq!(stats.skipped, inline.stats.skipped);
+    assert_eq!(
+        stats.fragments_reassembled,
+        inline.stats.fragments_reassembled
+    );
+}
+
 /// One tunnel payload: `[carrier][bytes]`, the carrier (modulo 11) picks
 /// what the bytes follow: IPv4 protocol 47 (GRE), 4 (IPIP) or 41 (6in4);
 /// UDP to 4789, 6081, 2152 or 5247; EtherType 0x8847, 0x8864 or 0x8909;

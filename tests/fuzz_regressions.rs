@@ -14,6 +14,7 @@ fn target(name: &str) -> Option<fn(&[u8])> {
     use blindspot::fuzzing as f;
     Some(match name {
         "decode" => f::decode,
+        "decode_deferred" => f::decode_deferred,
         "tunnel" => f::tunnel,
         "capture_file" => f::capture_file,
         "flow_table" => f::flow_table,
