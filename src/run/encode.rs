@@ -14,15 +14,24 @@
 //! back to the encoder that filled them.
 
 use super::ToSink;
+use crate::correlate::RecordBatch;
 use crate::output::Encoding;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// The sink's end of the stage: one receiver per encoder, taken in turn
-/// (or, with no pool, the correlator's channel itself).
+/// What an encoder hands the sink: a block of records with its encoding,
+/// or the correlator's `Sync`, passed on in its turn.
+pub enum Encoded {
+    /// Records, when the correlator sent them, and their bytes in the
+    /// sink's form.
+    Block(Instant, RecordBatch, Vec<u8>),
+    Sync(Sender<()>),
+}
+
+/// The sink's end of the stage: one receiver per encoder, taken in turn.
 pub struct Merged {
-    rxs: Vec<Receiver<ToSink>>,
+    rxs: Vec<Receiver<Encoded>>,
     back: Vec<Sender<Vec<u8>>>,
     next: usize,
     /// The encoder the last item came from.
@@ -30,20 +39,10 @@ pub struct Merged {
 }
 
 impl Merged {
-    /// No pool: the sink reads the correlator's channel and encodes itself.
-    pub fn direct(rx: Receiver<ToSink>) -> Self {
-        Merged {
-            rxs: vec![rx],
-            back: Vec::new(),
-            next: 0,
-            last: 0,
-        }
-    }
-
     /// The next item in the correlator's order. `Disconnected` once the
     /// encoder whose turn it is has stopped with nothing left: the
     /// correlator sent nothing more.
-    pub fn recv_timeout(&mut self, wait: Duration) -> Result<ToSink, RecvTimeoutError> {
+    pub fn recv_timeout(&mut self, wait: Duration) -> Result<Encoded, RecvTimeoutError> {
         let item = self.rxs[self.next].recv_timeout(wait)?;
         self.last = self.next;
         self.next = (self.next + 1) % self.rxs.len();
@@ -76,7 +75,7 @@ pub fn pool(
     };
     for i in 0..n {
         let (in_tx, in_rx) = bounded::<ToSink>(queue);
-        let (out_tx, out_rx) = bounded::<ToSink>(queue);
+        let (out_tx, out_rx) = bounded::<Encoded>(queue);
         let (back_tx, back_rx) = bounded::<Vec<u8>>(queue + 1);
         let mut encoding = make();
         thread::Builder::new()
@@ -92,7 +91,7 @@ pub fn pool(
 fn encode(
     encoding: &mut Encoding,
     rx: Receiver<ToSink>,
-    tx: Sender<ToSink>,
+    tx: Sender<Encoded>,
     back: Receiver<Vec<u8>>,
 ) {
     for item in rx {
@@ -100,9 +99,9 @@ fn encode(
             ToSink::Block(sent, block) => {
                 let mut bytes = back.try_recv().unwrap_or_default();
                 bytes.extend_from_slice(encoding.encode(&block));
-                ToSink::Encoded(sent, block, bytes)
+                Encoded::Block(sent, block, bytes)
             }
-            other => other,
+            ToSink::Sync(ack) => Encoded::Sync(ack),
         };
         if tx.send(out).is_err() {
             return;

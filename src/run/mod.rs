@@ -15,9 +15,8 @@
 //! - [`stats`] assembles the `stats` and `coverage` records.
 //! - [`encode`] is the encoder pool between them: block `k` is encoded
 //!   by encoder `k mod E` and written in turn.
-//! - [`sink`] is the sink thread: it writes what the encoders made (or
-//!   encodes itself, with no pool); replay's stops at the first write
-//!   error, capture's holds and retries.
+//! - [`sink`] is the sink thread: it writes what the encoders made;
+//!   replay's stops at the first write error, capture's holds and retries.
 
 pub mod encode;
 pub mod order;
@@ -56,12 +55,10 @@ pub fn correlator(cfg: &Config) -> Correlator {
     c
 }
 
-/// What the correlator hands the sink thread.
+/// What the correlator hands the encoder pool (and so the sink thread).
 pub enum ToSink {
-    /// Records, and when they were sent; the sink encodes them.
+    /// Records, and when they were sent; an encoder encodes them.
     Block(Instant, RecordBatch),
-    /// Records and their encoding (from the [`encode`] pool).
-    Encoded(Instant, RecordBatch, Vec<u8>),
     /// Write everything received so far (capture: retrying while writes
     /// fail), then answer.
     Sync(Sender<()>),

@@ -258,9 +258,9 @@ impl Reader {
 
 /// Replays `files` into the sink named `output`.
 pub fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<Outcome, OutputError> {
+    // The sink writes; the encoders (or, with no workers, the sink itself) encode.
     let sink = Sink::open(output, cfg.flush_interval_ms, cfg.zstd_level)
         .map_err(OutputError)?
-        .with_encoding(crate::output::Encoding::for_config(cfg, &[]))
         .with_summary(cfg.progress);
     let (mut outcome, wants) = if cfg.workers == 0 {
         replay_inline(files, cfg, sink)?
@@ -282,7 +282,8 @@ pub fn replay(files: &[PathBuf], cfg: &Config, output: &str) -> Result<Outcome, 
 /// Records written, and the flows `--evidence` must cut out.
 type Replayed = (Outcome, Vec<crate::detect::EvidenceWant>);
 
-fn replay_inline(files: &[PathBuf], cfg: &Config, mut sink: Sink) -> Result<Replayed, OutputError> {
+fn replay_inline(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replayed, OutputError> {
+    let mut sink = sink.with_encoding(crate::output::Encoding::for_config(cfg, &[]));
     let mut reader = Reader::new(cfg, files);
     let mut decoder = Decoder::new(cfg.defrag);
     let mut table = FlowTable::new(cfg.flow, 1);

@@ -1,8 +1,8 @@
-//! The sink thread of a run: encodes the correlator's blocks of records
-//! (`output::Encoding`) and writes them.
+//! The sink thread of a run: writes the blocks of records the encoder pool
+//! (`run::encode`) encoded, in the correlator's order.
 
-use super::encode::Merged;
-use super::{TICK, ToSink};
+use super::TICK;
+use super::encode::{Encoded, Merged};
 use crate::correlate::RecordBatch;
 use crate::output::Sink;
 use crate::output::rotate::LiveSink;
@@ -12,24 +12,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Replay's sink thread: encodes each block and writes it; the first write
-/// error ends the run. Emptied blocks go back to the correlator (`spare`).
+/// Replay's sink thread: writes each encoded block; the first write error
+/// ends the run. Emptied blocks go back to the correlator (`spare`).
 pub fn replay(mut rx: Merged, mut sink: Sink, spare: Sender<RecordBatch>) -> io::Result<()> {
     let interval = sink.interval();
     loop {
         match rx.recv_timeout(interval) {
-            Ok(ToSink::Block(_, mut block)) => {
-                sink.write_records(&block)?;
-                block.clear();
-                let _ = spare.try_send(block);
-            }
-            Ok(ToSink::Encoded(_, mut block, bytes)) => {
+            Ok(Encoded::Block(_, mut block, bytes)) => {
                 sink.write_encoded(&block, &bytes)?;
                 rx.give_back(bytes);
                 block.clear();
                 let _ = spare.try_send(block);
             }
-            Ok(ToSink::Sync(ack)) => {
+            Ok(Encoded::Sync(ack)) => {
                 sink.flush()?;
                 let _ = ack.send(());
             }
@@ -40,14 +35,13 @@ pub fn replay(mut rx: Merged, mut sink: Sink, spare: Sender<RecordBatch>) -> io:
     sink.finish()
 }
 
-/// Capture's sink thread: encodes each block and writes it to the rotated
+/// Capture's sink thread: writes each encoded block to the rotated
 /// output; a failing write holds the records (up to `max_pending` bytes)
 /// and retries every second; `hup` reopens the output; a reader that went
 /// away (`-o -`) sets `stop`.
 pub fn live(
     mut rx: Merged,
     mut sink: LiveSink,
-    mut encoding: crate::output::Encoding,
     hup: &AtomicBool,
     stop: &AtomicBool,
     flush: Duration,
@@ -94,14 +88,7 @@ pub fn live(
         }
         if sink.pending_len() < max_pending {
             match rx.recv_timeout(TICK) {
-                Ok(ToSink::Block(sent, block)) => {
-                    let waited = sent.elapsed().as_millis() as u64;
-                    sink.counters
-                        .sink_lag_ms
-                        .fetch_max(waited, Ordering::Relaxed);
-                    sink.write(encoding.encode(&block));
-                }
-                Ok(ToSink::Encoded(sent, _, bytes)) => {
+                Ok(Encoded::Block(sent, _, bytes)) => {
                     let waited = sent.elapsed().as_millis() as u64;
                     sink.counters
                         .sink_lag_ms
@@ -109,7 +96,7 @@ pub fn live(
                     sink.write(&bytes);
                     rx.give_back(bytes);
                 }
-                Ok(ToSink::Sync(ack)) => sync = Some(ack),
+                Ok(Encoded::Sync(ack)) => sync = Some(ack),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }

@@ -175,19 +175,10 @@ pub fn run(cfg: &Config, opts: &SensorOptions, reload: Reload) -> Result<SensorO
     let max_pending = settings.max_pending_bytes;
     let hup_sink = Arc::clone(&hup);
     let term_sink = Arc::clone(&term);
-    let encoding = crate::output::Encoding::for_config(cfg, &opts.interfaces);
     thread::Builder::new()
         .name("sink".into())
         .spawn(move || {
-            let r = sink::live(
-                sink_rx,
-                sink,
-                encoding,
-                &hup_sink,
-                &term_sink,
-                flush,
-                max_pending,
-            );
+            let r = sink::live(sink_rx, sink, &hup_sink, &term_sink, flush, max_pending);
             let _ = done_tx.send(r);
         })
         .map_err(|e| format!("cannot start the sink thread: {e}"))?;
