@@ -114,11 +114,9 @@ fn unmapped_devices_are_named_as_limits() {
 #[test]
 fn every_dhcpv6_message_matches_tshark() {
     let name = "foxio-dhcpv6.pcap";
-    let exp: Vec<Value> = std::fs::read_to_string(shared_file!(format!("expected/{name}.jsonl")))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &Value| v["kind"] == "dhcp" && v["dhcp_version"] == 6)
+    let exp: Vec<Value> = read_jsonl(&shared_file!(format!("expected/{name}.jsonl")))
+        .into_iter()
+        .filter(|v| v["kind"] == "dhcp" && v["dhcp_version"] == 6)
         .collect();
     assert_eq!(exp.len(), 6);
     let recs = replay(&[&shared_file!(format!("{name}"))], 2);

@@ -12,13 +12,10 @@ fn every_dhcpv4_message_matches_tshark() {
     let mut compared = 0;
     for cap in all_captures().into_iter().filter(|p| is_shared(p)) {
         let name = cap.file_name().unwrap().to_string_lossy().to_string();
-        let exp: Vec<Value> =
-            std::fs::read_to_string(cap.with_file_name(format!("expected/{name}.jsonl")))
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .filter(|v: &Value| v["kind"] == "dhcp" && v["dhcp_version"] == 4)
-                .collect();
+        let exp: Vec<Value> = read_jsonl(&cap.with_file_name(format!("expected/{name}.jsonl")))
+            .into_iter()
+            .filter(|v| v["kind"] == "dhcp" && v["dhcp_version"] == 4)
+            .collect();
         if exp.is_empty() {
             continue;
         }

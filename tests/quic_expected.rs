@@ -13,25 +13,6 @@ use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 
-type Tuple = (String, u64, String, u64);
-
-fn tuple(v: &Value) -> Tuple {
-    (
-        v["src_ip"].as_str().unwrap().to_string(),
-        v["src_port"].as_u64().unwrap(),
-        v["dst_ip"].as_str().unwrap().to_string(),
-        v["dst_port"].as_u64().unwrap(),
-    )
-}
-
-fn read_jsonl(p: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 /// Our QUIC `tls` records by 4-tuple.
 fn quic_records(recs: &[Value]) -> HashMap<Tuple, &Value> {
     of_type(recs, "tls")

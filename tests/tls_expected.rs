@@ -8,25 +8,9 @@ use common::*;
 use serde_json::Value;
 use std::collections::HashMap;
 
-type Tuple = (String, u64, String, u64);
-
-fn tuple(v: &Value) -> Tuple {
-    (
-        v["src_ip"].as_str().unwrap().to_string(),
-        v["src_port"].as_u64().unwrap(),
-        v["dst_ip"].as_str().unwrap().to_string(),
-        v["dst_port"].as_u64().unwrap(),
-    )
-}
-
 fn expected(cap: &std::path::Path) -> Vec<Value> {
     let name = cap.file_name().unwrap().to_string_lossy();
-    let p = cap.with_file_name(format!("expected/{name}.jsonl"));
-    std::fs::read_to_string(&p)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    read_jsonl(&cap.with_file_name(format!("expected/{name}.jsonl")))
 }
 
 #[test]

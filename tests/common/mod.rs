@@ -43,11 +43,28 @@ pub fn is_shared(p: &Path) -> bool {
 
 /// A JSON Lines fixture (a truth file), one value per line.
 pub fn jsonl(rel: &str) -> Vec<Value> {
-    std::fs::read_to_string(fixture(rel))
-        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+    read_jsonl(&fixture(rel))
+}
+
+/// A JSON Lines file, one value per line.
+pub fn read_jsonl(p: &Path) -> Vec<Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// A record's connection: source address and port, destination address and port.
+pub type Tuple = (String, u64, String, u64);
+
+pub fn tuple(v: &Value) -> Tuple {
+    (
+        v["src_ip"].as_str().unwrap().to_string(),
+        v["src_port"].as_u64().unwrap(),
+        v["dst_ip"].as_str().unwrap().to_string(),
+        v["dst_port"].as_u64().unwrap(),
+    )
 }
 
 /// Every capture: the third-party ones in `../shared/pcaps` (when present:
