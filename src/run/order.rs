@@ -101,7 +101,7 @@ impl InOrder {
         }
     }
 
-    /// Chunk `seq`'s device evidence (the reader sends it before the chunk's records).
+    /// Chunk `seq`'s device evidence (its decoder sends it before the chunk's batches).
     pub fn evidence(&mut self, seq: u64, evidence: Vec<Evidence>) {
         self.evidence.insert(seq, evidence);
     }
