@@ -64,7 +64,7 @@ print(f"{path}, --workers {workers}: {total / tick:.2f} s of CPU")
 by_name = {}
 for (tid, name), t in last.items():
     by_name[name] = by_name.get(name, 0) + t
-POOLS = ("worker-", "decode-", "encode-")
+POOLS = ("worker-", "decode-", "encode-", "load-")
 for name, t in sorted(by_name.items(), key=lambda kv: -kv[1]):
     share = t / total
     flag = "" if name.startswith(POOLS) or share <= 1 / 16 else "  <- over 1/16"

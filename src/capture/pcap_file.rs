@@ -170,6 +170,16 @@ pub struct CaptureReader {
     spare_frames: Vec<FrameRef>,
     /// Bytes read from the file itself (before decompression), for progress.
     raw_read: Arc<std::sync::atomic::AtomicU64>,
+    /// A plain file read by a pool of loader threads ([`CaptureReader::open_loaded`]):
+    /// the file and the pool size until the first block, then the pool.
+    loaders: Loading,
+}
+
+/// Whether blocks come from `input` or from loader threads.
+enum Loading {
+    No,
+    Ready(Arc<File>, usize),
+    Running(Loaders),
 }
 
 /// Counts the bytes a reader hands out.
@@ -278,7 +288,34 @@ impl CaptureReader {
             recycle: RECYCLE,
             spare_frames: Vec::new(),
             raw_read,
+            loaders: Loading::No,
         })
+    }
+
+    /// Opens `path` to be read by `loaders` threads at once when it is a
+    /// plain (uncompressed) regular file: each thread reads every
+    /// `loaders`-th block with positioned reads, so the copy out of the
+    /// page cache — most of the source's work — runs on as many cores as
+    /// there are decoders, and this reader only cuts the blocks at record
+    /// boundaries. Standard input and compressed files are read in order
+    /// by this thread, as [`CaptureReader::open`] does (a decompressor is
+    /// sequential).
+    pub fn open_loaded(path: &Path, loaders: usize) -> Result<Self, CaptureError> {
+        use std::os::unix::fs::FileExt;
+        if loaders == 0 || path.as_os_str() == "-" {
+            return Self::open(path);
+        }
+        let file = File::open(path)?;
+        let mut head = [0u8; 4];
+        let n = file.read_at(&mut head, 0)?;
+        let compressed = head[..n].starts_with(&[0x1f, 0x8b])
+            || head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+        if compressed || n < 4 || !file.metadata()?.is_file() {
+            return Self::open(path);
+        }
+        let mut r = Self::from_reader(path.display().to_string(), Box::new(io::empty()))?;
+        r.loaders = Loading::Ready(Arc::new(file), loaders);
+        Ok(r)
     }
 
     /// Bytes read from the file so far (compressed bytes for .gz/.zst).
@@ -316,6 +353,22 @@ impl CaptureReader {
             // than a block still completes; at least twice the carry, so a
             // record up to MAX_RECORD_LEN takes one or two passes, not one
             // pass (and one copy of the carry) per 64 KiB.
+            let base_offset = self.carry_offset;
+            if !matches!(self.loaders, Loading::No) {
+                let (buf, start, filled) = match self.next_loaded() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.eof = true;
+                        self.carry.clear();
+                        return Err(CaptureError::Io(e));
+                    }
+                };
+                match self.cut_block(buf, start, filled, base_offset)? {
+                    Some(chunk) => return Ok(Some(chunk)),
+                    None if self.eof && self.carry.is_empty() => return Ok(None),
+                    None => continue,
+                }
+            }
             let target = self
                 .chunk_size
                 .max(self.carry.len() + (64 << 10))
@@ -323,7 +376,6 @@ impl CaptureReader {
             let mut buf = self.fresh_buffer(target);
             buf[..self.carry.len()].copy_from_slice(&self.carry);
             let mut filled = self.carry.len();
-            let base_offset = self.carry_offset;
             // Straight into the block: a read this large bypasses the
             // BufReader, and the block is already initialised, so there is
             // neither a second copy nor a memset per read.
@@ -349,43 +401,123 @@ impl CaptureReader {
                     }
                 }
             }
-            let buf_filled = &buf[..filled];
-            // The last block's list, emptied: no regrowth.
-            let mut frames = std::mem::take(&mut self.spare_frames);
-            frames.clear();
-            let consumed = match self.parse_frames(buf_filled, base_offset, &mut frames) {
-                Ok(c) => c,
-                Err(e) => {
-                    // Deliver what parsed, then the error.
-                    self.eof = true;
-                    self.carry.clear();
-                    self.pending_error = Some(e);
-                    return Ok(Some(self.share(buf, frames)));
-                }
-            };
-            self.carry.clear();
-            self.carry.extend_from_slice(&buf[consumed..filled]);
-            self.carry_offset = base_offset + consumed as u64;
-            if self.eof && (!self.carry.is_empty() || self.stream_end.is_some()) {
-                let err = CaptureError::Truncated {
-                    offset: self.carry_offset,
-                    partial: self.carry.len(),
-                    compressed: self.stream_end.take(),
-                };
-                self.carry.clear();
-                if frames.is_empty() {
-                    return Err(err);
-                }
-                self.pending_error = Some(err);
+            match self.cut_block(buf, 0, filled, base_offset)? {
+                Some(chunk) => return Ok(Some(chunk)),
+                None if self.eof && self.carry.is_empty() => return Ok(None),
+                // A block with no frame in it (headers only, or a record
+                // longer than what we had): read more.
+                None => {}
             }
-            if !frames.is_empty() {
+        }
+    }
+
+    /// Cuts `buf[start..filled]` (the carried bytes, then the block's) at
+    /// its last whole record: the records before become a chunk, the rest
+    /// is carried. `None` when no record is whole yet.
+    fn cut_block(
+        &mut self,
+        buf: Vec<u8>,
+        start: usize,
+        filled: usize,
+        base_offset: u64,
+    ) -> Result<Option<Chunk>, CaptureError> {
+        // The last block's list, emptied: no regrowth.
+        let mut frames = std::mem::take(&mut self.spare_frames);
+        frames.clear();
+        let parsed = self.parse_frames(&buf[start..filled], base_offset, &mut frames);
+        if start > 0 {
+            // Offsets count from the buffer's first byte, not the block's.
+            for f in &mut frames {
+                f.offset += start as u32;
+            }
+        }
+        let consumed = match parsed {
+            Ok(c) => start + c,
+            Err(e) => {
+                // Deliver what parsed, then the error.
+                self.eof = true;
+                self.carry.clear();
+                self.pending_error = Some(e);
                 return Ok(Some(self.share(buf, frames)));
             }
-            if self.eof && self.carry.is_empty() {
-                return Ok(None);
+        };
+        self.carry.clear();
+        self.carry.extend_from_slice(&buf[consumed..filled]);
+        self.carry_offset = base_offset + (consumed - start) as u64;
+        if self.eof && (!self.carry.is_empty() || self.stream_end.is_some()) {
+            let err = CaptureError::Truncated {
+                offset: self.carry_offset,
+                partial: self.carry.len(),
+                compressed: self.stream_end.take(),
+            };
+            self.carry.clear();
+            if frames.is_empty() {
+                return Err(err);
             }
-            // A block with no frame in it (headers only, or a record longer
-            // than what we had): read more.
+            self.pending_error = Some(err);
+        }
+        if frames.is_empty() {
+            self.spare_frames = frames;
+            self.give_back(buf);
+            return Ok(None);
+        }
+        Ok(Some(self.share(buf, frames)))
+    }
+
+    /// The next block from the loaders, with the carried bytes put right
+    /// before it: `(buffer, start, end)` of the bytes to cut. The carry goes
+    /// into the room each loader leaves at the front of its buffer (the
+    /// common case: less than one record); a longer one is joined with
+    /// blocks until it is at most half of what is cut, so a record longer
+    /// than a block costs a linear number of copies, not one per block.
+    fn next_loaded(&mut self) -> io::Result<(Vec<u8>, usize, usize)> {
+        if let Loading::Ready(file, n) = &self.loaders {
+            let pool = Loaders::start(Arc::clone(file), *n, self.chunk_size, &self.raw_read)?;
+            self.loaders = Loading::Running(pool);
+        }
+        let Loading::Running(pool) = &mut self.loaders else {
+            unreachable!("loaders started above");
+        };
+        // Blocks the decoders and workers are done with go back to the loaders.
+        let mut i = 0;
+        while i < self.recent.len() && !pool.free.is_full() {
+            if Arc::strong_count(&self.recent[i]) == 1 {
+                if let Ok(v) = Arc::try_unwrap(self.recent.swap_remove(i)) {
+                    pool.recycle(v);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let (mut buf, len) = pool.next()?;
+        if len < self.chunk_size {
+            self.eof = true;
+        }
+        let c = self.carry.len();
+        if c <= LOAD_ROOM {
+            buf[LOAD_ROOM - c..LOAD_ROOM].copy_from_slice(&self.carry);
+            return Ok((buf, LOAD_ROOM - c, LOAD_ROOM + len));
+        }
+        let mut joined = Vec::with_capacity(2 * c + self.chunk_size);
+        joined.extend_from_slice(&self.carry);
+        joined.extend_from_slice(&buf[LOAD_ROOM..LOAD_ROOM + len]);
+        pool.recycle(buf);
+        while joined.len() < 2 * c && !self.eof {
+            let (more, len) = pool.next()?;
+            if len < self.chunk_size {
+                self.eof = true;
+            }
+            joined.extend_from_slice(&more[LOAD_ROOM..LOAD_ROOM + len]);
+            pool.recycle(more);
+        }
+        let end = joined.len();
+        Ok((joined, 0, end))
+    }
+
+    /// A buffer that held no whole record: back to the loaders, if any.
+    fn give_back(&mut self, buf: Vec<u8>) {
+        if let Loading::Running(pool) = &mut self.loaders {
+            pool.recycle(buf);
         }
     }
 
@@ -645,6 +777,120 @@ impl CaptureReader {
     }
 }
 
+/// Room the loaders leave before each block for the bytes carried from the
+/// one before (a record cut by the block boundary).
+const LOAD_ROOM: usize = 64 << 10;
+/// Blocks each loader may have read ahead.
+const LOAD_AHEAD: usize = 2;
+
+/// A loaded block (its buffer and how many bytes follow [`LOAD_ROOM`]), or
+/// the read error that ended the file.
+type Loaded = io::Result<(Vec<u8>, usize)>;
+
+/// Threads that read a plain file's blocks with positioned reads, loader
+/// `j` blocks `j`, `j + n`, `j + 2n`, ...: the reader takes them back in
+/// file order, round robin. A short block is the end of the file (a file
+/// still growing is read to where it was when its last block was read, as
+/// a sequential read would); each loader stops after its first short or
+/// failed read. Dropping the pool stops and joins the threads.
+struct Loaders {
+    blocks: Vec<crossbeam_channel::Receiver<Loaded>>,
+    /// Buffers the reader is done with, for the loaders to fill again.
+    free: crossbeam_channel::Sender<Vec<u8>>,
+    next: usize,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Loaders {
+    fn start(
+        file: Arc<File>,
+        n: usize,
+        block: usize,
+        read: &Arc<std::sync::atomic::AtomicU64>,
+    ) -> io::Result<Self> {
+        use std::os::unix::fs::FileExt;
+        let (free, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(n * (LOAD_AHEAD + 2));
+        let mut blocks = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for j in 0..n {
+            let (tx, rx) = crossbeam_channel::bounded(LOAD_AHEAD);
+            let (file, free_rx, read) = (Arc::clone(&file), free_rx.clone(), Arc::clone(read));
+            let t = std::thread::Builder::new()
+                .name(format!("load-{j}"))
+                .spawn(move || {
+                    let mut k = j as u64;
+                    loop {
+                        let mut buf = free_rx.try_recv().unwrap_or_default();
+                        if buf.len() < LOAD_ROOM + block {
+                            buf.resize(LOAD_ROOM + block, 0);
+                        }
+                        let mut len = 0;
+                        let mut failed = None;
+                        let at = k * block as u64;
+                        while len < block {
+                            match file.read_at(
+                                &mut buf[LOAD_ROOM + len..LOAD_ROOM + block],
+                                at + len as u64,
+                            ) {
+                                Ok(0) => break,
+                                Ok(m) => len += m,
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                                Err(e) => {
+                                    failed = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                        read.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+                        let last = len < block || failed.is_some();
+                        let msg = match failed {
+                            Some(e) => Err(e),
+                            None => Ok((buf, len)),
+                        };
+                        if tx.send(msg).is_err() || last {
+                            return;
+                        }
+                        k += n as u64;
+                    }
+                })?;
+            blocks.push(rx);
+            threads.push(t);
+        }
+        Ok(Loaders {
+            blocks,
+            free,
+            next: 0,
+            threads,
+        })
+    }
+
+    /// The next block in file order and how many bytes it holds (after
+    /// [`LOAD_ROOM`]).
+    fn next(&mut self) -> io::Result<(Vec<u8>, usize)> {
+        let rx = &self.blocks[self.next % self.blocks.len()];
+        self.next += 1;
+        match rx.recv() {
+            Ok(r) => r,
+            // A loader stops after the end of the file: nothing more.
+            Err(_) => Ok((vec![0; LOAD_ROOM], 0)),
+        }
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        let _ = self.free.try_send(buf);
+    }
+}
+
+impl Drop for Loaders {
+    fn drop(&mut self) {
+        // Their sends fail once the receivers are gone: every loader returns.
+        self.blocks.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// What a whole file shorter than a capture header (24 bytes) is: empty,
 /// cut short when its bytes begin like a capture, or not a capture.
 fn short_file(buf: &[u8]) -> CaptureError {
@@ -710,10 +956,35 @@ mod tests {
 
     type Frames = Vec<(Timestamp, Vec<u8>, u32)>;
 
+    /// Every frame and the error that ended the file, read in order by
+    /// this thread; the same file read by loader threads must give the
+    /// same (checked for one and three loaders).
     fn read_all(bytes: Vec<u8>, chunk: usize) -> (Frames, Option<CaptureError>) {
-        let mut r = CaptureReader::from_reader("t".into(), Box::new(io::Cursor::new(bytes)))
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &bytes).unwrap();
+        let r = CaptureReader::from_reader("t".into(), Box::new(io::Cursor::new(bytes)))
             .unwrap()
             .with_chunk_size(chunk);
+        let (frames, err) = drain(r);
+        for loaders in [1, 3] {
+            let r = CaptureReader::open_loaded(file.path(), loaders)
+                .unwrap()
+                .with_chunk_size(chunk);
+            let (f2, e2) = drain(r);
+            assert!(
+                f2 == frames,
+                "{loaders} loaders, chunk {chunk}: other frames"
+            );
+            assert_eq!(
+                e2.as_ref().map(|e| e.to_string()),
+                err.as_ref().map(|e| e.to_string()),
+                "{loaders} loaders, chunk {chunk}"
+            );
+        }
+        (frames, err)
+    }
+
+    fn drain(mut r: CaptureReader) -> (Frames, Option<CaptureError>) {
         let mut out = Vec::new();
         loop {
             match r.next_chunk() {

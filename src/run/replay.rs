@@ -136,6 +136,9 @@ pub struct Reader {
     /// the files in blocks of that size instead of 512 KiB, so the tests
     /// can show that records do not depend on where blocks split.
     block: Option<usize>,
+    /// Threads that read a plain file's blocks (the decoder count; 0: this
+    /// thread reads, as `--workers 0` does).
+    pub loaders: usize,
 }
 
 impl Reader {
@@ -154,6 +157,7 @@ impl Reader {
             block: std::env::var("BLINDSPOT_REPLAY_BLOCK")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            loaders: 0,
         }
     }
 
@@ -174,7 +178,7 @@ impl Reader {
                 file: name.clone(),
                 ..FileStats::default()
             };
-            let mut reader = match CaptureReader::open(path) {
+            let mut reader = match CaptureReader::open_loaded(path, self.loaders) {
                 Ok(r) => match self.block {
                     Some(size) => r.with_chunk_size(size),
                     None => r,
@@ -426,6 +430,7 @@ fn replay_threaded(files: &[PathBuf], cfg: &Config, sink: Sink) -> Result<Replay
     }
     drop(corr_tx);
     let mut reader = Reader::new(cfg, files);
+    reader.loaders = decoders;
     let mut seq = 0u64;
     // Chunks alive at once: per decoder, two waiting, one being decoded and
     // the `per_pair` its slowest worker has not taken yet; one per worker.
