@@ -62,7 +62,9 @@ pub fn horizon(now: Timestamp, oldest_open: Option<Timestamp>) -> Timestamp {
 
 /// The sessions waiting for the horizon, in `(k, flow id)` order.
 pub struct Admission {
-    held: BTreeMap<(Timestamp, FlowId, u64), Session>,
+    /// Boxed: a B-tree insert shifts the values of its node, and a session
+    /// is large (the shifts were a tenth of the correlator's time).
+    held: BTreeMap<(Timestamp, FlowId, u64), Box<Session>>,
     /// Tells apart sessions of equal `k` and flow id (the same flow's
     /// tuple reused in the same nanosecond).
     seq: u64,
@@ -114,13 +116,14 @@ impl Admission {
                 continue;
             }
             self.seq += 1;
-            self.held.insert((s.order, s.flow_id, self.seq), s);
+            self.held
+                .insert((s.order, s.flow_id, self.seq), Box::new(s));
             if self.held.len() > self.cap
                 && let Some(((k, _, _), first)) = self.held.pop_first()
             {
                 self.over_cap += 1;
                 self.floor = self.floor.max(k);
-                now.push(first);
+                now.push(*first);
             }
         }
     }
@@ -132,7 +135,7 @@ impl Admission {
             if entry.key().0 >= horizon && horizon != Timestamp(u64::MAX) {
                 break;
             }
-            out.push(entry.remove());
+            out.push(*entry.remove());
         }
         self.floor = self.floor.max(horizon);
     }
