@@ -198,24 +198,49 @@ pub fn tunnel(data: &[u8]) {
 }
 
 /// A whole capture file (pcap, pcapng, compressed, or garbage): the reader
-/// ends with records or an error, never a panic or a hang.
+/// ends with records or an error, never a panic or a hang; and the same
+/// file read by two loader threads (replay's way with a plain file) gives
+/// the same frames and the same error as read in order.
 pub fn capture_file(data: &[u8]) {
     let Ok(r) =
         CaptureReader::from_reader("fuzz".into(), Box::new(std::io::Cursor::new(data.to_vec())))
     else {
         return;
     };
-    let mut r = r.with_chunk_size(97);
+    let in_order = read_frames(r.with_chunk_size(97));
+    let path = std::env::temp_dir().join(format!(
+        "blindspot-fuzz-capture-{}-{:?}.pcap",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    let loaded = CaptureReader::open_loaded(&path, 2).map(|r| read_frames(r.with_chunk_size(97)));
+    let _ = std::fs::remove_file(&path);
+    if let Ok(loaded) = loaded {
+        assert!(loaded == in_order, "loaders and the in-order read differ");
+    }
+}
+
+/// Every frame (time, bytes, length on the wire) and the error that ended
+/// the reading, as text; at most 10 000 blocks.
+type ReadFrames = (Vec<(u64, Vec<u8>, u32)>, Option<String>);
+
+fn read_frames(mut r: CaptureReader) -> ReadFrames {
+    let mut frames = Vec::new();
     for _ in 0..10_000 {
         match r.next_chunk() {
             Ok(Some(c)) => {
                 for f in &c.frames {
-                    let _ = c.frame_bytes(f);
+                    frames.push((f.ts.0, c.frame_bytes(f).to_vec(), f.wire_len));
                 }
             }
-            _ => break,
+            Ok(None) => return (frames, None),
+            Err(e) => return (frames, Some(e.to_string())),
         }
     }
+    (frames, None)
 }
 
 /// Ethernet frames through one flow table holding at most [`FLOW_CAP`]
