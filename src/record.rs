@@ -250,6 +250,9 @@ pub struct QueueStats {
     pub forward_dropped: u64,
     /// Tunnelled packets other workers handed to this one.
     pub forward_received: u64,
+    /// Tunnelled packets processed before their turn in time order
+    /// because the worker held too many.
+    pub forward_held_over_cap: u64,
 }
 
 /// One per TLS connection (a TCP flow whose client spoke TLS first).

@@ -109,11 +109,11 @@ fn tcpreplay(v: &Veth, rate: &[&str], files: &[PathBuf]) -> String {
 }
 
 /// The fixtures tcpreplay can send: Ethernet captures (one is BSD loopback).
-/// Not yet the VXLAN captures of `fixtures/tunnels/`: the kernel's fanout
-/// hashes the outer UDP header, whose source port VXLAN picks per direction,
-/// so the two directions of an inner connection reach two workers and are
-/// split (a known gap of sensor mode, README "Tunnels"; replay keys by the
-/// inner tuple and is right). Nor `fixtures/fragments/`: the sensor's
+/// The VXLAN captures of `fixtures/tunnels/` are among them: the kernel's
+/// fanout hashes their outer UDP header, whose source port VXLAN picks per
+/// direction, and the workers hand the packets to the worker of the inner
+/// flow (`sensor/forward.rs`), so the records are replay's. Not
+/// `fixtures/fragments/`: the sensor's
 /// fanout group defragments (`PACKET_FANOUT_FLAG_DEFRAG`, so that every
 /// fragment reaches its flow's worker), so a ring delivers one whole
 /// datagram where the file holds its fragments, and the frame and byte
@@ -122,7 +122,6 @@ fn ethernet_fixtures() -> Vec<PathBuf> {
     common::all_captures()
         .into_iter()
         .filter(|p| !p.to_string_lossy().contains("foxio-tls-alpn-h2-ipv6"))
-        .filter(|p| !p.to_string_lossy().contains("/tunnels/"))
         .filter(|p| !p.to_string_lossy().contains("/fragments/"))
         .collect()
 }

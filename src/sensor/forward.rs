@@ -22,21 +22,32 @@
 //! them (all fragments of a datagram come with the same outer header from
 //! one tunnel end), and the whole datagram is forwarded.
 //!
-//! Time: a forwarded packet can be a little older than its owner's table
-//! clock (a poll of the sender's rings plus the owner's inbox wait). The
-//! table takes a packet older than its clock as it is (a flow's `last` is a
-//! maximum; the wheel does not go back), so only a flow whose timeout ran
-//! out within that delay is affected. The owner's tick reports a detection
-//! horizon no later than the other workers' published clocks
-//! ([`Clocks`]), read before its inbox is drained, so the correlator does
-//! not admit sessions past a forwarded packet still in flight. (Device
-//! evidence goes with the tick of the worker that decoded it, as before.)
+//! Order: the two directions of a connection now come from two rings, read
+//! at different moments, and a flow's state (the handshake, who spoke
+//! first, the TLS outcome) needs its packets in time order. So the owner
+//! holds every tunnelled packet it keeps or receives (copied, in a heap by
+//! time) until no worker can still send an older one: each worker
+//! publishes, after every poll, the time below which it will forward
+//! nothing more ([`Clocks`]: its newest packet; or, when its rings were
+//! empty, the wall clock less a ring block's timeout, the longest a packet
+//! waits in an open block), and the owner feeds its table the held packets
+//! up to the earliest of those times. A held packet waits about a ring
+//! block's timeout at most (50 ms by default) while a worker is idle. The
+//! heap is bounded ([`HELD_PACKETS`], [`HELD_BYTES`]); past that the oldest
+//! goes to the table at once, counted (`forward_held_over_cap`). Its owner's
+//! table may have moved on with untunnelled packets meanwhile: the table
+//! takes a packet older than its clock as it is (a flow's `last` is a
+//! maximum; the wheel does not go back), so only a tunnelled flow whose
+//! timeout ran out within that delay is affected. The tick's detection
+//! horizon is held to the same earliest time.
 //!
 //! [`FlowKey::symmetric_hash`]: crate::flow::key::FlowKey::symmetric_hash
 
 use crate::decode::{self, Packet, PayloadRef};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -48,6 +59,12 @@ pub const BATCH_PACKETS: usize = 256;
 /// Payload bytes in one batch before it is sent (a batch may pass it by one
 /// packet's payload, at most 64 KiB).
 pub const BATCH_BYTES: usize = 256 << 10;
+
+/// Tunnelled packets a worker holds for time order, at most; past it the
+/// oldest is processed at once (`forward_held_over_cap`).
+pub const HELD_PACKETS: usize = 65_536;
+/// Payload bytes held at most.
+pub const HELD_BYTES: usize = 32 << 20;
 
 /// Packets for one worker, their payloads in one buffer.
 #[derive(Default)]
@@ -66,6 +83,33 @@ pub struct ForwardStats {
     pub dropped: u64,
     /// Packets other workers handed to this one.
     pub received: u64,
+    /// Held packets processed before their time because the heap was full.
+    pub held_over_cap: u64,
+}
+
+/// A tunnelled packet waiting for its turn, its payload copied.
+struct Held {
+    /// Time, then arrival order (ties keep the order they came in).
+    order: (Timestamp, u64),
+    pkt: Packet,
+    payload: Vec<u8>,
+}
+
+impl PartialEq for Held {
+    fn eq(&self, o: &Self) -> bool {
+        self.order == o.order
+    }
+}
+impl Eq for Held {}
+impl PartialOrd for Held {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Held {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.order.cmp(&o.order)
+    }
 }
 
 /// Each worker's packet time, published after it has sent what it
@@ -103,6 +147,9 @@ pub struct Forwarder {
     rx: Receiver<Batch>,
     pending: Vec<Batch>,
     clocks: Arc<Clocks>,
+    held: BinaryHeap<Reverse<Held>>,
+    held_bytes: usize,
+    seq: u64,
     pub stats: ForwardStats,
 }
 
@@ -123,6 +170,9 @@ pub fn mesh(workers: usize, enabled: bool) -> Vec<Forwarder> {
             rx,
             pending: (0..workers).map(|_| Batch::default()).collect(),
             clocks: Arc::clone(&clocks),
+            held: BinaryHeap::new(),
+            held_bytes: 0,
+            seq: 0,
             stats: ForwardStats::default(),
         })
         .collect()
@@ -135,19 +185,51 @@ impl Forwarder {
         self.n > 1
     }
 
-    /// The worker that owns `p`'s flow, when that is another worker: only
-    /// for packets that came through a tunnel.
+    /// The worker that owns `p`'s flow: `None` for packets that did not
+    /// come through a tunnel (the kernel put them with their flow).
     #[inline]
     pub fn owner(&self, p: &Packet) -> Option<usize> {
         if p.key.tunnel == 0 || self.n == 0 {
             return None;
         }
-        let w = (p.key.symmetric_hash() % self.n) as usize;
-        (w != self.me).then_some(w)
+        Some((p.key.symmetric_hash() % self.n) as usize)
+    }
+
+    /// Takes a tunnelled packet (`true`): sends it to its owner, or holds
+    /// it here for time order. `false`: the caller processes it now.
+    #[inline]
+    pub fn route(&mut self, p: &Packet, payload: &[u8]) -> bool {
+        match self.owner(p) {
+            None => false,
+            Some(w) if w == self.me => {
+                self.hold(p, payload.to_vec());
+                true
+            }
+            Some(w) => {
+                self.push(w, p, payload);
+                true
+            }
+        }
+    }
+
+    fn hold(&mut self, p: &Packet, payload: Vec<u8>) {
+        let mut pkt = *p;
+        pkt.payload = PayloadRef {
+            offset: 0,
+            len: payload.len() as u32,
+            in_extra: false,
+        };
+        self.seq += 1;
+        self.held_bytes += payload.len();
+        self.held.push(Reverse(Held {
+            order: (p.ts, self.seq),
+            pkt,
+            payload,
+        }));
     }
 
     /// Queues `p` (its payload copied) for worker `to`.
-    pub fn push(&mut self, to: usize, p: &Packet, payload: &[u8]) {
+    fn push(&mut self, to: usize, p: &Packet, payload: &[u8]) {
         let Some(b) = self.pending.get_mut(to) else {
             return;
         };
@@ -164,15 +246,6 @@ impl Forwarder {
         }
     }
 
-    /// Sends every pending batch.
-    pub fn flush(&mut self) {
-        for to in 0..self.pending.len() {
-            if !self.pending[to].pkts.is_empty() {
-                self.send(to);
-            }
-        }
-    }
-
     fn send(&mut self, to: usize) {
         let b = std::mem::take(&mut self.pending[to]);
         let k = b.pkts.len() as u64;
@@ -182,29 +255,62 @@ impl Forwarder {
         }
     }
 
-    /// Hands every packet in the inbox to `f`, with its payload.
-    pub fn drain(&mut self, mut f: impl FnMut(&Packet, &[u8])) {
+    /// After a poll of the rings: sends every pending batch, publishes
+    /// `progress` (nothing this worker forwards later is older), and takes
+    /// in what the inbox holds.
+    pub fn after_poll(&mut self, progress: Timestamp) {
+        if !self.enabled() {
+            return;
+        }
+        for to in 0..self.pending.len() {
+            if !self.pending[to].pkts.is_empty() {
+                self.send(to);
+            }
+        }
+        self.clocks.publish(self.me, progress);
+        self.take_inbox();
+    }
+
+    fn take_inbox(&mut self) {
         while let Ok(b) = self.rx.try_recv() {
             self.stats.received += b.pkts.len() as u64;
             for p in &b.pkts {
-                f(p, decode::payload(p, &b.bytes, &[]));
+                let payload = decode::payload(p, &b.bytes, &[]).to_vec();
+                self.hold(p, payload);
             }
         }
     }
 
-    /// Publishes this worker's packet time `now` (call after [`flush`]).
-    ///
-    /// [`flush`]: Forwarder::flush
-    pub fn publish(&self, now: Timestamp) {
-        if self.enabled() {
-            self.clocks.publish(self.me, now);
+    /// Hands `f` the held packets no worker can still precede, in time
+    /// order (and the oldest beyond the caps); with `all`, every one (at
+    /// the end, once every worker has sent all it will).
+    pub fn release(&mut self, all: bool, mut f: impl FnMut(&Packet, &[u8])) {
+        if all {
+            self.take_inbox();
+        }
+        let safe = if all {
+            Timestamp(u64::MAX)
+        } else {
+            self.earliest()
+        };
+        while let Some(Reverse(h)) = self.held.peek() {
+            let over = self.held.len() > HELD_PACKETS || self.held_bytes > HELD_BYTES;
+            if h.order.0 > safe && !over {
+                break;
+            }
+            if h.order.0 > safe {
+                self.stats.held_over_cap += 1;
+            }
+            let Some(Reverse(h)) = self.held.pop() else {
+                break;
+            };
+            self.held_bytes -= h.payload.len();
+            f(&h.pkt, &h.payload);
         }
     }
 
-    /// The time no packet still to be forwarded to this worker precedes;
-    /// read it before the last [`drain`] of a tick. `MAX` when off.
-    ///
-    /// [`drain`]: Forwarder::drain
+    /// The time no packet still to come to this worker's table through
+    /// forwarding precedes. `MAX` when forwarding is off.
     pub fn earliest(&self) -> Timestamp {
         if self.enabled() {
             self.clocks.earliest()
@@ -230,6 +336,23 @@ mod tests {
         p
     }
 
+    /// A tunnelled packet that worker 0 of 2 hands to worker 1.
+    fn for_worker_1(fw: &[Forwarder], ts: u64, seq: u32) -> Packet {
+        let mut p = (40000..)
+            .map(|s| packet(7, s))
+            .find(|p| fw[0].owner(p) == Some(1))
+            .unwrap();
+        p.ts = Timestamp(ts);
+        p.seq = seq;
+        p
+    }
+
+    fn released(f: &mut Forwarder, all: bool) -> Vec<(u32, Vec<u8>)> {
+        let mut got = Vec::new();
+        f.release(all, |p, pl| got.push((p.seq, pl.to_vec())));
+        got
+    }
+
     #[test]
     fn only_tunnelled_packets_move_and_both_directions_agree() {
         let fw = mesh(4, true);
@@ -242,63 +365,77 @@ mod tests {
             let owner = (p.key.symmetric_hash() % 4) as usize;
             for f in &fw {
                 assert_eq!(f.owner(&p), f.owner(&r));
-                assert_eq!(f.owner(&p), (owner != f.me).then_some(owner));
+                assert_eq!(f.owner(&p), Some(owner));
             }
         }
         // Off: nothing moves.
-        let off = mesh(4, false);
+        let mut off = mesh(4, false);
         assert!((40000..40064).all(|s| off.iter().all(|f| f.owner(&packet(7, s)).is_none())));
+        assert!(!off[0].route(&packet(7, 1), b""));
         assert!(mesh(1, true)[0].owner(&packet(7, 1)).is_none());
+        assert!(!mesh(2, true)[0].route(&packet(0, 1), b""));
     }
 
     #[test]
-    fn payloads_travel_with_their_packets_and_a_full_inbox_drops_and_counts() {
+    fn packets_reach_the_table_in_time_order_once_no_worker_can_precede_them() {
         let mut fw = mesh(2, true);
-        let (a, b) = fw.split_at_mut(1);
-        let (a, b) = (&mut a[0], &mut b[0]);
-        let mut p = packet(7, 1);
-        p.seq = 1;
-        a.push(1, &p, b"hello");
-        p.seq = 2;
-        a.push(1, &p, b"");
-        p.seq = 3;
-        a.push(1, &p, b"world!");
-        a.flush();
-        let mut got = Vec::new();
-        b.drain(|p, pl| got.push((p.seq, pl.to_vec())));
-        assert_eq!(
-            got,
-            vec![(1, b"hello".to_vec()), (2, vec![]), (3, b"world!".to_vec())]
+        // Worker 1 holds its own packet at time 20; worker 0 forwards one
+        // at time 10, read later.
+        let own = for_worker_1(&fw, 20, 2);
+        assert!(fw[1].route(&own, b"own"));
+        fw[1].after_poll(Timestamp(20));
+        assert!(
+            released(&mut fw[1], false).is_empty(),
+            "worker 0 published nothing yet"
         );
-        assert_eq!(a.stats.forwarded, 3);
-        assert_eq!(b.stats.received, 3);
-        // Fill the inbox, then one more batch: dropped, counted, not blocked.
-        for _ in 0..INBOX_BATCHES {
-            a.push(1, &p, b"x");
-            a.flush();
-        }
-        a.push(1, &p, b"x");
-        a.push(1, &p, b"y");
-        a.flush();
-        assert_eq!(a.stats.dropped, 2);
-        assert_eq!(a.stats.forwarded, 3 + INBOX_BATCHES as u64);
-        // A batch is sent when full, without a flush.
-        let mut n = 0;
-        b.drain(|_, _| n += 1);
-        for _ in 0..BATCH_PACKETS {
-            a.push(1, &p, b"z");
-        }
-        b.drain(|_, _| n += 1);
-        assert_eq!(n, INBOX_BATCHES + BATCH_PACKETS);
+        let fwd = for_worker_1(&fw, 10, 1);
+        assert!(fw[0].route(&fwd, b"forwarded"));
+        fw[0].after_poll(Timestamp(15));
+        fw[1].after_poll(Timestamp(20));
+        assert_eq!(
+            released(&mut fw[1], false),
+            vec![(1, b"forwarded".to_vec())]
+        );
+        fw[0].after_poll(Timestamp(25));
+        assert_eq!(released(&mut fw[1], false), vec![(2, b"own".to_vec())]);
+        assert_eq!(fw[0].stats.forwarded, 1);
+        assert_eq!(fw[1].stats.received, 1);
+        // At the end everything goes, inbox included, in order.
+        let (a, b) = (for_worker_1(&fw, 50, 4), for_worker_1(&fw, 40, 3));
+        fw[1].route(&a, b"");
+        fw[0].route(&b, b"");
+        fw[0].after_poll(Timestamp(0));
+        let got: Vec<u32> = released(&mut fw[1], true).iter().map(|x| x.0).collect();
+        assert_eq!(got, vec![3, 4]);
     }
 
     #[test]
-    fn the_earliest_clock_bounds_a_tick() {
-        let fw = mesh(3, true);
-        fw[0].publish(Timestamp(30));
-        fw[1].publish(Timestamp(10));
-        fw[2].publish(Timestamp(20));
-        assert_eq!(fw[0].earliest(), Timestamp(10));
-        assert_eq!(mesh(1, true)[0].earliest(), Timestamp(u64::MAX));
+    fn a_full_inbox_drops_and_counts_and_a_full_heap_lets_the_oldest_go() {
+        let mut fw = mesh(2, true);
+        let p = for_worker_1(&fw, 1, 0);
+        // A batch is sent when full, without waiting for the poll's end.
+        for _ in 0..BATCH_PACKETS {
+            fw[0].route(&p, b"z");
+        }
+        assert_eq!(fw[0].stats.forwarded, BATCH_PACKETS as u64);
+        for _ in 1..INBOX_BATCHES {
+            fw[0].route(&p, b"x");
+            fw[0].after_poll(Timestamp(0));
+        }
+        fw[0].route(&p, b"x");
+        fw[0].route(&p, b"y");
+        fw[0].after_poll(Timestamp(0));
+        assert_eq!(fw[0].stats.dropped, 2);
+        // Nothing is safe (worker 1 published 0), but the heap's cap holds.
+        let mut f = fw.pop().unwrap();
+        f.after_poll(Timestamp(0));
+        assert_eq!(f.stats.received, (BATCH_PACKETS + INBOX_BATCHES - 1) as u64);
+        for _ in 0..HELD_PACKETS {
+            f.hold(&p, Vec::new());
+        }
+        let n = released(&mut f, false).len();
+        assert_eq!(n, BATCH_PACKETS + INBOX_BATCHES - 1);
+        assert_eq!(f.stats.held_over_cap, n as u64);
+        assert_eq!(f.held.len(), HELD_PACKETS);
     }
 }

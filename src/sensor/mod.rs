@@ -54,7 +54,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// How long a worker that forwards waits on its rings before it looks at
-/// its inbox again.
+/// its inbox and held packets again.
 const FORWARD_WAIT: Duration = Duration::from_millis(10);
 
 /// What `blindspot capture` was asked to do.
@@ -424,6 +424,7 @@ impl Worker {
         // Forwarded packets wait in the inbox while the rings are polled:
         // a shorter wait keeps them close to their owner's clock.
         let wait = if fwd.enabled() { FORWARD_WAIT } else { TICK };
+        let ring_wait = Duration::from_millis(self.block_timeout_ms) + FORWARD_WAIT;
         loop {
             let stop = ctl.stop.load(Ordering::Acquire);
             let polled = src.poll(wait, &mut |f| {
@@ -440,14 +441,25 @@ impl Worker {
                 extra.clear();
                 if let Some(p) = decoder.decode(f.data, &frame, &mut extra) {
                     let payload = decode::payload(&p, f.data, &extra);
-                    match fwd.owner(&p) {
-                        None => table.process(&p, payload, &mut out),
-                        Some(w) => fwd.push(w, &p, payload),
+                    if !fwd.route(&p, payload) {
+                        table.process(&p, payload, &mut out);
                     }
                 }
             });
-            fwd.flush();
-            fwd.drain(|p, payload| table.process(p, payload, &mut out));
+            // Nothing this worker reads later is older than its newest
+            // packet; when its rings were empty, than what may still sit in
+            // an open ring block (a block's timeout, and a margin).
+            let progress = if matches!(polled, Ok(0)) {
+                last_ts.max(Timestamp(
+                    Timestamp::now()
+                        .0
+                        .saturating_sub(ring_wait.as_nanos() as u64),
+                ))
+            } else {
+                last_ts
+            };
+            fwd.after_poll(progress);
+            fwd.release(false, |p, payload| table.process(p, payload, &mut out));
             if let Err(e) = polled {
                 if error_reported.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     eprintln!(
@@ -465,16 +477,15 @@ impl Worker {
             let now = last_ts.max(Timestamp(
                 Timestamp::now().0.saturating_sub(lag.as_nanos() as u64),
             ));
-            fwd.publish(now);
             if stop && fwd.enabled() {
-                // Every worker has sent what it will forward.
+                // Every worker has sent all it will forward: the held
+                // packets all go, in time order.
                 stopping.wait();
+                fwd.release(true, |p, payload| table.process(p, payload, &mut out));
             }
-            // Packets forwarded to this worker after `earliest` was read
-            // are not older than it; those before are in the inbox. (The
-            // tick's own time stays: its evidence is no later than it.)
+            // No tunnelled packet still to come precedes it. (The tick's
+            // own time stays: its evidence is no later than that.)
             let earliest = fwd.earliest();
-            fwd.drain(|p, payload| table.process(p, payload, &mut out));
             if stop {
                 table.drain(now.max(Timestamp::now()), &mut out);
             } else {
@@ -506,6 +517,7 @@ impl Worker {
                         forwarded: fwd.stats.forwarded,
                         forward_dropped: fwd.stats.dropped,
                         forward_received: fwd.stats.received,
+                        forward_held_over_cap: fwd.stats.held_over_cap,
                         ..self.queue.clone()
                     },
                 });
