@@ -25,15 +25,17 @@
 //! Order: the two directions of a connection now come from two rings, read
 //! at different moments, and a flow's state (the handshake, who spoke
 //! first, the TLS outcome) needs its packets in time order. So the owner
-//! holds every tunnelled packet it keeps or receives (copied, in a heap by
-//! time) until no worker can still send an older one: each worker
+//! holds every tunnelled packet it keeps or receives (copied once, in
+//! batches, one queue per worker that read them: each is in time order, as
+//! a ring delivers) and merges the queues by time, up to when no worker can
+//! still send an older one: each worker
 //! publishes, after every poll, the time below which it will forward
 //! nothing more ([`Clocks`]: its newest packet; or, when its rings were
 //! empty, the wall clock less a ring block's timeout, the longest a packet
 //! waits in an open block), and the owner feeds its table the held packets
 //! up to the earliest of those times. A held packet waits about a ring
 //! block's timeout at most (50 ms by default) while a worker is idle. The
-//! heap is bounded ([`HELD_PACKETS`], [`HELD_BYTES`]); past that the oldest
+//! hold is bounded ([`HELD_PACKETS`], [`HELD_BYTES`]); past that the oldest
 //! goes to the table at once, counted (`forward_held_over_cap`). Its owner's
 //! table may have moved on with untunnelled packets meanwhile: the table
 //! takes a packet older than its clock as it is (a flow's `last` is a
@@ -46,8 +48,7 @@
 use crate::decode::{self, Packet, PayloadRef};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -69,9 +70,42 @@ pub const HELD_BYTES: usize = 32 << 20;
 /// Packets for one worker, their payloads in one buffer.
 #[derive(Default)]
 pub struct Batch {
+    /// The worker that read them.
+    from: usize,
     /// Each packet's `payload` is a range of `bytes`.
     pkts: Vec<Packet>,
     bytes: Vec<u8>,
+}
+
+impl Batch {
+    fn add(&mut self, p: &Packet, payload: &[u8]) {
+        let mut q = *p;
+        q.payload = PayloadRef {
+            offset: self.bytes.len() as u32,
+            len: payload.len() as u32,
+            in_extra: false,
+        };
+        self.bytes.extend_from_slice(payload);
+        self.pkts.push(q);
+    }
+
+    fn full(&self) -> bool {
+        self.pkts.len() >= BATCH_PACKETS || self.bytes.len() >= BATCH_BYTES
+    }
+}
+
+/// The held packets of one source worker, in the order it read them (its
+/// rings deliver in time order): batches, the first one read from `at`.
+#[derive(Default)]
+struct Stream {
+    batches: VecDeque<Batch>,
+    at: usize,
+}
+
+impl Stream {
+    fn head(&self) -> Option<&Packet> {
+        self.batches.front().and_then(|b| b.pkts.get(self.at))
+    }
 }
 
 /// A worker's forwarding counters since start.
@@ -83,33 +117,8 @@ pub struct ForwardStats {
     pub dropped: u64,
     /// Packets other workers handed to this one.
     pub received: u64,
-    /// Held packets processed before their time because the heap was full.
+    /// Held packets processed before their turn because too many were held.
     pub held_over_cap: u64,
-}
-
-/// A tunnelled packet waiting for its turn, its payload copied.
-struct Held {
-    /// Time, then arrival order (ties keep the order they came in).
-    order: (Timestamp, u64),
-    pkt: Packet,
-    payload: Vec<u8>,
-}
-
-impl PartialEq for Held {
-    fn eq(&self, o: &Self) -> bool {
-        self.order == o.order
-    }
-}
-impl Eq for Held {}
-impl PartialOrd for Held {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Held {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.order.cmp(&o.order)
-    }
 }
 
 /// Each worker's packet time, published after it has sent what it
@@ -147,9 +156,10 @@ pub struct Forwarder {
     rx: Receiver<Batch>,
     pending: Vec<Batch>,
     clocks: Arc<Clocks>,
-    held: BinaryHeap<Reverse<Held>>,
+    /// Held packets by the worker that read them, merged by time.
+    held: Vec<Stream>,
+    held_packets: usize,
     held_bytes: usize,
-    seq: u64,
     pub stats: ForwardStats,
 }
 
@@ -168,11 +178,16 @@ pub fn mesh(workers: usize, enabled: bool) -> Vec<Forwarder> {
             n: if on { workers as u64 } else { 0 },
             txs: txs.clone(),
             rx,
-            pending: (0..workers).map(|_| Batch::default()).collect(),
+            pending: (0..workers)
+                .map(|_| Batch {
+                    from: me,
+                    ..Batch::default()
+                })
+                .collect(),
             clocks: Arc::clone(&clocks),
-            held: BinaryHeap::new(),
+            held: (0..workers).map(|_| Stream::default()).collect(),
+            held_packets: 0,
             held_bytes: 0,
-            seq: 0,
             stats: ForwardStats::default(),
         })
         .collect()
@@ -202,52 +217,37 @@ impl Forwarder {
         match self.owner(p) {
             None => false,
             Some(w) if w == self.me => {
-                self.hold(p, payload.to_vec());
+                let own = &mut self.held[w];
+                if own.batches.back().is_none_or(Batch::full) {
+                    own.batches.push_back(Batch::default());
+                }
+                if let Some(b) = own.batches.back_mut() {
+                    b.add(p, payload);
+                }
+                self.held_packets += 1;
+                self.held_bytes += payload.len();
                 true
             }
             Some(w) => {
-                self.push(w, p, payload);
+                if let Some(b) = self.pending.get_mut(w) {
+                    b.add(p, payload);
+                    if b.full() {
+                        self.send(w);
+                    }
+                }
                 true
             }
-        }
-    }
-
-    fn hold(&mut self, p: &Packet, payload: Vec<u8>) {
-        let mut pkt = *p;
-        pkt.payload = PayloadRef {
-            offset: 0,
-            len: payload.len() as u32,
-            in_extra: false,
-        };
-        self.seq += 1;
-        self.held_bytes += payload.len();
-        self.held.push(Reverse(Held {
-            order: (p.ts, self.seq),
-            pkt,
-            payload,
-        }));
-    }
-
-    /// Queues `p` (its payload copied) for worker `to`.
-    fn push(&mut self, to: usize, p: &Packet, payload: &[u8]) {
-        let Some(b) = self.pending.get_mut(to) else {
-            return;
-        };
-        let mut q = *p;
-        q.payload = PayloadRef {
-            offset: b.bytes.len() as u32,
-            len: payload.len() as u32,
-            in_extra: false,
-        };
-        b.bytes.extend_from_slice(payload);
-        b.pkts.push(q);
-        if b.pkts.len() >= BATCH_PACKETS || b.bytes.len() >= BATCH_BYTES {
-            self.send(to);
         }
     }
 
     fn send(&mut self, to: usize) {
-        let b = std::mem::take(&mut self.pending[to]);
+        let b = std::mem::replace(
+            &mut self.pending[to],
+            Batch {
+                from: self.me,
+                ..Batch::default()
+            },
+        );
         let k = b.pkts.len() as u64;
         match self.txs[to].try_send(b) {
             Ok(()) => self.stats.forwarded += k,
@@ -273,39 +273,64 @@ impl Forwarder {
 
     fn take_inbox(&mut self) {
         while let Ok(b) = self.rx.try_recv() {
-            self.stats.received += b.pkts.len() as u64;
-            for p in &b.pkts {
-                let payload = decode::payload(p, &b.bytes, &[]).to_vec();
-                self.hold(p, payload);
+            let n = b.pkts.len();
+            if n == 0 {
+                continue;
+            }
+            self.stats.received += n as u64;
+            if let Some(s) = self.held.get_mut(b.from) {
+                self.held_packets += n;
+                self.held_bytes += b.bytes.len();
+                s.batches.push_back(b);
             }
         }
     }
 
-    /// Hands `f` the held packets no worker can still precede, in time
-    /// order (and the oldest beyond the caps); with `all`, every one (at
-    /// the end, once every worker has sent all it will).
+    /// Hands `f` the held packets no worker can still precede, merged in
+    /// time order (and the oldest beyond the caps); with `all`, every one
+    /// (at the end, once every worker has sent all it will).
     pub fn release(&mut self, all: bool, mut f: impl FnMut(&Packet, &[u8])) {
         if all {
             self.take_inbox();
+        }
+        if self.held_packets == 0 {
+            return;
         }
         let safe = if all {
             Timestamp(u64::MAX)
         } else {
             self.earliest()
         };
-        while let Some(Reverse(h)) = self.held.peek() {
-            let over = self.held.len() > HELD_PACKETS || self.held_bytes > HELD_BYTES;
-            if h.order.0 > safe && !over {
-                break;
-            }
-            if h.order.0 > safe {
-                self.stats.held_over_cap += 1;
-            }
-            let Some(Reverse(h)) = self.held.pop() else {
+        loop {
+            // The source whose next packet is the oldest (a few workers:
+            // a scan).
+            let Some((i, ts)) = self
+                .held
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| s.head().map(|p| (i, p.ts)))
+                .min_by_key(|&(i, ts)| (ts, i))
+            else {
                 break;
             };
-            self.held_bytes -= h.payload.len();
-            f(&h.pkt, &h.payload);
+            if ts > safe {
+                if self.held_packets <= HELD_PACKETS && self.held_bytes <= HELD_BYTES {
+                    break;
+                }
+                self.stats.held_over_cap += 1;
+            }
+            let s = &mut self.held[i];
+            let Some(b) = s.batches.front() else { break };
+            if let Some(p) = b.pkts.get(s.at) {
+                f(p, decode::payload(p, &b.bytes, &[]));
+            }
+            s.at += 1;
+            self.held_packets -= 1;
+            if s.at >= b.pkts.len() {
+                self.held_bytes -= b.bytes.len();
+                s.batches.pop_front();
+                s.at = 0;
+            }
         }
     }
 
@@ -410,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_inbox_drops_and_counts_and_a_full_heap_lets_the_oldest_go() {
+    fn a_full_inbox_drops_and_counts_and_a_full_hold_lets_the_oldest_go() {
         let mut fw = mesh(2, true);
         let p = for_worker_1(&fw, 1, 0);
         // A batch is sent when full, without waiting for the poll's end.
@@ -426,16 +451,16 @@ mod tests {
         fw[0].route(&p, b"y");
         fw[0].after_poll(Timestamp(0));
         assert_eq!(fw[0].stats.dropped, 2);
-        // Nothing is safe (worker 1 published 0), but the heap's cap holds.
+        // Nothing is safe (worker 1 published 0), but the cap holds.
         let mut f = fw.pop().unwrap();
         f.after_poll(Timestamp(0));
         assert_eq!(f.stats.received, (BATCH_PACKETS + INBOX_BATCHES - 1) as u64);
         for _ in 0..HELD_PACKETS {
-            f.hold(&p, Vec::new());
+            assert!(f.route(&p, b""));
         }
         let n = released(&mut f, false).len();
         assert_eq!(n, BATCH_PACKETS + INBOX_BATCHES - 1);
         assert_eq!(f.stats.held_over_cap, n as u64);
-        assert_eq!(f.held.len(), HELD_PACKETS);
+        assert_eq!(f.held_packets, HELD_PACKETS);
     }
 }
