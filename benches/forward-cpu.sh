@@ -33,15 +33,8 @@ fx=(fixtures/local/*.pcap)
 [ -s bench-data/fwd-vxlan.pcap ] || $synth --vxlan bench-data/fwd-vxlan.pcap $((8 << 20)) "${fx[@]}" >/dev/null
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s}'; }
 
-ns=bsfwd$$; a=bsfa$$; b=bsfb$$
-cleanup() { ip netns del "$ns" 2>/dev/null || true; }
-trap cleanup EXIT
-ip netns add "$ns"
-ip netns exec "$ns" ip link add "$a" type veth peer name "$b"
-for i in "$a" "$b"; do
-    ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1"
-    ip netns exec "$ns" ip link set "$i" mtu 65535 up
-done
+# shellcheck source=benches/veth-ns.sh
+. benches/veth-ns.sh bsf
 
 # one BIN FILE|idle: prints "cpu_ns packets forwarded kernel_drops"
 one() {
@@ -70,11 +63,11 @@ for load in idle bench-data/fwd-plain.pcap bench-data/fwd-vxlan.pcap; do
     for r in $(seq 1 "$rounds"); do
         for which in before after; do
             bin=$before; [ "$which" = after ] && bin=$after
-            read -r ns packets fw drops < <(one "$bin" "$load")
+            read -r cpu packets fw drops < <(one "$bin" "$load")
             if [ "$load" = idle ]; then
-                v=$(python3 -c "print(f'{$ns / 1e6 / $secs:.2f}')")   # ms CPU per s
+                v=$(python3 -c "print(f'{$cpu / 1e6 / $secs:.2f}')")   # ms CPU per s
             else
-                v=$(python3 -c "print(f'{$ns / max($packets, 1):.0f}')")  # ns CPU per packet
+                v=$(python3 -c "print(f'{$cpu / max($packets, 1):.0f}')")  # ns CPU per packet
             fi
             printf '%-28s %-6s round %d: %8s %s (packets %s, forwarded %s, kernel drops %s)\n' \
                 "$(basename "$load")" "$which" "$r" "$v" \

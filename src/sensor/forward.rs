@@ -301,18 +301,14 @@ impl Forwarder {
         } else {
             self.earliest()
         };
-        loop {
-            // The source whose next packet is the oldest (a few workers:
-            // a scan).
-            let Some((i, ts)) = self
-                .held
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| s.head().map(|p| (i, p.ts)))
-                .min_by_key(|&(i, ts)| (ts, i))
-            else {
-                break;
-            };
+        // The source whose next packet is the oldest (a few workers: a scan).
+        while let Some((i, ts)) = self
+            .held
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.head().map(|p| (i, p.ts)))
+            .min_by_key(|&(i, ts)| (ts, i))
+        {
             if ts > safe {
                 if self.held_packets <= HELD_PACKETS && self.held_bytes <= HELD_BYTES {
                     break;
