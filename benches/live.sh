@@ -28,15 +28,8 @@ fx=("${fx[@]/*foxio-tls-alpn-h2-ipv6.pcap}")   # BSD loopback: tcpreplay cannot 
 [ -s "$file" ] || target/release/examples/synth_capture "$file" $((64 << 20)) ${fx[@]}
 packets=$($bin replay "$file" -o - | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["packets"])')
 
-ns=bslive$$; a=bsla$$; b=bslb$$
-cleanup() { ip netns del "$ns" 2>/dev/null || true; }
-trap cleanup EXIT
-ip netns add "$ns"
-ip netns exec "$ns" ip link add "$a" type veth peer name "$b"
-for i in "$a" "$b"; do
-    ip netns exec "$ns" sysctl -qw "net.ipv6.conf.$i.disable_ipv6=1"
-    ip netns exec "$ns" ip link set "$i" mtu 65535 up
-done
+# shellcheck source=benches/veth-ns.sh
+. benches/veth-ns.sh bsl
 
 echo "file: $file, $packets packets, $(stat -c %s "$file") bytes"
 printf '%-12s %14s %14s %12s\n' step sent_pps captured drops

@@ -243,6 +243,16 @@ pub struct QueueStats {
     pub dropped: u64,
     /// The most records the backlog held.
     pub backlog_max: u64,
+    /// Tunnelled packets this worker handed to the worker owning their
+    /// inner flow (`sensor/forward.rs`).
+    pub forwarded: u64,
+    /// Of those, dropped because the owner's inbox was full.
+    pub forward_dropped: u64,
+    /// Tunnelled packets other workers handed to this one.
+    pub forward_received: u64,
+    /// Tunnelled packets processed before their turn in time order
+    /// because the worker held too many.
+    pub forward_held_over_cap: u64,
 }
 
 /// One per TLS connection (a TCP flow whose client spoke TLS first).

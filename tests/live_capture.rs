@@ -7,11 +7,13 @@
 
 mod common;
 
+use common::{Sensor, is_root as nix_is_root, sh};
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A namespace holding a veth pair `a` (sent onto) and `b` (captured),
@@ -20,15 +22,6 @@ struct Veth {
     ns: String,
     a: String,
     b: String,
-}
-
-fn sh(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 impl Veth {
@@ -88,65 +81,17 @@ impl Drop for Veth {
     }
 }
 
-fn nix_is_root() -> bool {
-    // /proc/self/status: "Uid:\treal\teffective\t..."
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
+/// `blindspot capture -i b` in the namespace, ready (its start line read).
+fn start_sensor(v: &Veth, args: &[&str]) -> Sensor {
+    start_sensor_with_env(v, args, &[])
 }
 
-/// `blindspot capture` running in the namespace, ready (its start line read).
-struct Sensor {
-    child: Child,
-    stderr: Vec<String>,
-    stderr_thread: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Sensor {
-    fn start(v: &Veth, args: &[&str]) -> Sensor {
-        Sensor::start_with_env(v, args, &[])
-    }
-
-    fn start_with_env(v: &Veth, args: &[&str], env: &[(&str, &str)]) -> Sensor {
-        let mut child = v
-            .command(env!("CARGO_BIN_EXE_blindspot"))
-            .args(["capture", "-i", &v.b])
-            .args(args)
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start blindspot capture");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let first = lines.next().and_then(Result::ok).unwrap_or_default();
-        assert!(
-            first.contains("capturing on"),
-            "capture did not start: {first}"
-        );
-        // The rest of stderr is read after exit.
-        let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-        Sensor {
-            child,
-            stderr: vec![first],
-            stderr_thread: Some(rest),
-        }
-    }
-
-    /// SIGTERM, then wait for the drain.
-    fn stop(mut self) -> Vec<String> {
-        let pid = self.child.id().to_string();
-        assert!(sh(&["kill", "-TERM", &pid]));
-        let status = self.child.wait().expect("wait for capture");
-        let mut err = std::mem::take(&mut self.stderr);
-        err.extend(self.stderr_thread.take().unwrap().join().unwrap());
-        assert!(status.success(), "capture failed: {status}: {err:?}");
-        err
-    }
+fn start_sensor_with_env(v: &Veth, args: &[&str], env: &[(&str, &str)]) -> Sensor {
+    let mut cmd = v.command(env!("CARGO_BIN_EXE_blindspot"));
+    cmd.args(["capture", "-i", &v.b])
+        .args(args)
+        .envs(env.iter().copied());
+    Sensor::spawn(cmd)
 }
 
 fn tcpreplay(v: &Veth, rate: &[&str], files: &[PathBuf]) -> String {
@@ -164,11 +109,11 @@ fn tcpreplay(v: &Veth, rate: &[&str], files: &[PathBuf]) -> String {
 }
 
 /// The fixtures tcpreplay can send: Ethernet captures (one is BSD loopback).
-/// Not yet the VXLAN captures of `fixtures/tunnels/`: the kernel's fanout
-/// hashes the outer UDP header, whose source port VXLAN picks per direction,
-/// so the two directions of an inner connection reach two workers and are
-/// split (a known gap of sensor mode, README "Tunnels"; replay keys by the
-/// inner tuple and is right). Nor `fixtures/fragments/`: the sensor's
+/// The VXLAN captures of `fixtures/tunnels/` are among them: the kernel's
+/// fanout hashes their outer UDP header, whose source port VXLAN picks per
+/// direction, and the workers hand the packets to the worker of the inner
+/// flow (`sensor/forward.rs`), so the records are replay's. Not
+/// `fixtures/fragments/`: the sensor's
 /// fanout group defragments (`PACKET_FANOUT_FLAG_DEFRAG`, so that every
 /// fragment reaches its flow's worker), so a ring delivers one whole
 /// datagram where the file holds its fragments, and the frame and byte
@@ -177,7 +122,6 @@ fn ethernet_fixtures() -> Vec<PathBuf> {
     common::all_captures()
         .into_iter()
         .filter(|p| !p.to_string_lossy().contains("foxio-tls-alpn-h2-ipv6"))
-        .filter(|p| !p.to_string_lossy().contains("/tunnels/"))
         .filter(|p| !p.to_string_lossy().contains("/fragments/"))
         .collect()
 }
@@ -250,7 +194,7 @@ fn capture_on_a_veth_gives_the_records_of_replay() {
     // tls records say `inspection_source: learnt`.
     let cfg = dir.path().join("no-learning.toml");
     std::fs::write(&cfg, "[inspection]\nlearn_ca_domains = 0\n").unwrap();
-    let sensor = Sensor::start(
+    let sensor = start_sensor(
         &v,
         &["-o", live.to_str().unwrap(), "-c", cfg.to_str().unwrap()],
     );
@@ -378,7 +322,7 @@ fn a_flood_reports_its_drops_and_memory_stays_bounded() {
         "[capture]\nring_block_size = 131072\nring_blocks = 2\nblock_timeout_ms = 10\nstats_interval_s = 1\n[flow]\nmax_flows = 2000\n",
     )
     .unwrap();
-    let sensor = Sensor::start(
+    let sensor = start_sensor(
         &v,
         &[
             "-o",
@@ -490,7 +434,7 @@ fn root_start_drops_to_the_user_and_every_capability() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    let sensor = Sensor::start(&v, &["--user", "nobody", "-o", out.to_str().unwrap()]);
+    let sensor = start_sensor(&v, &["--user", "nobody", "-o", out.to_str().unwrap()]);
     let pid = sensor.child.id();
     // Every thread, not just the main one.
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
@@ -575,7 +519,7 @@ fn sighup_starts_a_new_file_and_nothing_is_lost() {
     let Some(v) = Veth::new("hu") else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out/");
-    let sensor = Sensor::start(&v, &["-o", out.to_str().unwrap()]);
+    let sensor = start_sensor(&v, &["-o", out.to_str().unwrap()]);
     let files = [
         common::fixture("local/tls12-curl-nginx.pcap"),
         common::fixture("local/tls13-curl-nginx-download.pcap"),
@@ -686,7 +630,7 @@ fn sighups_with_nothing_written_leave_no_invalid_file() {
     let Some(v) = Veth::new("hz") else { return };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out/");
-    let sensor = Sensor::start(&v, &["-o", out.to_str().unwrap()]);
+    let sensor = start_sensor(&v, &["-o", out.to_str().unwrap()]);
     // No traffic: the file begun at start is still empty at each SIGHUP.
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(400));
@@ -729,7 +673,7 @@ fn a_full_disk_is_reported_and_retried_without_losing_records() {
         }
     }
     let _guard = Unmount(out.clone());
-    let sensor = Sensor::start(&v, &["--plain", "-o", &format!("{}/", out.display())]);
+    let sensor = start_sensor(&v, &["--plain", "-o", &format!("{}/", out.display())]);
     // Far more than 16 KiB of plain records.
     tcpreplay(&v, &["--pps", "5000"], &ethernet_fixtures());
     std::thread::sleep(Duration::from_millis(2500));
@@ -777,7 +721,7 @@ fn a_full_disk_is_reported_and_retried_without_losing_records() {
 #[test]
 fn a_worker_panic_ends_the_sensor_at_once() {
     let Some(v) = Veth::new("pn") else { return };
-    let mut sensor = Sensor::start_with_env(&v, &[], &[("BLINDSPOT_TEST_PANIC", "1")]);
+    let mut sensor = start_sensor_with_env(&v, &[], &[("BLINDSPOT_TEST_PANIC", "1")]);
     tcpreplay(
         &v,
         &["--pps", "100"],
@@ -794,7 +738,7 @@ fn a_worker_panic_ends_the_sensor_at_once() {
         );
         std::thread::sleep(Duration::from_millis(10));
     };
-    let err = sensor.stderr_thread.take().unwrap().join().unwrap();
+    let err = sensor.rest_of_stderr();
     assert!(!status.success(), "{status}");
     let fatal: Vec<&String> = err.iter().filter(|l| l.contains("fatal")).collect();
     assert_eq!(fatal.len(), 1, "{err:?}");
@@ -816,7 +760,7 @@ fn a_dhcp_hlen_of_17_leaves_the_sensor_writing() {
     let Some(v) = Veth::new("hl") else { return };
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.jsonl");
-    let sensor = Sensor::start(&v, &["-o", live.to_str().unwrap()]);
+    let sensor = start_sensor(&v, &["-o", live.to_str().unwrap()]);
     tcpreplay(
         &v,
         &["--pps", "1000"],
@@ -946,7 +890,7 @@ fn kill_9_under_load_loses_at_most_the_last_second() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut sensor = Sensor::start(&v, &["-o", out.to_str().unwrap()]);
+    let mut sensor = start_sensor(&v, &["-o", out.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(500));
     // About 60 connections a second, for about 6 seconds.
     let mut replay = v
@@ -1016,7 +960,7 @@ fn libpcap_capture_applies_the_bpf_filter() {
     let Some(v) = Veth::new("lp") else { return };
     let dir = tempfile::tempdir().unwrap();
     let live = dir.path().join("live.jsonl");
-    let sensor = Sensor::start(&v, &["--filter", "tcp", "-o", live.to_str().unwrap()]);
+    let sensor = start_sensor(&v, &["--filter", "tcp", "-o", live.to_str().unwrap()]);
     let files = [
         common::fixture("local/dhcp-dnsmasq-dhclient.pcap"),
         common::fixture("local/tls12-curl-nginx.pcap"),
@@ -1167,7 +1111,7 @@ fn sighup_reloads_inputs_and_keeps_the_old_ones_when_the_new_do_not_load() {
     // At start the inventory does not know the phone.
     std::fs::write(&mdm, "{\"devices\": []}").unwrap();
     let out = dir.path().join("out.jsonl");
-    let sensor = Sensor::start(
+    let sensor = start_sensor(
         &v,
         &["-o", out.to_str().unwrap(), "-c", cfg.to_str().unwrap()],
     );

@@ -6,6 +6,9 @@
 //!  ...                                      ┘   hashes each connection to one worker)
 //! ```
 //!
+//! The kernel hashes a UDP tunnel's outer header, so a worker hands each
+//! tunnelled packet to the worker of its inner flow ([`forward`]).
+//!
 //! The stages are those of replay, with three differences. Each worker owns
 //! its rings (one per interface) and decodes its own packets: there is no
 //! reader thread. Timeouts follow the wall clock: every tick a worker
@@ -27,6 +30,7 @@
 //! closes, within `capture.drain_timeout_s`.
 //! `SIGHUP` reopens the output.
 
+pub mod forward;
 pub mod privilege;
 
 use crate::capture::FrameRef;
@@ -42,11 +46,16 @@ use crate::run::order::{Tick, Watermark};
 use crate::run::{Handoff, TICK, ToSink, sink, stats};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use forward::Forwarder;
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// How long a worker that forwards waits on its rings before it looks at
+/// its inbox and held packets again.
+const FORWARD_WAIT: Duration = Duration::from_millis(10);
 
 /// What `blindspot capture` was asked to do.
 #[derive(Clone, Debug, Default)]
@@ -202,8 +211,17 @@ pub fn run(cfg: &Config, opts: &SensorOptions, reload: Reload) -> Result<SensorO
             )
         })
         .map_err(|e| format!("cannot start the correlator thread: {e}"))?;
+    // Tunnelled packets go to the worker their inner flow hashes to
+    // (`forward.rs`); the test knob `BLINDSPOT_TEST_NO_FORWARD` (debug
+    // builds) turns that off to show the split it prevents.
+    let forward_off =
+        cfg!(debug_assertions) && std::env::var_os("BLINDSPOT_TEST_NO_FORWARD").is_some();
+    let mut mesh = forward::mesh(workers, !forward_off).into_iter();
+    let barrier = Arc::new(Barrier::new(workers));
     for (i, src) in sources.into_iter().enumerate() {
         let tx = live_tx.clone();
+        let fwd = mesh.next().expect("one forwarder per worker");
+        let barrier = Arc::clone(&barrier);
         let ctl = Arc::clone(&ctl);
         let table = FlowTable::new(cfg.flow, workers);
         let decoder = Decoder::new(cfg.defrag);
@@ -211,7 +229,9 @@ pub fn run(cfg: &Config, opts: &SensorOptions, reload: Reload) -> Result<SensorO
         let block_timeout = u64::from(settings.ring.block_timeout_ms);
         thread::Builder::new()
             .name(format!("worker-{i}"))
-            .spawn(move || Worker::new(i, tx, cap, block_timeout).run(src, decoder, table, &ctl))
+            .spawn(move || {
+                Worker::new(i, tx, cap, block_timeout).run(src, decoder, table, fwd, &barrier, &ctl)
+            })
             .map_err(|e| format!("cannot start worker thread {i}: {e}"))?;
     }
     drop(live_tx);
@@ -387,6 +407,8 @@ impl Worker {
         mut src: Box<dyn LiveSource>,
         mut decoder: Decoder,
         mut table: FlowTable,
+        mut fwd: Forwarder,
+        stopping: &Barrier,
         ctl: &Control,
     ) {
         let mut out = Vec::new();
@@ -399,9 +421,13 @@ impl Worker {
         // How far packet time may trail the wall clock: a packet waits up
         // to a ring block's timeout in the kernel, then up to a tick here.
         let lag = Duration::from_millis(self.block_timeout_ms) + TICK;
+        // Forwarded packets wait in the inbox while the rings are polled:
+        // a shorter wait keeps them close to their owner's clock.
+        let wait = if fwd.enabled() { FORWARD_WAIT } else { TICK };
+        let ring_wait = Duration::from_millis(self.block_timeout_ms) + FORWARD_WAIT;
         loop {
             let stop = ctl.stop.load(Ordering::Acquire);
-            let polled = src.poll(TICK, &mut |f| {
+            let polled = src.poll(wait, &mut |f| {
                 packets += 1;
                 bytes += u64::from(f.wire_len);
                 last_ts = last_ts.max(f.ts);
@@ -414,9 +440,26 @@ impl Worker {
                 };
                 extra.clear();
                 if let Some(p) = decoder.decode(f.data, &frame, &mut extra) {
-                    table.process(&p, decode::payload(&p, f.data, &extra), &mut out);
+                    let payload = decode::payload(&p, f.data, &extra);
+                    if !fwd.route(&p, payload) {
+                        table.process(&p, payload, &mut out);
+                    }
                 }
             });
+            // Nothing this worker reads later is older than its newest
+            // packet; when its rings were empty, than what may still sit in
+            // an open ring block (a block's timeout, and a margin).
+            let progress = if matches!(polled, Ok(0)) {
+                last_ts.max(Timestamp(
+                    Timestamp::now()
+                        .0
+                        .saturating_sub(ring_wait.as_nanos() as u64),
+                ))
+            } else {
+                last_ts
+            };
+            fwd.after_poll(progress);
+            fwd.release(false, |p, payload| table.process(p, payload, &mut out));
             if let Err(e) = polled {
                 if error_reported.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
                     eprintln!(
@@ -434,6 +477,15 @@ impl Worker {
             let now = last_ts.max(Timestamp(
                 Timestamp::now().0.saturating_sub(lag.as_nanos() as u64),
             ));
+            if stop && fwd.enabled() {
+                // Every worker has sent all it will forward: the held
+                // packets all go, in time order.
+                stopping.wait();
+                fwd.release(true, |p, payload| table.process(p, payload, &mut out));
+            }
+            // No tunnelled packet still to come precedes it. (The tick's
+            // own time stays: its evidence is no later than that.)
+            let earliest = fwd.earliest();
             if stop {
                 table.drain(now.max(Timestamp::now()), &mut out);
             } else {
@@ -444,7 +496,7 @@ impl Worker {
             self.queue(Live::Tick(Tick {
                 worker: self.idx,
                 now,
-                horizon: crate::detect::admit::horizon(now, table.oldest_open()),
+                horizon: crate::detect::admit::horizon(now.min(earliest), table.oldest_open()),
                 sent: Instant::now(),
                 evidence: std::mem::take(&mut decoder.evidence),
                 records: std::mem::take(&mut out),
@@ -461,7 +513,13 @@ impl Worker {
                     defrag: decoder.defrag.stats.clone(),
                     table: table.stats.clone(),
                     rings: src.stats(),
-                    queue: self.queue.clone(),
+                    queue: QueueStats {
+                        forwarded: fwd.stats.forwarded,
+                        forward_dropped: fwd.stats.dropped,
+                        forward_received: fwd.stats.received,
+                        forward_held_over_cap: fwd.stats.held_over_cap,
+                        ..self.queue.clone()
+                    },
                 });
                 if stop {
                     // Draining: wait for the correlator rather than drop.
@@ -498,6 +556,7 @@ fn merge(snaps: &[Snapshot], now: Timestamp) -> StatsRecord {
     st.drops = BTreeMap::from([
         ("internal", st.queues.iter().map(|q| q.dropped).sum()),
         ("kernel", st.capture.iter().map(|r| r.drops).sum()),
+        ("forward", st.queues.iter().map(|q| q.forward_dropped).sum()),
     ]);
     st
 }

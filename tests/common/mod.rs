@@ -227,3 +227,79 @@ pub fn without_inspection_config(config: &Path, dir: &Path) -> PathBuf {
     std::fs::write(&out, text).unwrap();
     out
 }
+
+/// Runs a command quietly: whether it ran and exited 0.
+pub fn sh(args: &[&str]) -> bool {
+    std::process::Command::new(args[0])
+        .args(&args[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether the test runs as root (the live tests need namespaces and
+/// AF_PACKET).
+pub fn is_root() -> bool {
+    // /proc/self/status: "Uid:\treal\teffective\t..."
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `blindspot capture` running (in a namespace), ready: its start line read.
+pub struct Sensor {
+    pub child: std::process::Child,
+    stderr: Vec<String>,
+    stderr_thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Sensor {
+    /// Starts `cmd` (the binary with `capture` and its arguments) and waits
+    /// for its start line.
+    pub fn spawn(mut cmd: Command) -> Sensor {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start blindspot capture");
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert!(
+            first.contains("capturing on"),
+            "capture did not start: {first}"
+        );
+        // The rest of stderr is read after exit.
+        let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        Sensor {
+            child,
+            stderr: vec![first],
+            stderr_thread: Some(rest),
+        }
+    }
+
+    /// The stderr lines after the start line, once the process has ended.
+    pub fn rest_of_stderr(&mut self) -> Vec<String> {
+        self.stderr_thread
+            .take()
+            .map(|t| t.join().unwrap())
+            .unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for the drain; its stderr lines.
+    pub fn stop(mut self) -> Vec<String> {
+        let pid = self.child.id().to_string();
+        assert!(sh(&["kill", "-TERM", &pid]));
+        let status = self.child.wait().expect("wait for capture");
+        let mut err = std::mem::take(&mut self.stderr);
+        err.extend(self.rest_of_stderr());
+        assert!(status.success(), "capture failed: {status}: {err:?}");
+        err
+    }
+}
