@@ -525,7 +525,9 @@ pub async fn sensor_loop(
                 }
             }
             if let Some(b) = &buckets {
-                write_pending(b, &shared, &counters, s.state_max_keys).await;
+                // At the end, everything that waits (within the drain time
+                // the publisher thread gives this task).
+                while write_pending(b, &shared, &counters, s.state_max_keys).await && closing {}
                 if !closing {
                     let cas = read_all::<CaValue>(&b.cas, s.state_max_keys * 16, &counters).await;
                     let proxies =
@@ -548,10 +550,11 @@ pub async fn sensor_loop(
     }
 }
 
-async fn write_pending(b: &Buckets, shared: &Shared, c: &Counters, n: usize) {
+/// Writes up to `n` waiting changes per bucket; true when more wait.
+async fn write_pending(b: &Buckets, shared: &Shared, c: &Counters, n: usize) -> bool {
     let (cas, proxies) = match shared.inner.lock() {
         Ok(mut i) => (i.out_cas.take(n), i.out_proxies.take(n)),
-        Err(_) => return,
+        Err(_) => return false,
     };
     for (k, v) in cas {
         put_merged(&b.cas, &k, &v, c).await;
@@ -559,6 +562,10 @@ async fn write_pending(b: &Buckets, shared: &Shared, c: &Counters, n: usize) {
     for (k, v) in proxies {
         put_merged(&b.proxies, &k, &v, c).await;
     }
+    shared
+        .inner
+        .lock()
+        .is_ok_and(|i| !i.out_cas.is_empty() || !i.out_proxies.is_empty())
 }
 
 /// `correlate`'s side: seeds its detector from the buckets and writes the
