@@ -27,7 +27,7 @@ use crate::detect::Session;
 use crate::output::Sink;
 use crate::record::{FlowId, Record};
 use async_nats::jetstream::{self, consumer::pull};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,10 +42,6 @@ const MAX_FLOW_SENSORS: usize = 4_000_000;
 /// Sessions held for the time-order merge; past this, every held session
 /// is released at once (counted: `released_early`).
 const MAX_HELD_SESSIONS: usize = 1_000_000;
-/// How long one pull request of a partition's continuous pull lives.
-const PULL_EXPIRES: Duration = Duration::from_secs(1);
-/// Messages taken from the stream in one round at most.
-const ROUND_MESSAGES: usize = 8192;
 /// Distinct sensors named in `observers`.
 const MAX_SENSORS: usize = 4096;
 
@@ -352,82 +348,53 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
     }
     let state_every = Duration::from_secs(s.state_interval_s);
     let mut state_at = Instant::now();
-    // Per partition: the latest session start read, and whether its last
-    // message read said more were waiting.
+    // Per partition: the latest session start read, and whether the last
+    // fetch left messages waiting.
     let mut part_max = vec![0u64; consumers.len()];
     let mut behind = vec![false; consumers.len()];
     let mut idle_since = Instant::now();
     let started = Instant::now();
     let mut last_ack_error: Option<String> = None;
-    // One continuous pull per partition (async-nats keeps a request
-    // outstanding and renews it; a lost one shows as missing heartbeats),
-    // merged into one stream. A pull request per partition per round (the
-    // earlier `fetch`) answered with neither messages nor a status — seen
-    // in most rounds against nats-server 2.9 — left the client waiting out
-    // its own timeout, expiry + 5 s.
-    let mut streams = Vec::with_capacity(consumers.len());
-    for c in &consumers {
-        let s = c
-            .stream()
-            .max_messages_per_batch(512)
-            .expires(PULL_EXPIRES)
-            .heartbeat(PULL_EXPIRES / 3)
-            .messages()
-            .await
-            .map_err(|e| format!("cannot read the stream: {e}"))?;
-        streams.push(s);
-    }
-    let mut merged = futures_util::stream::select_all(
-        streams
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| s.map(move |m| (i, m))),
-    );
     loop {
         let mut got = 0usize;
-        // What is there: the first message waited for up to 100 ms, then
-        // whatever is ready, at most ROUND_MESSAGES.
-        let mut batches: Vec<Vec<jetstream::Message>> = vec![Vec::new(); consumers.len()];
-        let mut errors = 0u64;
-        let mut items = 0;
-        let mut full = false;
-        loop {
-            let next = if items == 0 {
-                tokio::time::timeout(Duration::from_millis(100), merged.next())
-                    .await
-                    .ok()
-                    .flatten()
-            } else {
-                merged.next().now_or_never().flatten()
-            };
-            let Some((i, m)) = next else {
-                break;
-            };
-            items += 1;
-            match m {
-                Ok(m) => {
-                    got += 1;
-                    batches[i].push(m);
+        // Every partition's next messages at once (each fetch waits up to
+        // its expiry when the partition has nothing).
+        // Every partition's next messages at once (a fetch returns what
+        // is there, or waits up to its expiry when there is nothing).
+        let batches = futures_util::future::join_all(consumers.iter().map(|c| async move {
+            let mut v = Vec::new();
+            let mut errors = 0u64;
+            match c
+                .fetch()
+                .max_messages(512)
+                .expires(Duration::from_millis(100))
+                .messages()
+                .await
+            {
+                Ok(mut batch) => {
+                    while let Some(m) = batch.next().await {
+                        match m {
+                            Ok(m) => v.push(m),
+                            Err(_) => errors += 1,
+                        }
+                    }
                 }
                 Err(_) => errors += 1,
             }
-            if items >= ROUND_MESSAGES {
-                full = true;
-                break;
-            }
-        }
+            (v, errors)
+        }))
+        .await;
         st.count("fetch_rounds", 1);
-        st.count("fetch_errors", errors);
-        for (i, msgs) in batches.into_iter().enumerate() {
+        for (i, (msgs, errors)) in batches.into_iter().enumerate() {
+            st.count("fetch_errors", errors);
             // Caught up: the partition has nothing more now (its messages
-            // then cannot be older than what is released). After a full
-            // round any partition may have more.
-            behind[i] = full
-                || msgs
-                    .last()
-                    .and_then(|m| m.info().ok())
-                    .is_some_and(|info| info.pending > 0);
+            // then cannot be older than what is released).
+            behind[i] = msgs
+                .last()
+                .and_then(|m| m.info().ok())
+                .is_some_and(|info| info.pending > 0);
             for m in msgs {
+                got += 1;
                 let last = st.take(m);
                 part_max[i] = part_max[i].max(last);
             }
@@ -489,29 +456,10 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
         if stopping {
             // Given back at once, for the next run (a process that dies
             // instead gets them back after fleet.ack_wait_s).
-            let mut back: Vec<jetstream::Message> = std::mem::take(&mut st.held)
+            let back: Vec<jetstream::Message> = std::mem::take(&mut st.held)
                 .into_iter()
                 .map(|h| h.msg)
                 .collect();
-            // Messages already delivered but not read go back too; then the
-            // pulls stop (unsubscribed, renewals ended) and the connection
-            // is flushed before the NAKs: a NAKed message is delivered
-            // again at once, and a pull still open here would take it
-            // into a process that is ending.
-            for _ in 0..ROUND_MESSAGES {
-                match merged.next().now_or_never().flatten() {
-                    Some((_, Ok(m))) => back.push(m),
-                    Some((_, Err(_))) => {}
-                    None => break,
-                }
-            }
-            drop(merged);
-            if client.flush().await.is_err() {
-                st.count("ack_errors", 1);
-            }
-            // The server may still hold the last pull request (its
-            // unsubscription travels the routes): it expires first.
-            tokio::time::sleep(PULL_EXPIRES + Duration::from_millis(200)).await;
             st.count("given_back", back.len() as u64);
             for m in back {
                 let _ = m.ack_with(jetstream::AckKind::Nak(None)).await;
