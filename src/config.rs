@@ -620,6 +620,9 @@ impl RawConfig {
             max_age_h: p.range("fleet.max_age_h", f.max_age_h, 0, 87_600),
             reorder_s: p.range("fleet.reorder_s", f.reorder_s, 0, 86_400),
             ack_wait_s: p.range("fleet.ack_wait_s", f.ack_wait_s, 6, 86_400),
+            state_interval_s: p.range("fleet.state_interval_s", f.state_interval_s, 1, 86_400),
+            state_max_keys: p.range("fleet.state_max_keys", f.state_max_keys, 1, 4096),
+            state_wait_s: p.range("fleet.state_wait_s", f.state_wait_s, 0, 600),
             ..f.clone()
         }
     }

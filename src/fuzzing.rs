@@ -863,3 +863,82 @@ pub fn fleet_message(data: &[u8]) {
         let _ = serde_json::to_vec(&r).expect("a detection serialises");
     }
 }
+
+/// Fuzz body: two fleet-state values (`fleet/state.rs`) from the key-value
+/// buckets, one per line, read as each kind of value. Each parses within
+/// its caps or is refused; the merge of two is the same either way round,
+/// and merging again changes nothing; a merged value serialises within
+/// the bucket's value size when its parts did. The input as a key stays in
+/// the KV key alphabet.
+#[cfg(feature = "fleet")]
+pub fn fleet_state(data: &[u8]) {
+    use crate::fleet::state::{self, CaValue, Merge, ProxyValue, Sighting};
+    /// `same` gives the second value the first one's key fields (subject,
+    /// JA3S, device): the buckets merge the values of one key only.
+    fn check<V: Merge + std::fmt::Debug>(
+        a: &[u8],
+        b: &[u8],
+        caps: fn(&V) -> bool,
+        same: fn(&mut V, &V),
+    ) {
+        let (Some(x), y) = (state::parse::<V>(a), state::parse::<V>(b)) else {
+            return;
+        };
+        assert!(caps(&x), "{x:?}");
+        let mut again = x.clone();
+        again.merge(&x);
+        assert_eq!(again, x, "merge is idempotent");
+        let Some(mut y) = y else {
+            return;
+        };
+        same(&mut y, &x);
+        let (mut xy, mut yx) = (x.clone(), y.clone());
+        xy.merge(&y);
+        yx.merge(&x);
+        assert_eq!(xy, yx, "merge is commutative");
+        let _ = serde_json::to_vec(&xy).expect("a value serialises");
+        assert!(caps(&xy), "{xy:?}");
+        let mut xyy = xy.clone();
+        xyy.merge(&y);
+        assert_eq!(xyy, xy, "merging again changes nothing");
+    }
+    let (a, b) = match data.iter().position(|&c| c == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[][..]),
+    };
+    check::<CaValue>(
+        a,
+        b,
+        |v| v.domains.len() <= state::MAX_DOMAINS && v.sensors.len() <= state::MAX_SENSORS,
+        |y, x| {
+            y.subject.clone_from(&x.subject);
+            y.key_id.clone_from(&x.key_id);
+        },
+    );
+    check::<ProxyValue>(
+        a,
+        b,
+        |v| {
+            v.destinations.len() <= state::MAX_DESTINATIONS && v.sensors.len() <= state::MAX_SENSORS
+        },
+        |y, x| {
+            y.ja3s.clone_from(&x.ja3s);
+            y.tls13 = x.tls13;
+        },
+    );
+    check::<Sighting>(
+        a,
+        b,
+        |v| v.sensors.len() <= state::MAX_SENSORS,
+        |y, x| y.device.clone_from(&x.device),
+    );
+    let key = state::kv_key(&String::from_utf8_lossy(data));
+    assert!(
+        !key.is_empty()
+            && key.len() <= 600
+            && key
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_/=".contains(&c)),
+        "{key}"
+    );
+}

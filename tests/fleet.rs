@@ -148,6 +148,26 @@ impl Drop for Cluster {
     }
 }
 
+/// The cluster and a temp dir, or `None` (SKIPPED) without the tools.
+fn start() -> Option<(Cluster, tempfile::TempDir)> {
+    if !have_nats() || !have_wireshark_tools() {
+        return None;
+    }
+    Some((Cluster::start(), tempfile::tempdir().unwrap()))
+}
+
+/// `whole` cut at `cut` (epoch seconds) into what came before and after (editcap).
+fn cut_in_two(whole: &Path, cut: &str, before: &Path, after: &Path) {
+    for (flag, out) in [("-B", before), ("-A", after)] {
+        run_ok(
+            Command::new("editcap")
+                .args([flag, cut])
+                .arg(whole)
+                .arg(out),
+        );
+    }
+}
+
 fn run_ok(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().expect("run");
     assert!(
@@ -291,11 +311,9 @@ fn correlate(cfg: &Path, from: &str, share: &str, out: &Path) -> Command {
 
 #[test]
 fn a_roaming_device_is_one_finding_with_both_sensors() {
-    if !have_nats() || !have_wireshark_tools() {
+    let Some((cluster, dir)) = start() else {
         return;
-    }
-    let cluster = Cluster::start();
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
     let whole = fixture("detect/scenario.pcap");
     // Cut between the pinning app's third and fourth attempt (tshark's times).
@@ -309,20 +327,7 @@ fn a_roaming_device_is_one_finding_with_both_sensors() {
         d.join("ids.pcap"),
         d.join("b.pcap"),
     );
-    run_ok(
-        Command::new("editcap")
-            .arg("-B")
-            .arg(cut)
-            .arg(&whole)
-            .arg(&a),
-    );
-    run_ok(
-        Command::new("editcap")
-            .arg("-A")
-            .arg(cut)
-            .arg(&whole)
-            .arg(&late),
-    );
+    cut_in_two(&whole, cut, &a, &late);
     run_ok(
         Command::new("tshark")
             .arg("-r")
@@ -450,6 +455,38 @@ fn a_roaming_device_is_one_finding_with_both_sensors() {
     let obs = observers(&recs);
     assert_eq!(obs[&roaming], ["site-a", "site-b"]);
     assert!(obs.values().all(|o| !o.is_empty()));
+    // The sightings bucket: the roaming phone (its MAC from tshark, its
+    // serial from the MDM export) seen by both sensors, each last at or
+    // after its half's last pinned attempt (a flow starts a few
+    // milliseconds before its ClientHello) and the cut between them.
+    let mac = pinning_mac(&whole);
+    let mdm: Value =
+        serde_json::from_slice(&std::fs::read(fixture("detect/mdm.json")).unwrap()).unwrap();
+    let phone = mdm["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["wifi_mac"] == mac.as_str())
+        .expect("the pinning device is in the MDM export");
+    let key = format!("serial:{}", phone["serial"].as_str().unwrap());
+    let sightings = bucket(&cluster.url(0), "ROAM_sightings");
+    let seen = sightings
+        .values()
+        .find(|v| v["device"] == key.as_str())
+        .unwrap_or_else(|| panic!("no sighting of {key}: {sightings:?}"));
+    let at = |s: &str| seen["sensors"][s].as_u64().unwrap() as f64 / 1e9;
+    let cut_s: f64 = cut.parse().unwrap();
+    let (last_a, last_b) = (
+        *pinned_hello_times(&a).last().unwrap(),
+        *pinned_hello_times(&b).last().unwrap(),
+    );
+    assert!(
+        at("site-a") >= last_a - 1.0 && at("site-a") < cut_s,
+        "{seen} vs {last_a} {cut_s}"
+    );
+    assert!(at("site-b") >= last_b - 1.0, "{seen} vs {last_b}");
+    assert_eq!(seen["sensors"].as_object().unwrap().len(), 2, "{seen}");
+    assert!(fleet_stats(&recs)["state_written"].as_u64().unwrap() > 0);
 
     // Two consumers (another durable name) splitting the partitions.
     let cfg_split = config(
@@ -488,13 +525,235 @@ fn a_roaming_device_is_one_finding_with_both_sensors() {
     assert_eq!(fleet_stats(&recs)["messages"], 0, "{}", fleet_stats(&recs));
 }
 
-/// Every message of a stream, read back with the client the sensors use.
-fn stream_messages(url: &str, stream: &str) -> (Vec<(String, Vec<u8>)>, Option<String>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// Runs `f` on a runtime of its own (the client's calls are async).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The source MAC of the pinning app's ClientHellos (tshark).
+fn pinning_mac(pcap: &Path) -> String {
+    let out = run_ok(Command::new("tshark").args([
+        "-r",
+        pcap.to_str().unwrap(),
+        "-Y",
+        "tls.handshake.type == 1 && tls.handshake.extensions_server_name == \"api.pinned.example\"",
+        "-T",
+        "fields",
+        "-e",
+        "eth.src",
+    ]));
+    let macs: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(macs.len(), 1, "{macs:?}");
+    macs.into_iter().next().unwrap()
+}
+
+/// Every value of a key-value bucket (parsed JSON), by key, read with the
+/// client the sensors use.
+fn bucket(url: &str, name: &str) -> BTreeMap<String, Value> {
+    use futures_util::StreamExt;
+    block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let kv = js.get_key_value(name).await.unwrap();
+        let mut keys = kv.keys().await.unwrap();
+        let mut out = BTreeMap::new();
+        while let Some(k) = keys.next().await {
+            let k = k.unwrap();
+            let v = kv.get(&k).await.unwrap().unwrap();
+            out.insert(k, serde_json::from_slice(&v).unwrap());
+        }
+        out
+    })
+}
+
+/// The proxy's leaf certificates in a capture (tshark): when each was
+/// sent, its DNS names and its authority key identifier.
+fn proxy_leaves(pcap: &Path) -> Vec<(f64, String, String)> {
+    let out = run_ok(Command::new("tshark").args([
+        "-r",
+        pcap.to_str().unwrap(),
+        "-Y",
+        "tls.handshake.type == 11 && x509sat.uTF8String == \"mitmproxy\"",
+        "-T",
+        "fields",
+        "-e",
+        "frame.time_epoch",
+        "-e",
+        "x509ce.dNSName",
+        "-e",
+        "x509ce.keyIdentifier",
+    ]));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0].parse().unwrap(), f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+/// A leaf's registrable domain: every proxied name in the scenario is one
+/// host label under it (`cdn.example-e.de`, `api.example-d.co.uk`).
+fn registrable(name: &str) -> String {
+    name.split_once('.').unwrap().1.to_string()
+}
+
+/// Fleet state: the scenario without any configured inspection CA, cut by
+/// time right after the proxy's leaf for its fifth registrable domain
+/// (tshark): site A learns the proxy's CA alone (threshold 5), site B's
+/// half holds leaves for only three domains and does not. With the
+/// fleet's bucket, site B's replay treats the CA as learnt from its first
+/// proxied session on; without it, it never does.
+#[test]
+fn a_ca_learnt_at_one_site_is_learnt_at_the_other() {
+    let Some((cluster, dir)) = start() else {
+        return;
+    };
+    let d = dir.path();
+    let whole = fixture("detect/scenario.pcap");
+    let leaves = proxy_leaves(&whole);
+    // Registrable domains in the order the proxy's leaves named them.
+    let mut order: Vec<String> = Vec::new();
+    let mut fifth = None;
+    for (i, (_, name, _)) in leaves.iter().enumerate() {
+        let r = registrable(name);
+        if !order.contains(&r) {
+            order.push(r);
+            if order.len() == 5 {
+                fifth = Some(i);
+            }
+        }
+    }
+    let fifth = fifth.expect("the proxy minted leaves for five domains");
+    let cut = format!("{:.6}", (leaves[fifth].0 + leaves[fifth + 1].0) / 2.0);
+    let (a, b) = (d.join("a.pcap"), d.join("b.pcap"));
+    cut_in_two(&whole, &cut, &a, &b);
+    let domains = |p: &Path| {
+        proxy_leaves(p)
+            .iter()
+            .map(|(_, n, _)| registrable(n))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let (da, db) = (domains(&a), domains(&b));
+    assert_eq!(da.len(), 5, "{da:?}");
+    assert!(
+        db.len() < 5,
+        "site B alone stays under the threshold: {db:?}"
+    );
+    let b_leaves = proxy_leaves(&b).len();
+    assert!(b_leaves > 0);
+
+    // The scenario's config without its [inspection] section.
+    let text = std::fs::read_to_string(fixture("detect/config.toml")).unwrap();
+    let mut kept = Vec::new();
+    let mut skip = false;
+    for l in text.lines() {
+        if l.starts_with('[') {
+            skip = l == "[inspection]";
+        }
+        if !skip {
+            kept.push(l);
+        }
+    }
+    let base = kept.join("\n");
+    let fleet = "[fleet]\nstream = \"STATE\"\nsubject = \"state\"\npartitions = 4\n";
+    let cfg = |name: &str, sensor: &str| {
+        let p = d.join(name);
+        std::fs::write(
+            &p,
+            format!("{base}\n[sensor]\nname = \"{sensor}\"\n{fleet}"),
+        )
         .unwrap();
-    rt.block_on(async {
+        p
+    };
+    let replay = |cfg: &Path, pcap: &Path, publish: Option<String>| {
+        let out = pcap.with_extension(if publish.is_some() {
+            "fleet.jsonl"
+        } else {
+            "jsonl"
+        });
+        let mut c = bin();
+        c.arg("replay").arg("-c").arg(cfg).args(inputs());
+        if let Some(u) = publish {
+            c.args(["--publish", &u]);
+        }
+        run_ok(c.arg("-o").arg(&out).arg(pcap));
+        read(&out)
+    };
+    let learnt_tls = |recs: &[Value]| {
+        of_type(recs, "tls")
+            .into_iter()
+            .filter(|t| t["inspection_source"] == "learnt")
+            .count()
+    };
+    let learnt_cas = |recs: &[Value]| {
+        of_type(recs, "coverage").last().unwrap()["learnt_inspection_cas"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let (cfg_a, cfg_b) = (cfg("a.toml", "site-a"), cfg("b.toml", "site-b"));
+
+    // Site B alone: never learnt.
+    let alone = replay(&cfg_b, &b, None);
+    assert_eq!((learnt_tls(&alone), learnt_cas(&alone)), (0, 0));
+
+    // Site A learns it, and puts it in the bucket.
+    let at_a = replay(&cfg_a, &a, Some(cluster.url(0)));
+    assert_eq!(learnt_cas(&at_a), 1);
+    // (Its stats record was written before the last write: the bucket tells.)
+    let cas = bucket(&cluster.url(1), "STATE_inspection_cas");
+    assert_eq!(cas.len(), 1, "{cas:?}");
+    let v = cas.values().next().unwrap();
+    // tshark: the leaves' issuer is O=mitmproxy, CN=mitmproxy, and every
+    // one names the CA's key identifier.
+    let subject = v["subject"].as_str().unwrap();
+    assert!(
+        subject.contains("CN=mitmproxy") && subject.contains("O=mitmproxy"),
+        "{v}"
+    );
+    let key_ids: std::collections::BTreeSet<&str> =
+        leaves.iter().map(|(_, _, k)| k.as_str()).collect();
+    assert_eq!(key_ids.len(), 1, "{key_ids:?}");
+    assert_eq!(v["key_id"], *key_ids.first().unwrap());
+    let got: std::collections::BTreeSet<String> = v["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, da);
+    assert_eq!(v["sensors"], serde_json::json!(["site-a"]));
+    // Learnt at the fifth domain's leaf (packet time, tshark).
+    let learnt = v["learnt"].as_u64().unwrap() as f64 / 1e9;
+    assert!((learnt - leaves[fifth].0).abs() < 0.5, "{v}");
+
+    // Site B with the fleet: every proxied session reads as inspected by
+    // the learnt CA, from the first on.
+    let at_b = replay(&cfg_b, &b, Some(cluster.url(2)));
+    assert_eq!(learnt_tls(&at_b), b_leaves);
+    assert!(
+        of_type(&at_b, "tls")
+            .iter()
+            .filter(|t| t["inspection_source"] == "learnt")
+            .all(|t| t["inspection_ca"] == subject && t["inspected"] == true)
+    );
+    assert_eq!(learnt_cas(&at_b), 1);
+    let st = fleet_stats(&at_b);
+    assert!(st["state_seeded"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(st["state_errors"], 0, "{st}");
+}
+
+/// Every message of a stream, read back with the client the sensors use.
+fn stream_messages(url: &str, stream: &str) -> (Vec<(String, Vec<u8>)>, Option<String>) {
+    block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         let js = async_nats::jetstream::new(client);
         let mut s = js.get_stream(stream).await.unwrap();
@@ -510,11 +769,7 @@ fn stream_messages(url: &str, stream: &str) -> (Vec<(String, Vec<u8>)>, Option<S
 }
 
 fn stream_leader(url: &str, stream: &str) -> Option<String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    block_on(async {
         let client = async_nats::connect(url).await.ok()?;
         let js = async_nats::jetstream::new(client);
         let mut s = js.get_stream(stream).await.ok()?;

@@ -35,6 +35,8 @@ fn target(name: &str) -> Option<fn(&[u8])> {
         "config" => f::config,
         "baseline" => f::baseline,
         "fleet_message" => f::fleet_message,
+        #[cfg(feature = "fleet")]
+        "fleet_state" => f::fleet_state,
         _ => return None,
     })
 }

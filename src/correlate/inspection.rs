@@ -155,6 +155,9 @@ pub struct Learner {
     public_seen: std::collections::HashSet<String>,
     /// Candidates not tracked because [`MAX_CANDIDATE_CAS`] were.
     pub over_cap: u64,
+    /// Fleet mode (`fleet/state.rs`): keys of the candidates that changed
+    /// since [`Learner::take_changed`]; `None`: not tracked.
+    changed: Option<std::collections::HashSet<(String, Option<String>)>>,
 }
 
 impl Learner {
@@ -257,8 +260,10 @@ impl Learner {
             // company's domains.
             if c.domains.len() < MAX_CA_DOMAINS
                 && let Some(d) = chain.san.iter().find_map(|n| registrable(n))
+                && c.domains.insert(d)
+                && let Some(ch) = &mut self.changed
             {
-                c.domains.insert(d);
+                ch.insert(key);
             }
             if c.domains.len() >= self.threshold {
                 c.learnt = Some(ts);
@@ -274,6 +279,63 @@ impl Learner {
         self.cas
             .values()
             .any(|c| c.learnt.is_some() && ca_key(&c.subject, c.key_id.as_deref()) == key)
+    }
+
+    /// Fleet mode: from now on, note which candidates change.
+    pub fn track_changes(&mut self) {
+        self.changed.get_or_insert_with(Default::default);
+    }
+
+    /// The candidates that gained a domain since the last call.
+    pub fn take_changed(&mut self) -> Vec<Candidate> {
+        let Some(ch) = &mut self.changed else {
+            return Vec::new();
+        };
+        let keys: Vec<_> = ch.drain().collect();
+        keys.iter()
+            .filter_map(|k| self.cas.get(k).cloned())
+            .collect()
+    }
+
+    /// What the fleet learnt of a CA (`fleet/state.rs`): its domains join
+    /// this learner's (the union, at most 64), and it is learnt once they
+    /// reach the threshold (at `learnt`, the fleet's time). A CA this
+    /// sensor takes as public stays public. False when it is not tracked
+    /// (learning off, public, or [`MAX_CANDIDATE_CAS`] reached).
+    pub fn seed(&mut self, fleet: &Candidate) -> bool {
+        if self.threshold == 0 || self.public(&fleet.subject, fleet.key_id.as_deref()) {
+            return false;
+        }
+        let key = (fleet.subject.clone(), fleet.key_id.clone());
+        if !self.cas.contains_key(&key) {
+            if self.cas.len() >= MAX_CANDIDATE_CAS {
+                self.over_cap += 1;
+                return false;
+            }
+            let mut c = fleet.clone();
+            c.domains.clear();
+            c.learnt = None;
+            self.cas.insert(key.clone(), c);
+        }
+        let Some(c) = self.cas.get_mut(&key) else {
+            return false;
+        };
+        c.first_seen = c.first_seen.min(fleet.first_seen);
+        if c.sha256.is_none() {
+            c.sha256.clone_from(&fleet.sha256);
+        }
+        if c.learnt.is_none() {
+            for d in &fleet.domains {
+                if c.domains.len() >= MAX_CA_DOMAINS {
+                    break;
+                }
+                c.domains.insert(d.clone());
+            }
+            if c.domains.len() >= self.threshold {
+                c.learnt = Some(fleet.learnt.unwrap_or(fleet.first_seen));
+            }
+        }
+        true
     }
 
     /// The learnt CAs, in the order they were first seen.

@@ -198,6 +198,7 @@ impl Correlator {
     /// Adds records to the pending block.
     pub fn push(&mut self, records: impl IntoIterator<Item = Record>) {
         let mut records: Vec<Record> = records.into_iter().collect();
+        self.fleet_sync();
         self.learn_dns(&mut records);
         let mut learnt = self.learn_cas(&records);
         for (i, mut r) in records.into_iter().enumerate() {
@@ -319,6 +320,15 @@ impl Correlator {
             let found = self.detector.hold(&mut self.sessions);
             self.write_detections(found);
         }
+        self.fleet_sync();
+    }
+
+    /// Fleet state (`--publish`, `fleet/state.rs`): the detector takes what
+    /// the fleet learnt, and the fleet what the detector learnt.
+    fn fleet_sync(&mut self) {
+        if let Some(t) = &mut self.fleet {
+            t.sync(&mut self.detector);
+        }
     }
 
     /// Lets the held sessions whose order time is before `horizon` into the
@@ -328,6 +338,7 @@ impl Correlator {
     pub fn release_sessions(&mut self, horizon: crate::time::Timestamp) {
         let found = self.detector.release(horizon);
         self.write_detections(found);
+        self.fleet_sync();
     }
 
     fn write_detections(&mut self, found: Vec<crate::record::DetectionRecord>) {

@@ -498,6 +498,9 @@ pub struct Detector {
     ja3s13_seen: HashMap<String, HashSet<u64>>,
     /// Inspection CAs learnt from the chains (the correlator feeds it).
     pub learner: crate::correlate::inspection::Learner,
+    /// Fleet mode: proxy fingerprints (TLS 1.3?, JA3S) whose destinations
+    /// grew since [`Detector::take_proxy_changes`]; `None`: not tracked.
+    proxy_changes: Option<HashSet<(bool, String)>>,
     pub counters: BTreeMap<&'static str, u64>,
     /// `--evidence`: detections' flows to cut out after the replay.
     pub evidence: bool,
@@ -603,6 +606,13 @@ fn sort_sessions(sessions: &mut [Session], order: &mut Vec<u32>) {
     }
 }
 
+/// Fleet mode: notes a proxy fingerprint that changed.
+fn note_change(changes: &mut Option<HashSet<(bool, String)>>, tls13: bool, ja3s: &str) {
+    if let Some(ch) = changes {
+        ch.insert((tls13, ja3s.to_string()));
+    }
+}
+
 /// A window key: its parts joined by spaces.
 fn key_of(parts: &[&str]) -> String {
     let mut k = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
@@ -654,6 +664,7 @@ impl Detector {
             ja3s_seen: HashMap::new(),
             ja3s13_seen: HashMap::new(),
             learner: crate::correlate::inspection::Learner::new(learn_ca_domains, public_cas),
+            proxy_changes: None,
             counters: BTreeMap::new(),
             evidence,
             wants: Vec::new(),
@@ -708,6 +719,55 @@ impl Detector {
         self.s.proxy_ja3s.iter().any(|j| j == ja3s)
             || learnt(&self.ja3s_seen)
             || learnt(&self.ja3s13_seen)
+    }
+
+    /// Fleet mode (`fleet/state.rs`): from now on, note the proxy
+    /// fingerprints and CA candidates that change.
+    pub fn track_changes(&mut self) {
+        self.proxy_changes.get_or_insert_with(Default::default);
+        self.learner.track_changes();
+    }
+
+    /// The proxy fingerprints whose destinations grew since the last call:
+    /// (TLS 1.3?, JA3S, destination hashes).
+    pub fn take_proxy_changes(&mut self) -> Vec<(bool, String, Vec<u64>)> {
+        let Some(ch) = &mut self.proxy_changes else {
+            return Vec::new();
+        };
+        let keys: Vec<_> = ch.drain().collect();
+        keys.into_iter()
+            .filter_map(|(tls13, j)| {
+                let m = if tls13 {
+                    &self.ja3s13_seen
+                } else {
+                    &self.ja3s_seen
+                };
+                let d = m.get(&j)?;
+                Some((tls13, j, d.iter().copied().collect()))
+            })
+            .collect()
+    }
+
+    /// What the fleet saw of a proxy fingerprint: its destinations join
+    /// this detector's (at most as many as a sensor keeps, within
+    /// `detections.max_keys` fingerprints).
+    pub fn seed_proxy(&mut self, tls13: bool, ja3s: &str, dests: &[u64]) {
+        let max_keys = self.s.max_keys;
+        let m = if tls13 {
+            &mut self.ja3s13_seen
+        } else {
+            &mut self.ja3s_seen
+        };
+        if !m.contains_key(ja3s) && m.len() >= max_keys {
+            return;
+        }
+        let set = m.entry(ja3s.to_string()).or_default();
+        for &d in dests {
+            if set.len() >= DESTS_PER_DEVICE {
+                break;
+            }
+            set.insert(d);
+        }
     }
 
     /// Was the session's chain signed by a CA learnt since it ended?
@@ -973,24 +1033,25 @@ impl Detector {
             // device whose other sessions were inspected — over TCP: QUIC
             // servers answer past a TCP proxy.
             let quic = is_quic(s.tuple.proto, true);
-            let seen = match i {
-                Inspection::Ca | Inspection::LearntCa => Some(&mut self.ja3s_seen),
+            let (seen, tls13) = match i {
+                Inspection::Ca | Inspection::LearntCa => (Some(&mut self.ja3s_seen), false),
                 Inspection::Unknown if !quic && self.inspected.contains_key(&hash_str(&dev)) => {
-                    Some(&mut self.ja3s13_seen)
+                    (Some(&mut self.ja3s13_seen), true)
                 }
-                _ => None,
+                _ => (None, false),
             };
             if let (Some(seen), Some(j), Some(name)) = (seen, &t.ja3s, s.name()) {
                 let n = seen.len();
                 let over = match seen.get_mut(j) {
                     Some(set) => {
-                        if set.len() < DESTS_PER_DEVICE {
-                            set.insert(hash_str(name));
+                        if set.len() < DESTS_PER_DEVICE && set.insert(hash_str(name)) {
+                            note_change(&mut self.proxy_changes, tls13, j);
                         }
                         false
                     }
                     None if !full(n) => {
                         seen.insert(j.clone(), HashSet::from_iter([hash_str(name)]));
+                        note_change(&mut self.proxy_changes, tls13, j);
                         false
                     }
                     None => true,

@@ -104,6 +104,8 @@ struct State {
     max_ts: u64,
     released: u64,
     counters: BTreeMap<&'static str, u64>,
+    /// Fleet state (`fleet.state`): the buckets, and the sightings to write.
+    fleet: Option<super::state::Correlate>,
 }
 
 impl State {
@@ -152,6 +154,9 @@ impl State {
                 if !v.contains(&i) && v.len() < 16 {
                     v.push(i);
                 }
+            }
+            if let Some(f) = &mut self.fleet {
+                f.sighting(&wire::device_key(&s.device, s.tuple.src_ip), &token, s.ts.0);
             }
             self.arrivals += 1;
             self.sessions.push(Waiting(s, self.arrivals));
@@ -329,7 +334,20 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
             .into_iter()
             .map(|k| (k, 0))
             .collect(),
+        fleet: None,
     };
+    if s.state {
+        match super::state::Correlate::open(&js, s).await {
+            Ok(f) => st.fleet = Some(f),
+            Err(e) => eprintln!("blindspot: correlate: no fleet state ({e})"),
+        }
+    }
+    // What the fleet learnt before (inspection CAs, proxy fingerprints).
+    if let Some(f) = &mut st.fleet {
+        f.seed(&mut st.detector).await;
+    }
+    let state_every = Duration::from_secs(s.state_interval_s);
+    let mut state_at = Instant::now();
     // Per partition: the latest session start read, and whether the last
     // fetch left messages waiting.
     let mut part_max = vec![0u64; consumers.len()];
@@ -426,6 +444,15 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
                 last_ack_error = Some(e.to_string());
             }
         }
+        if let Some(f) = &mut st.fleet
+            && (stopping || finished || state_at.elapsed() >= state_every)
+        {
+            state_at = Instant::now();
+            f.write(stopping || finished).await;
+            if !(stopping || finished) {
+                f.seed(&mut st.detector).await;
+            }
+        }
         if stopping {
             // Given back at once, for the next run (a process that dies
             // instead gets them back after fleet.ack_wait_s).
@@ -466,6 +493,9 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
         );
     }
     st.count("held_unacknowledged", st.held.len() as u64);
+    if let Some(f) = st.fleet.take() {
+        st.counters.extend(f.counters.state_snapshot());
+    }
     st.count("runtime_ms", started.elapsed().as_millis() as u64);
     let mut stats = crate::record::StatsRecord {
         kind: "stats",

@@ -27,6 +27,8 @@ pub mod wire;
 pub mod correlate;
 #[cfg(feature = "fleet")]
 pub mod publish;
+#[cfg(feature = "fleet")]
+pub mod state;
 
 use crate::detect::Session;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +73,18 @@ pub struct Settings {
     pub ack_wait_s: u64,
     /// `fleet.durable`: prefix of `correlate`'s durable consumer names.
     pub durable: String,
+    /// `fleet.state`: share learnt state in the key-value buckets
+    /// (`state.rs`) when publishing, and in `correlate`.
+    pub state: bool,
+    /// `fleet.state_interval_s`: how often the buckets are read and what
+    /// was learnt is written.
+    pub state_interval_s: u64,
+    /// `fleet.state_max_keys`: keys written per bucket per interval (16
+    /// times as many are read).
+    pub state_max_keys: usize,
+    /// `fleet.state_wait_s`: at the start, how long a sensor waits for its
+    /// first read of the buckets.
+    pub state_wait_s: u64,
 }
 
 impl Default for Settings {
@@ -91,6 +105,10 @@ impl Default for Settings {
             reorder_s: 60,
             ack_wait_s: 60,
             durable: "blindspot-correlate".into(),
+            state: true,
+            state_interval_s: 10,
+            state_max_keys: 256,
+            state_wait_s: 5,
         }
     }
 }
@@ -150,6 +168,20 @@ pub struct Counters {
     pub lag_ms: AtomicU64,
     /// Publish or acknowledgement failures (timeouts, no stream leader).
     pub errors: AtomicU64,
+    /// Fleet state (`state.rs`): values read from the buckets.
+    pub state_read: AtomicU64,
+    /// Values the learner or detector took from the fleet.
+    pub state_seeded: AtomicU64,
+    /// Values written (merged into the bucket's entry).
+    pub state_written: AtomicU64,
+    /// Writes that lost a race (the entry's revision moved) and were tried again.
+    pub state_conflicts: AtomicU64,
+    /// Reads or writes that failed (or ran out of tries).
+    pub state_errors: AtomicU64,
+    /// Keys or values left out by a cap (pending changes, keys read, value size).
+    pub state_over_cap: AtomicU64,
+    /// Values read that did not parse.
+    pub state_bad_values: AtomicU64,
 }
 
 impl Counters {
@@ -167,6 +199,20 @@ impl Counters {
             ("lag_ms", self.lag_ms.swap(0, Ordering::Relaxed)),
         ])
     }
+
+    /// The fleet-state counters (`state_*`), for the `stats` record.
+    pub fn state_snapshot(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        std::collections::BTreeMap::from([
+            ("state_read", g(&self.state_read)),
+            ("state_seeded", g(&self.state_seeded)),
+            ("state_written", g(&self.state_written)),
+            ("state_conflicts", g(&self.state_conflicts)),
+            ("state_errors", g(&self.state_errors)),
+            ("state_over_cap", g(&self.state_over_cap)),
+            ("state_bad_values", g(&self.state_bad_values)),
+        ])
+    }
 }
 
 /// What the correlator hands the fleet beside its own output: each
@@ -176,6 +222,9 @@ impl Counters {
 pub trait Tap: Send {
     fn session(&mut self, s: &Session);
     fn block(&mut self, block: &mut [crate::record::Record]);
+    /// Fleet state: seeds the detector with what the fleet learnt and
+    /// takes what it learnt itself (called before and after each push).
+    fn sync(&mut self, _d: &mut crate::detect::Detector) {}
 }
 
 /// The tap `cfg` asks for: a publisher when `fleet.publish` names servers.

@@ -52,6 +52,8 @@ pub struct Publisher {
     counters: Arc<Counters>,
     cap: u64,
     thread: Option<JoinHandle<()>>,
+    /// Fleet state (`fleet.state`): the correlator's side.
+    state: Option<super::state::Local>,
 }
 
 impl Publisher {
@@ -62,10 +64,20 @@ impl Publisher {
         let c = Arc::clone(&counters);
         let s2 = s.clone();
         let sensor = super::subject_token(sensor);
+        let shared = Arc::new(super::state::Shared::default());
+        let (first_tx, first_rx) = std::sync::mpsc::channel();
+        let state = s
+            .state
+            .then(|| super::state::Local::new(Arc::clone(&shared), Arc::clone(&counters), &sensor));
+        let first = s.state.then_some((shared, first_tx));
         let thread = std::thread::Builder::new()
             .name("fleet-publish".into())
-            .spawn(move || run(rx, s2, sensor, c))
+            .spawn(move || run(rx, s2, sensor, c, first))
             .ok();
+        // The fleet's learnt state before the first packet (bounded wait).
+        if thread.is_some() && state.is_some() {
+            let _ = first_rx.recv_timeout(Duration::from_secs(s.state_wait_s));
+        }
         if thread.is_none() {
             eprintln!("blindspot: fleet: cannot start the publisher thread; nothing is published");
         }
@@ -75,6 +87,7 @@ impl Publisher {
             counters,
             cap: s.queue_records,
             thread,
+            state,
         }
     }
 
@@ -110,7 +123,11 @@ impl Tap for Publisher {
         for r in block.iter_mut() {
             match r {
                 Record::Stats(st) => {
-                    st.fleet = Some(self.counters.snapshot());
+                    let mut f = self.counters.snapshot();
+                    if self.state.is_some() {
+                        f.extend(self.counters.state_snapshot());
+                    }
+                    st.fleet = Some(f);
                     self.pending.push(Item::Record(r.clone()));
                 }
                 Record::Device(_) | Record::Coverage(_) => {
@@ -120,6 +137,12 @@ impl Tap for Publisher {
             }
         }
         self.hand_on();
+    }
+
+    fn sync(&mut self, d: &mut crate::detect::Detector) {
+        if let Some(st) = &mut self.state {
+            st.sync(d);
+        }
     }
 }
 
@@ -190,7 +213,17 @@ struct Loop {
     stream_tried: Option<Instant>,
 }
 
-fn run(rx: Receiver<ToPublisher>, s: Settings, sensor: String, counters: Arc<Counters>) {
+/// The fleet-state task's handles: what it shares with the correlator,
+/// and whom to tell that the first read is done.
+type StateStart = (Arc<super::state::Shared>, std::sync::mpsc::Sender<()>);
+
+fn run(
+    rx: Receiver<ToPublisher>,
+    s: Settings,
+    sensor: String,
+    counters: Arc<Counters>,
+    state: Option<StateStart>,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -221,6 +254,17 @@ fn run(rx: Receiver<ToPublisher>, s: Settings, sensor: String, counters: Arc<Cou
             .timeout(Duration::from_secs(s.ack_timeout_s))
             .ack_timeout(Duration::from_secs(s.ack_timeout_s))
             .build(client);
+        let state = state.map(|(shared, first)| {
+            let task = tokio::spawn(super::state::sensor_loop(
+                js.clone(),
+                s.clone(),
+                Arc::clone(&shared),
+                Arc::clone(&counters),
+                first,
+            ));
+            (shared, task)
+        });
+        let drain = Duration::from_secs(s.drain_timeout_s);
         let run_id = format!(
             "{:x}",
             std::time::SystemTime::now()
@@ -238,6 +282,11 @@ fn run(rx: Receiver<ToPublisher>, s: Settings, sensor: String, counters: Arc<Cou
             stream_tried: None,
         };
         l.main(rx).await;
+        // What the sensor learnt last is written before the run ends.
+        if let Some((shared, task)) = state {
+            shared.closing.store(true, Ordering::Release);
+            let _ = tokio::time::timeout(drain, task).await;
+        }
     });
 }
 

@@ -1,0 +1,718 @@
+//! Fleet state (issue 22, item 3): what the sensors learn, in JetStream
+//! key-value buckets, so that every sensor and `correlate` consumer starts
+//! from what the fleet learnt.
+//!
+//! | bucket (`<fleet.stream>_…`) | key | value ([`CaValue`] …) | written by |
+//! | --- | --- | --- | --- |
+//! | `_inspection_cas` | [`ca_key`] of the CA's subject and key id | subject, key id, SHA-256, registrable domains, sensors, first seen, learnt | sensors |
+//! | `_proxy_fingerprints` | `ja3s.<JA3S>` or `ja3s13.<JA3S>` | destination hashes, sensors | sensors |
+//! | `_sightings` | [`kv_key`] of the device key | sensor → last session start | `correlate` |
+//!
+//! Every value merges with a commutative, idempotent rule (unions of sets
+//! kept to their smallest N members, minima and maxima of times), so the
+//! order in which writers come does not matter and a write repeated is
+//! harmless. A write reads the entry, merges, and writes with the entry's
+//! revision as the expected last one (`update`, or `create` for a new
+//! key): a writer that lost the race reads again, [`RETRIES`] times.
+//!
+//! Sensors (`--publish`): the publisher's runtime reads the buckets at the
+//! start (the run waits for it up to `fleet.state_wait_s`) and every
+//! `fleet.state_interval_s`, and the correlator seeds its CA learner and
+//! proxy fingerprints from them ([`Shared`]); what the sensor's own
+//! learning changed is written back every interval, at most
+//! `fleet.state_max_keys` keys per bucket per interval.
+
+use super::{Counters, Settings};
+use crate::correlate::inspection::Candidate;
+use crate::time::Timestamp;
+use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Largest value written or read (the buckets' `max_value_size`).
+pub const MAX_VALUE: usize = 32 << 10;
+/// Registrable domains kept per CA (as the learner keeps).
+pub const MAX_DOMAINS: usize = 64;
+/// Sensors named per value.
+pub const MAX_SENSORS: usize = 32;
+/// Destination hashes kept per proxy fingerprint.
+pub const MAX_DESTINATIONS: usize = 256;
+/// Tries of one read-merge-write before it is given up (counted).
+pub const RETRIES: usize = 5;
+/// Changes waiting to be written, per bucket; new keys past this are
+/// dropped and counted (`state_over_cap`).
+const MAX_PENDING: usize = 4096;
+
+/// A value of a bucket: merged with another by a commutative, idempotent rule.
+pub trait Merge: Serialize + for<'de> Deserialize<'de> + Clone + PartialEq {
+    fn merge(&mut self, other: &Self);
+    /// Brings a value read from the bucket within the caps.
+    fn cap(&mut self);
+}
+
+/// Keeps the `n` smallest members.
+fn keep_first<T: Ord>(s: &mut BTreeSet<T>, n: usize) {
+    while s.len() > n {
+        s.pop_last();
+    }
+}
+
+fn union<T: Ord + Clone>(a: &mut BTreeSet<T>, b: &BTreeSet<T>, n: usize) {
+    a.extend(b.iter().cloned());
+    keep_first(a, n);
+}
+
+/// An inspection CA candidate as the fleet knows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaValue {
+    pub subject: String,
+    pub key_id: Option<String>,
+    /// SHA-256 of the CA certificate, when a chain carried it (the smallest seen).
+    pub sha256: Option<String>,
+    /// Registrable domains of the leaves it signed (the first 64 in order).
+    pub domains: BTreeSet<String>,
+    /// Sensors that saw it sign a leaf.
+    pub sensors: BTreeSet<String>,
+    /// Packet time, nanoseconds: the earliest first sighting.
+    pub first_seen: u64,
+    /// The earliest time a sensor learnt it (its own threshold reached).
+    pub learnt: Option<u64>,
+}
+
+impl Merge for CaValue {
+    fn merge(&mut self, o: &Self) {
+        union(&mut self.domains, &o.domains, MAX_DOMAINS);
+        union(&mut self.sensors, &o.sensors, MAX_SENSORS);
+        self.first_seen = self.first_seen.min(o.first_seen);
+        self.sha256 = match (self.sha256.take(), &o.sha256) {
+            (Some(a), Some(b)) => Some(a.min(b.clone())),
+            (a, b) => a.or_else(|| b.clone()),
+        };
+        self.learnt = match (self.learnt, o.learnt) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    fn cap(&mut self) {
+        keep_first(&mut self.domains, MAX_DOMAINS);
+        keep_first(&mut self.sensors, MAX_SENSORS);
+    }
+}
+
+impl CaValue {
+    pub fn of(c: &Candidate, sensor: &str) -> CaValue {
+        CaValue {
+            subject: c.subject.clone(),
+            key_id: c.key_id.clone(),
+            sha256: c.sha256.clone(),
+            domains: c.domains.clone(),
+            sensors: BTreeSet::from([sensor.to_string()]),
+            first_seen: c.first_seen.0,
+            learnt: c.learnt.map(|t| t.0),
+        }
+    }
+
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            subject: self.subject.clone(),
+            key_id: self.key_id.clone(),
+            sha256: self.sha256.clone(),
+            first_seen: Timestamp(self.first_seen),
+            learnt: self.learnt.map(Timestamp),
+            domains: self.domains.clone(),
+        }
+    }
+
+    pub fn key(&self) -> String {
+        ca_key(&self.subject, self.key_id.as_deref())
+    }
+}
+
+/// A proxy's ServerHello fingerprint as the fleet knows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProxyValue {
+    pub ja3s: String,
+    /// Seen in TLS 1.3 (chain hidden) of devices whose other sessions were
+    /// inspected, rather than with an inspection CA's chain.
+    pub tls13: bool,
+    /// Hashes of the destination names it answered for (the smallest 256).
+    pub destinations: BTreeSet<u64>,
+    pub sensors: BTreeSet<String>,
+}
+
+impl Merge for ProxyValue {
+    fn merge(&mut self, o: &Self) {
+        union(&mut self.destinations, &o.destinations, MAX_DESTINATIONS);
+        union(&mut self.sensors, &o.sensors, MAX_SENSORS);
+    }
+
+    fn cap(&mut self) {
+        keep_first(&mut self.destinations, MAX_DESTINATIONS);
+        keep_first(&mut self.sensors, MAX_SENSORS);
+    }
+}
+
+impl ProxyValue {
+    pub fn key(&self) -> String {
+        kv_key(&format!(
+            "{}.{}",
+            if self.tls13 { "ja3s13" } else { "ja3s" },
+            self.ja3s
+        ))
+    }
+}
+
+/// Where a device was seen: each sensor's latest session start (packet
+/// time, nanoseconds), the 32 latest sensors.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sighting {
+    pub device: String,
+    pub sensors: BTreeMap<String, u64>,
+}
+
+impl Merge for Sighting {
+    fn merge(&mut self, o: &Self) {
+        for (s, &t) in &o.sensors {
+            let e = self.sensors.entry(s.clone()).or_insert(t);
+            *e = (*e).max(t);
+        }
+        self.cap();
+    }
+
+    fn cap(&mut self) {
+        while self.sensors.len() > MAX_SENSORS {
+            // The oldest sighting goes (ties: the greatest name).
+            let oldest = self
+                .sensors
+                .iter()
+                .min_by(|a, b| (a.1, b.0).cmp(&(b.1, a.0)))
+                .map(|(s, _)| s.clone());
+            if let Some(s) = oldest {
+                self.sensors.remove(&s);
+            }
+        }
+    }
+}
+
+/// A string as a KV key: letters, digits, `-`, `_` and `/` stay, every
+/// other byte is `=` and two hex digits (`.` too, so the key has one
+/// token); at most 200 bytes of input.
+pub fn kv_key(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut end = raw.len().min(200);
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    for b in raw[..end].bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'/' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    if out.is_empty() { "=".into() } else { out }
+}
+
+/// The key of a CA: SHA-256 of its subject, a newline and its key id (hex).
+pub fn ca_key(subject: &str, key_id: Option<&str>) -> String {
+    crate::app::tls::cert::sha256_hex(format!("{subject}\n{}", key_id.unwrap_or("")).as_bytes())
+}
+
+/// Parses a value read from a bucket (`None`: too large or not a value).
+pub fn parse<V: Merge>(bytes: &[u8]) -> Option<V> {
+    if bytes.len() > MAX_VALUE {
+        return None;
+    }
+    let mut v: V = serde_json::from_slice(bytes).ok()?;
+    v.cap();
+    Some(v)
+}
+
+/// The buckets, opened or created.
+pub struct Buckets {
+    pub cas: kv::Store,
+    pub proxies: kv::Store,
+    pub sightings: kv::Store,
+}
+
+/// A bucket's name: `<fleet.stream>_<what>`.
+pub fn bucket_name(s: &Settings, what: &str) -> String {
+    format!("{}_{what}", s.stream)
+}
+
+async fn bucket(js: &jetstream::Context, s: &Settings, what: &str) -> Result<kv::Store, String> {
+    let name = bucket_name(s, what);
+    if let Ok(b) = js.get_key_value(&name).await {
+        return Ok(b);
+    }
+    // The bucket's stream as `create_key_value` makes it: that call first
+    // reads the account's info, which async-nats cannot parse from the
+    // servers Debian ships (2.9).
+    let made = js
+        .get_or_create_stream(jetstream::stream::Config {
+            name: format!("KV_{name}"),
+            description: Some(format!("blindspot fleet state: {what}")),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
+            max_message_size: MAX_VALUE as i32,
+            storage: jetstream::stream::StorageType::File,
+            num_replicas: s.replicas,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await;
+    match made {
+        Ok(_) => js
+            .get_key_value(&name)
+            .await
+            .map_err(|e| format!("bucket {name}: {e}")),
+        Err(e) => Err(format!("bucket {name}: {e}")),
+    }
+}
+
+impl Buckets {
+    pub async fn open(js: &jetstream::Context, s: &Settings) -> Result<Buckets, String> {
+        Ok(Buckets {
+            cas: bucket(js, s, "inspection_cas").await?,
+            proxies: bucket(js, s, "proxy_fingerprints").await?,
+            sightings: bucket(js, s, "sightings").await?,
+        })
+    }
+}
+
+/// Reads every value of a bucket (at most `max` keys; the rest counted
+/// as `state_over_cap`).
+pub async fn read_all<V: Merge>(store: &kv::Store, max: usize, c: &Counters) -> Vec<V> {
+    let mut out = Vec::new();
+    let Ok(mut keys) = store.keys().await else {
+        c.state_errors.fetch_add(1, Ordering::Relaxed);
+        return out;
+    };
+    let mut names = Vec::new();
+    while let Some(k) = keys.next().await {
+        match k {
+            Ok(k) if names.len() < max => names.push(k),
+            Ok(_) => {
+                c.state_over_cap.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                c.state_errors.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+    for k in names {
+        match store.get(k).await {
+            Ok(Some(b)) => match parse::<V>(&b) {
+                Some(v) => {
+                    c.state_read.fetch_add(1, Ordering::Relaxed);
+                    out.push(v);
+                }
+                None => {
+                    c.state_bad_values.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            Ok(None) => {}
+            Err(_) => {
+                c.state_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    out
+}
+
+/// Merges `v` into the entry at `key`: read, merge, write with the read
+/// revision as the expected one; again on a conflict, [`RETRIES`] times.
+pub async fn put_merged<V: Merge>(store: &kv::Store, key: &str, v: &V, c: &Counters) {
+    for _ in 0..RETRIES {
+        let entry = match store.entry(key).await {
+            Ok(e) => e,
+            Err(_) => {
+                c.state_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let merged = match entry.as_ref().filter(|e| e.operation == kv::Operation::Put) {
+            Some(e) => {
+                let mut m = parse::<V>(&e.value).unwrap_or_else(|| {
+                    c.state_bad_values.fetch_add(1, Ordering::Relaxed);
+                    v.clone()
+                });
+                let before = m.clone();
+                m.merge(v);
+                if m == before {
+                    // Nothing new for the fleet.
+                    return;
+                }
+                m
+            }
+            None => v.clone(),
+        };
+        let Ok(body) = serde_json::to_vec(&merged) else {
+            return;
+        };
+        if body.len() > MAX_VALUE {
+            c.state_over_cap.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // A deleted key's marker has a revision too.
+        let done = match &entry {
+            Some(e) => store.update(key, body.into(), e.revision).await.is_ok(),
+            None => store.create(key, body.into()).await.is_ok(),
+        };
+        if done {
+            c.state_written.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        c.state_conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+    c.state_errors.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Changes waiting to be written: by key, merged as they come.
+#[derive(Default)]
+pub struct Pending<V> {
+    map: BTreeMap<String, V>,
+}
+
+impl<V: Merge> Pending<V> {
+    pub fn add(&mut self, key: String, v: V, c: &Counters) {
+        let full = self.map.len() >= MAX_PENDING;
+        match self.map.get_mut(&key) {
+            Some(m) => m.merge(&v),
+            None if !full => {
+                self.map.insert(key, v);
+            }
+            None => {
+                c.state_over_cap.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Up to `n` of them, first keys first.
+    pub fn take(&mut self, n: usize) -> Vec<(String, V)> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            match self.map.pop_first() {
+                Some(kv) => out.push(kv),
+                None => break,
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// What a sensor's correlator and its publisher thread share.
+#[derive(Default)]
+pub struct Shared {
+    /// Bumped at each read of the buckets.
+    pub generation: AtomicU64,
+    /// The run ends: write what waits, then stop.
+    pub closing: AtomicBool,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    fleet_cas: Vec<CaValue>,
+    fleet_proxies: Vec<ProxyValue>,
+    out_cas: Pending<CaValue>,
+    out_proxies: Pending<ProxyValue>,
+}
+
+/// The correlator's side of a sensor's fleet state.
+pub struct Local {
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    sensor: String,
+    generation: u64,
+}
+
+impl Local {
+    pub fn new(shared: Arc<Shared>, counters: Arc<Counters>, sensor: &str) -> Local {
+        Local {
+            shared,
+            counters,
+            sensor: sensor.to_string(),
+            generation: 0,
+        }
+    }
+
+    /// Seeds `d` from the last read of the buckets (when there was a new
+    /// one) and hands on what `d` learnt since the last call.
+    pub fn sync(&mut self, d: &mut crate::detect::Detector) {
+        d.track_changes();
+        let g = self.shared.generation.load(Ordering::Acquire);
+        let cas = d.learner.take_changed();
+        let proxies = d.take_proxy_changes();
+        if g == self.generation && cas.is_empty() && proxies.is_empty() {
+            return;
+        }
+        let Ok(mut inner) = self.shared.inner.lock() else {
+            return;
+        };
+        let c = &*self.counters;
+        if g != self.generation {
+            self.generation = g;
+            for v in &inner.fleet_cas {
+                if d.learner.seed(&v.candidate()) {
+                    c.state_seeded.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            for v in &inner.fleet_proxies {
+                let dests: Vec<u64> = v.destinations.iter().copied().collect();
+                d.seed_proxy(v.tls13, &v.ja3s, &dests);
+                c.state_seeded.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        for cand in cas {
+            let v = CaValue::of(&cand, &self.sensor);
+            inner.out_cas.add(v.key(), v, c);
+        }
+        for (tls13, ja3s, dests) in proxies {
+            let v = ProxyValue {
+                ja3s,
+                tls13,
+                destinations: dests.into_iter().collect(),
+                sensors: BTreeSet::from([self.sensor.clone()]),
+            };
+            let mut v = v;
+            v.cap();
+            inner.out_proxies.add(v.key(), v, c);
+        }
+    }
+}
+
+/// The publisher runtime's side: reads the buckets into [`Shared`] at the
+/// start and every interval, and writes what waits. `first` is told once
+/// the first read is done (or failed). Returns when [`Shared::closing`]
+/// is set, after a last write.
+pub async fn sensor_loop(
+    js: jetstream::Context,
+    s: Settings,
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    first: std::sync::mpsc::Sender<()>,
+) {
+    let interval = Duration::from_secs(s.state_interval_s);
+    let mut buckets = None;
+    let mut first = Some(first);
+    let mut last = Instant::now() - interval;
+    loop {
+        let closing = shared.closing.load(Ordering::Acquire);
+        if last.elapsed() >= interval || closing {
+            last = Instant::now();
+            if buckets.is_none() {
+                match Buckets::open(&js, &s).await {
+                    Ok(b) => buckets = Some(b),
+                    Err(e) => {
+                        if counters.state_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("blindspot: fleet: state buckets not ready yet ({e})");
+                        }
+                    }
+                }
+            }
+            if let Some(b) = &buckets {
+                // At the end, everything that waits (within the drain time
+                // the publisher thread gives this task).
+                while write_pending(b, &shared, &counters, s.state_max_keys).await && closing {}
+                if !closing {
+                    let cas = read_all::<CaValue>(&b.cas, s.state_max_keys * 16, &counters).await;
+                    let proxies =
+                        read_all::<ProxyValue>(&b.proxies, s.state_max_keys * 16, &counters).await;
+                    if let Ok(mut inner) = shared.inner.lock() {
+                        inner.fleet_cas = cas;
+                        inner.fleet_proxies = proxies;
+                    }
+                    shared.generation.fetch_add(1, Ordering::AcqRel);
+                }
+            }
+            if let Some(f) = first.take() {
+                let _ = f.send(());
+            }
+            if closing {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes up to `n` waiting changes per bucket; true when more wait.
+async fn write_pending(b: &Buckets, shared: &Shared, c: &Counters, n: usize) -> bool {
+    let (cas, proxies) = match shared.inner.lock() {
+        Ok(mut i) => (i.out_cas.take(n), i.out_proxies.take(n)),
+        Err(_) => return false,
+    };
+    for (k, v) in cas {
+        put_merged(&b.cas, &k, &v, c).await;
+    }
+    for (k, v) in proxies {
+        put_merged(&b.proxies, &k, &v, c).await;
+    }
+    shared
+        .inner
+        .lock()
+        .is_ok_and(|i| !i.out_cas.is_empty() || !i.out_proxies.is_empty())
+}
+
+/// `correlate`'s side: seeds its detector from the buckets and writes the
+/// sightings of the sessions it reads.
+pub struct Correlate {
+    buckets: Buckets,
+    pub counters: Arc<Counters>,
+    sightings: Pending<Sighting>,
+    max_keys: usize,
+}
+
+impl Correlate {
+    pub async fn open(js: &jetstream::Context, s: &Settings) -> Result<Correlate, String> {
+        Ok(Correlate {
+            buckets: Buckets::open(js, s).await?,
+            counters: Arc::default(),
+            sightings: Pending::default(),
+            max_keys: s.state_max_keys,
+        })
+    }
+
+    /// Seeds `d` with the inspection CAs and proxy fingerprints of the buckets.
+    pub async fn seed(&mut self, d: &mut crate::detect::Detector) {
+        let c = &*self.counters;
+        for v in read_all::<CaValue>(&self.buckets.cas, self.max_keys * 16, c).await {
+            if d.learner.seed(&v.candidate()) {
+                c.state_seeded.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        for v in read_all::<ProxyValue>(&self.buckets.proxies, self.max_keys * 16, c).await {
+            let dests: Vec<u64> = v.destinations.iter().copied().collect();
+            d.seed_proxy(v.tls13, &v.ja3s, &dests);
+            c.state_seeded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes that `sensor` saw `device` (a device key) at `ts`.
+    pub fn sighting(&mut self, device: &str, sensor: &str, ts: u64) {
+        let v = Sighting {
+            device: device.to_string(),
+            sensors: BTreeMap::from([(sensor.to_string(), ts)]),
+        };
+        self.sightings.add(kv_key(device), v, &self.counters);
+    }
+
+    /// Writes the sightings that wait (at most `fleet.state_max_keys`;
+    /// all of them with `all`).
+    pub async fn write(&mut self, all: bool) {
+        loop {
+            let batch = self.sightings.take(self.max_keys);
+            for (k, v) in &batch {
+                put_merged(&self.buckets.sightings, k, v, &self.counters).await;
+            }
+            if !all || self.sightings.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_are_commutative_and_idempotent() {
+        let a = CaValue {
+            subject: "CN=x".into(),
+            domains: ["a.example", "b.example"].map(String::from).into(),
+            sensors: ["site-a".to_string()].into(),
+            first_seen: 5,
+            learnt: None,
+            sha256: Some("bb".into()),
+            ..CaValue::default()
+        };
+        let b = CaValue {
+            subject: "CN=x".into(),
+            domains: ["b.example", "c.example"].map(String::from).into(),
+            sensors: ["site-b".to_string()].into(),
+            first_seen: 3,
+            learnt: Some(9),
+            sha256: Some("aa".into()),
+            ..CaValue::default()
+        };
+        let (mut ab, mut ba) = (a.clone(), b.clone());
+        ab.merge(&b);
+        ba.merge(&a);
+        assert_eq!(ab, ba);
+        assert_eq!(ab.domains.len(), 3);
+        assert_eq!(
+            (ab.first_seen, ab.learnt, ab.sha256.as_deref()),
+            (3, Some(9), Some("aa"))
+        );
+        let again = {
+            let mut x = ab.clone();
+            x.merge(&a);
+            x
+        };
+        assert_eq!(again, ab);
+        let s1 = Sighting {
+            device: "d".into(),
+            sensors: [("a".to_string(), 5), ("b".to_string(), 1)].into(),
+        };
+        let s2 = Sighting {
+            device: "d".into(),
+            sensors: [("a".to_string(), 2), ("c".to_string(), 7)].into(),
+        };
+        let (mut x, mut y) = (s1.clone(), s2.clone());
+        x.merge(&s2);
+        y.merge(&s1);
+        assert_eq!(x, y);
+        assert_eq!(
+            x.sensors,
+            [("a".into(), 5), ("b".into(), 1), ("c".into(), 7)].into()
+        );
+    }
+
+    #[test]
+    fn caps_hold_whatever_comes() {
+        let mut s = Sighting::default();
+        for i in 0..100u64 {
+            s.merge(&Sighting {
+                device: "d".into(),
+                sensors: [(format!("s{i:03}"), i)].into(),
+            });
+        }
+        assert_eq!(s.sensors.len(), MAX_SENSORS);
+        // The latest sightings stay.
+        assert!(s.sensors.contains_key("s099") && !s.sensors.contains_key("s000"));
+        let mut c = CaValue::default();
+        c.merge(&CaValue {
+            domains: (0..200).map(|i| format!("d{i:03}.example")).collect(),
+            ..CaValue::default()
+        });
+        assert_eq!(c.domains.len(), MAX_DOMAINS);
+        assert!(parse::<CaValue>(&vec![b' '; MAX_VALUE + 1]).is_none());
+    }
+
+    #[test]
+    fn keys_stay_in_the_kv_alphabet_and_apart() {
+        assert_eq!(
+            kv_key("mac:02:00:5e:10:00:01"),
+            "mac=3A02=3A00=3A5e=3A10=3A00=3A01"
+        );
+        assert_eq!(kv_key("serial:C02X.1 é"), "serial=3AC02X=2E1=20=C3=A9");
+        assert_ne!(kv_key("a=3A"), kv_key("a:"));
+        assert_eq!(kv_key(""), "=");
+        assert!(kv_key(&"x".repeat(1000)).len() <= 200);
+    }
+}
