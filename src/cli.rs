@@ -214,6 +214,12 @@ pub enum BaselineCmd {
         /// The baseline file to write (zstd-compressed JSON).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
+        /// Also put every entry in the fleet's baselines bucket (JetStream key-value, README "Fleet mode"), under this builder's name: sensors and `correlate` without a baseline of their own read the fleet's.
+        #[arg(long, value_name = "nats://HOST:PORT[,...]")]
+        publish: Option<String>,
+        /// Configuration file (`[fleet]` stream and replicas; `sensor.name`, the builder's name: default the host name).
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 

@@ -872,7 +872,7 @@ pub fn fleet_message(data: &[u8]) {
 /// the KV key alphabet.
 #[cfg(feature = "fleet")]
 pub fn fleet_state(data: &[u8]) {
-    use crate::fleet::state::{self, CaValue, Merge, ProxyValue, Sighting};
+    use crate::fleet::state::{self, BaselineValue, CaValue, Merge, ProxyValue, Sighting};
     /// `same` gives the second value the first one's key fields (subject,
     /// JA3S, device): the buckets merge the values of one key only.
     fn check<V: Merge + std::fmt::Debug>(
@@ -932,6 +932,24 @@ pub fn fleet_state(data: &[u8]) {
         |v| v.sensors.len() <= state::MAX_SENSORS,
         |y, x| y.device.clone_from(&x.device),
     );
+    check::<BaselineValue>(
+        a,
+        b,
+        |v| v.sensors.len() <= state::MAX_SENSORS,
+        |y, x| {
+            y.ja4.clone_from(&x.ja4);
+            y.destination.clone_from(&x.destination);
+        },
+    );
+    if let Some(v) = state::parse::<BaselineValue>(a) {
+        let e = v.combined();
+        assert_eq!(
+            e.sessions,
+            v.sensors
+                .values()
+                .fold(0u64, |n, b| n.saturating_add(b.entry.sessions))
+        );
+    }
     let key = state::kv_key(&String::from_utf8_lossy(data));
     assert!(
         !key.is_empty()

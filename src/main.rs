@@ -222,8 +222,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.cmd {
         Cmd::Baseline {
-            cmd: BaselineCmd::Build { files, output },
-        } => baseline_build(&files, &output),
+            cmd:
+                BaselineCmd::Build {
+                    files,
+                    output,
+                    publish,
+                    config,
+                },
+        } => baseline_build(&files, &output, publish.as_deref(), config.as_ref()),
         Cmd::Report { files, output } => report(&files, output.as_deref()),
         Cmd::Correlate {
             from,
@@ -274,6 +280,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             cfg.format = form.format.unwrap_or(cfg.format);
             set_publish(&mut cfg, publish.publish.as_deref())?;
+            let members = cfg.fleet.publish.clone();
+            fleet_baseline(&mut cfg, &members)?;
             // SIGHUP loads the same files again.
             let reload = || match setup(config.as_ref(), workers, &inputs, baseline.as_ref()) {
                 Ok(mut c) => {
@@ -302,6 +310,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let mut cfg = setup(config.as_ref(), workers, &inputs, baseline.as_ref())?;
             cfg.format = form.format.unwrap_or(cfg.format);
             set_publish(&mut cfg, publish.publish.as_deref())?;
+            let members = cfg.fleet.publish.clone();
+            fleet_baseline(&mut cfg, &members)?;
             cfg.evidence_dir = evidence;
             cfg.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             replay(&files, &cfg, &output)
@@ -323,6 +333,26 @@ fn set_publish(cfg: &mut Config, publish: Option<&str>) -> Result<(), Failure> {
                 .into(),
         );
     }
+    Ok(())
+}
+
+/// Without a baseline of its own, a fleet member (`--publish`, or
+/// `correlate`'s servers) with `fleet.state` on takes the fleet's from the
+/// baselines bucket, when there is one.
+fn fleet_baseline(cfg: &mut Config, servers: &[String]) -> Result<(), Failure> {
+    #[cfg(feature = "fleet")]
+    if cfg.baseline.is_none() && cfg.fleet.state && !servers.is_empty() {
+        let b = blindspot::fleet::state::fetch_baseline(&cfg.fleet, servers)
+            .map_err(|e| format!("fleet baselines: {e}"))?;
+        if let Some(b) = b {
+            eprintln!(
+                "blindspot: baseline: {} keys from the fleet's baselines bucket",
+                b.len()
+            );
+            cfg.baseline = Some(std::sync::Arc::new(b));
+        }
+    }
+    let _ = (cfg, servers);
     Ok(())
 }
 
@@ -354,6 +384,7 @@ fn correlate(
         );
     }
     blindspot::config::check_nats_urls("--from", &servers)?;
+    fleet_baseline(&mut cfg, &servers)?;
     let share = partitions
         .split_once('/')
         .and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)))
@@ -399,9 +430,37 @@ fn fleet_correlate(
     Ok(())
 }
 
-fn baseline_build(files: &[PathBuf], output: &std::path::Path) -> Result<(), Failure> {
+fn baseline_build(
+    files: &[PathBuf],
+    output: &std::path::Path,
+    publish: Option<&str>,
+    config: Option<&PathBuf>,
+) -> Result<(), Failure> {
+    let mut cfg = load_config(config).map_err(Failure::Problems)?;
+    set_publish(&mut cfg, publish)?;
     let (b, rep) = blindspot::detect::baseline::Baseline::build(files)?;
     b.write(output)?;
+    #[cfg(feature = "fleet")]
+    if !cfg.fleet.publish.is_empty() {
+        let name = blindspot::output::observer::Observer::new(cfg.sensor_name.as_deref(), &[]).name;
+        let built = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let c = blindspot::fleet::state::publish_baseline(
+            &cfg.fleet,
+            &cfg.fleet.publish,
+            &name,
+            &b,
+            built,
+        )
+        .map_err(|e| format!("--publish: {e}"))?;
+        eprintln!(
+            "blindspot: baselines bucket: {} of {} keys written as {name:?} ({} unchanged or failed)",
+            c["state_written"],
+            b.len(),
+            b.len() as u64 - c["state_written"]
+        );
+    }
     eprintln!(
         "blindspot: {}: {} keys from {} sessions in {} records{}",
         output.display(),

@@ -965,3 +965,122 @@ impl WaitRef for Child {
         (self.wait().unwrap(), err)
     }
 }
+
+/// A baseline built at one site (`baseline build --publish`) is in the
+/// fleet's baselines bucket, and a sensor without a baseline of its own
+/// that publishes to the fleet uses it: the long-lived session it explains
+/// is not reported, as with the baseline file given; without either it is
+/// reported with `no_baseline`.
+#[test]
+fn a_baseline_built_at_one_site_is_the_fleets() {
+    let Some((cluster, dir)) = start() else {
+        return;
+    };
+    let d = dir.path();
+    let f = fixture("local/long-lived-periodic.pcap");
+    let conf = |site: &str| {
+        let p = d.join(format!("{site}.toml"));
+        std::fs::write(
+            &p,
+            format!(
+                "[detections]\npersistent_min_duration_s = 5\n[sensor]\nname = \"{site}\"\n[fleet]\nreplicas = 3\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let (cfg_a, cfg_b) = (conf("site-a"), conf("site-b"));
+    let replay = |cfg: &Path, extra: &[&str], name: &str| -> (Vec<Value>, String) {
+        let out = d.join(name);
+        let run = run_ok(
+            bin()
+                .arg("replay")
+                .arg("-c")
+                .arg(cfg)
+                .args(extra)
+                .arg("-o")
+                .arg(&out)
+                .arg(&f),
+        );
+        (
+            read(&out),
+            String::from_utf8_lossy(&run.stderr).into_owned(),
+        )
+    };
+    let persistent = |recs: &[Value]| -> Vec<Value> {
+        recs.iter()
+            .filter(|r| r["type"] == "detection" && r["pattern"] == "opaque_persistent_session")
+            .cloned()
+            .collect()
+    };
+    let explained = |recs: &[Value]| {
+        recs.iter()
+            .find(|r| r["type"] == "stats")
+            .map(|s| s["detections"]["persistent_explained_by_baseline"].clone())
+            .unwrap()
+    };
+
+    // Site B alone: the session is reported, with no baseline.
+    let (alone, _) = replay(&cfg_b, &[], "alone.jsonl");
+    let reported = persistent(&alone);
+    assert_eq!(reported.len(), 1);
+    assert!(
+        reported[0]["limits"]
+            .as_array()
+            .unwrap()
+            .contains(&"no_baseline".into())
+    );
+    let ja4 = reported[0]["ja4"].clone();
+
+    // Site A's records, three times over: three sessions explain it.
+    let (_, _) = replay(&cfg_a, &[], "records.jsonl");
+    let r = d.join("records.jsonl");
+    let r = r.to_str().unwrap();
+    let file = d.join("fleet.baseline");
+    let built = run_ok(
+        bin()
+            .args(["baseline", "build", r, r, r, "-o"])
+            .arg(&file)
+            .arg("-c")
+            .arg(&cfg_a)
+            .args(["--publish", &cluster.url(0)]),
+    );
+    let said = String::from_utf8_lossy(&built.stderr);
+    assert!(said.contains("written as \"site-a\""), "{said}");
+
+    // The bucket has the entry under site-a, built just now.
+    let entries = bucket(&cluster.url(1), "BLINDSPOT_baselines");
+    let value = entries
+        .values()
+        .find(|v| v["ja4"] == ja4)
+        .expect("the session's JA4 is in the bucket");
+    assert_eq!(value["sensors"].as_object().unwrap().len(), 1);
+    let mine = &value["sensors"]["site-a"];
+    assert_eq!(mine["entry"]["sessions"], 3);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let at = mine["built"].as_u64().unwrap();
+    assert!(
+        at <= now && now - at < 600_000_000_000,
+        "built {at}, now {now}"
+    );
+
+    // The file explains the session; so does the fleet's bucket at site B.
+    let (with_file, _) = replay(
+        &cfg_b,
+        &["--baseline", file.to_str().unwrap()],
+        "file.jsonl",
+    );
+    assert!(persistent(&with_file).is_empty());
+    assert_eq!(explained(&with_file), 1);
+    let (with_fleet, said) = replay(&cfg_b, &["--publish", &cluster.url(2)], "fleet.jsonl");
+    assert!(said.contains("from the fleet's baselines bucket"), "{said}");
+    assert!(
+        persistent(&with_fleet).is_empty(),
+        "explained by the fleet's baseline"
+    );
+    assert_eq!(explained(&with_fleet), 1);
+    drop(cluster);
+}

@@ -179,6 +179,24 @@ pub fn for_each_record(
 }
 
 impl Baseline {
+    /// A baseline of these entries (at most [`MAX_KEYS`]; a later entry
+    /// of the same JA4 and destination replaces an earlier one).
+    pub fn from_entries(entries: impl IntoIterator<Item = Entry>) -> Baseline {
+        let mut b = Baseline::default();
+        for e in entries {
+            if b.entries.len() >= MAX_KEYS {
+                break;
+            }
+            b.entries.insert((e.ja4.clone(), e.destination.clone()), e);
+        }
+        b
+    }
+
+    /// Every entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
     pub fn get(&self, ja4: &str, dest: &str) -> Option<&Entry> {
         self.entries.get(&(ja4.to_string(), dest.to_string()))
     }

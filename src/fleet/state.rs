@@ -7,6 +7,7 @@
 //! | `_inspection_cas` | [`ca_key`] of the CA's subject and key id | subject, key id, SHA-256, registrable domains, sensors, first seen, learnt | sensors |
 //! | `_proxy_fingerprints` | `ja3s.<JA3S>` or `ja3s13.<JA3S>` | destination hashes, sensors | sensors |
 //! | `_sightings` | [`kv_key`] of the device key | sensor → last session start | `correlate` |
+//! | `_baselines` | [`kv_key`] of `<JA4>/<destination>` | sensor → its latest built entry | `baseline build --publish` |
 //!
 //! Every value merges with a commutative, idempotent rule (unions of sets
 //! kept to their smallest N members, minima and maxima of times), so the
@@ -21,6 +22,13 @@
 //! proxy fingerprints from them ([`Shared`]); what the sensor's own
 //! learning changed is written back every interval, at most
 //! `fleet.state_max_keys` keys per bucket per interval.
+//!
+//! Baselines are built offline (`blindspot baseline build`); with
+//! `--publish` the build puts each entry in the `_baselines` bucket under
+//! its builder's name, and a sensor or `correlate` without a baseline of
+//! its own reads the fleet's at the start ([`fetch_baseline`]): each
+//! JA4 and destination's entries from all builders, combined
+//! ([`BaselineValue::combined`]).
 
 use super::{Counters, Settings};
 use crate::correlate::inspection::Candidate;
@@ -185,18 +193,187 @@ impl Merge for Sighting {
     }
 
     fn cap(&mut self) {
-        while self.sensors.len() > MAX_SENSORS {
-            // The oldest sighting goes (ties: the greatest name).
-            let oldest = self
-                .sensors
-                .iter()
-                .min_by(|a, b| (a.1, b.0).cmp(&(b.1, a.0)))
-                .map(|(s, _)| s.clone());
-            if let Some(s) = oldest {
-                self.sensors.remove(&s);
-            }
+        keep_latest(&mut self.sensors, |t| *t);
+    }
+}
+
+/// Keeps the [`MAX_SENSORS`] sensors with the latest `time`: the oldest
+/// goes first (ties: the greatest name).
+fn keep_latest<V>(m: &mut BTreeMap<String, V>, time: impl Fn(&V) -> u64) {
+    while m.len() > MAX_SENSORS {
+        let oldest = m
+            .iter()
+            .min_by(|a, b| (time(a.1), b.0).cmp(&(time(b.1), a.0)))
+            .map(|(s, _)| s.clone());
+        if let Some(s) = oldest {
+            m.remove(&s);
         }
     }
+}
+
+/// A baseline entry (one JA4 and destination) as the fleet knows it: each
+/// builder's latest, by builder name (the 32 latest builders).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BaselineValue {
+    pub ja4: String,
+    pub destination: String,
+    pub sensors: BTreeMap<String, BuiltEntry>,
+}
+
+/// One builder's entry and when it was built (nanoseconds since the epoch).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuiltEntry {
+    pub built: u64,
+    pub entry: crate::detect::baseline::Entry,
+}
+
+impl Merge for BaselineValue {
+    fn merge(&mut self, o: &Self) {
+        for (s, b) in &o.sensors {
+            match self.sensors.get_mut(s) {
+                // The later build wins; at the same time, the larger
+                // serialised entry (any order gives the same result).
+                Some(mine) => {
+                    let key = |x: &BuiltEntry| (x.built, serde_json::to_string(&x.entry).ok());
+                    if key(b) > key(mine) {
+                        *mine = b.clone();
+                    }
+                }
+                None => {
+                    self.sensors.insert(s.clone(), b.clone());
+                }
+            }
+        }
+        self.cap();
+    }
+
+    fn cap(&mut self) {
+        keep_latest(&mut self.sensors, |b| b.built);
+    }
+}
+
+impl BaselineValue {
+    pub fn key(&self) -> String {
+        kv_key(&format!("{}/{}", self.ja4, self.destination))
+    }
+
+    /// The builders' entries as one: sessions and the inspection and
+    /// outcome counts added up; of the spreads, the largest maximum and
+    /// 95th percentile (a session must exceed every site's to be out of
+    /// line) and the median weighted by sessions (percentiles of separate
+    /// samples cannot be merged exactly).
+    pub fn combined(&self) -> crate::detect::baseline::Entry {
+        use crate::detect::baseline::{Entry, Spread};
+        let mut e = Entry {
+            ja4: self.ja4.clone(),
+            destination: self.destination.clone(),
+            ..Entry::default()
+        };
+        let (mut d50, mut b50) = (0.0, 0.0);
+        for b in self.sensors.values() {
+            let x = &b.entry;
+            // Saturating: the values come from the network.
+            e.sessions = e.sessions.saturating_add(x.sessions);
+            for (k, n) in &x.inspection {
+                let c = e.inspection.entry(k.clone()).or_default();
+                *c = c.saturating_add(*n);
+            }
+            for (k, n) in &x.outcomes {
+                let c = e.outcomes.entry(k.clone()).or_default();
+                *c = c.saturating_add(*n);
+            }
+            let w = x.sessions as f64;
+            d50 += w * x.duration_s.p50;
+            b50 += w * x.payload_bytes.p50;
+            let up = |a: &mut Spread, b: &Spread| {
+                a.p95 = a.p95.max(b.p95);
+                a.max = a.max.max(b.max);
+            };
+            up(&mut e.duration_s, &x.duration_s);
+            up(&mut e.payload_bytes, &x.payload_bytes);
+        }
+        let n = e.sessions.max(1) as f64;
+        e.duration_s.p50 = d50 / n;
+        e.payload_bytes.p50 = b50 / n;
+        e
+    }
+}
+
+/// Connects to `servers` and opens (or creates) the baselines bucket, on
+/// a runtime of the caller's.
+async fn baselines_bucket(s: &Settings, servers: &[String]) -> Result<kv::Store, String> {
+    let addrs: Vec<async_nats::ServerAddr> = servers
+        .iter()
+        .map(|u| u.parse().map_err(|e| format!("{u}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let client = async_nats::ConnectOptions::new()
+        .name("blindspot baselines")
+        .connection_timeout(Duration::from_secs(5))
+        .connect(addrs)
+        .await
+        .map_err(|e| format!("cannot connect to {servers:?}: {e}"))?;
+    let js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build(client);
+    bucket(&js, s, "baselines").await
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))
+}
+
+/// `baseline build --publish`: puts every entry of `b` in the baselines
+/// bucket as `sensor`'s, built at `built`; returns how many were written
+/// and the counters.
+pub fn publish_baseline(
+    s: &Settings,
+    servers: &[String],
+    sensor: &str,
+    b: &crate::detect::baseline::Baseline,
+    built: u64,
+) -> Result<BTreeMap<&'static str, u64>, String> {
+    runtime()?.block_on(async {
+        let store = baselines_bucket(s, servers).await?;
+        let c = Counters::default();
+        for e in b.entries() {
+            let v = BaselineValue {
+                ja4: e.ja4.clone(),
+                destination: e.destination.clone(),
+                sensors: BTreeMap::from([(
+                    sensor.to_string(),
+                    BuiltEntry {
+                        built,
+                        entry: e.clone(),
+                    },
+                )]),
+            };
+            put_merged(&store, &v.key(), &v, &c).await;
+        }
+        Ok(c.state_snapshot())
+    })
+}
+
+/// The fleet's baseline: every entry of the baselines bucket, combined
+/// across builders (at most [`crate::detect::baseline::MAX_KEYS`] keys);
+/// `None` when the bucket is empty.
+pub fn fetch_baseline(
+    s: &Settings,
+    servers: &[String],
+) -> Result<Option<crate::detect::baseline::Baseline>, String> {
+    runtime()?.block_on(async {
+        let store = baselines_bucket(s, servers).await?;
+        let c = Counters::default();
+        let values = read_all::<BaselineValue>(&store, crate::detect::baseline::MAX_KEYS, &c).await;
+        if c.state_errors.load(Ordering::Relaxed) > 0 {
+            return Err("cannot read the baselines bucket".into());
+        }
+        Ok((!values.is_empty()).then(|| {
+            crate::detect::baseline::Baseline::from_entries(values.iter().map(|v| v.combined()))
+        }))
+    })
 }
 
 /// A string as a KV key: letters, digits, `-`, `_` and `/` stay, every
@@ -629,6 +806,44 @@ impl Correlate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn baselines_keep_each_builders_latest_and_combine() {
+        use crate::detect::baseline::{Entry, Spread};
+        let entry = |sessions: u64, p50: f64, max: f64| Entry {
+            ja4: "t13d".into(),
+            destination: "api.example".into(),
+            sessions,
+            inspection: [("not_inspected".to_string(), sessions)].into(),
+            outcomes: [("established".to_string(), sessions)].into(),
+            duration_s: Spread { p50, p95: max, max },
+            payload_bytes: Spread::default(),
+        };
+        let one = |sensor: &str, built: u64, e: Entry| BaselineValue {
+            ja4: "t13d".into(),
+            destination: "api.example".into(),
+            sensors: [(sensor.to_string(), BuiltEntry { built, entry: e })].into(),
+        };
+        let (a1, a2, b) = (
+            one("a", 1, entry(1, 10.0, 10.0)),
+            one("a", 2, entry(3, 20.0, 30.0)),
+            one("b", 1, entry(1, 40.0, 50.0)),
+        );
+        let mut x = a1.clone();
+        x.merge(&b);
+        x.merge(&a2);
+        let mut y = a2.clone();
+        y.merge(&a1);
+        y.merge(&b);
+        assert_eq!(x, y, "any order");
+        assert_eq!(x.sensors["a"].built, 2, "the later build wins");
+        let c = x.combined();
+        assert_eq!(c.sessions, 4);
+        assert_eq!(c.outcomes["established"], 4);
+        assert_eq!(c.duration_s.max, 50.0);
+        assert_eq!(c.duration_s.p95, 50.0);
+        assert_eq!(c.duration_s.p50, (3.0 * 20.0 + 40.0) / 4.0);
+    }
 
     #[test]
     fn merges_are_commutative_and_idempotent() {
