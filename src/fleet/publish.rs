@@ -107,18 +107,12 @@ impl Tap for Publisher {
     }
 
     fn block(&mut self, block: &mut [Record]) {
-        for r in block.iter_mut() {
-            match r {
-                Record::Stats(st) => {
-                    st.fleet = Some(self.counters.snapshot());
-                    self.pending.push(Item::Record(r.clone()));
-                }
-                Record::Device(_) | Record::Coverage(_) => {
-                    self.pending.push(Item::Record(r.clone()))
-                }
-                _ => {}
-            }
-        }
+        let (c, pending) = (&self.counters, &mut self.pending);
+        super::take_records(
+            block,
+            |st| st.fleet = Some(c.snapshot()),
+            |r| pending.push(Item::Record(r)),
+        );
         self.hand_on();
     }
 }
