@@ -18,7 +18,7 @@
 #    --until-idle wait).
 #
 # 4. with a Kafka-protocol broker (tansu on PATH or KAFKA_BROKER_BIN; the
-#    binary is then built with --features kafka, needing librdkafka-dev):
+#    binary is then built with --features kafka, needing cmake):
 #    the same replay with --publish kafka://, best of 3, into an in-memory
 #    tansu broker on loopback: records delivered / wall s (drain included).
 #

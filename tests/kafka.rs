@@ -352,8 +352,9 @@ mod with_kafka {
         );
         assert_eq!(got_by_key, want_by_key);
 
-        // Device, coverage and stats records: the file's records, device
-        // ones keyed by their device, the others by the sensor.
+        // Device, coverage and stats records: the file's records (less
+        // `observer`), device ones keyed by their device, the others by the
+        // sensor.
         let mut got_records: Vec<(String, Value)> = got
             .iter()
             .filter(|g| g.topic == records_topic)
@@ -370,7 +371,11 @@ mod with_kafka {
                     (Some("device"), None) => format!("mac:{}", r["mac"].as_str().unwrap()),
                     _ => "site-a".to_string(),
                 };
-                (key, (*r).clone())
+                // The wire form is the record without the writer's
+                // `observer` (the `sensor` header says who).
+                let mut r = (*r).clone();
+                r.as_object_mut().unwrap().remove("observer");
+                (key, r)
             })
             .collect();
         let order =

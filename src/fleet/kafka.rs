@@ -43,7 +43,7 @@ pub struct Settings {
     pub sessions_topic: String,
     /// `kafka.records_topic`: device, coverage and stats records.
     pub records_topic: String,
-    /// `kafka.compression`: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    /// `kafka.compression`: `none`, `gzip`, `snappy` or `lz4`.
     pub compression: String,
     /// `kafka.linger_ms`: librdkafka's `linger.ms`.
     pub linger_ms: u64,
@@ -79,8 +79,9 @@ impl Default for Settings {
     }
 }
 
-/// The compression codecs `kafka.compression` takes (librdkafka's names).
-pub const COMPRESSIONS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+/// The compression codecs `kafka.compression` takes (librdkafka's names;
+/// the bundled librdkafka is built with zlib, without zstd).
+pub const COMPRESSIONS: [&str; 4] = ["none", "gzip", "snappy", "lz4"];
 
 /// A legal Kafka topic name: 1 to 249 letters, digits, `.`, `_`, `-`.
 pub fn topic_ok(t: &str) -> bool {
