@@ -17,6 +17,11 @@
 #    process reading it from the start: sessions read / (wall s - the
 #    --until-idle wait).
 #
+# 4. with a Kafka-protocol broker (tansu on PATH or KAFKA_BROKER_BIN; the
+#    binary is then built with --features kafka, needing cmake):
+#    the same replay with --publish kafka://, best of 3, into an in-memory
+#    tansu broker on loopback: records delivered / wall s (drain included).
+#
 # Target (issue 22): publish >= 200 k records/s, replay not slowed by more
 # than a quarter.
 set -euo pipefail
@@ -25,7 +30,10 @@ cd "$here"
 min=${1:-1073741824}
 command -v nats-server >/dev/null || { echo "nats-server is not installed (apt-get install nats-server)"; exit 1; }
 mkdir -p bench-data
-cargo build --release --quiet --bin blindspot --example synth_capture
+kbroker=${KAFKA_BROKER_BIN:-$(command -v tansu || true)}
+features=()
+[ -n "$kbroker" ] && features=(--features kafka)
+cargo build --release --quiet --bin blindspot --example synth_capture "${features[@]}"
 bin=target/release/blindspot
 fx=(../shared/pcaps/*.pcap ../shared/pcaps/*.pcapng fixtures/local/*.pcap)
 if [ "${DENSE:-0}" = 1 ]; then
@@ -104,3 +112,27 @@ print(f"replay -w 2 --publish   {pub:.2f} s ({pub / plain:.2f}x), {rec} records 
 print(f"publish rate            {rec / pub / 1000:.0f} k records/s (target >= 200)")
 print(f"correlate (1 process)   {sess} sessions in {consume:.2f} s: {sess / consume / 1000:.0f} k sessions/s")
 PY
+
+if [ -n "$kbroker" ]; then
+  kp=$(port)
+  "$kbroker" broker --listener-url "tcp://127.0.0.1:$kp" --advertised-listener-url "tcp://127.0.0.1:$kp" \
+      --storage-engine memory://tansu/ >"$work/kafka.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$kp) 2>/dev/null && break; sleep 0.1; done
+  for t in bench.sessions bench.records; do
+    "$kbroker" topic create "$t" --broker "tcp://127.0.0.1:$kp" --partitions 16 >/dev/null
+  done
+  kcfg="$work/kafka.toml"
+  printf '[kafka]\nsessions_topic = "bench.sessions"\nrecords_topic = "bench.records"\nqueue_records = 2000000\n' > "$kcfg"
+  kwall=$(best "$bin" replay -w 2 -c "$kcfg" --publish "kafka://127.0.0.1:$kp" -o /dev/null "$big")
+  kline=$(grep "kafka: delivered" "$work/err")
+  python3 - "$plain" "$kwall" "$kline" <<'PY'
+import re, sys
+plain, wall, line = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+d, p, f, x = map(int, re.findall(r"\d+", line)[:4])
+print(f"replay -w 2 --publish kafka://  {wall:.2f} s ({wall / plain:.2f}x), {d} records delivered, {f} failed, {x} dropped")
+print(f"kafka publish rate      {d / wall / 1000:.0f} k records/s")
+PY
+else
+  echo "kafka: no broker (tansu on PATH or KAFKA_BROKER_BIN): publish to Kafka not measured"
+fi

@@ -139,9 +139,9 @@ pub enum Cmd {
 /// Fleet mode's publishing.
 #[derive(clap::Args)]
 pub struct PublishArg {
-    /// Publish sessions, device records, coverage and stats to NATS JetStream for `blindspot correlate` (fleet mode): server URLs, comma-separated (`nats://a:4222,nats://b:4222`). Local outputs are written as without it. [default: fleet.publish from the config, none]
+    /// Publish sessions, device records, coverage and stats to NATS JetStream for `blindspot correlate` (fleet mode): server URLs, comma-separated (`nats://a:4222,nats://b:4222`); `kafka://HOST:PORT` URLs write the same records to Kafka topics (a build with the `kafka` feature; see "Kafka export"). May be given twice (NATS and Kafka). Local outputs are written as without it. [default: fleet.publish from the config, none]
     #[arg(long, value_name = "URLS")]
-    pub publish: Option<String>,
+    pub publish: Vec<String>,
 }
 
 /// The output form.

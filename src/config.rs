@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub sensor: RawSensor,
     /// `[fleet]` (validated in place: `Config::fleet` is a checked copy).
     pub fleet: crate::fleet::Settings,
+    /// `[kafka]`: Kafka export's topics and producer settings.
+    pub kafka: crate::fleet::kafka::Settings,
     /// Where the text came from (for error messages and relative paths).
     #[serde(skip)]
     pub origin: Origin,
@@ -431,6 +433,9 @@ pub struct Config {
     pub sensor_name: Option<String>,
     /// `[fleet]`, with `--publish` (command line) in `publish`.
     pub fleet: crate::fleet::Settings,
+    /// `[kafka]`, with the `kafka://` URLs of `fleet.publish` or
+    /// `--publish` (command line) in `brokers`.
+    pub kafka: crate::fleet::kafka::Settings,
 }
 
 impl Default for Config {
@@ -586,7 +591,11 @@ pub fn check_nats_urls(key: &str, urls: &[String]) -> Result<(), String> {
 impl RawConfig {
     fn fleet(&self, p: &mut Problems) -> crate::fleet::Settings {
         let f = &self.fleet;
-        for (key, urls) in [("fleet.publish", &f.publish), ("fleet.servers", &f.servers)] {
+        // `kafka://` URLs are Kafka export's (`kafka()`).
+        let publish = crate::fleet::kafka::split_urls("fleet.publish", &f.publish)
+            .map(|(nats, _)| nats)
+            .unwrap_or_default();
+        for (key, urls) in [("fleet.publish", &publish), ("fleet.servers", &f.servers)] {
             if let Err(e) = check_nats_urls(key, urls) {
                 p.key(key, e);
             }
@@ -623,7 +632,51 @@ impl RawConfig {
             state_interval_s: p.range("fleet.state_interval_s", f.state_interval_s, 1, 86_400),
             state_max_keys: p.range("fleet.state_max_keys", f.state_max_keys, 1, 4096),
             state_wait_s: p.range("fleet.state_wait_s", f.state_wait_s, 0, 600),
+            publish,
             ..f.clone()
+        }
+    }
+
+    /// `[kafka]`, with the brokers of `fleet.publish`'s `kafka://` URLs.
+    fn kafka(&self, p: &mut Problems) -> crate::fleet::kafka::Settings {
+        use crate::fleet::kafka;
+        let k = &self.kafka;
+        let brokers = match kafka::split_urls("fleet.publish", &self.fleet.publish) {
+            Ok((_, b)) => b,
+            Err(e) => {
+                p.key("fleet.publish", e);
+                Vec::new()
+            }
+        };
+        for (key, t) in [
+            ("kafka.sessions_topic", &k.sessions_topic),
+            ("kafka.records_topic", &k.records_topic),
+        ] {
+            if !kafka::topic_ok(t) {
+                p.key(
+                    key,
+                    format!("{key} = {t:?} must be 1 to 249 letters, digits, '.', '_' or '-'"),
+                );
+            }
+        }
+        if !kafka::COMPRESSIONS.contains(&k.compression.as_str()) {
+            p.key(
+                "kafka.compression",
+                format!(
+                    "kafka.compression = {:?}: use one of {}",
+                    k.compression,
+                    kafka::COMPRESSIONS.join(", ")
+                ),
+            );
+        }
+        kafka::Settings {
+            brokers,
+            linger_ms: p.range("kafka.linger_ms", k.linger_ms, 0, 60_000),
+            batch_records: p.range("kafka.batch_records", k.batch_records, 1, 1_000_000),
+            queue_records: p.range("kafka.queue_records", k.queue_records, 1, 10_000_000),
+            message_timeout_s: p.range("kafka.message_timeout_s", k.message_timeout_s, 1, 3600),
+            drain_timeout_s: p.range("kafka.drain_timeout_s", k.drain_timeout_s, 0, 3600),
+            ..k.clone()
         }
     }
 
@@ -1105,6 +1158,7 @@ impl RawConfig {
             format: self.output.format,
             sensor_name: self.sensor_name(p),
             fleet: self.fleet(p),
+            kafka: self.kafka(p),
             inspection: std::sync::Arc::new(self.inspection(p)),
             device_limits: crate::correlate::devices::DeviceLimits {
                 max_ips: p.range("devices.max_ips", self.devices.max_ips, 1, 100_000_000),

@@ -279,13 +279,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 cfg.capture.user = user;
             }
             cfg.format = form.format.unwrap_or(cfg.format);
-            set_publish(&mut cfg, publish.publish.as_deref())?;
+            set_publish(&mut cfg, &publish.publish)?;
             let members = cfg.fleet.publish.clone();
             fleet_baseline(&mut cfg, &members)?;
             // SIGHUP loads the same files again.
             let reload = || match setup(config.as_ref(), workers, &inputs, baseline.as_ref()) {
                 Ok(mut c) => {
                     c.fleet.publish.clone_from(&cfg.fleet.publish);
+                    c.kafka.brokers.clone_from(&cfg.kafka.brokers);
                     Some(c)
                 }
                 Err(Failure::Problems(p)) => {
@@ -309,7 +310,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => {
             let mut cfg = setup(config.as_ref(), workers, &inputs, baseline.as_ref())?;
             cfg.format = form.format.unwrap_or(cfg.format);
-            set_publish(&mut cfg, publish.publish.as_deref())?;
+            set_publish(&mut cfg, &publish.publish)?;
             let members = cfg.fleet.publish.clone();
             fleet_baseline(&mut cfg, &members)?;
             cfg.evidence_dir = evidence;
@@ -319,12 +320,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// `--publish URLS` over `fleet.publish`; refused when built without the `fleet` feature.
-fn set_publish(cfg: &mut Config, publish: Option<&str>) -> Result<(), Failure> {
-    if let Some(p) = publish {
-        let urls: Vec<String> = p.split(',').map(|u| u.trim().to_string()).collect();
-        blindspot::config::check_nats_urls("--publish", &urls)?;
-        cfg.fleet.publish = urls;
+/// `--publish URLS` (each time it is given) over `fleet.publish`: the
+/// `kafka://` URLs to Kafka export, the rest to NATS; refused when built
+/// without the feature a scheme needs.
+fn set_publish(cfg: &mut Config, publish: &[String]) -> Result<(), Failure> {
+    if !publish.is_empty() {
+        let urls: Vec<String> = publish
+            .iter()
+            .flat_map(|p| p.split(','))
+            .map(|u| u.trim().to_string())
+            .collect();
+        let (nats, kafka) = blindspot::fleet::kafka::split_urls("--publish", &urls)?;
+        blindspot::config::check_nats_urls("--publish", &nats)?;
+        cfg.fleet.publish = nats;
+        cfg.kafka.brokers = kafka;
+    }
+    if !cfg.kafka.brokers.is_empty() && !cfg!(feature = "kafka") {
+        return Err(
+            "--publish kafka://: this blindspot was built without the `kafka` feature (cargo build --features kafka: it builds librdkafka, with cmake, a C++ compiler and libcurl4-openssl-dev)"
+                .to_string()
+                .into(),
+        );
     }
     if !cfg.fleet.publish.is_empty() && !cfg!(feature = "fleet") {
         return Err(
@@ -372,6 +388,7 @@ fn correlate(
     cfg.format = form.format.unwrap_or(cfg.format);
     // A consumer publishes nothing.
     cfg.fleet.publish.clear();
+    cfg.kafka.brokers.clear();
     let servers: Vec<String> = match from {
         Some(f) => f.split(',').map(|u| u.trim().to_string()).collect(),
         None => cfg.fleet.servers.clone(),
@@ -437,7 +454,15 @@ fn baseline_build(
     config: Option<&PathBuf>,
 ) -> Result<(), Failure> {
     let mut cfg = load_config(config).map_err(Failure::Problems)?;
-    set_publish(&mut cfg, publish)?;
+    set_publish(
+        &mut cfg,
+        &publish.map(str::to_string).into_iter().collect::<Vec<_>>(),
+    )?;
+    if !cfg.kafka.brokers.is_empty() {
+        return Err("baseline build --publish: the baselines bucket is on NATS JetStream: give nats:// URLs"
+            .to_string()
+            .into());
+    }
     let (b, rep) = blindspot::detect::baseline::Baseline::build(files)?;
     b.write(output)?;
     #[cfg(feature = "fleet")]

@@ -233,6 +233,9 @@ pub struct StatsRecord {
     /// Fleet mode (`--publish`): the publisher's counters (absent without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<BTreeMap<&'static str, u64>>,
+    /// Kafka export (`--publish kafka://`): the producer's counters (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<BTreeMap<&'static str, u64>>,
 }
 
 /// A worker's queue to the correlator (live capture).

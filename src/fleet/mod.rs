@@ -21,6 +21,7 @@
 //! records (a consumer of partition `p` filters `blindspot.p.<p>.>`, every
 //! sensor at once), `blindspot.s.<sensor>` for coverage and stats.
 
+pub mod kafka;
 pub mod wire;
 
 #[cfg(feature = "fleet")]
@@ -227,8 +228,35 @@ pub trait Tap: Send {
     fn sync(&mut self, _d: &mut crate::detect::Detector) {}
 }
 
-/// The tap `cfg` asks for: a publisher when `fleet.publish` names servers.
+/// Hands `take` the records of `block` a tap forwards, in order: device,
+/// coverage and stats records, each stats record first given `stats` (the
+/// tap's counters, written into the sink's copy too).
+pub fn take_records(
+    block: &mut [crate::record::Record],
+    mut stats: impl FnMut(&mut crate::record::StatsRecord),
+    mut take: impl FnMut(crate::record::Record),
+) {
+    use crate::record::Record;
+    for r in block.iter_mut() {
+        match r {
+            Record::Stats(st) => {
+                stats(st);
+                take(r.clone());
+            }
+            Record::Device(_) | Record::Coverage(_) => take(r.clone()),
+            _ => {}
+        }
+    }
+}
+
+/// The tap `cfg` asks for: a NATS publisher when `fleet.publish` names
+/// servers, a Kafka producer when `--publish` named `kafka://` brokers
+/// ([`kafka`]), both in turn when both.
 pub fn tap(cfg: &crate::config::Config) -> Option<Box<dyn Tap>> {
+    kafka::with_kafka(nats_tap(cfg), cfg)
+}
+
+fn nats_tap(cfg: &crate::config::Config) -> Option<Box<dyn Tap>> {
     if cfg.fleet.publish.is_empty() {
         return None;
     }

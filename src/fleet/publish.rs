@@ -120,22 +120,18 @@ impl Tap for Publisher {
     }
 
     fn block(&mut self, block: &mut [Record]) {
-        for r in block.iter_mut() {
-            match r {
-                Record::Stats(st) => {
-                    let mut f = self.counters.snapshot();
-                    if self.state.is_some() {
-                        f.extend(self.counters.state_snapshot());
-                    }
-                    st.fleet = Some(f);
-                    self.pending.push(Item::Record(r.clone()));
+        let (c, pending, state) = (&self.counters, &mut self.pending, self.state.is_some());
+        super::take_records(
+            block,
+            |st| {
+                let mut f = c.snapshot();
+                if state {
+                    f.extend(c.state_snapshot());
                 }
-                Record::Device(_) | Record::Coverage(_) => {
-                    self.pending.push(Item::Record(r.clone()))
-                }
-                _ => {}
-            }
-        }
+                st.fleet = Some(f);
+            },
+            |r| pending.push(Item::Record(r)),
+        );
         self.hand_on();
     }
 
