@@ -281,7 +281,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             cfg.format = form.format.unwrap_or(cfg.format);
             set_publish(&mut cfg, &publish.publish)?;
             let members = cfg.fleet.publish.clone();
-            fleet_baseline(&mut cfg, &members)?;
+            fleet_baseline(&mut cfg, &members);
             // SIGHUP loads the same files again.
             let reload = || match setup(config.as_ref(), workers, &inputs, baseline.as_ref()) {
                 Ok(mut c) => {
@@ -312,7 +312,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             cfg.format = form.format.unwrap_or(cfg.format);
             set_publish(&mut cfg, &publish.publish)?;
             let members = cfg.fleet.publish.clone();
-            fleet_baseline(&mut cfg, &members)?;
+            fleet_baseline(&mut cfg, &members);
             cfg.evidence_dir = evidence;
             cfg.progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             replay(&files, &cfg, &output)
@@ -355,21 +355,27 @@ fn set_publish(cfg: &mut Config, publish: &[String]) -> Result<(), Failure> {
 /// Without a baseline of its own, a fleet member (`--publish`, or
 /// `correlate`'s servers) with `fleet.state` on takes the fleet's from the
 /// baselines bucket, when there is one.
-fn fleet_baseline(cfg: &mut Config, servers: &[String]) -> Result<(), Failure> {
+fn fleet_baseline(cfg: &mut Config, servers: &[String]) {
+    // The fleet being away never stops a sensor: it runs without.
     #[cfg(feature = "fleet")]
-    if cfg.baseline.is_none() && cfg.fleet.state && !servers.is_empty() {
-        let b = blindspot::fleet::state::fetch_baseline(&cfg.fleet, servers)
-            .map_err(|e| format!("fleet baselines: {e}"))?;
-        if let Some(b) = b {
-            eprintln!(
-                "blindspot: baseline: {} keys from the fleet's baselines bucket",
-                b.len()
-            );
-            cfg.baseline = Some(std::sync::Arc::new(b));
+    if cfg.baseline.is_none()
+        && cfg.fleet.state
+        && cfg.fleet.state_wait_s > 0
+        && !servers.is_empty()
+    {
+        match blindspot::fleet::state::fetch_baseline(&cfg.fleet, servers) {
+            Ok(Some(b)) => {
+                eprintln!(
+                    "blindspot: baseline: {} keys from the fleet's baselines bucket",
+                    b.len()
+                );
+                cfg.baseline = Some(std::sync::Arc::new(b));
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("blindspot: fleet baselines: {e}; running without a baseline"),
         }
     }
     let _ = (cfg, servers);
-    Ok(())
 }
 
 /// `blindspot correlate`.
@@ -401,7 +407,7 @@ fn correlate(
         );
     }
     blindspot::config::check_nats_urls("--from", &servers)?;
-    fleet_baseline(&mut cfg, &servers)?;
+    fleet_baseline(&mut cfg, &servers);
     let share = partitions
         .split_once('/')
         .and_then(|(i, n)| Some((i.parse::<u32>().ok()?, n.parse::<u32>().ok()?)))

@@ -363,7 +363,24 @@ pub fn fetch_baseline(
     s: &Settings,
     servers: &[String],
 ) -> Result<Option<crate::detect::baseline::Baseline>, String> {
+    let wait = Duration::from_secs(s.state_wait_s);
     runtime()?.block_on(async {
+        tokio::time::timeout(wait, read_baselines(s, servers))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "no answer in {} s (fleet.state_wait_s)",
+                    s.state_wait_s
+                ))
+            })
+    })
+}
+
+async fn read_baselines(
+    s: &Settings,
+    servers: &[String],
+) -> Result<Option<crate::detect::baseline::Baseline>, String> {
+    {
         let store = baselines_bucket(s, servers).await?;
         let c = Counters::default();
         let values = read_all::<BaselineValue>(&store, crate::detect::baseline::MAX_KEYS, &c).await;
@@ -373,7 +390,7 @@ pub fn fetch_baseline(
         Ok((!values.is_empty()).then(|| {
             crate::detect::baseline::Baseline::from_entries(values.iter().map(|v| v.combined()))
         }))
-    })
+    }
 }
 
 /// A string as a KV key: letters, digits, `-`, `_` and `/` stay, every
