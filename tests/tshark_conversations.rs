@@ -50,7 +50,11 @@ fn tshark_truth(capture: &std::path::Path) -> Conv {
 #[test]
 fn tcp_flows_match_tshark_conversations_on_every_capture() {
     let mut checked = 0;
-    for cap in all_captures() {
+    // tshark's conversations join the same inner 5-tuple carried by two GRE
+    // keys at once (it keeps VXLAN VNIs apart); that capture's truth is
+    // tunnels/conv-by-tunnel.tsv, checked by tests/tunnels.rs.
+    let joined_by_tshark = |c: &std::path::Path| c.ends_with("tunnels/gre-two-keys.pcap");
+    for cap in all_captures().into_iter().filter(|c| !joined_by_tshark(c)) {
         let truth = tshark_truth(&cap);
         let mut ours = Conv::new();
         for r in replay(&[&cap], 2)
@@ -79,7 +83,7 @@ fn tcp_flows_match_tshark_conversations_on_every_capture() {
         );
         checked += truth.values().sum::<usize>();
     }
-    // The project's own captures hold 53 conversations (4 inside tunnels); with the
+    // The project's own captures hold 117 conversations (20 inside tunnels); with the
     // third-party ones, over 100.
     let want = if shared_dir().is_some() { 100 } else { 45 };
     assert!(checked >= want, "only {checked} conversations compared");

@@ -1,7 +1,10 @@
 //! Traffic inside tunnels (issue 19.1): the inner TLS handshake and flow of
-//! each capture in `fixtures/tunnels/` (recorded by `make-tunnels.sh` on the
-//! outer link) against tshark's truth there, the tunnel keying (two VXLAN
-//! tunnels carrying the same inner 5-tuple at once), and every other
+//! each capture in `fixtures/tunnels/` (recorded on the outer link by
+//! `make-tunnels.sh`, kernel VXLAN, and `make-tunnels-ovs.sh`, Open
+//! vSwitch's userspace GRE, ERSPAN II/III, Geneve, GTP-U and MPLS) against
+//! tshark's truth there, the layers the flow record names against the
+//! layers tshark decoded, the tunnel keying (two VXLAN tunnels and two GRE
+//! keys carrying the same inner 5-tuple at once), and every other
 //! encapsulation the decoder reads, by re-wrapping the real inner frames of
 //! a VXLAN capture in it.
 
@@ -44,15 +47,42 @@ fn tsv(name: &str) -> Vec<BTreeMap<String, String>> {
         .collect()
 }
 
-fn vni_of(flow: &Value) -> String {
+/// The id of the innermost layer that carries one (VNI, GRE key, ERSPAN
+/// session, TEID, MPLS label): truth's `tunnel` column; "-" when none.
+fn tunnel_of(flow: &Value) -> String {
     let l = &flow["encap"]["layers"];
     assert!(l.is_array(), "flow without encap: {flow}");
     l.as_array()
         .unwrap()
         .iter()
-        .find_map(|x| x.get("vni").or(x.get("key")))
+        .rev()
+        .find_map(|x| {
+            ["vni", "key", "session_id", "teid", "label"]
+                .iter()
+                .find_map(|k| x.get(*k))
+        })
         .map(|v| v.to_string())
         .unwrap_or_else(|| "-".into())
+}
+
+/// The layers the flow record must name, from tshark's `frame.protocols`
+/// (up to the inner TCP) and the ERSPAN header version it read (1: type II,
+/// 2: type III; none: type I, which has no header).
+fn layers_from_tshark(row: &BTreeMap<String, String>) -> Vec<String> {
+    let protos: Vec<&str> = row["protocols"].split(':').collect();
+    let end = protos.iter().position(|p| *p == "tcp").unwrap();
+    protos[..end]
+        .iter()
+        .filter_map(|p| match *p {
+            "gre" | "vxlan" | "geneve" | "mpls" => Some(p.to_string()),
+            "gtp" => Some("gtpu".into()),
+            "erspan" => Some(match row["erspan_version"].as_str() {
+                "" => "erspan1".into(),
+                v => format!("erspan{}", v.parse::<u8>().unwrap() + 1),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -89,7 +119,7 @@ fn inner_flows_match_tshark_per_tunnel() {
                 .map(|f| {
                     format!(
                         "{} {}:{} {}:{} {}/{} {}/{}",
-                        vni_of(f),
+                        tunnel_of(f),
                         f["src_ip"].as_str().unwrap(),
                         f["src_port"],
                         f["dst_ip"].as_str().unwrap(),
@@ -107,13 +137,14 @@ fn inner_flows_match_tshark_per_tunnel() {
         }
         checked += want.len();
     }
-    assert!(checked >= 4, "only {checked} tunnelled conversations");
+    assert!(checked >= 20, "only {checked} tunnelled conversations");
 }
 
 #[test]
 fn tls_inside_tunnels_matches_tshark() {
     let truth = tsv("tunnels/truth.tsv");
-    assert!(truth.len() >= 4);
+    assert!(truth.len() >= 20);
+    let mut checked = 0;
     for cap in tunnel_captures() {
         let name = cap.file_name().unwrap().to_string_lossy().to_string();
         let recs = replay(&[&cap], 2);
@@ -129,7 +160,7 @@ fn tls_inside_tunnels_matches_tshark() {
                         == Some(r["src_port"].as_str())
                         && flows
                             .iter()
-                            .any(|f| f["flow_id"] == t["flow_id"] && vni_of(f) == r["vni"])
+                            .any(|f| f["flow_id"] == t["flow_id"] && tunnel_of(f) == r["tunnel"])
                 })
                 .unwrap_or_else(|| panic!("{name}: no TLS record for {r:?}"));
             assert_eq!(t["src_ip"].as_str().unwrap(), r["src_ip"], "{name}");
@@ -138,54 +169,51 @@ fn tls_inside_tunnels_matches_tshark() {
             assert_eq!(t["ja3"].as_str().unwrap(), r["ja3"], "{name}");
             let f = flows.iter().find(|f| f["flow_id"] == t["flow_id"]).unwrap();
             let e = &f["encap"];
-            assert_eq!(
-                e["outer_src_ip"].as_str().unwrap(),
-                r["outer_src"],
-                "{name}"
-            );
-            assert_eq!(
-                e["outer_dst_ip"].as_str().unwrap(),
-                r["outer_dst"],
-                "{name}"
-            );
-            // tshark's layer list names each encapsulation it decoded.
+            let outer = |k: &str| e[k].as_str().unwrap_or("-").to_string();
+            assert_eq!(outer("outer_src_ip"), r["outer_src"], "{name}");
+            assert_eq!(outer("outer_dst_ip"), r["outer_dst"], "{name}");
+            // The layers tshark decoded, outermost first, by name.
             let names: Vec<&str> = e["layers"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|l| l["type"].as_str().unwrap())
                 .collect();
-            for n in &names {
-                assert!(r["protocols"].contains(&format!(":{n}:")), "{name}: {n}");
-            }
+            assert_eq!(names, layers_from_tshark(r), "{name}");
+            checked += 1;
         }
     }
+    assert_eq!(checked, truth.len());
 }
 
 #[test]
 fn two_tunnels_with_the_same_inner_tuple_stay_apart() {
-    let cap = fixture("tunnels/vxlan-two-vnis.pcap");
-    let recs = replay(&[&cap], 2);
-    let flows: Vec<_> = of_type(&recs, "flow")
-        .into_iter()
-        .filter(|f| f["proto"] == "tcp")
-        .collect();
-    assert_eq!(flows.len(), 2);
-    let tuple = |f: &Value| {
-        (
-            f["src_ip"].clone(),
-            f["src_port"].clone(),
-            f["dst_ip"].clone(),
-            f["dst_port"].clone(),
-        )
-    };
-    assert_eq!(tuple(flows[0]), tuple(flows[1]));
-    // Same inner tuple: the same Community ID (defined on it), two flow ids.
-    assert_eq!(flows[0]["community_id"], flows[1]["community_id"]);
-    assert_ne!(flows[0]["flow_id"], flows[1]["flow_id"]);
-    let mut vnis = [vni_of(flows[0]), vni_of(flows[1])];
-    vnis.sort();
-    assert_eq!(vnis, ["42", "43"]);
+    for (cap, ids) in [
+        ("tunnels/vxlan-two-vnis.pcap", ["42", "43"]),
+        ("tunnels/gre-two-keys.pcap", ["7", "8"]),
+    ] {
+        let recs = replay(&[&fixture(cap)], 2);
+        let flows: Vec<_> = of_type(&recs, "flow")
+            .into_iter()
+            .filter(|f| f["proto"] == "tcp")
+            .collect();
+        assert_eq!(flows.len(), 2, "{cap}");
+        let tuple = |f: &Value| {
+            (
+                f["src_ip"].clone(),
+                f["src_port"].clone(),
+                f["dst_ip"].clone(),
+                f["dst_port"].clone(),
+            )
+        };
+        assert_eq!(tuple(flows[0]), tuple(flows[1]), "{cap}");
+        // Same inner tuple: the same Community ID (defined on it), two flow ids.
+        assert_eq!(flows[0]["community_id"], flows[1]["community_id"], "{cap}");
+        assert_ne!(flows[0]["flow_id"], flows[1]["flow_id"], "{cap}");
+        let mut got = [tunnel_of(flows[0]), tunnel_of(flows[1])];
+        got.sort();
+        assert_eq!(got, ids, "{cap}");
+    }
     // Untunnelled records do not gain the field.
     let plain = fixture("local/tls12-curl-nginx.pcap");
     for f in of_type(&replay(&[&plain], 0), "flow") {
