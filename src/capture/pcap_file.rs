@@ -482,7 +482,7 @@ impl CaptureReader {
             // would otherwise start threads that read nothing).
             let blocks = size.div_ceil(self.chunk_size as u64).max(1);
             let n = (*n).min(usize::try_from(blocks).unwrap_or(usize::MAX));
-            let pool = Loaders::start(Arc::clone(file), n, self.chunk_size, &self.raw_read)?;
+            let pool = Loaders::start(Arc::clone(file), n, self.chunk_size)?;
             self.loaders = Loading::Running(pool);
         }
         let Loading::Running(pool) = &mut self.loaders else {
@@ -500,6 +500,9 @@ impl CaptureReader {
             }
         }
         let (mut buf, len) = pool.next()?;
+        // Progress counts what the reader took, not what loaders read ahead.
+        let taken = &self.raw_read;
+        taken.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
         if len < self.chunk_size {
             self.eof = true;
         }
@@ -518,6 +521,7 @@ impl CaptureReader {
         pool.recycle(buf);
         while joined.len() < 2 * c && !self.eof {
             let (more, len) = pool.next()?;
+            taken.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
             if len < self.chunk_size {
                 self.eof = true;
             }
@@ -816,19 +820,14 @@ struct Loaders {
 }
 
 impl Loaders {
-    fn start(
-        file: Arc<File>,
-        n: usize,
-        block: usize,
-        read: &Arc<std::sync::atomic::AtomicU64>,
-    ) -> io::Result<Self> {
+    fn start(file: Arc<File>, n: usize, block: usize) -> io::Result<Self> {
         use std::os::unix::fs::FileExt;
         let (free, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(n * (LOAD_AHEAD + 2));
         let mut blocks = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for j in 0..n {
             let (tx, rx) = crossbeam_channel::bounded(LOAD_AHEAD);
-            let (file, free_rx, read) = (Arc::clone(&file), free_rx.clone(), Arc::clone(read));
+            let (file, free_rx) = (Arc::clone(&file), free_rx.clone());
             let t = std::thread::Builder::new()
                 .name(format!("load-{j}"))
                 .spawn(move || {
@@ -855,7 +854,6 @@ impl Loaders {
                                 }
                             }
                         }
-                        read.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
                         let last = len < block || failed.is_some();
                         let msg = match failed {
                             Some(e) => Err(e),
