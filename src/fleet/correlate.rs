@@ -231,10 +231,7 @@ impl State {
 
 /// Runs until the stream is idle for `until_idle` (or SIGTERM/SIGINT).
 pub fn run(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64>, String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let rt = super::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(consume(cfg, o))
 }
 
@@ -285,21 +282,7 @@ async fn consumers(
 
 async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64>, String> {
     let s = &cfg.fleet;
-    let addrs: Vec<async_nats::ServerAddr> = o
-        .servers
-        .iter()
-        .map(|u| u.parse().map_err(|e| format!("--from {u}: {e}")))
-        .collect::<Result<_, _>>()?;
-    let client = async_nats::ConnectOptions::new()
-        .name("blindspot correlate")
-        .connection_timeout(Duration::from_secs(5))
-        .max_reconnects(None)
-        .connect(addrs)
-        .await
-        .map_err(|e| format!("cannot connect to {:?}: {e}", o.servers))?;
-    let js = jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build(client.clone());
+    let (client, js) = super::connect(&o.servers, "blindspot correlate").await?;
     let window = cfg.detect.window;
     let reorder = s.reorder_s * 1_000_000_000;
     // Held messages wait a window and the reorder delay of packet time

@@ -34,6 +34,39 @@ pub mod state;
 use crate::detect::Session;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The current-thread runtime each fleet client runs its async side on.
+#[cfg(feature = "fleet")]
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Connects to `servers` (URLs already checked) as `name`, for a client
+/// that reads or writes once and is done: a 5 s connection timeout, and
+/// JetStream requests answered within 10 s.
+#[cfg(feature = "fleet")]
+async fn connect(
+    servers: &[String],
+    name: &str,
+) -> Result<(async_nats::Client, async_nats::jetstream::Context), String> {
+    let addrs: Vec<async_nats::ServerAddr> = servers
+        .iter()
+        .map(|u| u.parse().map_err(|e| format!("{u}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let client = async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .max_reconnects(None)
+        .connect(addrs)
+        .await
+        .map_err(|e| format!("cannot connect to {servers:?}: {e}"))?;
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(std::time::Duration::from_secs(10))
+        .build(client.clone());
+    Ok((client, js))
+}
+
 /// `[fleet]` settings (the config file's keys; `Config::fleet` holds the
 /// validated copy). README "Fleet mode" has each key's range.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize, serde::Serialize)]

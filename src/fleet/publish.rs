@@ -220,10 +220,7 @@ fn run(
     counters: Arc<Counters>,
     state: Option<StateStart>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("blindspot: fleet: cannot start the publisher's runtime: {e}");

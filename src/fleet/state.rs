@@ -302,27 +302,12 @@ impl BaselineValue {
 /// Connects to `servers` and opens (or creates) the baselines bucket, on
 /// a runtime of the caller's.
 async fn baselines_bucket(s: &Settings, servers: &[String]) -> Result<kv::Store, String> {
-    let addrs: Vec<async_nats::ServerAddr> = servers
-        .iter()
-        .map(|u| u.parse().map_err(|e| format!("{u}: {e}")))
-        .collect::<Result<_, _>>()?;
-    let client = async_nats::ConnectOptions::new()
-        .name("blindspot baselines")
-        .connection_timeout(Duration::from_secs(5))
-        .connect(addrs)
-        .await
-        .map_err(|e| format!("cannot connect to {servers:?}: {e}"))?;
-    let js = jetstream::ContextBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build(client);
+    let (_, js) = super::connect(servers, "blindspot baselines").await?;
     bucket(&js, s, "baselines").await
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))
+    super::runtime().map_err(|e| format!("cannot start a runtime: {e}"))
 }
 
 /// `baseline build --publish`: puts every entry of `b` in the baselines
