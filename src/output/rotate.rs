@@ -170,6 +170,13 @@ impl LiveSink {
         }
     }
 
+    /// Standard output is a pipe or socket whose reader has gone
+    /// (`capture -o - | head -1` after `head` exits). Asked without a write,
+    /// as `tail -f` does, so that a sensor with nothing to write stops too.
+    pub fn reader_gone(&self) -> bool {
+        matches!(self.target, Target::Stdout) && stdout_reader_gone()
+    }
+
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }
@@ -360,6 +367,27 @@ fn recover(dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// POLLERR on the write end of a pipe (Linux) or POLLHUP on a socket: the
+/// other end is closed. A terminal or a file never reports either.
+#[cfg(unix)]
+fn stdout_reader_gone() -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let out = std::io::stdout();
+    let mut fds = [PollFd::new(
+        std::os::fd::AsFd::as_fd(&out),
+        PollFlags::empty(),
+    )];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+}
+
+#[cfg(not(unix))]
+fn stdout_reader_gone() -> bool {
+    false
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ pub fn live(
     max_pending: usize,
 ) -> std::io::Result<()> {
     let mut last_flush = Instant::now();
+    let mut last_check = Instant::now();
     let mut failing: Option<(Instant, Instant)> = None; // (since, last report)
     // The correlator waits for everything before this to be written.
     let mut sync: Option<Sender<()>> = None;
@@ -102,6 +103,16 @@ pub fn live(
             }
         } else {
             thread::sleep(TICK);
+        }
+        let check = last_check.elapsed() >= TICK;
+        if check {
+            last_check = Instant::now();
+        }
+        if check && sink.reader_gone() {
+            // Nothing may be written for a while (a quiet link): the reader
+            // of our output is gone all the same. Stop, as on a failed write.
+            stop.store(true, Ordering::Relaxed);
+            return Err(std::io::ErrorKind::BrokenPipe.into());
         }
         let wait = if failing.is_some() {
             Duration::from_secs(1)
