@@ -6,7 +6,9 @@
 # synth_capture, addresses rewritten per copy: a session per 3 KiB, many
 # devices), the one that loads the publisher:
 #
-#   [DENSE=1] benches/fleet.sh [MIN_BYTES]     (default 1 GiB; needs nats-server)
+#   [DENSE=1] [BATCH=N] benches/fleet.sh [MIN_BYTES]
+#
+# (default 1 GiB; needs nats-server; BATCH: fleet.batch_records, default 64)
 #
 # 1. replay -w 2 without --publish, best of 3 (wall s);
 # 2. the same with --publish to the cluster, best of 3: wall time until
@@ -28,6 +30,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 min=${1:-1073741824}
+batch=${BATCH:-64}
 command -v nats-server >/dev/null || { echo "nats-server is not installed (apt-get install nats-server)"; exit 1; }
 mkdir -p bench-data
 kbroker=${KAFKA_BROKER_BIN:-$(command -v tansu || true)}
@@ -92,7 +95,7 @@ PY
 plain=$(best "$bin" replay -w 2 -o /dev/null "$big")
 # Each run publishes as its own sensor (the stream keeps all three).
 cfg="$work/fleet.toml"
-printf '[fleet]\npartitions = 16\nreplicas = 3\nqueue_records = 2000000\n' > "$cfg"
+printf '[fleet]\npartitions = 16\nreplicas = 3\nqueue_records = 2000000\nbatch_records = %d\n' "$batch" > "$cfg"
 published=$(best "$bin" replay -w 2 -c "$cfg" --publish "$urls" -o /dev/null "$big")
 line=$(grep "fleet: published" "$work/err")
 records=$(echo "$line" | sed -E 's/.*published ([0-9]+) records.*/\1/')
@@ -100,7 +103,7 @@ dropped=$(echo "$line" | sed -E 's/.* ([0-9]+) dropped.*/\1/')
 # One more run into a stream of its own, for correlate to read alone (the
 # three above are the same sessions three times).
 one="$work/one.toml"
-printf '[fleet]\nstream = "ONE"\nsubject = "one"\npartitions = 16\nreplicas = 3\nqueue_records = 2000000\n' > "$one"
+printf '[fleet]\nstream = "ONE"\nsubject = "one"\npartitions = 16\nreplicas = 3\nqueue_records = 2000000\nbatch_records = %d\n' "$batch" > "$one"
 "$bin" replay -w 2 -c "$one" --publish "$urls" -o /dev/null "$big" 2>/dev/null
 idle=2
 t0=$(date +%s.%N)

@@ -622,6 +622,7 @@ impl RawConfig {
             replicas: p.range("fleet.replicas", f.replicas, 1, 5),
             partitions: p.range("fleet.partitions", f.partitions, 1, 1024),
             batch_records: p.range("fleet.batch_records", f.batch_records, 1, 4096),
+            zstd_level: p.range("fleet.zstd_level", f.zstd_level, 0, 19),
             linger_ms: p.range("fleet.linger_ms", f.linger_ms, 1, 60_000),
             queue_records: p.range("fleet.queue_records", f.queue_records, 1, 100_000_000),
             ack_timeout_s: p.range("fleet.ack_timeout_s", f.ack_timeout_s, 1, 600),

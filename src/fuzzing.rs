@@ -838,6 +838,13 @@ pub fn quic(data: &[u8]) {
 /// then run through a detector with small caps.
 pub fn fleet_message(data: &[u8]) {
     use crate::fleet::wire;
+    // The same bytes as a `Content-Encoding: zstd` body: capped at what a
+    // message may hold, whatever the frame claims.
+    if let Some(plain) = wire::body(data, Some(wire::ZSTD)) {
+        assert!(plain.len() <= wire::MAX_MESSAGE);
+        let mut bad = 0;
+        let _ = wire::read_sessions(&plain, &|_| None, &mut bad);
+    }
     let mut bad = 0;
     let sessions = wire::read_sessions(data, &|_| None, &mut bad);
     let mut out = Vec::new();

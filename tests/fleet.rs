@@ -356,11 +356,13 @@ fn a_roaming_device_is_one_finding_with_both_sensors() {
         threshold,
         &format!("[sensor]\nname = \"site-a\"\n{fleet}"),
     );
+    // Site B publishes plain JSON Lines, site A zstd bodies (the default):
+    // one correlate reads both.
     let cfg_b = config(
         d,
         "b.toml",
         threshold,
-        &format!("[sensor]\nname = \"site-b\"\n{fleet}"),
+        &format!("[sensor]\nname = \"site-b\"\n{fleet}zstd_level = 0\n"),
     );
     let cfg_c = config(d, "c.toml", threshold, fleet);
 
@@ -752,7 +754,11 @@ fn a_ca_learnt_at_one_site_is_learnt_at_the_other() {
 }
 
 /// Every message of a stream, read back with the client the sensors use.
-fn stream_messages(url: &str, stream: &str) -> (Vec<(String, Vec<u8>)>, Option<String>) {
+/// A stream's messages (subject, JSON Lines body), its leader, and how
+/// many of the messages were zstd-compressed.
+type StreamRead = (Vec<(String, Vec<u8>)>, Option<String>, usize);
+
+fn stream_messages(url: &str, stream: &str) -> StreamRead {
     block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         let js = async_nats::jetstream::new(client);
@@ -760,11 +766,29 @@ fn stream_messages(url: &str, stream: &str) -> (Vec<(String, Vec<u8>)>, Option<S
         let info = s.info().await.unwrap().clone();
         let leader = info.cluster.and_then(|c| c.leader);
         let mut out = Vec::new();
+        let mut packed = 0;
         for seq in info.state.first_sequence..=info.state.last_sequence {
             let m = s.get_raw_message(seq).await.unwrap();
-            out.push((m.subject.to_string(), m.payload.to_vec()));
+            // Publishers compress with zstd by default (fleet.zstd_level),
+            // and say so in a header; the body is JSON Lines under it.
+            let body = match m.headers.get("Content-Encoding").map(|v| v.as_str()) {
+                Some("zstd") => {
+                    let plain = zstd::bulk::decompress(&m.payload, 512 << 10).unwrap();
+                    assert!(
+                        m.payload.len() < plain.len(),
+                        "a zstd body larger than its JSON Lines: {} of {}",
+                        m.payload.len(),
+                        plain.len()
+                    );
+                    packed += 1;
+                    plain
+                }
+                None => m.payload.to_vec(),
+                Some(other) => panic!("message {seq}: Content-Encoding {other}"),
+            };
+            out.push((m.subject.to_string(), body));
         }
-        (out, leader)
+        (out, leader, packed)
     })
 }
 
@@ -870,7 +894,14 @@ fn a_node_killed_mid_publish_loses_and_repeats_nothing() {
         eprintln!("{name}: {line}");
         published.insert(name.to_string(), nums[0]);
     }
-    let (msgs, _) = stream_messages(&cluster.url(alive), "FAULT");
+    let (msgs, _, packed) = stream_messages(&cluster.url(alive), "FAULT");
+    // Batches of 16 records shrink under zstd and are sent compressed (a
+    // lone small record that would not shrink goes plain).
+    assert!(
+        packed * 2 > msgs.len(),
+        "{packed} of {} compressed",
+        msgs.len()
+    );
     // Per sensor and device key: the flow ids in stream order.
     let mut seen: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for (subject, body) in &msgs {

@@ -136,8 +136,19 @@ impl State {
         let sensor = self.sensor(&token);
         let mut bad = 0;
         let mdm = &self.mdm;
-        let sessions =
-            wire::read_sessions(&msg.payload, &|serial| mdm.get(serial).cloned(), &mut bad);
+        let encoding = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(wire::ENCODING))
+            .map(|v| v.as_str());
+        // A body that does not decompress is one bad line.
+        let sessions = match wire::body(&msg.payload, encoding) {
+            Some(body) => wire::read_sessions(&body, &|serial| mdm.get(serial).cloned(), &mut bad),
+            None => {
+                bad += 1;
+                Vec::new()
+            }
+        };
         self.count("messages", 1);
         self.count("sessions", sessions.len() as u64);
         self.count("bad_lines", bad);

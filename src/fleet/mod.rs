@@ -87,6 +87,9 @@ pub struct Settings {
     pub partitions: u32,
     /// `fleet.batch_records`: records per message.
     pub batch_records: usize,
+    /// `fleet.zstd_level`: message bodies are compressed with zstd at this
+    /// level (header `Content-Encoding: zstd`); 0 sends plain JSON Lines.
+    pub zstd_level: i32,
     /// `fleet.linger_ms`: a partial batch is sent after this long.
     pub linger_ms: u64,
     /// `fleet.queue_records`: records held (queued, batched, unacknowledged)
@@ -131,6 +134,7 @@ impl Default for Settings {
             replicas: 3,
             partitions: 16,
             batch_records: 64,
+            zstd_level: 1,
             linger_ms: 200,
             queue_records: 262_144,
             ack_timeout_s: 5,
@@ -190,6 +194,10 @@ pub struct Counters {
     pub sent: AtomicU64,
     /// Messages acknowledged.
     pub messages: AtomicU64,
+    /// Body bytes of the acknowledged messages, as sent (compressed).
+    pub bytes: AtomicU64,
+    /// The same bodies before compression (JSON Lines).
+    pub plain_bytes: AtomicU64,
     /// Messages published again after a failed or missing acknowledgement.
     pub resent: AtomicU64,
     /// Acknowledgements that said the message was a duplicate (a resend of
@@ -226,6 +234,8 @@ impl Counters {
             ("queued", g(&self.queued)),
             ("sent", g(&self.sent)),
             ("messages", g(&self.messages)),
+            ("bytes", g(&self.bytes)),
+            ("plain_bytes", g(&self.plain_bytes)),
             ("resent", g(&self.resent)),
             ("duplicates", g(&self.duplicates)),
             ("dropped", g(&self.dropped)),

@@ -25,6 +25,23 @@ use std::sync::{Arc, Mutex};
 /// `max_payload` is 1 MiB).
 pub const MAX_MESSAGE: usize = 512 << 10;
 
+/// The header that names a compressed body, and its one value.
+pub const ENCODING: &str = "Content-Encoding";
+pub const ZSTD: &str = "zstd";
+
+/// A message's body as JSON Lines: a `zstd` body is decompressed, to at
+/// most [`MAX_MESSAGE`] bytes (what a publisher puts in one); None when it
+/// does not decompress within that, or names another encoding.
+pub fn body<'a>(payload: &'a [u8], encoding: Option<&str>) -> Option<std::borrow::Cow<'a, [u8]>> {
+    match encoding {
+        None => Some(payload.into()),
+        Some(ZSTD) => zstd::bulk::decompress(payload, MAX_MESSAGE)
+            .ok()
+            .map(Into::into),
+        Some(_) => None,
+    }
+}
+
 /// A session as it travels: every field of `Session` the detections read.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WireSession {
@@ -333,6 +350,24 @@ mod tests {
         assert_eq!(crate::fleet::subject_token("site a.b*>"), "site_a_b__");
         assert_eq!(crate::fleet::subject_token(""), "_");
         assert_eq!(crate::fleet::subject_token(&"x".repeat(100)).len(), 64);
+    }
+
+    #[test]
+    fn bodies_are_plain_or_zstd_within_the_message_cap() {
+        let lines = b"{\"kind\":\"stats\"}\n".repeat(100);
+        assert_eq!(body(&lines, None).as_deref(), Some(&lines[..]));
+        let z = zstd::bulk::compress(&lines, 1).unwrap();
+        assert!(z.len() < lines.len() / 4, "{} of {}", z.len(), lines.len());
+        assert_eq!(body(&z, Some(ZSTD)).as_deref(), Some(&lines[..]));
+        // A body that expands past what one message may hold (a bomb: 1 MiB
+        // of zeros is a few dozen bytes), one that is not zstd, and an
+        // encoding we do not know: refused, not read.
+        let bomb = zstd::bulk::compress(&vec![0u8; MAX_MESSAGE + 1], 19).unwrap();
+        assert!(bomb.len() < 200);
+        assert_eq!(body(&bomb, Some(ZSTD)), None);
+        assert_eq!(body(&lines, Some(ZSTD)), None);
+        assert_eq!(body(&z, Some("gzip")), None);
+        assert_eq!(body(&z[..z.len() / 2], Some(ZSTD)), None);
     }
 
     #[test]
