@@ -155,6 +155,10 @@ pub struct Learner {
     public_seen: std::collections::HashSet<String>,
     /// Candidates not tracked because [`MAX_CANDIDATE_CAS`] were.
     pub over_cap: u64,
+    /// Moves whenever the set of learnt CAs may have changed (one learnt,
+    /// or candidates dropped as public): the detector on its own thread is
+    /// sent [`Learner::learnt_keys`] again (`run::detector`).
+    pub generation: u64,
     /// Fleet mode (`fleet/state.rs`): keys of the candidates that changed
     /// since [`Learner::take_changed`]; `None`: not tracked.
     changed: Option<std::collections::HashSet<(String, Option<String>)>>,
@@ -205,6 +209,7 @@ impl Learner {
                 self.public_seen.insert(subject.to_string());
                 // A leaf-only server seen before made it a candidate.
                 self.cas.retain(|(s, _), _| s != subject);
+                self.generation += 1;
             }
         }
         // An inspecting proxy sends the leaf it minted, alone or with its
@@ -267,10 +272,23 @@ impl Learner {
             }
             if c.domains.len() >= self.threshold {
                 c.learnt = Some(ts);
+                self.generation += 1;
             }
         }
         let learnt = c.learnt.is_some();
         Some((hash, learnt.then_some(&*c)))
+    }
+
+    /// The keys of the learnt CAs (what [`Learner::is_learnt`] is true of).
+    pub fn learnt_keys(&self) -> Vec<u64> {
+        let mut k: Vec<u64> = self
+            .cas
+            .values()
+            .filter(|c| c.learnt.is_some())
+            .map(|c| ca_key(&c.subject, c.key_id.as_deref()))
+            .collect();
+        k.sort_unstable();
+        k
     }
 
     /// Is the CA of this key learnt?
@@ -333,6 +351,7 @@ impl Learner {
             }
             if c.domains.len() >= self.threshold {
                 c.learnt = Some(fleet.learnt.unwrap_or(fleet.first_seen));
+                self.generation += 1;
             }
         }
         true

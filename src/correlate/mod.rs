@@ -55,6 +55,10 @@ pub struct Correlator {
     pub proxy: proxylog::ProxyIndex,
     /// Fleet mode (`--publish`): gets each session and each block handed on.
     pub fleet: Option<Box<dyn crate::fleet::Tap>>,
+    /// Replay with workers: the detector runs on its own thread
+    /// (`run::detector`); `detector` is then a stand-in that keeps the
+    /// settings, the CA learner and this side's counters.
+    remote: Option<crate::run::detector::Remote>,
 }
 
 impl Correlator {
@@ -75,7 +79,71 @@ impl Correlator {
             names: Names::default(),
             proxy: proxylog::ProxyIndex::default(),
             fleet: None,
+            remote: None,
         }
+    }
+
+    /// Moves the detector to a thread of its own that hands the blocks to
+    /// `sink` (replay with workers and without a fleet tap, whose state
+    /// sync reads and seeds the detector in place). From now on the blocks
+    /// go out through [`Correlator::send_blocks`].
+    pub fn detector_thread(&mut self, sink: Vec<crossbeam_channel::Sender<crate::run::ToSink>>) {
+        let stand_in = Detector::new(
+            Arc::clone(&self.detector.s),
+            Default::default(),
+            None,
+            false,
+        );
+        let mut real = std::mem::replace(&mut self.detector, stand_in);
+        self.detector.learner = std::mem::take(&mut real.learner);
+        self.remote = Some(crate::run::detector::Remote::start(
+            real,
+            &self.detector.learner,
+            sink,
+        ));
+    }
+
+    /// Hands the full blocks (`partial`: the last one too) to the detector
+    /// thread with their marks; false once it has stopped (its sink did).
+    pub fn send_blocks(&mut self, partial: bool) -> bool {
+        let Some(r) = self.remote.as_mut() else {
+            return true;
+        };
+        while let Some(b) = self.full.pop_front() {
+            let marks = r.full_marks.pop_front().unwrap_or_default();
+            r.send(crate::run::detector::Step::Block(b, marks));
+        }
+        if partial && (!self.block.is_empty() || !r.marks.is_empty()) {
+            let next = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(BATCH_RECORDS));
+            let b = std::mem::replace(&mut self.block, next);
+            let marks = std::mem::take(&mut r.marks);
+            r.send(crate::run::detector::Step::Block(b, marks));
+        }
+        !r.stopped
+    }
+
+    /// The end of a run with the detector on its own thread: closes its
+    /// stream and waits for it; what it gathered for `--evidence`.
+    pub fn join_detector(&mut self) -> Option<Vec<crate::detect::EvidenceWant>> {
+        self.remote.take().and_then(|r| r.join()).map(|d| d.wants)
+    }
+
+    /// A call to the detector thread in the stream, after the learnt CAs
+    /// when they changed; false when the detector is here.
+    fn call_remote(&mut self, step: impl FnOnce(&mut Self) -> crate::run::detector::Step) -> bool {
+        if self.remote.is_none() {
+            return false;
+        }
+        let step = step(self);
+        let at = self.block.len();
+        if let Some(r) = &mut self.remote {
+            r.learnt(&self.detector.learner);
+            r.call(at, step);
+        }
+        true
     }
 
     /// Who asked, for the passive-DNS map: the MAC evidence tied `ip` to at
@@ -316,7 +384,10 @@ impl Correlator {
             self.pending_tls.clear();
         }
         self.names.end_chunk();
-        if !self.sessions.is_empty() {
+        if !self.sessions.is_empty()
+            && !self
+                .call_remote(|c| crate::run::detector::Step::Hold(std::mem::take(&mut c.sessions)))
+        {
             let found = self.detector.hold(&mut self.sessions);
             self.write_detections(found);
         }
@@ -336,6 +407,9 @@ impl Correlator {
     /// worker's records up to a point are in, with the smallest horizon
     /// the workers reported.
     pub fn release_sessions(&mut self, horizon: crate::time::Timestamp) {
+        if self.call_remote(|_| crate::run::detector::Step::Release(horizon)) {
+            return;
+        }
         let found = self.detector.release(horizon);
         self.write_detections(found);
         self.fleet_sync();
@@ -375,6 +449,9 @@ impl Correlator {
 
     /// End of input: evaluates every open detection window.
     pub fn finish_detections(&mut self) {
+        if self.call_remote(|_| crate::run::detector::Step::Finish) {
+            return;
+        }
         let found = self.detector.finish();
         self.write_detections(found);
     }
@@ -385,6 +462,9 @@ impl Correlator {
         if self.block.len() >= BATCH_RECORDS {
             let b = self.swap_block();
             self.full.push_back(b);
+            if let Some(r) = &mut self.remote {
+                r.full_marks.push_back(std::mem::take(&mut r.marks));
+            }
         }
     }
 
@@ -489,12 +569,25 @@ impl Correlator {
 
     /// Completes a stats record with the record counts (itself included)
     /// and the TLS counters.
-    pub fn fill_stats(&self, stats: &mut crate::record::StatsRecord) {
+    /// With the detector on its own thread, its counters are asked for
+    /// first: they then count everything sent before.
+    pub fn fill_stats(&mut self, stats: &mut crate::record::StatsRecord) {
+        let report = self.remote.as_mut().map(|r| r.report());
         stats.records = self.counts.clone();
         *stats.records.entry("stats").or_default() += 1;
         stats.tls = self.tls.clone();
         stats.devices = self.devices.counters.clone();
         stats.detections = self.detector.counters.clone();
+        let mut ja4_dropped = self.detector.apps.ja4_dropped;
+        if let Some(rep) = report {
+            if rep.detections > 0 {
+                *stats.records.entry("detection").or_default() += rep.detections;
+            }
+            for (k, v) in rep.counters {
+                *stats.detections.entry(k).or_default() += v;
+            }
+            ja4_dropped = rep.ja4_apps_over_cap;
+        }
         stats.dns = self.names.counters.clone();
         stats
             .dns
@@ -502,10 +595,8 @@ impl Correlator {
         if !self.proxy.is_empty() {
             stats.detections.extend(self.proxy.counters);
         }
-        if self.detector.apps.ja4_dropped > 0 {
-            stats
-                .detections
-                .insert("ja4_apps_over_cap", self.detector.apps.ja4_dropped);
+        if ja4_dropped > 0 {
+            stats.detections.insert("ja4_apps_over_cap", ja4_dropped);
         }
     }
 

@@ -498,6 +498,10 @@ pub struct Detector {
     ja3s13_seen: HashMap<String, HashSet<u64>>,
     /// Inspection CAs learnt from the chains (the correlator feeds it).
     pub learner: crate::correlate::inspection::Learner,
+    /// On its own thread (`run::detector`): the keys of the CAs the
+    /// correlator's learner had learnt at this point of the stream, used
+    /// in place of `learner`.
+    pub learnt_keys: Option<Vec<u64>>,
     /// Fleet mode: proxy fingerprints (TLS 1.3?, JA3S) whose destinations
     /// grew since [`Detector::take_proxy_changes`]; `None`: not tracked.
     proxy_changes: Option<HashSet<(bool, String)>>,
@@ -664,6 +668,7 @@ impl Detector {
             ja3s_seen: HashMap::new(),
             ja3s13_seen: HashMap::new(),
             learner: crate::correlate::inspection::Learner::new(learn_ca_domains, public_cas),
+            learnt_keys: None,
             proxy_changes: None,
             counters: BTreeMap::new(),
             evidence,
@@ -772,7 +777,10 @@ impl Detector {
 
     /// Was the session's chain signed by a CA learnt since it ended?
     pub fn learnt_ca(&self, key: Option<u64>) -> bool {
-        key.is_some_and(|k| self.learner.is_learnt(k))
+        key.is_some_and(|k| match &self.learnt_keys {
+            Some(keys) => keys.binary_search(&k).is_ok(),
+            None => self.learner.is_learnt(k),
+        })
     }
 
     /// Is this an OS-level channel (Apple push by default)?

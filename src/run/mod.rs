@@ -18,6 +18,7 @@
 //! - [`sink`] is the sink thread: it writes what the encoders made;
 //!   replay's stops at the first write error, capture's holds and retries.
 
+pub mod detector;
 pub mod encode;
 pub mod order;
 pub mod replay;

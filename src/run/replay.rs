@@ -670,7 +670,14 @@ fn run_correlator(
     spare_blocks: Receiver<RecordBatch>,
 ) -> (StatsRecord, Vec<crate::detect::EvidenceWant>) {
     let mut order = InOrder::new(workers);
-    let mut sink = Handoff::pooled(sink);
+    // The detector on a thread of its own, after this one (`run::detector`),
+    // unless a fleet tap syncs its state with it in place.
+    let mut sink = if corr.fleet.is_none() {
+        corr.detector_thread(sink);
+        None
+    } else {
+        Some(Handoff::pooled(sink))
+    };
     let mut end = EndMerge::new(workers);
     let mut piece = Vec::new();
     while !end.all_done() {
@@ -684,7 +691,7 @@ fn run_correlator(
                 }
                 order.add(seq, recs, last);
                 order.release(&mut corr, false);
-                if !sink.blocks(&mut corr, false) {
+                if !hand_on(&mut corr, &mut sink, false) {
                     return Default::default();
                 }
             }
@@ -704,13 +711,13 @@ fn run_correlator(
                         break;
                     }
                     corr.push(piece.drain(..));
-                    if !sink.blocks(&mut corr, false) {
+                    if !hand_on(&mut corr, &mut sink, false) {
                         return Default::default();
                     }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                if !sink.blocks(&mut corr, true) {
+                if !hand_on(&mut corr, &mut sink, true) {
                     return Default::default();
                 }
             }
@@ -720,6 +727,18 @@ fn run_correlator(
     order.release(&mut corr, true);
     let mut stats = stats_rx.recv().unwrap_or_default();
     finish(&mut corr, &mut stats);
-    sink.blocks(&mut corr, true);
-    (stats, std::mem::take(&mut corr.detector.wants))
+    hand_on(&mut corr, &mut sink, true);
+    let wants = corr
+        .join_detector()
+        .unwrap_or_else(|| std::mem::take(&mut corr.detector.wants));
+    (stats, wants)
+}
+
+/// Hands the correlator's blocks on: to the encoders, or to the detector
+/// thread; false when the sink has stopped.
+fn hand_on(corr: &mut Correlator, sink: &mut Option<Handoff>, partial: bool) -> bool {
+    match sink {
+        Some(h) => h.blocks(corr, partial),
+        None => corr.send_blocks(partial),
+    }
 }
