@@ -87,7 +87,7 @@ impl Correlator {
     /// `sink` (replay with workers and without a fleet tap, whose state
     /// sync reads and seeds the detector in place). From now on the blocks
     /// go out through [`Correlator::send_blocks`].
-    pub fn detector_thread(&mut self, sink: Vec<crossbeam_channel::Sender<crate::run::ToSink>>) {
+    pub fn detector_thread(&mut self, sink: crate::run::Handoff) {
         let stand_in = Detector::new(
             Arc::clone(&self.detector.s),
             Default::default(),
@@ -111,6 +111,7 @@ impl Correlator {
         };
         while let Some(b) = self.full.pop_front() {
             let marks = r.full_marks.pop_front().unwrap_or_default();
+            r.last_send = std::time::Instant::now();
             r.send(crate::run::detector::Step::Block(b, marks));
         }
         if partial && (!self.block.is_empty() || !r.marks.is_empty()) {
@@ -120,6 +121,7 @@ impl Correlator {
                 .unwrap_or_else(|| Vec::with_capacity(BATCH_RECORDS));
             let b = std::mem::replace(&mut self.block, next);
             let marks = std::mem::take(&mut r.marks);
+            r.last_send = std::time::Instant::now();
             r.send(crate::run::detector::Step::Block(b, marks));
         }
         !r.stopped
@@ -424,6 +426,9 @@ impl Correlator {
 
     /// Live capture: evaluates the detection windows that ended before `now`.
     pub fn advance_detections(&mut self, now: crate::time::Timestamp) {
+        if self.call_remote(|_| crate::run::detector::Step::Advance(now)) {
+            return;
+        }
         let found = self.detector.advance(now);
         self.write_detections(found);
     }
@@ -436,13 +441,30 @@ impl Correlator {
         self.inspection = Arc::clone(&cfg.inspection);
         self.devices.reload((**inputs).clone());
         self.detector.s = Arc::clone(&cfg.detect);
-        self.detector.apps =
-            crate::detect::context::Apps::new(inputs.apps.clone(), &inputs.app_events);
-        self.detector.baseline = cfg.baseline.clone();
+        let apps = crate::detect::context::Apps::new(inputs.apps.clone(), &inputs.app_events);
+        match &mut self.remote {
+            Some(r) => r.send(crate::run::detector::Step::Reload(
+                Arc::clone(&cfg.detect),
+                Box::new(apps),
+                cfg.baseline.clone(),
+            )),
+            None => {
+                self.detector.apps = apps;
+                self.detector.baseline = cfg.baseline.clone();
+            }
+        }
+    }
+
+    /// The detector's thread, when it runs on one ([`Correlator::detector_thread`]).
+    pub fn remote(&mut self) -> Option<&mut crate::run::detector::Remote> {
+        self.remote.as_mut()
     }
 
     /// Live capture: writes the `open` detections whose update is due by `now`.
     pub fn advance_open_detections(&mut self, now: crate::time::Timestamp) {
+        if self.call_remote(|_| crate::run::detector::Step::AdvanceOpen(now)) {
+            return;
+        }
         let found = self.detector.advance_open(now);
         self.write_detections(found);
     }

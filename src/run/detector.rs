@@ -23,7 +23,7 @@
 //! before the correlator writes its stats record.
 
 use super::{Handoff, ToSink};
-use crate::correlate::RecordBatch;
+use crate::correlate::{Correlator, RecordBatch};
 use crate::detect::{Detector, Session};
 use crate::record::{DetectionRecord, Record};
 use crate::time::Timestamp;
@@ -43,6 +43,18 @@ pub enum Step {
     Hold(Vec<Session>),
     Release(Timestamp),
     Finish,
+    /// Sensor mode: windows that ended before the time, and `open`
+    /// detections due by it.
+    Advance(Timestamp),
+    AdvanceOpen(Timestamp),
+    /// Sensor SIGHUP: new detection settings, apps and baseline.
+    Reload(
+        std::sync::Arc<crate::detect::DetectSettings>,
+        Box<crate::detect::context::Apps>,
+        Option<std::sync::Arc<crate::detect::baseline::Baseline>>,
+    ),
+    /// Passed on to the sink in its turn (`Handoff::sync`).
+    Sync(Sender<()>),
     /// The keys of the learnt CAs from here on.
     Learnt(Vec<u64>),
     /// Everything before it is done: the counters, for the stats record.
@@ -62,6 +74,16 @@ pub struct Report {
 /// filled and of the full blocks waiting, and the learnt keys last sent.
 pub struct Remote {
     tx: Sender<Step>,
+    /// The encoders' queues (for the sensor's `queued_blocks`).
+    encoders: Vec<Sender<ToSink>>,
+    /// The sink's end ([`Handoff::watching`]).
+    gone: Option<Receiver<()>>,
+    /// Disconnected when the detector thread ends: a request queued to it
+    /// then (a sync, a report) is never answered, nor dropped while we
+    /// hold the channel's sender.
+    ended: Receiver<()>,
+    /// When a block was last sent.
+    pub last_send: Instant,
     pub marks: Vec<u32>,
     pub full_marks: VecDeque<Vec<u32>>,
     learnt_sent: u64,
@@ -77,17 +99,27 @@ impl Remote {
     pub fn start(
         mut detector: Detector,
         learner: &crate::correlate::inspection::Learner,
-        sink: Vec<Sender<ToSink>>,
+        sink: Handoff,
     ) -> Remote {
         let (tx, rx) = bounded(QUEUE);
+        let encoders = sink.txs.clone();
+        let gone = sink.gone.clone();
+        let (alive, ended) = bounded::<()>(0);
         detector.learnt_keys = Some(learner.learnt_keys());
         let learnt_sent = learner.generation;
         let thread = std::thread::Builder::new()
             .name("detector".into())
-            .spawn(move || run(detector, rx, Handoff::pooled(sink)))
+            .spawn(move || {
+                let _alive = alive;
+                run(detector, rx, sink)
+            })
             .expect("spawn detector thread");
         Remote {
             tx,
+            encoders,
+            gone,
+            ended,
+            last_send: Instant::now(),
             marks: Vec::new(),
             full_marks: VecDeque::new(),
             learnt_sent,
@@ -116,18 +148,104 @@ impl Remote {
         self.send(step);
     }
 
+    /// Waits until the sink has written everything sent before; false
+    /// when it has stopped.
+    pub fn sync(&mut self) -> bool {
+        let (tx, rx) = bounded(1);
+        self.send(Step::Sync(tx));
+        if self.stopped {
+            return false;
+        }
+        // An answer that came just before the end still counts.
+        match &self.gone {
+            Some(g) => crossbeam_channel::select! {
+                recv(rx) -> r => r.is_ok(),
+                recv(g) -> _ => rx.try_recv().is_ok(),
+                recv(self.ended) -> _ => rx.try_recv().is_ok(),
+            },
+            None => crossbeam_channel::select! {
+                recv(rx) -> r => r.is_ok(),
+                recv(self.ended) -> _ => rx.try_recv().is_ok(),
+            },
+        }
+    }
+
+    /// Blocks waiting for the encoders and the sink.
+    pub fn queued(&self) -> usize {
+        self.tx.len() + self.encoders.iter().map(Sender::len).sum::<usize>()
+    }
+
     /// The detector's counters, once it has done everything sent before.
     pub fn report(&mut self) -> Report {
         let (tx, rx) = bounded(1);
         self.send(Step::Report(tx));
-        rx.recv().unwrap_or_default()
+        crossbeam_channel::select! {
+            recv(rx) -> r => r.unwrap_or_default(),
+            recv(self.ended) -> _ => rx.try_recv().unwrap_or_default(),
+        }
     }
 
     /// Closes the stream and waits for the thread: the detector, with what
     /// it gathered (`wants`).
     pub fn join(mut self) -> Option<Detector> {
         drop(self.tx);
+        drop(self.encoders);
         self.thread.take().and_then(|t| t.join().ok())
+    }
+}
+
+/// Where the correlator's blocks go: straight to the encoders, or through
+/// the detector's thread. Replay and capture start it the same way.
+pub enum Out {
+    Encoders(Handoff),
+    Detector,
+}
+
+impl Out {
+    /// The detector on a thread of its own, unless a fleet tap syncs its
+    /// state with it in place (`fleet::Tap::sync`).
+    pub fn start(corr: &mut Correlator, sink: Handoff) -> Out {
+        if corr.fleet.is_none() {
+            corr.detector_thread(sink);
+            Out::Detector
+        } else {
+            Out::Encoders(sink)
+        }
+    }
+
+    /// Hands on the full blocks (`partial`: the last one too); false when
+    /// the sink has stopped.
+    pub fn blocks(&mut self, corr: &mut Correlator, partial: bool) -> bool {
+        match self {
+            Out::Encoders(h) => h.blocks(corr, partial),
+            Out::Detector => corr.send_blocks(partial),
+        }
+    }
+
+    /// Time since a block was last handed on.
+    pub fn idle(&self, corr: &mut Correlator) -> std::time::Duration {
+        match self {
+            Out::Encoders(h) => h.idle(),
+            Out::Detector => corr
+                .remote()
+                .map_or_else(Default::default, |r| r.last_send.elapsed()),
+        }
+    }
+
+    /// Blocks waiting to be written.
+    pub fn queued(&self, corr: &mut Correlator) -> usize {
+        match self {
+            Out::Encoders(h) => h.queued(),
+            Out::Detector => corr.remote().map_or(0, |r| r.queued()),
+        }
+    }
+
+    /// Waits until the sink has written everything handed on so far.
+    pub fn sync(&mut self, corr: &mut Correlator) -> bool {
+        match self {
+            Out::Encoders(h) => h.sync(),
+            Out::Detector => corr.remote().is_some_and(Remote::sync),
+        }
     }
 }
 
@@ -147,6 +265,18 @@ fn run(mut d: Detector, rx: Receiver<Step>, mut sink: Handoff) -> Detector {
             Step::Hold(mut s) => keep(d.hold(&mut s)),
             Step::Release(h) => keep(d.release(h)),
             Step::Finish => keep(d.finish()),
+            Step::Advance(t) => keep(d.advance(t)),
+            Step::AdvanceOpen(t) => keep(d.advance_open(t)),
+            Step::Reload(s, apps, baseline) => {
+                d.s = s;
+                d.apps = *apps;
+                d.baseline = baseline;
+            }
+            Step::Sync(ack) => {
+                if !sink.send(ToSink::Sync(ack)) {
+                    break;
+                }
+            }
             Step::Learnt(keys) => d.learnt_keys = Some(keys),
             Step::Report(tx) => {
                 let _ = tx.send(Report {

@@ -71,6 +71,8 @@ pub struct Handoff {
     txs: Vec<Sender<ToSink>>,
     next: usize,
     last_send: Instant,
+    /// Disconnected when the sink thread has ended ([`Handoff::watching`]).
+    gone: Option<crossbeam_channel::Receiver<()>>,
 }
 
 impl Handoff {
@@ -84,7 +86,17 @@ impl Handoff {
             txs,
             next: 0,
             last_send: Instant::now(),
+            gone: None,
         }
+    }
+
+    /// [`Handoff::sync`] gives up once `gone` disconnects: the sink thread
+    /// holds its sender and drops it as it ends. A `Sync` queued behind an
+    /// encoder that ended (its sink went first) is never answered, nor
+    /// dropped while we hold the channel's sender.
+    pub fn watching(mut self, gone: crossbeam_channel::Receiver<()>) -> Self {
+        self.gone = Some(gone);
+        self
     }
 
     fn send(&mut self, item: ToSink) -> bool {
@@ -119,6 +131,21 @@ impl Handoff {
     /// false when it has stopped.
     pub fn sync(&mut self) -> bool {
         let (ack_tx, ack_rx) = bounded::<()>(1);
-        self.send(ToSink::Sync(ack_tx)) && ack_rx.recv().is_ok()
+        self.send(ToSink::Sync(ack_tx)) && answered(&ack_rx, self.gone.as_ref())
+    }
+}
+
+/// Waits for a `Sync`'s answer; false when none can come: its channel was
+/// dropped, or the sink thread has ended (`gone` disconnected).
+pub fn answered(
+    ack: &crossbeam_channel::Receiver<()>,
+    gone: Option<&crossbeam_channel::Receiver<()>>,
+) -> bool {
+    match gone {
+        Some(g) => crossbeam_channel::select! {
+            recv(ack) -> r => r.is_ok(),
+            recv(g) -> _ => ack.try_recv().is_ok(),
+        },
+        None => ack.recv().is_ok(),
     }
 }

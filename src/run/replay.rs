@@ -35,7 +35,7 @@ use crate::output::Sink;
 use crate::record::{FileStats, Record, StatsRecord};
 use crate::run::order::{EndMerge, InOrder};
 use crate::run::stats::{counters, finish};
-use crate::run::{Handoff, ToSink, correlator, encode, sink as sink_thread};
+use crate::run::{ToSink, correlator, encode, sink as sink_thread};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use std::io;
@@ -670,14 +670,8 @@ fn run_correlator(
     spare_blocks: Receiver<RecordBatch>,
 ) -> (StatsRecord, Vec<crate::detect::EvidenceWant>) {
     let mut order = InOrder::new(workers);
-    // The detector on a thread of its own, after this one (`run::detector`),
-    // unless a fleet tap syncs its state with it in place.
-    let mut sink = if corr.fleet.is_none() {
-        corr.detector_thread(sink);
-        None
-    } else {
-        Some(Handoff::pooled(sink))
-    };
+    // The detector on a thread of its own, after this one (`run::detector`).
+    let mut sink = crate::run::detector::Out::start(&mut corr, crate::run::Handoff::pooled(sink));
     let mut end = EndMerge::new(workers);
     let mut piece = Vec::new();
     while !end.all_done() {
@@ -691,7 +685,7 @@ fn run_correlator(
                 }
                 order.add(seq, recs, last);
                 order.release(&mut corr, false);
-                if !hand_on(&mut corr, &mut sink, false) {
+                if !sink.blocks(&mut corr, false) {
                     return Default::default();
                 }
             }
@@ -711,13 +705,13 @@ fn run_correlator(
                         break;
                     }
                     corr.push(piece.drain(..));
-                    if !hand_on(&mut corr, &mut sink, false) {
+                    if !sink.blocks(&mut corr, false) {
                         return Default::default();
                     }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
-                if !hand_on(&mut corr, &mut sink, true) {
+                if !sink.blocks(&mut corr, true) {
                     return Default::default();
                 }
             }
@@ -727,18 +721,9 @@ fn run_correlator(
     order.release(&mut corr, true);
     let mut stats = stats_rx.recv().unwrap_or_default();
     finish(&mut corr, &mut stats);
-    hand_on(&mut corr, &mut sink, true);
+    sink.blocks(&mut corr, true);
     let wants = corr
         .join_detector()
         .unwrap_or_else(|| std::mem::take(&mut corr.detector.wants));
     (stats, wants)
-}
-
-/// Hands the correlator's blocks on: to the encoders, or to the detector
-/// thread; false when the sink has stopped.
-fn hand_on(corr: &mut Correlator, sink: &mut Option<Handoff>, partial: bool) -> bool {
-    match sink {
-        Some(h) => h.blocks(corr, partial),
-        None => corr.send_blocks(partial),
-    }
 }

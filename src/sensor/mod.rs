@@ -43,7 +43,7 @@ use crate::flow::table::{FlowTable, TableStats};
 use crate::output::rotate::{LiveSink, OutputCounters, Target};
 use crate::record::{QueueStats, StatsRecord};
 use crate::run::order::{Tick, Watermark};
-use crate::run::{Handoff, TICK, ToSink, sink, stats};
+use crate::run::{TICK, sink, stats};
 use crate::time::Timestamp;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
 use forward::Forwarder;
@@ -184,9 +184,12 @@ pub fn run(cfg: &Config, opts: &SensorOptions, reload: Reload) -> Result<SensorO
     let max_pending = settings.max_pending_bytes;
     let hup_sink = Arc::clone(&hup);
     let term_sink = Arc::clone(&term);
+    // Disconnected when the sink thread ends: a sync never waits on it then.
+    let (alive_tx, gone_rx) = bounded::<()>(0);
     thread::Builder::new()
         .name("sink".into())
         .spawn(move || {
+            let _alive = alive_tx;
             let r = sink::live(sink_rx, sink, &hup_sink, &term_sink, flush, max_pending);
             let _ = done_tx.send(r);
         })
@@ -204,7 +207,7 @@ pub fn run(cfg: &Config, opts: &SensorOptions, reload: Reload) -> Result<SensorO
                 corr,
                 live_rx,
                 reload_rx,
-                sink_txs,
+                crate::run::Handoff::pooled(sink_txs).watching(gone_rx),
                 workers,
                 corr_counters,
                 slack,
@@ -578,7 +581,7 @@ fn run_correlator(
     mut corr: Correlator,
     rx: Receiver<Live>,
     reload: Receiver<Box<Config>>,
-    sink: Vec<Sender<ToSink>>,
+    sink: crate::run::Handoff,
     workers: usize,
     counters: Arc<OutputCounters>,
     slack: u64,
@@ -594,7 +597,8 @@ fn run_correlator(
     // The longest records waited between a worker and the correlator
     // since the last stats record.
     let mut lag_ms = 0u64;
-    let mut sink = Handoff::pooled(sink);
+    // The detector on a thread of its own, after this one (`run::detector`).
+    let mut sink = crate::run::detector::Out::start(&mut corr, sink);
     let mut order = Watermark::new(workers);
     while done < workers {
         if let Ok(new) = reload.try_recv() {
@@ -613,7 +617,7 @@ fn run_correlator(
                 if epoch > emitted_epoch {
                     emitted_epoch = epoch;
                     let mut st = merge(&snaps, Timestamp::now());
-                    st.output = output_counters(&counters, sink.queued(), lag_ms);
+                    st.output = output_counters(&counters, sink.queued(&mut corr), lag_ms);
                     lag_ms = 0;
                     stats::totals(&mut corr, &mut st);
                     if !sink.blocks(&mut corr, true) {
@@ -638,7 +642,7 @@ fn run_correlator(
         corr.advance_detections(Timestamp(now.0.saturating_sub(slack)));
         // A full block goes at once, a partial one every tick: the sink
         // batches, and a record closed a second ago is on disk by then.
-        let partial = sink.idle() >= TICK;
+        let partial = sink.idle(&mut corr) >= TICK;
         if !sink.blocks(&mut corr, partial) {
             return StatsRecord::default();
         }
@@ -650,10 +654,11 @@ fn run_correlator(
     // before it is on disk: its output counters then account for every byte
     // of the output but its own line, and nothing is held or queued.
     if sink.blocks(&mut corr, true) {
-        sink.sync();
+        sink.sync(&mut corr);
     }
-    st.output = output_counters(&counters, sink.queued(), lag_ms);
+    st.output = output_counters(&counters, sink.queued(&mut corr), lag_ms);
     stats::push_stats(&mut corr, &mut st);
     sink.blocks(&mut corr, true);
+    corr.join_detector();
     st
 }
