@@ -841,7 +841,7 @@ pub fn fleet_message(data: &[u8]) {
     // The same bytes as a `Content-Encoding: zstd` body: capped at what a
     // message may hold, whatever the frame claims.
     if let Some(plain) = wire::body(data, Some(wire::ZSTD)) {
-        assert!(plain.len() <= wire::MAX_MESSAGE);
+        assert!(plain.len() <= wire::MAX_BODY);
         let mut bad = 0;
         let _ = wire::read_sessions(&plain, &|_| None, &mut bad);
     }

@@ -369,8 +369,9 @@ fn recover(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// POLLERR on the write end of a pipe (Linux) or POLLHUP on a socket: the
-/// other end is closed. A terminal or a file never reports either.
+/// POLLERR on the write end of a pipe (Linux), POLLHUP on a Unix socket
+/// shut both ways or a terminal hung up: the reader is gone. A file never
+/// reports either; a TCP peer that closed shows only on the next write.
 #[cfg(unix)]
 fn stdout_reader_gone() -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};

@@ -170,9 +170,10 @@ impl Remote {
         }
     }
 
-    /// Blocks waiting for the encoders and the sink.
+    /// Blocks waiting for the encoders and the sink (what waits for the
+    /// detector thread is mostly calls, not blocks).
     pub fn queued(&self) -> usize {
-        self.tx.len() + self.encoders.iter().map(Sender::len).sum::<usize>()
+        self.encoders.iter().map(Sender::len).sum::<usize>()
     }
 
     /// The detector's counters, once it has done everything sent before.
@@ -287,6 +288,11 @@ fn run(mut d: Detector, rx: Receiver<Step>, mut sink: Handoff) -> Detector {
             }
             Step::Block(block, marks) => {
                 let block = splice(block, &marks, &mut found);
+                // Capture's timer calls on a quiet link: no record, and
+                // nothing to wake the encoders and the sink for.
+                if block.is_empty() {
+                    continue;
+                }
                 if !sink.send_block(block) {
                     // The sink stopped: the correlator sees the channel close.
                     break;
