@@ -96,10 +96,14 @@ impl Correlator {
         );
         let mut real = std::mem::replace(&mut self.detector, stand_in);
         self.detector.learner = std::mem::take(&mut real.learner);
+        // Fleet state: the CAs stay synced here (`fleet_sync`, with the
+        // learner), the proxy fingerprints on the detector's thread.
+        let fleet = self.fleet.as_mut().and_then(|t| t.detector_side());
         self.remote = Some(crate::run::detector::Remote::start(
             real,
             &self.detector.learner,
             sink,
+            fleet,
         ));
     }
 
@@ -109,20 +113,34 @@ impl Correlator {
         let Some(r) = self.remote.as_mut() else {
             return true;
         };
-        while let Some(b) = self.full.pop_front() {
+        // The fleet tap sees every block first, as in `next_block` (and is
+        // called once with none when there is none).
+        let mut sent = false;
+        while let Some(mut b) = self.full.pop_front() {
+            if let Some(t) = &mut self.fleet {
+                t.block(&mut b);
+            }
             let marks = r.full_marks.pop_front().unwrap_or_default();
             r.last_send = std::time::Instant::now();
             r.send(crate::run::detector::Step::Block(b, marks));
+            sent = true;
         }
         if partial && (!self.block.is_empty() || !r.marks.is_empty()) {
             let next = self
                 .spare
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(BATCH_RECORDS));
-            let b = std::mem::replace(&mut self.block, next);
+            let mut b = std::mem::replace(&mut self.block, next);
+            if let Some(t) = &mut self.fleet {
+                t.block(&mut b);
+            }
             let marks = std::mem::take(&mut r.marks);
             r.last_send = std::time::Instant::now();
             r.send(crate::run::detector::Step::Block(b, marks));
+            sent = true;
+        }
+        if !sent && let Some(t) = &mut self.fleet {
+            t.block(&mut []);
         }
         !r.stopped
     }

@@ -729,8 +729,13 @@ impl Detector {
     /// Fleet mode (`fleet/state.rs`): from now on, note the proxy
     /// fingerprints and CA candidates that change.
     pub fn track_changes(&mut self) {
-        self.proxy_changes.get_or_insert_with(Default::default);
+        self.track_proxy_changes();
         self.learner.track_changes();
+    }
+
+    /// The proxy fingerprints' part of [`Detector::track_changes`].
+    pub fn track_proxy_changes(&mut self) {
+        self.proxy_changes.get_or_insert_with(Default::default);
     }
 
     /// The proxy fingerprints whose destinations grew since the last call:

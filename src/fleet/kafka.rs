@@ -164,6 +164,27 @@ impl super::Tap for Taps {
             t.block(block);
         }
     }
+
+    fn sync(&mut self, d: &mut crate::detect::Detector) {
+        for t in &mut self.0 {
+            t.sync(d);
+        }
+    }
+
+    fn detector_side(&mut self) -> Option<super::DetectorSync> {
+        let mut sides: Vec<super::DetectorSync> = self
+            .0
+            .iter_mut()
+            .filter_map(|t| t.detector_side())
+            .collect();
+        (!sides.is_empty()).then(|| {
+            Box::new(move |d: &mut crate::detect::Detector| {
+                for s in &mut sides {
+                    s(d);
+                }
+            }) as super::DetectorSync
+        })
+    }
 }
 
 /// `tap` (the NATS publisher, or none) with the Kafka producer after it

@@ -268,8 +268,18 @@ pub trait Tap: Send {
     fn block(&mut self, block: &mut [crate::record::Record]);
     /// Fleet state: seeds the detector with what the fleet learnt and
     /// takes what it learnt itself (called before and after each push).
+    /// Once [`Tap::detector_side`] was taken, only the CA learner's part.
     fn sync(&mut self, _d: &mut crate::detect::Detector) {}
+    /// The detector's part of the sync (its proxy fingerprints), for the
+    /// detector's own thread (`run::detector`), which calls it around each
+    /// call; `None` when this tap keeps no fleet state.
+    fn detector_side(&mut self) -> Option<DetectorSync> {
+        None
+    }
 }
+
+/// [`Tap::detector_side`]: called with the detector on its thread.
+pub type DetectorSync = Box<dyn FnMut(&mut crate::detect::Detector) + Send>;
 
 /// Hands `take` the records of `block` a tap forwards, in order: device,
 /// coverage and stats records, each stats record first given `stats` (the

@@ -54,6 +54,8 @@ pub struct Publisher {
     thread: Option<JoinHandle<()>>,
     /// Fleet state (`fleet.state`): the correlator's side.
     state: Option<super::state::Local>,
+    /// The detector syncs its own part on its thread ([`Tap::detector_side`]).
+    split: bool,
 }
 
 impl Publisher {
@@ -88,6 +90,7 @@ impl Publisher {
             cap: s.queue_records,
             thread,
             state,
+            split: false,
         }
     }
 
@@ -136,9 +139,17 @@ impl Tap for Publisher {
     }
 
     fn sync(&mut self, d: &mut crate::detect::Detector) {
-        if let Some(st) = &mut self.state {
-            st.sync(d);
+        match &mut self.state {
+            Some(st) if self.split => st.sync_cas(&mut d.learner),
+            Some(st) => st.sync(d),
+            None => {}
         }
+    }
+
+    fn detector_side(&mut self) -> Option<super::DetectorSync> {
+        let mut side = self.state.as_ref()?.detector_side();
+        self.split = true;
+        Some(Box::new(move |d| side.sync_proxies(d)))
     }
 }
 

@@ -616,7 +616,10 @@ pub struct Local {
     shared: Arc<Shared>,
     counters: Arc<Counters>,
     sensor: String,
+    /// The buckets' read last seeded into the CA learner, and into the
+    /// detector's proxy fingerprints.
     generation: u64,
+    proxy_generation: u64,
 }
 
 impl Local {
@@ -626,17 +629,34 @@ impl Local {
             counters,
             sensor: sensor.to_string(),
             generation: 0,
+            proxy_generation: 0,
         }
+    }
+
+    /// The same shared state for another thread: the detector's, when it
+    /// runs on its own (`run::detector`), which syncs the proxy
+    /// fingerprints while the correlator syncs the CAs.
+    pub fn detector_side(&self) -> Local {
+        Local::new(
+            Arc::clone(&self.shared),
+            Arc::clone(&self.counters),
+            &self.sensor,
+        )
     }
 
     /// Seeds `d` from the last read of the buckets (when there was a new
     /// one) and hands on what `d` learnt since the last call.
     pub fn sync(&mut self, d: &mut crate::detect::Detector) {
-        d.track_changes();
+        self.sync_cas(&mut d.learner);
+        self.sync_proxies(d);
+    }
+
+    /// The CA learner's part of [`Local::sync`].
+    pub fn sync_cas(&mut self, learner: &mut crate::correlate::inspection::Learner) {
+        learner.track_changes();
         let g = self.shared.generation.load(Ordering::Acquire);
-        let cas = d.learner.take_changed();
-        let proxies = d.take_proxy_changes();
-        if g == self.generation && cas.is_empty() && proxies.is_empty() {
+        let cas = learner.take_changed();
+        if g == self.generation && cas.is_empty() {
             return;
         }
         let Ok(mut inner) = self.shared.inner.lock() else {
@@ -646,28 +666,44 @@ impl Local {
         if g != self.generation {
             self.generation = g;
             for v in &inner.fleet_cas {
-                if d.learner.seed(&v.candidate()) {
+                if learner.seed(&v.candidate()) {
                     c.state_seeded.fetch_add(1, Ordering::Relaxed);
                 }
-            }
-            for v in &inner.fleet_proxies {
-                let dests: Vec<u64> = v.destinations.iter().copied().collect();
-                d.seed_proxy(v.tls13, &v.ja3s, &dests);
-                c.state_seeded.fetch_add(1, Ordering::Relaxed);
             }
         }
         for cand in cas {
             let v = CaValue::of(&cand, &self.sensor);
             inner.out_cas.add(v.key(), v, c);
         }
+    }
+
+    /// The detector's proxy fingerprints' part of [`Local::sync`].
+    pub fn sync_proxies(&mut self, d: &mut crate::detect::Detector) {
+        d.track_proxy_changes();
+        let g = self.shared.generation.load(Ordering::Acquire);
+        let proxies = d.take_proxy_changes();
+        if g == self.proxy_generation && proxies.is_empty() {
+            return;
+        }
+        let Ok(mut inner) = self.shared.inner.lock() else {
+            return;
+        };
+        let c = &*self.counters;
+        if g != self.proxy_generation {
+            self.proxy_generation = g;
+            for v in &inner.fleet_proxies {
+                let dests: Vec<u64> = v.destinations.iter().copied().collect();
+                d.seed_proxy(v.tls13, &v.ja3s, &dests);
+                c.state_seeded.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         for (tls13, ja3s, dests) in proxies {
-            let v = ProxyValue {
+            let mut v = ProxyValue {
                 ja3s,
                 tls13,
                 destinations: dests.into_iter().collect(),
                 sensors: BTreeSet::from([self.sensor.clone()]),
             };
-            let mut v = v;
             v.cap();
             inner.out_proxies.add(v.key(), v, c);
         }
@@ -808,6 +844,39 @@ impl Correlate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With the detector on its own thread, the correlator's side seeds
+    /// the CA learner and the detector's side the proxy fingerprints, each
+    /// once per read of the buckets.
+    #[test]
+    fn the_detector_side_seeds_the_proxy_fingerprints() {
+        let shared = Arc::new(Shared::default());
+        let counters = Arc::new(Counters::default());
+        shared.inner.lock().unwrap().fleet_proxies.push(ProxyValue {
+            ja3s: "j1".into(),
+            tls13: false,
+            destinations: (1..=64).collect(),
+            sensors: BTreeSet::from(["site-a".to_string()]),
+        });
+        shared.generation.fetch_add(1, Ordering::Release);
+        let mut here = Local::new(Arc::clone(&shared), Arc::clone(&counters), "site-b");
+        let mut there = here.detector_side();
+        let mut d = crate::detect::Detector::new(Arc::default(), Default::default(), None, false);
+        here.sync_cas(&mut d.learner);
+        assert!(
+            !d.proxy_ja3s("j1"),
+            "the CA side leaves the fingerprints alone"
+        );
+        there.sync_proxies(&mut d);
+        assert!(d.proxy_ja3s("j1"));
+        assert_eq!(counters.state_seeded.load(Ordering::Relaxed), 1);
+        there.sync_proxies(&mut d);
+        assert_eq!(
+            counters.state_seeded.load(Ordering::Relaxed),
+            1,
+            "once per read"
+        );
+    }
 
     #[test]
     fn baselines_keep_each_builders_latest_and_combine() {

@@ -100,6 +100,7 @@ impl Remote {
         mut detector: Detector,
         learner: &crate::correlate::inspection::Learner,
         sink: Handoff,
+        fleet: Option<crate::fleet::DetectorSync>,
     ) -> Remote {
         let (tx, rx) = bounded(QUEUE);
         let encoders = sink.txs.clone();
@@ -111,7 +112,7 @@ impl Remote {
             .name("detector".into())
             .spawn(move || {
                 let _alive = alive;
-                run(detector, rx, sink)
+                run(detector, rx, sink, fleet)
             })
             .expect("spawn detector thread");
         Remote {
@@ -195,65 +196,55 @@ impl Remote {
     }
 }
 
-/// Where the correlator's blocks go: straight to the encoders, or through
-/// the detector's thread. Replay and capture start it the same way.
-pub enum Out {
-    Encoders(Handoff),
-    Detector,
-}
+/// Where the correlator's blocks go: through the detector's thread to the
+/// encoders. Replay (with workers) and capture start it the same way.
+pub struct Out;
 
 impl Out {
-    /// The detector on a thread of its own, unless a fleet tap syncs its
-    /// state with it in place (`fleet::Tap::sync`).
+    /// Moves the detector to its own thread, which hands blocks to `sink`.
     pub fn start(corr: &mut Correlator, sink: Handoff) -> Out {
-        if corr.fleet.is_none() {
-            corr.detector_thread(sink);
-            Out::Detector
-        } else {
-            Out::Encoders(sink)
-        }
+        corr.detector_thread(sink);
+        Out
     }
 
     /// Hands on the full blocks (`partial`: the last one too); false when
     /// the sink has stopped.
     pub fn blocks(&mut self, corr: &mut Correlator, partial: bool) -> bool {
-        match self {
-            Out::Encoders(h) => h.blocks(corr, partial),
-            Out::Detector => corr.send_blocks(partial),
-        }
+        corr.send_blocks(partial)
     }
 
     /// Time since a block was last handed on.
     pub fn idle(&self, corr: &mut Correlator) -> std::time::Duration {
-        match self {
-            Out::Encoders(h) => h.idle(),
-            Out::Detector => corr
-                .remote()
-                .map_or_else(Default::default, |r| r.last_send.elapsed()),
-        }
+        corr.remote()
+            .map_or_else(Default::default, |r| r.last_send.elapsed())
     }
 
     /// Blocks waiting to be written.
     pub fn queued(&self, corr: &mut Correlator) -> usize {
-        match self {
-            Out::Encoders(h) => h.queued(),
-            Out::Detector => corr.remote().map_or(0, |r| r.queued()),
-        }
+        corr.remote().map_or(0, |r| r.queued())
     }
 
     /// Waits until the sink has written everything handed on so far.
     pub fn sync(&mut self, corr: &mut Correlator) -> bool {
-        match self {
-            Out::Encoders(h) => h.sync(),
-            Out::Detector => corr.remote().is_some_and(Remote::sync),
-        }
+        corr.remote().is_some_and(Remote::sync)
     }
 }
 
-fn run(mut d: Detector, rx: Receiver<Step>, mut sink: Handoff) -> Detector {
+/// `fleet`: the fleet state's sync of the detector's proxy fingerprints,
+/// around each hold and release, as the correlator syncs around them inline.
+fn run(
+    mut d: Detector,
+    rx: Receiver<Step>,
+    mut sink: Handoff,
+    mut fleet: Option<crate::fleet::DetectorSync>,
+) -> Detector {
     let mut found: VecDeque<Vec<Record>> = VecDeque::new();
     let mut made = 0u64;
     for step in rx {
+        let syncs = matches!(step, Step::Hold(_) | Step::Release(_));
+        if syncs && let Some(f) = &mut fleet {
+            f(&mut d);
+        }
         let mut keep = |v: Vec<DetectionRecord>| {
             made += v.len() as u64;
             found.push_back(
@@ -298,6 +289,9 @@ fn run(mut d: Detector, rx: Receiver<Step>, mut sink: Handoff) -> Detector {
                     break;
                 }
             }
+        }
+        if syncs && let Some(f) = &mut fleet {
+            f(&mut d);
         }
     }
     d
