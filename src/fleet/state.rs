@@ -654,17 +654,13 @@ impl Local {
     /// The CA learner's part of [`Local::sync`].
     pub fn sync_cas(&mut self, learner: &mut crate::correlate::inspection::Learner) {
         learner.track_changes();
-        let g = self.shared.generation.load(Ordering::Acquire);
         let cas = learner.take_changed();
-        if g == self.generation && cas.is_empty() {
-            return;
-        }
-        let Ok(mut inner) = self.shared.inner.lock() else {
+        let Some((mut inner, seed)) = due(&self.shared, &mut self.generation, !cas.is_empty())
+        else {
             return;
         };
         let c = &*self.counters;
-        if g != self.generation {
-            self.generation = g;
+        if seed {
             for v in &inner.fleet_cas {
                 if learner.seed(&v.candidate()) {
                     c.state_seeded.fetch_add(1, Ordering::Relaxed);
@@ -680,17 +676,16 @@ impl Local {
     /// The detector's proxy fingerprints' part of [`Local::sync`].
     pub fn sync_proxies(&mut self, d: &mut crate::detect::Detector) {
         d.track_proxy_changes();
-        let g = self.shared.generation.load(Ordering::Acquire);
         let proxies = d.take_proxy_changes();
-        if g == self.proxy_generation && proxies.is_empty() {
-            return;
-        }
-        let Ok(mut inner) = self.shared.inner.lock() else {
+        let Some((mut inner, seed)) = due(
+            &self.shared,
+            &mut self.proxy_generation,
+            !proxies.is_empty(),
+        ) else {
             return;
         };
         let c = &*self.counters;
-        if g != self.proxy_generation {
-            self.proxy_generation = g;
+        if seed {
             for v in &inner.fleet_proxies {
                 let dests: Vec<u64> = v.destinations.iter().copied().collect();
                 d.seed_proxy(v.tls13, &v.ja3s, &dests);
@@ -708,6 +703,24 @@ impl Local {
             inner.out_proxies.add(v.key(), v, c);
         }
     }
+}
+
+/// The shared state, locked, when a sync has something to do: a read of
+/// the buckets newer than `last` (then `.1`: seed from it; `last` moves
+/// on), or `changes` to hand on.
+fn due<'a>(
+    shared: &'a Shared,
+    last: &mut u64,
+    changes: bool,
+) -> Option<(std::sync::MutexGuard<'a, Inner>, bool)> {
+    let g = shared.generation.load(Ordering::Acquire);
+    if g == *last && !changes {
+        return None;
+    }
+    let inner = shared.inner.lock().ok()?;
+    let seed = g != *last;
+    *last = g;
+    Some((inner, seed))
 }
 
 /// The publisher runtime's side: reads the buckets into [`Shared`] at the
