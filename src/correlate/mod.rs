@@ -84,9 +84,10 @@ impl Correlator {
     }
 
     /// Moves the detector to a thread of its own that hands the blocks to
-    /// `sink` (replay with workers and without a fleet tap, whose state
-    /// sync reads and seeds the detector in place). From now on the blocks
-    /// go out through [`Correlator::send_blocks`].
+    /// `sink` (replay with workers, and capture). A fleet tap's state sync
+    /// is split: the CAs stay here with the learner, the proxy
+    /// fingerprints go with the detector ([`crate::fleet::Tap::detector_side`]).
+    /// From now on the blocks go out through [`Correlator::send_blocks`].
     pub fn detector_thread(&mut self, sink: crate::run::Handoff) {
         let stand_in = Detector::new(
             Arc::clone(&self.detector.s),
