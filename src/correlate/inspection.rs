@@ -208,8 +208,11 @@ impl Learner {
             {
                 self.public_seen.insert(subject.to_string());
                 // A leaf-only server seen before made it a candidate.
+                let before = self.cas.len();
                 self.cas.retain(|(s, _), _| s != subject);
-                self.generation += 1;
+                if self.cas.len() != before {
+                    self.generation += 1;
+                }
             }
         }
         // An inspecting proxy sends the leaf it minted, alone or with its

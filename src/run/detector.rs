@@ -157,17 +157,13 @@ impl Remote {
         if self.stopped {
             return false;
         }
-        // An answer that came just before the end still counts.
-        match &self.gone {
-            Some(g) => crossbeam_channel::select! {
-                recv(rx) -> r => r.is_ok(),
-                recv(g) -> _ => rx.try_recv().is_ok(),
-                recv(self.ended) -> _ => rx.try_recv().is_ok(),
-            },
-            None => crossbeam_channel::select! {
-                recv(rx) -> r => r.is_ok(),
-                recv(self.ended) -> _ => rx.try_recv().is_ok(),
-            },
+        // An answer that came just before the end still counts. Without
+        // a sink to watch (replay), only the detector thread's end.
+        let never = crossbeam_channel::never();
+        crossbeam_channel::select! {
+            recv(rx) -> r => r.is_ok(),
+            recv(self.gone.as_ref().unwrap_or(&never)) -> _ => rx.try_recv().is_ok(),
+            recv(self.ended) -> _ => rx.try_recv().is_ok(),
         }
     }
 
@@ -320,15 +316,6 @@ fn splice(block: RecordBatch, marks: &[u32], found: &mut VecDeque<Vec<Record>>) 
         out.extend(v);
     }
     out
-}
-
-impl Handoff {
-    /// Hands on one block; false when the sink has stopped.
-    pub fn send_block(&mut self, block: RecordBatch) -> bool {
-        self.last_send = Instant::now();
-        let at = self.last_send;
-        self.send(ToSink::Block(at, block))
-    }
 }
 
 #[cfg(test)]

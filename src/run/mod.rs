@@ -30,7 +30,7 @@ pub use replay::{Outcome, OutputError, replay};
 use crate::config::Config;
 use crate::correlate::devices::Devices;
 use crate::correlate::{Correlator, RecordBatch};
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,35 +65,29 @@ pub enum ToSink {
     Sync(Sender<()>),
 }
 
-/// The correlator's end of the channel to the sink thread: one channel,
-/// or the encoder pool's channels taken in turn ([`encode`]).
+/// The detector thread's end of the channels to the sink thread: the
+/// encoder pool's channels taken in turn ([`encode`]).
 pub struct Handoff {
     txs: Vec<Sender<ToSink>>,
     next: usize,
-    last_send: Instant,
     /// Disconnected when the sink thread has ended ([`Handoff::watching`]).
     gone: Option<crossbeam_channel::Receiver<()>>,
 }
 
 impl Handoff {
-    pub fn new(tx: Sender<ToSink>) -> Self {
-        Self::pooled(vec![tx])
-    }
-
     /// Hands block `k` to `txs[k mod len]` (the sink takes them back in turn).
     pub fn pooled(txs: Vec<Sender<ToSink>>) -> Self {
         Handoff {
             txs,
             next: 0,
-            last_send: Instant::now(),
             gone: None,
         }
     }
 
-    /// [`Handoff::sync`] gives up once `gone` disconnects: the sink thread
-    /// holds its sender and drops it as it ends. A `Sync` queued behind an
-    /// encoder that ended (its sink went first) is never answered, nor
-    /// dropped while we hold the channel's sender.
+    /// A sync ([`detector::Remote::sync`]) gives up once `gone`
+    /// disconnects: the sink thread holds its sender and drops it as it
+    /// ends. A `Sync` queued behind an encoder that ended (its sink went
+    /// first) is never answered, nor dropped while its channel has a sender.
     pub fn watching(mut self, gone: crossbeam_channel::Receiver<()>) -> Self {
         self.gone = Some(gone);
         self
@@ -105,47 +99,8 @@ impl Handoff {
         ok
     }
 
-    /// Hands on the correlator's full blocks (`partial`: the last partial
-    /// one too); false when the sink has stopped.
-    pub fn blocks(&mut self, corr: &mut Correlator, partial: bool) -> bool {
-        while let Some(block) = corr.next_block(partial) {
-            self.last_send = Instant::now();
-            if !self.send(ToSink::Block(self.last_send, block)) {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Time since a block was last handed on.
-    pub fn idle(&self) -> Duration {
-        self.last_send.elapsed()
-    }
-
-    /// Blocks waiting for the sink (or its encoders).
-    pub fn queued(&self) -> usize {
-        self.txs.iter().map(Sender::len).sum()
-    }
-
-    /// Waits until the sink has written everything handed on so far;
-    /// false when it has stopped.
-    pub fn sync(&mut self) -> bool {
-        let (ack_tx, ack_rx) = bounded::<()>(1);
-        self.send(ToSink::Sync(ack_tx)) && answered(&ack_rx, self.gone.as_ref())
-    }
-}
-
-/// Waits for a `Sync`'s answer; false when none can come: its channel was
-/// dropped, or the sink thread has ended (`gone` disconnected).
-pub fn answered(
-    ack: &crossbeam_channel::Receiver<()>,
-    gone: Option<&crossbeam_channel::Receiver<()>>,
-) -> bool {
-    match gone {
-        Some(g) => crossbeam_channel::select! {
-            recv(ack) -> r => r.is_ok(),
-            recv(g) -> _ => ack.try_recv().is_ok(),
-        },
-        None => ack.recv().is_ok(),
+    /// Hands on one block; false when the sink has stopped.
+    pub fn send_block(&mut self, block: RecordBatch) -> bool {
+        self.send(ToSink::Block(Instant::now(), block))
     }
 }
