@@ -7,6 +7,12 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+/// What could not be observed of a record (see the README): one or two
+/// names inline, so the records of a site whose devices are unknown
+/// (`device_unknown` on every connection) allocate nothing for them. A
+/// `Vec` was half of the correlator's allocations, freed on other threads.
+pub type Limits = smallvec::SmallVec<[&'static str; 2]>;
+
 /// A detection's evidence: one typed shape per pattern (README,
 /// "Detections"). Fields in alphabetical order, as the record has always
 /// written them.
@@ -102,7 +108,8 @@ pub struct FlowRecord {
     #[serde(skip)]
     pub ended: Timestamp,
     pub flow_id: FlowId,
-    pub community_id: String,
+    /// Shared (the flow's session and its windows keep it too).
+    pub community_id: std::sync::Arc<str>,
     pub src_ip: IpAddr,
     pub src_port: u16,
     pub dst_ip: IpAddr,
@@ -128,7 +135,7 @@ pub struct FlowRecord {
     /// The device behind the client (else the server) address at `ts`.
     pub device: DeviceObject,
     /// What could not be observed (see the README).
-    pub limits: Vec<&'static str>,
+    pub limits: crate::record::Limits,
     /// The tunnels the flow's first packet came through; absent when none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encap: Option<EncapRecord>,
@@ -266,7 +273,8 @@ pub struct TlsRecord {
     /// Time of the (first) ClientHello, else of the first TLS record seen.
     pub ts: Timestamp,
     pub flow_id: FlowId,
-    pub community_id: String,
+    /// Shared (the flow's session and its windows keep it too).
+    pub community_id: std::sync::Arc<str>,
     pub src_ip: IpAddr,
     pub src_port: u16,
     pub dst_ip: IpAddr,
@@ -288,9 +296,10 @@ pub struct TlsRecord {
     pub alpn_selected: Option<String>,
     pub ja3: Option<String>,
     pub ja3_string: Option<String>,
-    pub ja4: Option<String>,
+    /// Shared with the detector's session (`detect::TlsFacts`).
+    pub ja4: Option<std::sync::Arc<str>>,
     pub ja4_r: Option<String>,
-    pub ja3s: Option<String>,
+    pub ja3s: Option<std::sync::Arc<str>>,
     pub ja3s_string: Option<String>,
     pub ech: bool,
     pub hrr: bool,
@@ -334,7 +343,7 @@ pub struct TlsRecord {
     /// The device behind the client (else the server) address at `ts`.
     pub device: DeviceObject,
     /// What could not be observed (see the README).
-    pub limits: Vec<&'static str>,
+    pub limits: crate::record::Limits,
 }
 
 /// The QUIC part of a `tls` record (see the README).
@@ -383,7 +392,7 @@ pub struct DhcpRecord {
     pub dhcp: DhcpBody,
     /// The client the message is about (its MAC from chaddr or the DUID).
     pub device: DeviceObject,
-    pub limits: Vec<&'static str>,
+    pub limits: crate::record::Limits,
 }
 
 /// One per DNS transaction (a query and its answer, or either alone), as
@@ -432,7 +441,7 @@ pub struct DnsRecord {
     #[serde(skip)]
     pub learned: bool,
     pub device: DeviceObject,
-    pub limits: Vec<&'static str>,
+    pub limits: crate::record::Limits,
 }
 
 /// The version-specific part of a `dhcp` record.
@@ -511,7 +520,7 @@ pub struct DeviceRecord {
     /// The MAC that held `ip` just before, when it moved between devices.
     pub previous_mac: Option<Mac>,
     pub device: DeviceObject,
-    pub limits: Vec<&'static str>,
+    pub limits: crate::record::Limits,
 }
 
 /// `count` of `of`, and the share (null when `of` is 0).
@@ -670,7 +679,7 @@ pub struct DetectionRecord {
     pub window_s: u64,
     pub evidence: DetectionEvidence,
     pub context: DetectionContext,
-    pub limits: Vec<&'static str>,
+    pub limits: crate::record::Limits,
     /// Flows behind the detection (the first `max_flow_ids`).
     pub flow_ids: Vec<FlowId>,
     /// The same flows' Community IDs, in the same order.

@@ -92,7 +92,7 @@ pub(crate) fn record(p: &Packet, flow_id: FlowId, dhcp: DhcpBody) -> Record {
         },
         dhcp,
         device: Default::default(),
-        limits: Vec::new(),
+        limits: Default::default(),
     }))
 }
 

@@ -448,7 +448,7 @@ impl DnsState {
             answered_at: answer.as_ref().map(|(_, t)| *t),
             learned: false,
             device: Default::default(),
-            limits: Vec::new(),
+            limits: Default::default(),
         }
     }
 

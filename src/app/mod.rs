@@ -130,7 +130,7 @@ impl AppState {
     }
 
     /// The parsers' limits for the flow record's `limits`.
-    pub fn limits(&self) -> Vec<&'static str> {
+    pub fn limits(&self) -> crate::record::Limits {
         self.parsers.iter().filter_map(|p| p.limit()).collect()
     }
 

@@ -330,7 +330,7 @@ impl Devices {
         until: Option<Timestamp>,
         previous: Option<[u8; 6]>,
     ) -> DeviceRecord {
-        let mut limits = Vec::new();
+        let mut limits = crate::record::Limits::new();
         let info = self.describe(e.mac, e.ts, &mut limits, false);
         DeviceRecord {
             kind: "device",
@@ -357,7 +357,7 @@ impl Devices {
         &mut self,
         mac: [u8; 6],
         ts: Timestamp,
-        limits: &mut Vec<&'static str>,
+        limits: &mut crate::record::Limits,
         traffic: bool,
     ) -> Arc<DeviceInfo> {
         let session = self.sessions.get(&mac).and_then(|v| {
@@ -416,7 +416,7 @@ impl Devices {
         &mut self,
         ip: IpAddr,
         ts: Timestamp,
-        limits: &mut Vec<&'static str>,
+        limits: &mut crate::record::Limits,
     ) -> Option<DeviceObject> {
         let (mac, source) = self.holder(ip, ts)?;
         let info = self.describe(mac, ts, limits, true);
@@ -435,7 +435,7 @@ impl Devices {
         client: IpAddr,
         server: IpAddr,
         ts: Timestamp,
-        limits: &mut Vec<&'static str>,
+        limits: &mut crate::record::Limits,
     ) -> DeviceObject {
         if let Some(d) = self
             .resolve(client, ts, limits)
@@ -457,7 +457,7 @@ impl Devices {
         mac: [u8; 6],
         ip: Option<IpAddr>,
         ts: Timestamp,
-        limits: &mut Vec<&'static str>,
+        limits: &mut crate::record::Limits,
     ) -> DeviceObject {
         let info = self.describe(mac, ts, limits, true);
         DeviceObject {
@@ -504,7 +504,7 @@ mod tests {
     }
 
     fn mac_at(d: &mut Devices, ip: &str, t: u64) -> Option<String> {
-        let mut l = Vec::new();
+        let mut l = crate::record::Limits::new();
         d.resolve(ip.parse().unwrap(), Timestamp::from_secs(t), &mut l)
             .and_then(|o| o.info?.mac.map(|m| m.to_string()))
     }
@@ -618,7 +618,7 @@ mod tests {
             mac_at(&mut d, "192.0.2.60", 2500).as_deref(),
             Some("02:00:5e:10:00:02")
         );
-        let mut l = Vec::new();
+        let mut l = crate::record::Limits::new();
         let o = d.resolve(ip, Timestamp::from_secs(2500), &mut l).unwrap();
         assert_eq!(o.mac_source, Some("lease_file"));
         // dnsmasq records no start: the lease holds from the beginning.
@@ -643,7 +643,7 @@ mod tests {
         let ip: IpAddr = "192.0.2.53".parse().unwrap();
         d.apply(&ev(1, A, Action::Bind { ip, until: None }, "arp"));
         let host = |d: &mut Devices| {
-            let mut l = Vec::new();
+            let mut l = crate::record::Limits::new();
             d.resolve(ip, Timestamp::from_secs(9), &mut l)
                 .unwrap()
                 .info
@@ -663,9 +663,9 @@ mod tests {
         let mut d = Devices::new(DeviceLimits::default(), DeviceInputs::default());
         let ip: IpAddr = "192.0.2.51".parse().unwrap();
         d.apply(&ev(1, B, Action::Bind { ip, until: None }, "arp"));
-        let mut l = Vec::new();
+        let mut l = crate::record::Limits::new();
         let o = d.resolve(ip, Timestamp::from_secs(2), &mut l).unwrap();
-        assert_eq!(l, ["private_mac_unmapped"]);
+        assert_eq!(l.as_slice(), ["private_mac_unmapped"]);
         let info = o.info.unwrap();
         assert_eq!((info.mac_private, info.mdm.is_none()), (Some(true), true));
     }
@@ -696,7 +696,7 @@ mod tests {
         );
         let ip: IpAddr = "192.0.2.52".parse().unwrap();
         d.apply(&ev(5, B, Action::Bind { ip, until: None }, "arp"));
-        let mut l = Vec::new();
+        let mut l = crate::record::Limits::new();
         let o = d.resolve(ip, Timestamp::from_secs(15), &mut l).unwrap();
         let info = o.info.unwrap();
         assert!(l.is_empty(), "{l:?}");
@@ -705,10 +705,10 @@ mod tests {
         assert_eq!(*how, "radius_identity");
         assert_eq!(info.identity.as_deref(), Some("host/f2lxk0aahg7f"));
         // Outside the session the MAC is unmapped again.
-        let mut l = Vec::new();
+        let mut l = crate::record::Limits::new();
         let o = d.resolve(ip, Timestamp::from_secs(25), &mut l).unwrap();
         assert!(o.info.unwrap().mdm.is_none());
-        assert_eq!(l, ["private_mac_unmapped"]);
+        assert_eq!(l.as_slice(), ["private_mac_unmapped"]);
     }
 
     #[test]

@@ -81,11 +81,11 @@ impl Inspection {
 
 /// Subjects (as x509-parser prints them) of the public roots (Mozilla's
 /// list, from `webpki-root-certs`), each with its subjectKeyIdentifiers.
-fn public_roots() -> &'static std::collections::HashMap<String, Vec<Option<String>>> {
-    static ROOTS: std::sync::OnceLock<std::collections::HashMap<String, Vec<Option<String>>>> =
+fn public_roots() -> &'static hashbrown::HashMap<String, Vec<Option<String>>> {
+    static ROOTS: std::sync::OnceLock<hashbrown::HashMap<String, Vec<Option<String>>>> =
         std::sync::OnceLock::new();
     ROOTS.get_or_init(|| {
-        let mut m: std::collections::HashMap<String, Vec<Option<String>>> = Default::default();
+        let mut m: hashbrown::HashMap<String, Vec<Option<String>>> = Default::default();
         for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
             let Ok((_, c)) = x509_parser::certificate::X509Certificate::from_der(der.as_ref())
             else {
@@ -148,11 +148,11 @@ pub struct Learner {
     /// CAs the site trusts as public besides Mozilla's (subject, key id):
     /// `inspection.public_ca_files`.
     extra_public: Vec<(String, Option<String>)>,
-    cas: std::collections::HashMap<(String, Option<String>), Candidate>,
+    cas: hashbrown::HashMap<(String, Option<String>), Candidate>,
     /// Intermediates seen chaining to a public root (a server that sends
     /// only its leaf names one as its issuer): public too. At most
     /// [`MAX_CANDIDATE_CAS`].
-    public_seen: std::collections::HashSet<String>,
+    public_seen: hashbrown::HashSet<String>,
     /// Candidates not tracked because [`MAX_CANDIDATE_CAS`] were.
     pub over_cap: u64,
     /// Moves whenever the set of learnt CAs may have changed (one learnt,
@@ -161,7 +161,7 @@ pub struct Learner {
     pub generation: u64,
     /// Fleet mode (`fleet/state.rs`): keys of the candidates that changed
     /// since [`Learner::take_changed`]; `None`: not tracked.
-    changed: Option<std::collections::HashSet<(String, Option<String>)>>,
+    changed: Option<hashbrown::HashSet<(String, Option<String>)>>,
 }
 
 impl Learner {
@@ -371,10 +371,8 @@ impl Learner {
 /// The key a session keeps of its chain's CA (fixed hasher keys: the same
 /// in every run).
 fn ca_key(subject: &str, key_id: Option<&str>) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .build_hasher();
+    use std::hash::Hasher;
+    let mut h = crate::detect::fixed_hasher();
     h.write(subject.as_bytes());
     h.write(key_id.unwrap_or("").as_bytes());
     h.finish()

@@ -47,7 +47,7 @@ pub struct Correlator {
     pub detector: Detector,
     /// TLS facts waiting for their flow record (the worker writes the two
     /// together, TLS first), by flow_id.
-    pending_tls: hashbrown::HashMap<crate::record::FlowId, (TlsFacts, Vec<&'static str>)>,
+    pending_tls: hashbrown::HashMap<crate::record::FlowId, (TlsFacts, crate::record::Limits)>,
     sessions: Vec<Session>,
     /// Passive DNS and the encrypted-DNS flows.
     pub names: Names,

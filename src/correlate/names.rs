@@ -236,10 +236,12 @@ impl Names {
 
     /// A `tls` record: remembers DoH flows (by SNI or address) for their flow record.
     pub fn tls(&mut self, t: &TlsRecord) {
-        let sni = t.sni.as_deref().map(normal);
-        if sni.as_deref().is_some_and(|s| DOH_NAMES.contains(&s))
-            || (t.dst_port == 443 && doh_address(t.dst_ip))
-        {
+        // Compared as `normal` would make it, without a copy per record.
+        let doh_name = |s: &str| {
+            let s = s.trim_end_matches('.');
+            DOH_NAMES.iter().any(|n| n.eq_ignore_ascii_case(s))
+        };
+        if t.sni.as_deref().is_some_and(doh_name) || (t.dst_port == 443 && doh_address(t.dst_ip)) {
             self.doh_pending.insert(t.flow_id);
         }
     }
@@ -248,7 +250,7 @@ impl Names {
     /// 853 speaking TLS), DoQ (UDP 853 with payload), DoH (TLS or QUIC to a
     /// well-known resolver's name or address on 443).
     pub fn encrypted_service(&mut self, f: &FlowRecord) -> Option<&'static str> {
-        let doh = self.doh_pending.remove(&f.flow_id)
+        let doh = (!self.doh_pending.is_empty() && self.doh_pending.remove(&f.flow_id))
             || (f.dst_port == 443 && doh_address(f.dst_ip) && f.service.is_some());
         let s = match (f.proto, f.dst_port, f.service) {
             ("tcp", 853, Some("ssl")) => "dot",

@@ -111,7 +111,7 @@ impl ProxyIndex {
             }
         };
         let name = s.name();
-        walk(self.by_cid.get(s.community_id.as_str()), &|_| true);
+        walk(self.by_cid.get(&*s.community_id), &|_| true);
         walk(
             self.by_port.get(&(s.tuple.src_ip, s.tuple.src_port)),
             &|_| true,
@@ -159,7 +159,7 @@ mod tests {
             end_ts: Timestamp((ts + 1) * NANOS_PER_SEC),
             order: Timestamp(ts * NANOS_PER_SEC),
             flow_id: crate::record::FlowId(ts),
-            community_id: String::new(),
+            community_id: "".into(),
             tuple: crate::detect::Tuple {
                 src_ip: "10.0.0.5".parse().unwrap(),
                 src_port: port,
@@ -169,7 +169,7 @@ mod tests {
                 vlan: Vec::new(),
             },
             device: Default::default(),
-            limits: Vec::new(),
+            limits: Default::default(),
             service: None,
             orig_payload: 100,
             resp_payload: 100,

@@ -32,7 +32,8 @@
 use super::Session;
 use crate::record::FlowId;
 use crate::time::{NANOS_PER_SEC, Nanos, Timestamp};
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// How long before its end a long connection's session enters (30 s): a
 /// live detection waits at most about this long for the sessions that
@@ -62,9 +63,14 @@ pub fn horizon(now: Timestamp, oldest_open: Option<Timestamp>) -> Timestamp {
 
 /// The sessions waiting for the horizon, in `(k, flow id)` order.
 pub struct Admission {
-    /// Boxed: a B-tree insert shifts the values of its node, and a session
-    /// is large (the shifts were a tenth of the correlator's time).
-    held: BTreeMap<(Timestamp, FlowId, u64), Box<Session>>,
+    /// The held sessions' order keys, smallest first, each with the slot
+    /// of `slots` that holds the session: a session is moved in and out
+    /// once, with no allocation of its own (a B-tree of boxed sessions
+    /// allocated one box per session, 616 bytes).
+    heap: BinaryHeap<Reverse<(Key, u32)>>,
+    slots: Vec<Option<Session>>,
+    /// Slots free for reuse.
+    free: Vec<u32>,
     /// Tells apart sessions of equal `k` and flow id (the same flow's
     /// tuple reused in the same nanosecond).
     seq: u64,
@@ -75,6 +81,9 @@ pub struct Admission {
     pub late: u64,
 }
 
+/// `(k, flow id, arrival)`: unique, so the order is total.
+type Key = (Timestamp, FlowId, u64);
+
 impl Default for Admission {
     fn default() -> Self {
         Admission::new(HELD_CAP)
@@ -84,7 +93,9 @@ impl Default for Admission {
 impl Admission {
     pub fn new(cap: usize) -> Self {
         Admission {
-            held: BTreeMap::new(),
+            heap: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             seq: 0,
             floor: Timestamp::ZERO,
             cap: cap.max(1),
@@ -94,7 +105,7 @@ impl Admission {
     }
 
     pub fn len(&self) -> usize {
-        self.held.len()
+        self.heap.len()
     }
 
     /// Every session with a smaller order time has entered.
@@ -103,7 +114,15 @@ impl Admission {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.heap.is_empty()
+    }
+
+    /// The first held session, out of the buffer.
+    fn pop(&mut self) -> Option<(Key, Session)> {
+        let Reverse((key, slot)) = self.heap.pop()?;
+        let s = self.slots.get_mut(slot as usize)?.take()?;
+        self.free.push(slot);
+        Some((key, s))
     }
 
     /// Holds `sessions`; those that must enter at once (late, or pushed out
@@ -116,14 +135,25 @@ impl Admission {
                 continue;
             }
             self.seq += 1;
-            self.held
-                .insert((s.order, s.flow_id, self.seq), Box::new(s));
-            if self.held.len() > self.cap
-                && let Some(((k, _, _), first)) = self.held.pop_first()
+            let key = (s.order, s.flow_id, self.seq);
+            // At most `cap + 1` slots: one is freed below once past the cap.
+            let slot = match self.free.pop() {
+                Some(i) => {
+                    self.slots[i as usize] = Some(s);
+                    i
+                }
+                None => {
+                    self.slots.push(Some(s));
+                    (self.slots.len() - 1) as u32
+                }
+            };
+            self.heap.push(Reverse((key, slot)));
+            if self.heap.len() > self.cap
+                && let Some(((k, _, _), first)) = self.pop()
             {
                 self.over_cap += 1;
                 self.floor = self.floor.max(k);
-                now.push(*first);
+                now.push(first);
             }
         }
     }
@@ -131,11 +161,14 @@ impl Admission {
     /// Moves the sessions with `k` below `horizon` to `out`, in order
     /// (`Timestamp(u64::MAX)`: all of them).
     pub fn release(&mut self, horizon: Timestamp, out: &mut Vec<Session>) {
-        while let Some(entry) = self.held.first_entry() {
-            if entry.key().0 >= horizon && horizon != Timestamp(u64::MAX) {
+        while let Some(Reverse(((k, _, _), _))) = self.heap.peek() {
+            if *k >= horizon && horizon != Timestamp(u64::MAX) {
                 break;
             }
-            out.push(*entry.remove());
+            match self.pop() {
+                Some((_, s)) => out.push(s),
+                None => break,
+            }
         }
         self.floor = self.floor.max(horizon);
     }

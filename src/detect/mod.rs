@@ -126,9 +126,9 @@ pub struct TlsFacts {
     pub sni: Option<String>,
     /// Host of the HTTP CONNECT that opened the tunnel (explicit proxy).
     pub connect_host: Option<String>,
-    pub ja4: Option<String>,
-    pub ja3s: Option<String>,
-    pub version: Option<String>,
+    /// Shared with the `tls` record (no copy per session).
+    pub ja4: Option<Arc<str>>,
+    pub ja3s: Option<Arc<str>>,
     pub outcome: Outcome,
     /// Descriptions of the client's cleartext alerts.
     pub client_alerts: Vec<u8>,
@@ -152,10 +152,10 @@ pub struct Session {
     /// When it enters the detector: [`admit::order_time`].
     pub order: Timestamp,
     pub flow_id: crate::record::FlowId,
-    pub community_id: String,
+    pub community_id: Arc<str>,
     pub tuple: Tuple,
     pub device: DeviceObject,
-    pub limits: Vec<&'static str>,
+    pub limits: crate::record::Limits,
     pub service: Option<&'static str>,
     pub orig_payload: u64,
     pub resp_payload: u64,
@@ -238,7 +238,6 @@ impl TlsFacts {
             }),
             ja4: t.ja4.clone(),
             ja3s: t.ja3s.clone(),
-            version: t.version.clone(),
             outcome: t.outcome,
             client_alerts: t
                 .alerts
@@ -261,7 +260,7 @@ impl TlsFacts {
 
 impl Session {
     /// `tls`: the facts of the flow's TLS record and that record's limits.
-    pub fn new(f: &FlowRecord, tls: Option<(TlsFacts, Vec<&'static str>)>) -> Session {
+    pub fn new(f: &FlowRecord, tls: Option<(TlsFacts, crate::record::Limits)>) -> Session {
         let mut limits = f.limits.clone();
         let tls = tls.map(|(t, l)| {
             for l in l {
@@ -317,7 +316,8 @@ impl Session {
         match self.device.info.as_ref().and_then(|i| i.mac) {
             Some(m) => m.to_string(),
             None => {
-                let mut k = String::from("ip:");
+                let mut k = String::with_capacity(48);
+                k.push_str("ip:");
                 push_ip(&mut k, self.device.ip.unwrap_or(self.tuple.src_ip));
                 k
             }
@@ -413,7 +413,7 @@ pub struct Entry {
     pub ts: Timestamp,
     pub end_ts: Timestamp,
     pub flow_id: crate::record::FlowId,
-    pub community_id: String,
+    pub community_id: Arc<str>,
     pub tuple: Tuple,
     pub outcome: Option<Outcome>,
     pub client_alerts: Vec<u8>,
@@ -423,7 +423,7 @@ pub struct Entry {
     pub inspection: Option<Inspection>,
     /// Only for a hidden chain of unknown inspection (a proxy fingerprint
     /// learnt later may still tell).
-    pub ja3s: Option<String>,
+    pub ja3s: Option<Arc<str>>,
     /// Only for a chain of a non-public CA not (yet) learnt.
     pub private_ca: Option<u64>,
     pub orig_payload: u64,
@@ -449,11 +449,11 @@ pub struct Window {
     pub sni: Option<String>,
     pub dst: (IpAddr, u16),
     pub via_proxy: bool,
-    pub ja4: Option<String>,
+    pub ja4: Option<Arc<str>>,
     pub entries: Vec<Entry>,
     /// Sessions in the window (also those past the entry cap).
     pub sessions: u64,
-    pub limits: Vec<&'static str>,
+    pub limits: crate::record::Limits,
     /// Live: the last `open` detection written for it (when, and the
     /// sessions it counted), and whether an update waits in `open_due`.
     pub open: Option<(Timestamp, u64)>,
@@ -522,6 +522,8 @@ pub struct Detector {
     open_due: BTreeMap<(Timestamp, u64), (Pattern, String)>,
     /// Live: `open` detections written while sessions were added.
     opened: Vec<crate::record::DetectionRecord>,
+    /// Scratch for the key of the window a session joins.
+    key: String,
 }
 
 /// Ports of the infrastructure a device talks to on its own, whatever its
@@ -618,23 +620,40 @@ fn note_change(changes: &mut Option<HashSet<(bool, String)>>, tls13: bool, ja3s:
 }
 
 /// A window key: its parts joined by spaces.
-fn key_of(parts: &[&str]) -> String {
-    let mut k = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+/// A window's key, its parts joined by spaces, written into `k`.
+fn key_of(k: &mut String, parts: &[&str]) {
+    k.clear();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
             k.push(' ');
         }
         k.push_str(p);
     }
-    k
+}
+
+/// A window's key as a lookup borrows it: hashes as `(Pattern, String)`
+/// does (a tuple hashes its fields in turn, a `String` as its `str`), so
+/// a session that joins an open window allocates no key.
+#[derive(Hash)]
+struct KeyRef<'a>(Pattern, &'a str);
+
+impl hashbrown::Equivalent<(Pattern, String)> for KeyRef<'_> {
+    fn equivalent(&self, k: &(Pattern, String)) -> bool {
+        self.0 == k.0 && self.1 == k.1
+    }
+}
+
+/// A hasher with fixed keys: the same bytes hash the same in every run
+/// (foldhash: SipHash, the standard library's, was a few per cent of the
+/// detector's and the correlator's time).
+pub(crate) fn fixed_hasher() -> foldhash::fast::FoldHasher<'static> {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x626c_696e_6473_706f).build_hasher()
 }
 
 fn hash_str(s: &str) -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // Fixed keys: the same destination hashes the same in every run.
-    let mut h =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
-            .build_hasher();
+    use std::hash::Hasher;
+    let mut h = fixed_hasher();
     h.write(s.as_bytes());
     h.finish()
 }
@@ -679,6 +698,7 @@ impl Detector {
             live: false,
             open_due: BTreeMap::new(),
             opened: Vec::new(),
+            key: String::new(),
         }
     }
 
@@ -1004,13 +1024,13 @@ impl Detector {
         if let Some(t) = &s.tls {
             let i = self.inspection_of(&s, t);
             inspection = Some(i);
-            let ja4 = t.ja4.clone().unwrap_or_default();
+            let ja4 = t.ja4.as_deref().unwrap_or_default();
             // Device-level facts are kept by hash (no allocation per
             // session), at most `max_keys` devices and 256 destinations each.
             let max_keys = self.s.max_keys;
             let full = |n: usize| n >= max_keys;
             if t.outcome == Outcome::Established {
-                let k = hash_pair(&dev, &ja4);
+                let k = hash_pair(&dev, ja4);
                 let n = self.established.len();
                 match self.established.get_mut(&k) {
                     Some(e) if e.len() < DESTS_PER_DEVICE => {
@@ -1055,7 +1075,7 @@ impl Detector {
             };
             if let (Some(seen), Some(j), Some(name)) = (seen, &t.ja3s, s.name()) {
                 let n = seen.len();
-                let over = match seen.get_mut(j) {
+                let over = match seen.get_mut(&**j) {
                     Some(set) => {
                         if set.len() < DESTS_PER_DEVICE && set.insert(hash_str(name)) {
                             note_change(&mut self.proxy_changes, tls13, j);
@@ -1063,7 +1083,7 @@ impl Detector {
                         false
                     }
                     None if !full(n) => {
-                        seen.insert(j.clone(), HashSet::from_iter([hash_str(name)]));
+                        seen.insert(j.to_string(), HashSet::from_iter([hash_str(name)]));
                         note_change(&mut self.proxy_changes, tls13, j);
                         false
                     }
@@ -1082,7 +1102,7 @@ impl Detector {
             ) {
                 self.enter(
                     Pattern::RepeatedHandshakeRejection,
-                    key_of(&[&dev, &ja4, &dest]),
+                    &[&dev, ja4, &dest],
                     &s,
                     inspection,
                     (&dev, &dest),
@@ -1105,7 +1125,7 @@ impl Detector {
             {
                 self.enter(
                     Pattern::DestinationBypass,
-                    key_of(&[&dev, &dest]),
+                    &[&dev, &dest],
                     &s,
                     inspection,
                     (&dev, &dest),
@@ -1117,7 +1137,7 @@ impl Detector {
             {
                 self.enter(
                     Pattern::OpaquePersistentSession,
-                    key_of(&[&dev, &ja4, &dest]),
+                    &[&dev, ja4, &dest],
                     &s,
                     inspection,
                     (&dev, &dest),
@@ -1128,7 +1148,7 @@ impl Detector {
         if !infrastructure && transmitted {
             self.enter(
                 Pattern::BackgroundTransmission,
-                key_of(&[&dev, &dest]),
+                &[&dev, &dest],
                 &s,
                 inspection,
                 (&dev, &dest),
@@ -1146,10 +1166,9 @@ impl Detector {
                 self.s.opaque_min_entropy_ratio,
             ) {
                 None => {
-                    let key = key_of(&[&dev, &dest]);
                     self.enter(
                         Pattern::OpaqueEncryptedChannel,
-                        key,
+                        &[&dev, &dest],
                         &s,
                         inspection,
                         (&dev, &dest),
@@ -1165,17 +1184,30 @@ impl Detector {
     fn enter(
         &mut self,
         p: Pattern,
-        key: String,
+        parts: &[&str],
         s: &Session,
         inspection: Option<Inspection>,
         (dev, dest): (&str, &str),
     ) {
-        let k = (p, key);
-        let live = self.live.then(|| k.clone());
+        let mut key = std::mem::take(&mut self.key);
+        key_of(&mut key, parts);
+        self.join(p, &key, s, inspection, (dev, dest));
+        self.key = key;
+    }
+
+    fn join(
+        &mut self,
+        p: Pattern,
+        key: &str,
+        s: &Session,
+        inspection: Option<Inspection>,
+        (dev, dest): (&str, &str),
+    ) {
+        let live = self.live.then(|| (p, key.to_string()));
         let open = self.windows.len();
-        let w = match self.windows.entry(k) {
-            hashbrown::hash_map::Entry::Occupied(o) => o.into_mut(),
-            hashbrown::hash_map::Entry::Vacant(v) => {
+        let w = match self.windows.entry_ref(&KeyRef(p, key)) {
+            hashbrown::hash_map::EntryRef::Occupied(o) => o.into_mut(),
+            hashbrown::hash_map::EntryRef::Vacant(v) => {
                 if open >= self.s.max_keys {
                     *self.counters.entry("keys_over_cap").or_default() += 1;
                     return;
@@ -1186,30 +1218,34 @@ impl Detector {
                 // It closes `window` after the session that opened it entered.
                 self.deadlines.insert(
                     (Timestamp(s.order.0.saturating_add(self.s.window)), id),
-                    v.key().clone(),
+                    (p, key.to_string()),
                 );
                 let t = s.tls.as_ref();
-                let key = v.key().1.clone();
-                v.insert(Window {
-                    id,
-                    pattern: p,
-                    key,
-                    start,
-                    device: s.device.clone(),
-                    device_key: dev.to_string(),
-                    dest_key: dest.to_string(),
-                    name: s.shown_name().map(|(n, _)| n.to_string()),
-                    name_source: s.shown_name().map(|(_, how)| how),
-                    sni: t.and_then(|t| t.sni.clone()),
-                    dst: (s.tuple.dst_ip, s.tuple.dst_port),
-                    via_proxy: t.is_some_and(|t| t.connect_host.is_some()),
-                    ja4: t.and_then(|t| t.ja4.clone()),
-                    entries: Vec::new(),
-                    sessions: 0,
-                    limits: Vec::new(),
-                    open: None,
-                    open_due: false,
-                })
+                let key = key.to_string();
+                v.insert_with_key(
+                    (p, key.clone()),
+                    Window {
+                        id,
+                        pattern: p,
+                        key,
+                        start,
+                        device: s.device.clone(),
+                        device_key: dev.to_string(),
+                        dest_key: dest.to_string(),
+                        name: s.shown_name().map(|(n, _)| n.to_string()),
+                        name_source: s.shown_name().map(|(_, how)| how),
+                        sni: t.and_then(|t| t.sni.clone()),
+                        dst: (s.tuple.dst_ip, s.tuple.dst_port),
+                        via_proxy: t.is_some_and(|t| t.connect_host.is_some()),
+                        ja4: t.and_then(|t| t.ja4.clone()),
+                        // Most windows hold one session.
+                        entries: Vec::with_capacity(1),
+                        sessions: 0,
+                        limits: Default::default(),
+                        open: None,
+                        open_due: false,
+                    },
+                )
             }
         };
         let cap = self.s.max_sessions_per_key;
@@ -1301,7 +1337,7 @@ mod tests {
             ts: Timestamp(ts),
             end_ts: Timestamp(ts),
             order: Timestamp(ts),
-            community_id: String::new(),
+            community_id: "".into(),
             flow_id: crate::record::FlowId(id),
             tuple: Tuple {
                 src_ip: "10.0.0.1".parse().unwrap(),
@@ -1312,7 +1348,7 @@ mod tests {
                 vlan: Vec::new(),
             },
             device: DeviceObject::default(),
-            limits: Vec::new(),
+            limits: Default::default(),
             dns_name: None,
             service: None,
             orig_payload: 0,
@@ -1360,7 +1396,7 @@ mod tests {
             end_ts: Timestamp(secs * NANOS_PER_SEC + 1),
             order: Timestamp(secs * NANOS_PER_SEC),
             flow_id: crate::record::FlowId(secs),
-            community_id: String::new(),
+            community_id: "".into(),
             tuple: Tuple {
                 src_ip: "10.0.0.9".parse().unwrap(),
                 src_port: 40000,
@@ -1370,7 +1406,7 @@ mod tests {
                 vlan: Vec::new(),
             },
             device: DeviceObject::default(),
-            limits: Vec::new(),
+            limits: Default::default(),
             service: (port == 53).then_some("dns"),
             dns_name: None,
             orig_payload: 100,
@@ -1382,7 +1418,6 @@ mod tests {
                 connect_host: None,
                 ja4: Some("t13d".into()),
                 ja3s: None,
-                version: Some("TLS 1.3".into()),
                 outcome,
                 client_alerts: Vec::new(),
                 client_alert_hidden: false,

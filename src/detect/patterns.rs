@@ -140,7 +140,7 @@ fn inspection_counts(d: &Detector, entries: &[Entry]) -> BTreeMap<&'static str, 
     m
 }
 
-fn add_limit(limits: &mut Vec<&'static str>, l: &'static str) {
+fn add_limit(limits: &mut crate::record::Limits, l: &'static str) {
     if !limits.contains(&l) {
         limits.push(l);
     }
@@ -606,7 +606,7 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
     let community_ids: Vec<String> = entries
         .iter()
         .take(d.s.max_flow_ids)
-        .map(|e| e.community_id.clone())
+        .map(|e| e.community_id.to_string())
         .collect();
     let evidence_file = d
         .evidence
@@ -656,7 +656,7 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
             port: dst.1,
             via_proxy: w.via_proxy && dst == w.dst,
         },
-        ja4: w.ja4,
+        ja4: w.ja4.as_deref().map(str::to_string),
         window_start: w.start,
         window_s: d.s.window / NANOS_PER_SEC,
         evidence,

@@ -173,7 +173,7 @@ impl WireSession {
             end_ts: s.end_ts.0,
             order: s.order.0,
             flow_id: s.flow_id.0,
-            community_id: s.community_id.clone(),
+            community_id: s.community_id.to_string(),
             src_ip: s.tuple.src_ip,
             src_port: s.tuple.src_port,
             dst_ip: s.tuple.dst_ip,
@@ -226,7 +226,7 @@ impl WireSession {
             end_ts: Timestamp(self.end_ts),
             order: Timestamp(self.order.max(self.ts)),
             flow_id: FlowId(self.flow_id),
-            community_id: self.community_id,
+            community_id: self.community_id.into(),
             tuple: Tuple {
                 src_ip: self.src_ip,
                 src_port: self.src_port,

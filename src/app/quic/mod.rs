@@ -557,7 +557,13 @@ pub fn record(
     let t = q.tls_state();
     let mut r = crate::app::tls::record::record(&t, ctx, k, flow_id, community_id, timed_out)?;
     r.proto = "udp";
-    for s in [&mut r.ja4, &mut r.ja4_r].into_iter().flatten() {
+    // JA4's first letter is the transport: `q`.
+    if let Some(j) = &mut r.ja4 {
+        let mut s = j.to_string();
+        s.replace_range(..1, "q");
+        *j = s.into();
+    }
+    if let Some(s) = &mut r.ja4_r {
         s.replace_range(..1, "q");
     }
     r.outcome = q.outcome(timed_out);

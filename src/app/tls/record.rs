@@ -41,7 +41,7 @@ pub fn record(
         }
         _ => false,
     };
-    let mut limits = Vec::new();
+    let mut limits = crate::record::Limits::new();
     if sum.handshake_not_seen {
         limits.push("handshake_not_seen");
     }
@@ -69,7 +69,7 @@ pub fn record(
         kind: "tls",
         ts,
         flow_id,
-        community_id: community_id.to_string(),
+        community_id: community_id.into(),
         src_ip: k.src.to_ip(),
         src_port: k.sport,
         dst_ip: k.dst.to_ip(),
@@ -93,9 +93,9 @@ pub fn record(
         alpn_selected: sh.and_then(|s| s.alpn.clone()),
         ja3: fp.as_ref().map(|f| f.ja3.clone()),
         ja3_string: fp.as_ref().map(|f| f.ja3_string.clone()),
-        ja4: fp.as_ref().map(|f| f.ja4.clone()),
+        ja4: fp.as_ref().map(|f| f.ja4.as_str().into()),
         ja4_r: fp.as_ref().map(|f| f.ja4_r.clone()),
-        ja3s: sh.map(|s| s.ja3s()),
+        ja3s: sh.map(|s| s.ja3s().into()),
         ja3s_string: sh.map(|s| s.ja3s_string()),
         ech: ch.is_some_and(|c| c.ech),
         hrr: t.server_hellos.iter().any(|(_, s)| s.hello_retry_request),
