@@ -428,10 +428,11 @@ pub fn dns(data: &[u8]) {
         assert!(pending <= dns::MAX_OUTSTANDING, "queries over the cap");
         assert!(partial <= 2 + 65_535, "a cut message over the largest");
     }
+    let community_id = "".into();
     let mut end = crate::app::parser::End {
         key: &key,
         flow_id: crate::record::FlowId(1),
-        community_id: "",
+        community_id: &community_id,
         timed_out: false,
         shared: &mut shared,
         out: &mut out,
@@ -562,7 +563,7 @@ fn tls_fields(t: &TlsState, ctx: &mut TlsCtx, timed_out: bool) {
     // The record the flow table writes, built by the same function.
     let key = crate::flow::key::FlowKey::default();
     let id = crate::record::FlowId(0);
-    if let Some(rec) = tls::record::record(t, ctx, &key, id, "1:", timed_out) {
+    if let Some(rec) = tls::record::record(t, ctx, &key, id, &"1:".into(), timed_out) {
         crate::record::Record::Tls(Box::new(rec)).write_json(&mut Vec::new());
     }
     for (_, ch) in &t.client_hellos {
@@ -824,8 +825,14 @@ pub fn quic(data: &[u8]) {
             "QUIC state over its caps"
         );
         for timed_out in [false, true] {
-            if let Some(rec) = quic::record(q, ctx, &key, crate::record::FlowId(0), "1:", timed_out)
-            {
+            if let Some(rec) = quic::record(
+                q,
+                ctx,
+                &key,
+                crate::record::FlowId(0),
+                &"1:".into(),
+                timed_out,
+            ) {
                 crate::record::Record::Tls(Box::new(rec)).write_json(&mut Vec::new());
             }
         }

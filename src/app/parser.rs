@@ -93,7 +93,7 @@ impl Cx<'_> {
 pub struct End<'a> {
     pub key: &'a FlowKey,
     pub flow_id: FlowId,
-    pub community_id: &'a str,
+    pub community_id: &'a std::sync::Arc<str>,
     /// The flow ended by its idle timeout.
     pub timed_out: bool,
     pub shared: &'a mut Shared,

@@ -150,8 +150,9 @@ impl FlowKey {
 
     /// Community ID v1 (github.com/corelight/community-id-spec), seed 0 by
     /// default: base64(SHA-1(seed ‖ saddr ‖ daddr ‖ proto ‖ 0 ‖ sport ‖ dport))
-    /// with the endpoints ordered so both directions agree.
-    pub fn community_id(&self, seed: u16) -> String {
+    /// with the endpoints ordered so both directions agree. Shared: the
+    /// flow's records, its session and its windows keep the one string.
+    pub fn community_id(&self, seed: u16) -> std::sync::Arc<str> {
         let (mut sa, mut da, mut sp, mut dp) = (self.src, self.dst, self.sport, self.dport);
         if (da.as_slice(), dp) < (sa.as_slice(), sp) {
             std::mem::swap(&mut sa, &mut da);
@@ -167,10 +168,11 @@ impl FlowKey {
             h.update(dp.to_be_bytes());
         }
         let digest = h.finalize();
+        // "1:" and the 28 characters of a 20-byte digest in base64.
         let mut out = String::with_capacity(30);
         out.push_str("1:");
-        base64_encode(&digest, &mut out);
-        out
+        base64::Engine::encode_string(&base64::engine::general_purpose::STANDARD, digest, &mut out);
+        out.into()
     }
 
     /// A stable 64-bit flow identifier, printed as 16 hex digits: the
@@ -211,11 +213,6 @@ impl SplitMix {
     }
 }
 
-fn base64_encode(data: &[u8], out: &mut String) {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode_string(data, out);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,19 +234,19 @@ mod tests {
     #[test]
     fn community_id_published_vectors() {
         let t = key("1.2.3.4", 1122, "5.6.7.8", 3344, PROTO_TCP);
-        assert_eq!(t.community_id(0), "1:wCb3OG7yAFWelaUydu0D+125CLM=");
+        assert_eq!(&*t.community_id(0), "1:wCb3OG7yAFWelaUydu0D+125CLM=");
         assert_eq!(
-            t.reversed().community_id(0),
+            &*t.reversed().community_id(0),
             "1:wCb3OG7yAFWelaUydu0D+125CLM="
         );
-        assert_eq!(t.community_id(1), "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk=");
+        assert_eq!(&*t.community_id(1), "1:HhA1B+6CoLbiKPEs5nhNYN4XWfk=");
         let u = key("1.2.3.4", 1122, "5.6.7.8", 3344, PROTO_UDP);
-        assert_eq!(u.community_id(0), "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg=");
+        assert_eq!(&*u.community_id(0), "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg=");
         assert_eq!(
-            u.reversed().community_id(0),
+            &*u.reversed().community_id(0),
             "1:0Mu9InQx6z4ZiCZM/7HXi2WMhOg="
         );
-        assert_eq!(u.community_id(1), "1:OShq+iKDAMVouh/4bMxB9Sz4amw=");
+        assert_eq!(&*u.community_id(1), "1:OShq+iKDAMVouh/4bMxB9Sz4amw=");
     }
 
     #[test]

@@ -830,7 +830,7 @@ impl FlowTable {
         }
         let k = f.key;
         let flow_id = k.flow_id(f.start.as_nanos());
-        let community_id: std::sync::Arc<str> = k.community_id(0).into();
+        let community_id = k.community_id(0);
         // Each parser's records first, then the flow's.
         if let Some(app) = f.app.as_deref_mut() {
             app.finish(&mut End {

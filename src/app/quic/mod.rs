@@ -546,7 +546,7 @@ pub fn record(
     ctx: &mut TlsCtx,
     k: &FlowKey,
     flow_id: crate::record::FlowId,
-    community_id: &str,
+    community_id: &std::sync::Arc<str>,
     timed_out: bool,
 ) -> Option<TlsRecord> {
     let not_parsed = q.not_parsed();

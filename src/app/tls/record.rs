@@ -14,7 +14,7 @@ pub fn record(
     ctx: &mut TlsCtx,
     k: &FlowKey,
     flow_id: crate::record::FlowId,
-    community_id: &str,
+    community_id: &std::sync::Arc<str>,
     timed_out: bool,
 ) -> Option<TlsRecord> {
     let ch = t.client_hellos.first().map(|(_, h)| h);
@@ -69,7 +69,7 @@ pub fn record(
         kind: "tls",
         ts,
         flow_id,
-        community_id: community_id.into(),
+        community_id: community_id.clone(),
         src_ip: k.src.to_ip(),
         src_port: k.sport,
         dst_ip: k.dst.to_ip(),
