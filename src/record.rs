@@ -13,6 +13,13 @@ use std::net::IpAddr;
 /// `Vec` was half of the correlator's allocations, freed on other threads.
 pub type Limits = smallvec::SmallVec<[&'static str; 2]>;
 
+/// Adds `l` to `limits` unless it is there: each name once.
+pub fn add_limit(limits: &mut Limits, l: &'static str) {
+    if !limits.contains(&l) {
+        limits.push(l);
+    }
+}
+
 /// A detection's evidence: one typed shape per pattern (README,
 /// "Detections"). Fields in alphabetical order, as the record has always
 /// written them.

@@ -264,9 +264,7 @@ impl Session {
         let mut limits = f.limits.clone();
         let tls = tls.map(|(t, l)| {
             for l in l {
-                if !limits.contains(&l) {
-                    limits.push(l);
-                }
+                crate::record::add_limit(&mut limits, l);
             }
             t
         });
@@ -1250,10 +1248,8 @@ impl Detector {
         };
         let cap = self.s.max_sessions_per_key;
         w.sessions += 1;
-        for l in &s.limits {
-            if !w.limits.contains(l) {
-                w.limits.push(l);
-            }
+        for &l in &s.limits {
+            crate::record::add_limit(&mut w.limits, l);
         }
         if w.entries.len() >= cap {
             *self.counters.entry("sessions_over_key_cap").or_default() += 1;

@@ -7,7 +7,7 @@ use super::{Detector, Entry, Inspection, Pattern, Window, is_quic, names, rita};
 use crate::app::tls::summary::Outcome;
 use crate::inputs::app_events::AppLifecycle;
 use crate::record::DetectionEvidence;
-use crate::record::{AppRef, Destination, DetectionContext, DetectionRecord, ScorePart};
+use crate::record::{AppRef, Destination, DetectionContext, DetectionRecord, ScorePart, add_limit};
 use crate::time::{NANOS_PER_SEC, Timestamp, nanos_to_secs_f64};
 use std::collections::BTreeMap;
 
@@ -138,12 +138,6 @@ fn inspection_counts(d: &Detector, entries: &[Entry]) -> BTreeMap<&'static str, 
         }
     }
     m
-}
-
-fn add_limit(limits: &mut crate::record::Limits, l: &'static str) {
-    if !limits.contains(&l) {
-        limits.push(l);
-    }
 }
 
 /// A bypass window's sessions seen `not_inspected` over TCP, and its
