@@ -111,39 +111,34 @@ impl Correlator {
     /// Hands the full blocks (`partial`: the last one too) to the detector
     /// thread with their marks; false once it has stopped (its sink did).
     pub fn send_blocks(&mut self, partial: bool) -> bool {
-        let Some(r) = self.remote.as_mut() else {
-            return true;
-        };
-        // The fleet tap sees every block first, as in `next_block` (and is
-        // called once with none when there is none).
         let mut sent = false;
-        while let Some(mut b) = self.full.pop_front() {
+        loop {
+            let Some(r) = self.remote.as_mut() else {
+                return true;
+            };
+            let (mut b, marks) = match self.full.pop_front() {
+                Some(b) => (b, r.full_marks.pop_front().unwrap_or_default()),
+                // Calls after the last record go too, in a block of their own.
+                None if partial && (!self.block.is_empty() || !r.marks.is_empty()) => {
+                    let marks = std::mem::take(&mut r.marks);
+                    (self.swap_block(), marks)
+                }
+                None => break,
+            };
+            // The fleet tap sees every block first, as in `next_block` (and
+            // is called once with none when there is none).
             if let Some(t) = &mut self.fleet {
                 t.block(&mut b);
             }
-            let marks = r.full_marks.pop_front().unwrap_or_default();
-            r.last_send = std::time::Instant::now();
-            r.send(crate::run::detector::Step::Block(b, marks));
-            sent = true;
-        }
-        if partial && (!self.block.is_empty() || !r.marks.is_empty()) {
-            let next = self
-                .spare
-                .pop()
-                .unwrap_or_else(|| Vec::with_capacity(BATCH_RECORDS));
-            let mut b = std::mem::replace(&mut self.block, next);
-            if let Some(t) = &mut self.fleet {
-                t.block(&mut b);
+            if let Some(r) = &mut self.remote {
+                r.send_block(b, marks);
             }
-            let marks = std::mem::take(&mut r.marks);
-            r.last_send = std::time::Instant::now();
-            r.send(crate::run::detector::Step::Block(b, marks));
             sent = true;
         }
         if !sent && let Some(t) = &mut self.fleet {
             t.block(&mut []);
         }
-        !r.stopped
+        self.remote.as_ref().is_some_and(|r| !r.stopped)
     }
 
     /// The end of a run with the detector on its own thread: closes its

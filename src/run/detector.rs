@@ -83,7 +83,7 @@ pub struct Remote {
     /// hold the channel's sender.
     ended: Receiver<()>,
     /// When a block was last sent.
-    pub last_send: Instant,
+    last_send: Instant,
     pub marks: Vec<u32>,
     pub full_marks: VecDeque<Vec<u32>>,
     learnt_sent: u64,
@@ -141,6 +141,12 @@ impl Remote {
             self.learnt_sent = learner.generation;
             self.send(Step::Learnt(learner.learnt_keys()));
         }
+    }
+
+    /// A block with the marks of the calls in it.
+    pub fn send_block(&mut self, block: RecordBatch, marks: Vec<u32>) {
+        self.last_send = Instant::now();
+        self.send(Step::Block(block, marks));
     }
 
     /// A call in the stream, marked at `at` in the block being filled.
