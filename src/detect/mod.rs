@@ -1309,7 +1309,7 @@ impl Detector {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -1380,7 +1380,7 @@ mod tests {
 
     /// A session of device 10.0.0.9 at `secs` to `ip:port`, as the
     /// correlator would build it.
-    pub(super) fn to(
+    pub(crate) fn to(
         secs: u64,
         ip: &str,
         port: u16,

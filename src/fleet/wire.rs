@@ -380,6 +380,28 @@ mod tests {
         assert_eq!(body(&z[..z.len() / 2], Some(ZSTD)), None);
     }
 
+    /// Sensors before 2026-12-05 sent `tls.version`, which nothing read:
+    /// a `correlate` of now still takes their sessions.
+    #[test]
+    fn a_tls_version_from_an_older_sensor_is_ignored() {
+        use crate::app::tls::summary::Outcome;
+        let s = crate::detect::tests::to(10, "192.0.2.1", 443, "tcp", Some(Outcome::Established));
+        let mut body = Vec::new();
+        push_session(&mut body, &s);
+        let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["session"]["tls"].get("version").is_none());
+        v["session"]["tls"]["version"] = "TLS 1.3".into();
+        let line = format!("{v}\n");
+        let mut bad = 0;
+        let got = read_sessions(line.as_bytes(), &|_| None, &mut bad);
+        assert_eq!((got.len(), bad), (1, 0));
+        let t = got[0].tls.as_ref().unwrap();
+        assert_eq!(
+            (t.ja4.as_deref(), t.outcome),
+            (Some("t13d"), Outcome::Established)
+        );
+    }
+
     #[test]
     fn bad_lines_are_counted_and_other_kinds_skipped() {
         let body = b"{\"kind\":\"stats\",\"record\":{}}\nnot json\n{\"kind\":\"session\",\"session\":{\"ts\":1}}\n\n";
