@@ -132,11 +132,7 @@ struct Iface {
 
 #[derive(Debug)]
 enum Format {
-    Pcap {
-        be: bool,
-        units_per_sec: u64,
-        linktype: u16,
-    },
+    Pcap(PcapFormat),
     PcapNg {
         be: bool,
         ifaces: Vec<Iface>,
@@ -168,6 +164,11 @@ pub struct CaptureReader {
     /// A frame list handed back by [`CaptureReader::recycle`]: its
     /// capacity is about what the next block needs.
     spare_frames: Vec<FrameRef>,
+    /// The record a loader's cut leaves to this reader (the one cut by the
+    /// block boundary), parsed here.
+    head: Vec<FrameRef>,
+    /// Blocks whose loader's cut was taken.
+    loader_cuts: u64,
     /// Bytes read from the file itself (before decompression), for progress.
     raw_read: Arc<std::sync::atomic::AtomicU64>,
     /// A plain file read by a pool of loader threads ([`CaptureReader::open_loaded`]):
@@ -288,6 +289,8 @@ impl CaptureReader {
             recent: Vec::new(),
             recycle: RECYCLE,
             spare_frames: Vec::new(),
+            head: Vec::new(),
+            loader_cuts: 0,
             raw_read,
             loaders: Loading::No,
         })
@@ -297,8 +300,10 @@ impl CaptureReader {
     /// plain (uncompressed) regular file: each thread reads every
     /// `loaders`-th block with positioned reads, so the copy out of the
     /// page cache — most of the source's work — runs on as many cores as
-    /// there are decoders, and this reader only cuts the blocks at record
-    /// boundaries. Standard input and compressed files are read in order
+    /// there are decoders. Each loader also cuts a classic pcap's block at
+    /// its record boundaries ([`Walk`]), and this reader only checks the
+    /// cut and finishes the record cut by the block boundary; it cuts
+    /// pcapng blocks itself. Standard input and compressed files are read in order
     /// by this thread, as [`CaptureReader::open`] does (a decompressor is
     /// sequential).
     pub fn open_loaded(path: &Path, loaders: usize) -> Result<Self, CaptureError> {
@@ -361,7 +366,7 @@ impl CaptureReader {
             // pass (and one copy of the carry) per 64 KiB.
             let base_offset = self.carry_offset;
             if !matches!(self.loaders, Loading::No) {
-                let (buf, start, filled) = match self.next_loaded() {
+                let (buf, start, filled, walk) = match self.next_loaded() {
                     Ok(b) => b,
                     Err(e) => {
                         self.eof = true;
@@ -369,7 +374,7 @@ impl CaptureReader {
                         return Err(CaptureError::Io(e));
                     }
                 };
-                match self.cut_block(buf, start, filled, base_offset)? {
+                match self.cut_block(buf, start, filled, base_offset, walk)? {
                     Some(chunk) => return Ok(Some(chunk)),
                     None if self.eof && self.carry.is_empty() => return Ok(None),
                     None => continue,
@@ -407,7 +412,7 @@ impl CaptureReader {
                     }
                 }
             }
-            match self.cut_block(buf, 0, filled, base_offset)? {
+            match self.cut_block(buf, 0, filled, base_offset, None)? {
                 Some(chunk) => return Ok(Some(chunk)),
                 None if self.eof && self.carry.is_empty() => return Ok(None),
                 // A block with no frame in it (headers only, or a record
@@ -419,26 +424,40 @@ impl CaptureReader {
 
     /// Cuts `buf[start..filled]` (the carried bytes, then the block's) at
     /// its last whole record: the records before become a chunk, the rest
-    /// is carried. `None` when no record is whole yet.
+    /// is carried. `None` when no record is whole yet. `walk` is the
+    /// block's cut by its loader, taken when it begins where this reader's
+    /// own cut would.
     fn cut_block(
         &mut self,
         buf: Vec<u8>,
         start: usize,
         filled: usize,
         base_offset: u64,
+        walk: Option<Walk>,
     ) -> Result<Option<Chunk>, CaptureError> {
-        // The last block's list, emptied: no regrowth.
-        let mut frames = std::mem::take(&mut self.spare_frames);
-        frames.clear();
-        let parsed = self.parse_frames(&buf[start..filled], base_offset, &mut frames);
-        if start > 0 {
-            // Offsets count from the buffer's first byte, not the block's.
-            for f in &mut frames {
-                f.offset += start as u32;
+        let (frames, parsed) = match walk.map(|w| self.take_walk(&buf, start, base_offset, w)) {
+            Some(Ok(taken)) => taken,
+            other => {
+                // The last block's list, emptied: no regrowth.
+                let mut frames = match other {
+                    Some(Err(list)) => list,
+                    _ => std::mem::take(&mut self.spare_frames),
+                };
+                frames.clear();
+                let parsed = self
+                    .parse_frames(&buf[start..filled], base_offset, &mut frames)
+                    .map(|c| start + c);
+                if start > 0 {
+                    // Offsets count from the buffer's first byte, not the block's.
+                    for f in &mut frames {
+                        f.offset += start as u32;
+                    }
+                }
+                (frames, parsed)
             }
-        }
+        };
         let consumed = match parsed {
-            Ok(c) => start + c,
+            Ok(c) => c,
             Err(e) => {
                 // Deliver what parsed, then the error.
                 self.eof = true;
@@ -470,13 +489,57 @@ impl CaptureReader {
         Ok(Some(self.share(buf, frames)))
     }
 
+    /// A loader's cut of `buf`, when the carried bytes `buf[start..]` and
+    /// the block's bytes before its first record are exactly one record
+    /// (the one the last block left unfinished; none when both are empty):
+    /// then this reader's cut would begin where the loader's did, and the
+    /// two cut the same bytes with the same function. Else the loader's
+    /// frame list, for this reader to cut into.
+    #[allow(clippy::type_complexity)]
+    fn take_walk(
+        &mut self,
+        buf: &[u8],
+        start: usize,
+        base_offset: u64,
+        mut walk: Walk,
+    ) -> Result<(Vec<FrameRef>, Result<usize, CaptureError>), Vec<FrameRef>> {
+        let Some(Format::Pcap(fmt)) = self.format else {
+            return Err(walk.frames);
+        };
+        let first = LOAD_ROOM + walk.first;
+        if start == first && start == LOAD_ROOM {
+            self.loader_cuts += 1;
+            return Ok((walk.frames, Ok(walk.end)));
+        }
+        if start >= LOAD_ROOM || walk.first == 0 {
+            return Err(walk.frames);
+        }
+        let mut head = std::mem::take(&mut self.head);
+        head.clear();
+        let whole = walk_pcap(&buf[start..first], 0, fmt, base_offset, &mut head);
+        let taken = match (whole, head.as_slice()) {
+            (Ok(end), [f]) if start + end == first => {
+                walk.frames[0] = FrameRef {
+                    offset: f.offset + start as u32,
+                    ..*f
+                };
+                self.loader_cuts += 1;
+                Ok((walk.frames, Ok(walk.end)))
+            }
+            _ => Err(walk.frames),
+        };
+        self.head = head;
+        taken
+    }
+
     /// The next block from the loaders, with the carried bytes put right
     /// before it: `(buffer, start, end)` of the bytes to cut. The carry goes
     /// into the room each loader leaves at the front of its buffer (the
     /// common case: less than one record); a longer one is joined with
     /// blocks until it is at most half of what is cut, so a record longer
     /// than a block costs a linear number of copies, not one per block.
-    fn next_loaded(&mut self) -> io::Result<(Vec<u8>, usize, usize)> {
+    #[allow(clippy::type_complexity)]
+    fn next_loaded(&mut self) -> io::Result<(Vec<u8>, usize, usize, Option<Walk>)> {
         if let Loading::Ready(file, n, size) = &self.loaders {
             // No more loaders than the file has blocks (many small files
             // would otherwise start threads that read nothing).
@@ -499,7 +562,7 @@ impl CaptureReader {
                 i += 1;
             }
         }
-        let (mut buf, len) = pool.next()?;
+        let (mut buf, len, walk) = pool.next()?;
         // Progress counts what the reader took, not what loaders read ahead.
         let taken = &self.raw_read;
         taken.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
@@ -513,14 +576,14 @@ impl CaptureReader {
         // do not copy it once per block.
         if c <= LOAD_ROOM.min(self.chunk_size / 2) {
             buf[LOAD_ROOM - c..LOAD_ROOM].copy_from_slice(&self.carry);
-            return Ok((buf, LOAD_ROOM - c, LOAD_ROOM + len));
+            return Ok((buf, LOAD_ROOM - c, LOAD_ROOM + len, walk));
         }
         let mut joined = Vec::with_capacity(2 * c + self.chunk_size);
         joined.extend_from_slice(&self.carry);
         joined.extend_from_slice(&buf[LOAD_ROOM..LOAD_ROOM + len]);
         pool.recycle(buf);
         while joined.len() < 2 * c && !self.eof {
-            let (more, len) = pool.next()?;
+            let (more, len, _) = pool.next()?;
             taken.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
             if len < self.chunk_size {
                 self.eof = true;
@@ -529,7 +592,7 @@ impl CaptureReader {
             pool.recycle(more);
         }
         let end = joined.len();
-        Ok((joined, 0, end))
+        Ok((joined, 0, end, None))
     }
 
     /// A buffer that held no whole record: back to the loaders, if any.
@@ -561,9 +624,15 @@ impl CaptureReader {
         self.recycle_frames(chunk.frames);
     }
 
-    /// Takes back a block's frame list alone (the block went elsewhere).
+    /// Takes back a block's frame list alone (the block went elsewhere):
+    /// this reader keeps one, the loaders' walks get the others.
     pub fn recycle_frames(&mut self, frames: Vec<FrameRef>) {
-        self.spare_frames = frames;
+        match &self.loaders {
+            Loading::Running(pool) if self.spare_frames.capacity() > 0 => {
+                let _ = pool.free_frames.try_send(frames);
+            }
+            _ => self.spare_frames = frames,
+        }
     }
 
     /// Wraps a block for sharing, remembering it for reuse once released.
@@ -600,18 +669,8 @@ impl CaptureReader {
                     ifaces: Vec::new(),
                     last_ts: Timestamp::ZERO,
                 });
-            } else if let Some((be, units)) = pcap_magic(&magic) {
-                let network = if be {
-                    u32::from_be_bytes([buf[20], buf[21], buf[22], buf[23]])
-                } else {
-                    u32::from_le_bytes([buf[20], buf[21], buf[22], buf[23]])
-                };
-                self.format = Some(Format::Pcap {
-                    be,
-                    units_per_sec: units,
-                    // The upper bits carry FCS information (pcap spec, LinkType field).
-                    linktype: (network & 0xffff) as u16,
-                });
+            } else if let Some(fmt) = pcap_format(buf) {
+                self.format = Some(Format::Pcap(fmt));
                 pos = 24;
             } else {
                 return Err(CaptureError::NotACapture { magic });
@@ -619,57 +678,7 @@ impl CaptureReader {
         }
         let base_ptr = buf.as_ptr() as usize;
         match self.format.as_mut() {
-            Some(Format::Pcap {
-                be,
-                units_per_sec,
-                linktype,
-            }) => {
-                let (be, units, lt) = (*be, *units_per_sec, *linktype);
-                while buf.len() - pos >= 16 {
-                    let h = &buf[pos..pos + 16];
-                    let rd = |i: usize| {
-                        let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
-                        if be {
-                            u32::from_be_bytes(b)
-                        } else {
-                            u32::from_le_bytes(b)
-                        }
-                    };
-                    let caplen = rd(8) as usize;
-                    if caplen > MAX_RECORD_LEN {
-                        return Err(CaptureError::Corrupt {
-                            offset: base_offset + pos as u64,
-                            reason: format!(
-                                "captured length {caplen} exceeds the {MAX_RECORD_LEN}-byte limit"
-                            ),
-                        });
-                    }
-                    let parsed = if be {
-                        pcap_parser::pcap::parse_pcap_frame_be(&buf[pos..])
-                    } else {
-                        pcap_parser::pcap::parse_pcap_frame(&buf[pos..])
-                    };
-                    match parsed {
-                        Ok((rest, block)) => {
-                            let offset = block.data.as_ptr() as usize - base_ptr;
-                            frames.push(FrameRef {
-                                ts: Timestamp::from_units(
-                                    block.ts_sec as u64,
-                                    block.ts_usec as u64,
-                                    units,
-                                ),
-                                offset: offset as u32,
-                                caplen: block.caplen,
-                                wire_len: block.origlen.max(block.caplen),
-                                linktype: lt,
-                            });
-                            pos = buf.len() - rest.len();
-                        }
-                        Err(_) => break, // Incomplete: wait for more bytes.
-                    }
-                }
-                Ok(pos)
-            }
+            Some(Format::Pcap(fmt)) => walk_pcap(buf, pos, *fmt, base_offset, frames),
             Some(Format::PcapNg {
                 be,
                 ifaces,
@@ -801,9 +810,107 @@ const LOAD_ROOM: usize = 64 << 10;
 /// Blocks each loader may have read ahead.
 const LOAD_AHEAD: usize = 2;
 
-/// A loaded block (its buffer and how many bytes follow [`LOAD_ROOM`]), or
-/// the read error that ended the file.
-type Loaded = io::Result<(Vec<u8>, usize)>;
+/// A loaded block (its buffer, how many bytes follow [`LOAD_ROOM`], and its
+/// records as its loader cut them), or the read error that ended the file.
+type Loaded = io::Result<(Vec<u8>, usize, Option<Walk>)>;
+
+/// A classic pcap block's records, cut by its loader right after reading
+/// it, while its bytes are still in that core's cache (walking the record
+/// headers of a block read on another core costs a cache miss per record).
+/// The loaders pass the offset where each block's first record begins from
+/// one to the next ([`Chain`]), so each block is cut from the same place as
+/// the reader would cut it; the reader checks that before taking the frames.
+struct Walk {
+    /// Where the block's first record begins, after [`LOAD_ROOM`] (the
+    /// bytes before finish the record the last block left unfinished).
+    first: usize,
+    /// The block's whole records, offsets from the buffer's start; when
+    /// `first > 0`, `frames[0]` is a placeholder for the unfinished record.
+    frames: Vec<FrameRef>,
+    /// Where the first record that is not whole begins, from the buffer's start.
+    end: usize,
+}
+
+/// What one loader tells the next about the block it reads next.
+#[derive(Clone, Copy)]
+enum Chain {
+    /// The first block: it begins with the file header.
+    FileStart,
+    /// The next record begins at this offset in the file.
+    At(u64, PcapFormat),
+    /// Not a classic pcap file, or a record that cannot be walked: the
+    /// reader cuts every block from here on.
+    Off,
+}
+
+/// Cuts `buf` (block `at..at + len` of the file, after [`LOAD_ROOM`]) with
+/// the chain's offset; returns the walk and what the next block needs.
+/// A header cut by the block's end is read from the file (16 bytes).
+fn prewalk(
+    buf: &[u8],
+    len: usize,
+    at: u64,
+    full: bool,
+    chain: Chain,
+    file: &File,
+    mut frames: Vec<FrameRef>,
+) -> (Option<Walk>, Chain) {
+    use std::os::unix::fs::FileExt;
+    let data = &buf[..LOAD_ROOM + len];
+    let (next, fmt) = match chain {
+        Chain::Off => return (None, Chain::Off),
+        Chain::FileStart => match pcap_format(&data[LOAD_ROOM..]) {
+            Some(fmt) if at == 0 => (24, fmt),
+            _ => return (None, Chain::Off),
+        },
+        Chain::At(next, fmt) => (next, fmt),
+    };
+    let Some(first) = next.checked_sub(at) else {
+        return (None, Chain::Off);
+    };
+    if first >= len as u64 {
+        // A record that runs through the whole block: none begins in it.
+        return (None, if full { chain } else { Chain::Off });
+    }
+    let first = first as usize;
+    frames.clear();
+    if first > 0 && at > 0 {
+        frames.push(FrameRef {
+            ts: Timestamp::ZERO,
+            offset: 0,
+            caplen: 0,
+            wire_len: 0,
+            linktype: 0,
+        });
+    }
+    let Ok(end) = walk_pcap(data, LOAD_ROOM + first, fmt, 0, &mut frames) else {
+        return (None, Chain::Off);
+    };
+    let walk = Walk { first, frames, end };
+    if !full {
+        return (Some(walk), Chain::Off);
+    }
+    let mut h = [0u8; 16];
+    let head = at + (end - LOAD_ROOM) as u64;
+    let have = data.len() - end;
+    if have >= 16 {
+        h.copy_from_slice(&data[end..end + 16]);
+    } else {
+        h[..have].copy_from_slice(&data[end..]);
+        let mut got = have;
+        while got < 16 {
+            match file.read_at(&mut h[got..], head + got as u64) {
+                Ok(0) | Err(_) => return (Some(walk), Chain::Off),
+                Ok(m) => got += m,
+            }
+        }
+    }
+    let caplen = pcap_caplen(&h, fmt.be);
+    if caplen > MAX_RECORD_LEN {
+        return (Some(walk), Chain::Off);
+    }
+    (Some(walk), Chain::At(head + 16 + caplen as u64, fmt))
+}
 
 /// Threads that read a plain file's blocks with positioned reads, loader
 /// `j` blocks `j`, `j + n`, `j + 2n`, ...: the reader takes them back in
@@ -815,6 +922,8 @@ struct Loaders {
     blocks: Vec<crossbeam_channel::Receiver<Loaded>>,
     /// Buffers the reader is done with, for the loaders to fill again.
     free: crossbeam_channel::Sender<Vec<u8>>,
+    /// Frame lists the pipeline is done with, for the loaders' walks.
+    free_frames: crossbeam_channel::Sender<Vec<FrameRef>>,
     next: usize,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -823,11 +932,25 @@ impl Loaders {
     fn start(file: Arc<File>, n: usize, block: usize) -> io::Result<Self> {
         use std::os::unix::fs::FileExt;
         let (free, free_rx) = crossbeam_channel::bounded::<Vec<u8>>(n * (LOAD_AHEAD + 2));
+        let (free_frames, frames_rx) = crossbeam_channel::bounded(n * (LOAD_AHEAD + 2));
+        // Loader j hears from loader j - 1 where its next block's first
+        // record begins, and tells loader j + 1 (a ring). One message at
+        // most waits on each link: loader j sends again only after the
+        // chain has gone round, through loader j + 1's receive.
+        let (links, hear): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| crossbeam_channel::bounded::<Chain>(1))
+            .unzip();
+        let _ = links[0].send(Chain::FileStart);
         let mut blocks = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for j in 0..n {
             let (tx, rx) = crossbeam_channel::bounded(LOAD_AHEAD);
             let (file, free_rx) = (Arc::clone(&file), free_rx.clone());
+            let (frames_rx, heard, tell) = (
+                frames_rx.clone(),
+                hear[j].clone(),
+                links[(j + 1) % n].clone(),
+            );
             let t = std::thread::Builder::new()
                 .name(format!("load-{j}"))
                 .spawn(move || {
@@ -855,9 +978,21 @@ impl Loaders {
                             }
                         }
                         let last = len < block || failed.is_some();
+                        // Cut it while it is in this core's cache, from where
+                        // the block before ended; then tell the next loader,
+                        // before the reader may wait on it for this block.
+                        let chain = heard.recv().unwrap_or(Chain::Off);
+                        let (walk, next) = match failed {
+                            Some(_) => (None, Chain::Off),
+                            None => {
+                                let spare = frames_rx.try_recv().unwrap_or_default();
+                                prewalk(&buf, len, at, !last, chain, &file, spare)
+                            }
+                        };
+                        let _ = tell.try_send(next);
                         let msg = match failed {
                             Some(e) => Err(e),
-                            None => Ok((buf, len)),
+                            None => Ok((buf, len, walk)),
                         };
                         if tx.send(msg).is_err() || last {
                             return;
@@ -871,14 +1006,15 @@ impl Loaders {
         Ok(Loaders {
             blocks,
             free,
+            free_frames,
             next: 0,
             threads,
         })
     }
 
-    /// The next block in file order and how many bytes it holds (after
-    /// [`LOAD_ROOM`]).
-    fn next(&mut self) -> io::Result<(Vec<u8>, usize)> {
+    /// The next block in file order, how many bytes it holds (after
+    /// [`LOAD_ROOM`]) and its loader's cut.
+    fn next(&mut self) -> Loaded {
         let rx = &self.blocks[self.next % self.blocks.len()];
         self.next += 1;
         // The reader stops asking at the first short block, the one its
@@ -927,6 +1063,84 @@ fn short_file(buf: &[u8]) -> CaptureError {
     } else {
         CaptureError::NotACapture { magic }
     }
+}
+
+/// A classic pcap file's byte order, timestamp unit and link type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PcapFormat {
+    be: bool,
+    units_per_sec: u64,
+    linktype: u16,
+}
+
+/// The format a classic pcap file header (its first 24 bytes) states.
+fn pcap_format(head: &[u8]) -> Option<PcapFormat> {
+    let h: &[u8; 24] = head.get(..24)?.try_into().ok()?;
+    let (be, units_per_sec) = pcap_magic(&[h[0], h[1], h[2], h[3]])?;
+    let network = [h[20], h[21], h[22], h[23]];
+    let network = if be {
+        u32::from_be_bytes(network)
+    } else {
+        u32::from_le_bytes(network)
+    };
+    Some(PcapFormat {
+        be,
+        units_per_sec,
+        // The upper bits carry FCS information (pcap spec, LinkType field).
+        linktype: (network & 0xffff) as u16,
+    })
+}
+
+/// The captured length in a pcap record header.
+fn pcap_caplen(h: &[u8; 16], be: bool) -> usize {
+    let b = [h[8], h[9], h[10], h[11]];
+    (if be {
+        u32::from_be_bytes(b)
+    } else {
+        u32::from_le_bytes(b)
+    }) as usize
+}
+
+/// Walks the pcap records of `buf` from `pos`: each whole record becomes a
+/// frame (its offset counted from `buf[0]`); returns where the first
+/// record that is not whole begins. `base_offset` is `buf[0]`'s offset in
+/// the file, for the error a record longer than [`MAX_RECORD_LEN`] gives.
+/// The reader and the loaders ([`prewalk`]) cut with this one function,
+/// so a block cut by either gives the same frames.
+fn walk_pcap(
+    buf: &[u8],
+    mut pos: usize,
+    fmt: PcapFormat,
+    base_offset: u64,
+    frames: &mut Vec<FrameRef>,
+) -> Result<usize, CaptureError> {
+    let base_ptr = buf.as_ptr() as usize;
+    while let Some(h) = buf.get(pos..pos + 16) {
+        let caplen = pcap_caplen(h.try_into().expect("16 bytes"), fmt.be);
+        if caplen > MAX_RECORD_LEN {
+            return Err(CaptureError::Corrupt {
+                offset: base_offset + pos as u64,
+                reason: format!("captured length {caplen} exceeds the {MAX_RECORD_LEN}-byte limit"),
+            });
+        }
+        let parsed = if fmt.be {
+            pcap_parser::pcap::parse_pcap_frame_be(&buf[pos..])
+        } else {
+            pcap_parser::pcap::parse_pcap_frame(&buf[pos..])
+        };
+        let Ok((rest, block)) = parsed else {
+            break; // Incomplete: wait for more bytes.
+        };
+        frames.push(FrameRef {
+            ts: Timestamp::from_units(block.ts_sec as u64, block.ts_usec as u64, fmt.units_per_sec),
+            offset: (block.data.as_ptr() as usize - base_ptr) as u32,
+            caplen: block.caplen,
+            wire_len: block.origlen.max(block.caplen),
+            linktype: fmt.linktype,
+        });
+        pos = buf.len() - rest.len();
+    }
+    Ok(pos)
 }
 
 /// pcap magic → (big-endian, timestamp units per second).
@@ -997,6 +1211,56 @@ mod tests {
             }
         }
         (frames, err)
+    }
+
+    #[test]
+    fn loaders_cut_the_blocks_of_a_classic_pcap() {
+        // Records of many lengths, so that block boundaries fall in record
+        // headers and in record bodies alike.
+        let bodies: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| vec![(i % 251) as u8; (i as usize * 37) % 1500 + 1])
+            .collect();
+        let frames: Vec<(u32, u32, &[u8])> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                (
+                    1_700_000_000 + i as u32,
+                    i as u32 * 7 % 1_000_000,
+                    b.as_slice(),
+                )
+            })
+            .collect();
+        for be in [false, true] {
+            let bytes = pcap_bytes(be, false, &frames);
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &bytes).unwrap();
+            let (want, err) = drain(
+                CaptureReader::from_reader("t".into(), Box::new(io::Cursor::new(bytes.clone())))
+                    .unwrap(),
+            );
+            assert!(err.is_none() && want.len() == 3000);
+            for loaders in [1, 2, 3] {
+                let mut r = CaptureReader::open_loaded(file.path(), loaders)
+                    .unwrap()
+                    .with_chunk_size(16 << 10);
+                let mut got = Vec::new();
+                let mut blocks = 0;
+                while let Some(c) = r.next_chunk().unwrap() {
+                    blocks += 1;
+                    got.extend(
+                        c.frames
+                            .iter()
+                            .map(|f| (f.ts, c.frame_bytes(f).to_vec(), f.wire_len)),
+                    );
+                    // Frame lists go back to the loaders, as a replay gives them.
+                    r.recycle_frames(c.frames);
+                }
+                assert!(got == want, "{loaders} loaders: other frames");
+                // Every block but the first (the file header) is cut by its loader.
+                assert_eq!(r.loader_cuts, blocks - 1, "{loaders} loaders, be {be}");
+            }
+        }
     }
 
     fn drain(mut r: CaptureReader) -> (Frames, Option<CaptureError>) {
