@@ -15,7 +15,6 @@ use crate::inputs::{self, leases::Lease, mdm::MdmDevice, radius::RadiusSession};
 use crate::record::{DeviceInfo, DeviceObject, DeviceRecord, Mac};
 use crate::time::Timestamp;
 use hashbrown::HashMap;
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -109,7 +108,7 @@ pub struct Devices {
     seen: HashMap<[u8; 6], bool>,
     /// MDM records tied to some traffic.
     mdm_seen: Vec<bool>,
-    pub counters: BTreeMap<&'static str, u64>,
+    pub counters: crate::record::Counts,
 }
 
 /// The MDM device whose serial or UDID appears in a RADIUS identity

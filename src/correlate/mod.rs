@@ -37,9 +37,9 @@ pub struct Correlator {
     spare: Vec<RecordBatch>,
     inspection: Arc<Inspection>,
     pub devices: Devices,
-    pub counts: BTreeMap<&'static str, u64>,
+    pub counts: crate::record::Counts,
     /// TLS sessions by outcome and TLS counters, for the stats record.
-    pub tls: BTreeMap<&'static str, u64>,
+    pub tls: crate::record::Counts,
     /// Flow records, those without a device, QUIC flows (service `quic`).
     flows: [u64; 3],
     /// QUIC `tls` records by why their hello was not read (`parsed` when it was).
@@ -69,8 +69,8 @@ impl Correlator {
             spare: Vec::new(),
             inspection,
             devices,
-            counts: BTreeMap::new(),
-            tls: BTreeMap::new(),
+            counts: Default::default(),
+            tls: Default::default(),
             flows: [0; 3],
             quic: BTreeMap::new(),
             detector,
@@ -401,8 +401,15 @@ impl Correlator {
         }
         self.names.end_chunk();
         if !self.sessions.is_empty()
-            && !self
-                .call_remote(|c| crate::run::detector::Step::Hold(std::mem::take(&mut c.sessions)))
+            && !self.call_remote(|c| {
+                // Sized as this block's: a list grown by doubling would
+                // move every session (several hundred bytes) again.
+                let n = c.sessions.len();
+                crate::run::detector::Step::Hold(std::mem::replace(
+                    &mut c.sessions,
+                    Vec::with_capacity(n),
+                ))
+            })
         {
             let found = self.detector.hold(&mut self.sessions);
             self.write_detections(found);
@@ -609,11 +616,11 @@ impl Correlator {
     /// first: they then count everything sent before.
     pub fn fill_stats(&mut self, stats: &mut crate::record::StatsRecord) {
         let report = self.remote.as_mut().map(|r| r.report());
-        stats.records = self.counts.clone();
+        stats.records = crate::record::sorted(&self.counts);
         *stats.records.entry("stats").or_default() += 1;
-        stats.tls = self.tls.clone();
-        stats.devices = self.devices.counters.clone();
-        stats.detections = self.detector.counters.clone();
+        stats.tls = crate::record::sorted(&self.tls);
+        stats.devices = crate::record::sorted(&self.devices.counters);
+        stats.detections = crate::record::sorted(&self.detector.counters);
         let mut ja4_dropped = self.detector.apps.ja4_dropped;
         if let Some(rep) = report {
             if rep.detections > 0 {
@@ -624,7 +631,7 @@ impl Correlator {
             }
             ja4_dropped = rep.ja4_apps_over_cap;
         }
-        stats.dns = self.names.counters.clone();
+        stats.dns = crate::record::sorted(&self.names.counters);
         stats
             .dns
             .insert("pdns_entries", self.names.entries() as u64);

@@ -115,7 +115,7 @@ pub struct Names {
     /// DoH flows waiting for their flow record (a `tls` record comes first).
     doh_pending: hashbrown::HashSet<crate::record::FlowId>,
     /// `stats.dns`: answers learnt, flows named, what the caps refused.
-    pub counters: BTreeMap<&'static str, u64>,
+    pub counters: crate::record::Counts,
     /// Encrypted-DNS flows by service (`dot`, `doh`, `doq`).
     pub encrypted: BTreeMap<&'static str, u64>,
 }
@@ -134,7 +134,7 @@ impl Names {
             max_entries,
             swept: None,
             doh_pending: hashbrown::HashSet::new(),
-            counters: BTreeMap::new(),
+            counters: Default::default(),
             encrypted: BTreeMap::new(),
         }
     }
@@ -276,7 +276,8 @@ impl Names {
 /// A well-known DoH resolver's address. The list is parsed once: this runs
 /// for every flow and TLS record on the correlator's one thread.
 fn doh_address(ip: IpAddr) -> bool {
-    static PARSED: std::sync::OnceLock<Vec<IpAddr>> = std::sync::OnceLock::new();
+    type Set = hashbrown::HashSet<IpAddr, foldhash::fast::FixedState>;
+    static PARSED: std::sync::OnceLock<Set> = std::sync::OnceLock::new();
     PARSED
         .get_or_init(|| {
             DOH_ADDRESSES

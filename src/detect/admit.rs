@@ -161,15 +161,48 @@ impl Admission {
     /// Moves the sessions with `k` below `horizon` to `out`, in order
     /// (`Timestamp(u64::MAX)`: all of them).
     pub fn release(&mut self, horizon: Timestamp, out: &mut Vec<Session>) {
-        while let Some(Reverse(((k, _, _), _))) = self.heap.peek() {
-            if *k >= horizon && horizon != Timestamp(u64::MAX) {
-                break;
-            }
-            match self.pop() {
-                Some((_, s)) => out.push(s),
-                None => break,
-            }
+        while let Some(s) = self.pop_before(horizon) {
+            out.push(s);
         }
+        self.passed(horizon);
+    }
+
+    /// The first held session when its `k` is below `horizon`
+    /// (`Timestamp(u64::MAX)`: any); [`Admission::passed`] follows the last.
+    pub fn pop_before(&mut self, horizon: Timestamp) -> Option<Session> {
+        let slot = self.first_before(horizon)?;
+        let s = self.slots.get_mut(slot as usize)?.take();
+        self.free.push(slot);
+        s
+    }
+
+    /// The slot of the first held session when its `k` is below `horizon`,
+    /// out of the order: the session stays in its slot, to be read there
+    /// ([`Admission::session`]) until [`Admission::done`].
+    pub fn first_before(&mut self, horizon: Timestamp) -> Option<u32> {
+        let Reverse(((k, _, _), slot)) = self.heap.peek()?;
+        if *k >= horizon && horizon != Timestamp(u64::MAX) {
+            return None;
+        }
+        let slot = *slot;
+        self.heap.pop();
+        Some(slot)
+    }
+
+    pub fn session(&self, slot: u32) -> Option<&Session> {
+        self.slots.get(slot as usize)?.as_ref()
+    }
+
+    /// Drops the session of `slot` where it is, and frees the slot.
+    pub fn done(&mut self, slot: u32) {
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            *s = None;
+            self.free.push(slot);
+        }
+    }
+
+    /// Every session below `horizon` has been released.
+    pub fn passed(&mut self, horizon: Timestamp) {
         self.floor = self.floor.max(horizon);
     }
 }

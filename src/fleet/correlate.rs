@@ -494,7 +494,7 @@ async fn consume(cfg: &Config, o: &Options) -> Result<BTreeMap<&'static str, u64
     let mut stats = crate::record::StatsRecord {
         kind: "stats",
         ts: crate::time::Timestamp(st.released.min(st.max_ts)),
-        detections: st.detector.counters.clone(),
+        detections: crate::record::sorted(&st.detector.counters),
         ..Default::default()
     };
     st.count("names_refused", wire::names_refused());

@@ -274,7 +274,7 @@ fn run(
             Step::Learnt(keys) => d.learnt_keys = Some(keys),
             Step::Report(tx) => {
                 let _ = tx.send(Report {
-                    counters: d.counters.clone(),
+                    counters: crate::record::sorted(&d.counters),
                     ja4_apps_over_cap: d.apps.ja4_dropped,
                     detections: made,
                 });
