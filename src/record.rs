@@ -298,7 +298,8 @@ pub struct TlsRecord {
     pub dst_ip: IpAddr,
     pub dst_port: u16,
     pub proto: &'static str,
-    pub sni: Option<String>,
+    /// Shared with the session the detector gets (no copy per record).
+    pub sni: Option<std::sync::Arc<str>>,
     /// ALPN protocols offered, in order.
     pub alpn: Vec<String>,
     /// supported_versions offered (GREASE left out), by name.

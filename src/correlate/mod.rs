@@ -220,9 +220,12 @@ impl Correlator {
         if let Some(s) = self.names.encrypted_service(f) {
             f.service = Some(s);
         }
-        let mut name = None;
-        for asker in [self.asker(f.src_ip, f.ts), Asker::Ip(f.src_ip)] {
-            name = name.or_else(|| self.names.lookup(asker, f.dst_ip, f.ts));
+        // By the device that held the address then, else by the address
+        // (asked once when no device held it).
+        let by_device = self.asker(f.src_ip, f.ts);
+        let mut name = self.names.lookup(by_device, f.dst_ip, f.ts);
+        if name.is_none() && by_device != Asker::Ip(f.src_ip) {
+            name = self.names.lookup(Asker::Ip(f.src_ip), f.dst_ip, f.ts);
         }
         if let Some(n) = name {
             *self.names.counters.entry("flows_named").or_default() += 1;

@@ -123,7 +123,8 @@ pub struct Tuple {
 /// it to `correlate`, `fleet/wire.rs`).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TlsFacts {
-    pub sni: Option<String>,
+    /// Lower case, without a final dot: the record's own when it is so.
+    pub sni: Option<Arc<str>>,
     /// Host of the HTTP CONNECT that opened the tunnel (explicit proxy).
     pub connect_host: Option<String>,
     /// Shared with the `tls` record (no copy per session).
@@ -229,10 +230,13 @@ fn push_ip(k: &mut String, ip: IpAddr) {
 impl TlsFacts {
     pub fn new(t: &TlsRecord) -> TlsFacts {
         TlsFacts {
-            sni: t
-                .sni
-                .as_ref()
-                .map(|s| s.trim_end_matches('.').to_ascii_lowercase()),
+            sni: t.sni.as_ref().map(|s| {
+                if s.ends_with('.') || s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Arc::from(s.trim_end_matches('.').to_ascii_lowercase())
+                } else {
+                    Arc::clone(s)
+                }
+            }),
             connect_host: t.proxy_connect.as_ref().map(|c| {
                 let host = match c.rsplit_once(':') {
                     Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
@@ -455,7 +459,7 @@ pub struct Window {
     pub name: Option<String>,
     /// `sni`, `connect` or `dns`.
     pub name_source: Option<&'static str>,
-    pub sni: Option<String>,
+    pub sni: Option<Arc<str>>,
     pub dst: (IpAddr, u16),
     pub via_proxy: bool,
     pub ja4: Option<Arc<str>>,
@@ -1457,7 +1461,7 @@ pub(crate) mod tests {
             first_payload: [None, None],
             proxy: None,
             tls: tls.map(|outcome| TlsFacts {
-                sni: Some(format!("{ip}.example")),
+                sni: Some(format!("{ip}.example").into()),
                 connect_host: None,
                 ja4: Some("t13d".into()),
                 ja3s: None,

@@ -645,7 +645,7 @@ pub fn evaluate(d: &mut Detector, w: Window, closing: bool) -> Option<DetectionR
         destination: Destination {
             name,
             name_source: w.name_source,
-            sni: w.sni,
+            sni: w.sni.as_deref().map(str::to_string),
             ip: dst.0,
             port: dst.1,
             via_proxy: w.via_proxy && dst == w.dst,

@@ -75,7 +75,7 @@ pub fn record(
         dst_ip: k.dst.to_ip(),
         dst_port: k.dport,
         proto: "tcp",
-        sni: ch.and_then(|c| c.sni.clone()),
+        sni: ch.and_then(|c| c.sni.as_deref()).map(std::sync::Arc::from),
         alpn: ch.map(|c| c.alpn.clone()).unwrap_or_default(),
         client_versions: ch
             .map(|c| {
