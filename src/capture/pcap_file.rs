@@ -825,7 +825,8 @@ struct Walk {
     /// bytes before finish the record the last block left unfinished).
     first: usize,
     /// The block's whole records, offsets from the buffer's start; when
-    /// `first > 0`, `frames[0]` is a placeholder for the unfinished record.
+    /// `first > 0` and the block is not the file's first, `frames[0]` is a
+    /// placeholder for the unfinished record.
     frames: Vec<FrameRef>,
     /// Where the first record that is not whole begins, from the buffer's start.
     end: usize,
