@@ -158,27 +158,10 @@ impl Admission {
         }
     }
 
-    /// Moves the sessions with `k` below `horizon` to `out`, in order
-    /// (`Timestamp(u64::MAX)`: all of them).
-    pub fn release(&mut self, horizon: Timestamp, out: &mut Vec<Session>) {
-        while let Some(s) = self.pop_before(horizon) {
-            out.push(s);
-        }
-        self.passed(horizon);
-    }
-
-    /// The first held session when its `k` is below `horizon`
-    /// (`Timestamp(u64::MAX)`: any); [`Admission::passed`] follows the last.
-    pub fn pop_before(&mut self, horizon: Timestamp) -> Option<Session> {
-        let slot = self.first_before(horizon)?;
-        let s = self.slots.get_mut(slot as usize)?.take();
-        self.free.push(slot);
-        s
-    }
-
-    /// The slot of the first held session when its `k` is below `horizon`,
-    /// out of the order: the session stays in its slot, to be read there
-    /// ([`Admission::session`]) until [`Admission::done`].
+    /// The slot of the first held session when its `k` is below `horizon`
+    /// (`Timestamp(u64::MAX)`: any), out of the order: the session stays in
+    /// its slot, to be read there ([`Admission::session`]) until
+    /// [`Admission::done`]; [`Admission::passed`] follows the last.
     pub fn first_before(&mut self, horizon: Timestamp) -> Option<u32> {
         let Reverse(((k, _, _), slot)) = self.heap.peek()?;
         if *k >= horizon && horizon != Timestamp(u64::MAX) {
@@ -253,18 +236,23 @@ mod tests {
         let mut now = Vec::new();
         a.hold(&mut v, &mut now);
         assert!(now.is_empty() && v.is_empty());
+        // As `Detector::release` takes them: read in their slots.
+        let release = |a: &mut Admission, horizon: Timestamp, out: &mut Vec<u64>| {
+            while let Some(slot) = a.first_before(horizon) {
+                out.push(a.session(slot).expect("a held session").flow_id.0);
+                a.done(slot);
+            }
+            a.passed(horizon);
+        };
         let mut out = Vec::new();
-        a.release(Timestamp(5 * S), &mut out);
-        assert_eq!(out.iter().map(|s| s.flow_id.0).collect::<Vec<_>>(), [9]);
-        a.release(Timestamp(6 * S), &mut out);
-        assert_eq!(
-            out.iter().map(|s| s.flow_id.0).collect::<Vec<_>>(),
-            [9, 1, 2]
-        );
+        release(&mut a, Timestamp(5 * S), &mut out);
+        assert_eq!(out, [9]);
+        release(&mut a, Timestamp(6 * S), &mut out);
+        assert_eq!(out, [9, 1, 2]);
         // Below the floor: enters at once, counted.
         a.hold(&mut vec![session(4, 7)], &mut now);
         assert_eq!((now.len(), a.late, a.len()), (1, 1, 1));
-        a.release(Timestamp(u64::MAX), &mut out);
+        release(&mut a, Timestamp(u64::MAX), &mut out);
         assert_eq!(out.len(), 4);
         assert!(a.is_empty());
     }

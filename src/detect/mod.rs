@@ -319,14 +319,8 @@ impl Session {
         t.sni.as_deref().or(t.connect_host.as_deref())
     }
 
-    /// How detections name the device: its MAC, else its address.
-    pub fn device_key(&self) -> String {
-        let mut k = String::with_capacity(48);
-        self.push_device_key(&mut k);
-        k
-    }
-
-    /// Appends [`Session::device_key`] to `k`.
+    /// Appends how detections name the device (its MAC, else its
+    /// address) to `k`.
     fn push_device_key(&self, k: &mut String) {
         match self.device.info.as_ref().and_then(|i| i.mac) {
             Some(m) => m.push_to(k),
@@ -337,9 +331,9 @@ impl Session {
         }
     }
 
-    /// The destination's key: the name, else `ip:port`.
-    pub fn dest_key(&self) -> String {
-        destination_key(self.name(), self.tuple.dst_ip, self.tuple.dst_port)
+    /// Appends the destination's key ([`destination_key`] of its name) to `k`.
+    fn push_dest_key(&self, k: &mut String) {
+        push_destination_key(k, self.name(), self.tuple.dst_ip, self.tuple.dst_port);
     }
 
     pub fn duration(&self) -> Nanos {
@@ -636,7 +630,6 @@ fn note_change(changes: &mut Option<HashSet<(bool, String)>>, tls13: bool, ja3s:
     }
 }
 
-/// A window key: its parts joined by spaces.
 /// A window's key, its parts joined by spaces, written into `k`.
 fn key_of(k: &mut String, parts: &[&str]) {
     k.clear();
@@ -1030,7 +1023,7 @@ impl Detector {
         dev.clear();
         dest.clear();
         s.push_device_key(&mut dev);
-        push_destination_key(&mut dest, s.name(), s.tuple.dst_ip, s.tuple.dst_port);
+        s.push_dest_key(&mut dest);
         self.add_keyed(s, &dev, &dest);
         (self.dev_key, self.dest_key) = (dev, dest);
     }
