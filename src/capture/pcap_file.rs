@@ -578,12 +578,15 @@ impl CaptureReader {
             buf[LOAD_ROOM - c..LOAD_ROOM].copy_from_slice(&self.carry);
             return Ok((buf, LOAD_ROOM - c, LOAD_ROOM + len, walk));
         }
+        // The loaders' cuts are not used here: their lists go back.
         let mut joined = Vec::with_capacity(2 * c + self.chunk_size);
         joined.extend_from_slice(&self.carry);
         joined.extend_from_slice(&buf[LOAD_ROOM..LOAD_ROOM + len]);
         pool.recycle(buf);
+        pool.recycle_walk(walk);
         while joined.len() < 2 * c && !self.eof {
-            let (more, len, _) = pool.next()?;
+            let (more, len, walk) = pool.next()?;
+            pool.recycle_walk(walk);
             taken.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
             if len < self.chunk_size {
                 self.eof = true;
@@ -700,12 +703,7 @@ impl CaptureReader {
                             }
                         };
                     }
-                    let b = [h[4], h[5], h[6], h[7]];
-                    let block_len = if *be {
-                        u32::from_be_bytes(b)
-                    } else {
-                        u32::from_le_bytes(b)
-                    } as usize;
+                    let block_len = read_u32([h[4], h[5], h[6], h[7]], *be) as usize;
                     if !(12..=MAX_RECORD_LEN).contains(&block_len) || !block_len.is_multiple_of(4) {
                         return Err(CaptureError::Corrupt {
                             offset: base_offset + pos as u64,
@@ -1027,6 +1025,13 @@ impl Loaders {
     fn recycle(&mut self, buf: Vec<u8>) {
         let _ = self.free.try_send(buf);
     }
+
+    /// A cut the reader did not take: its frame list back to the loaders.
+    fn recycle_walk(&mut self, walk: Option<Walk>) {
+        if let Some(w) = walk {
+            let _ = self.free_frames.try_send(w.frames);
+        }
+    }
 }
 
 impl Drop for Loaders {
@@ -1078,12 +1083,7 @@ struct PcapFormat {
 fn pcap_format(head: &[u8]) -> Option<PcapFormat> {
     let h: &[u8; 24] = head.get(..24)?.try_into().ok()?;
     let (be, units_per_sec) = pcap_magic(&[h[0], h[1], h[2], h[3]])?;
-    let network = [h[20], h[21], h[22], h[23]];
-    let network = if be {
-        u32::from_be_bytes(network)
-    } else {
-        u32::from_le_bytes(network)
-    };
+    let network = read_u32([h[20], h[21], h[22], h[23]], be);
     Some(PcapFormat {
         be,
         units_per_sec,
@@ -1092,14 +1092,18 @@ fn pcap_format(head: &[u8]) -> Option<PcapFormat> {
     })
 }
 
-/// The captured length in a pcap record header.
-fn pcap_caplen(h: &[u8; 16], be: bool) -> usize {
-    let b = [h[8], h[9], h[10], h[11]];
-    (if be {
+/// A field of a capture written in the byte order its header states.
+fn read_u32(b: [u8; 4], be: bool) -> u32 {
+    if be {
         u32::from_be_bytes(b)
     } else {
         u32::from_le_bytes(b)
-    }) as usize
+    }
+}
+
+/// The captured length in a pcap record header.
+fn pcap_caplen(h: &[u8; 16], be: bool) -> usize {
+    read_u32([h[8], h[9], h[10], h[11]], be) as usize
 }
 
 /// Walks the pcap records of `buf` from `pos`: each whole record becomes a
